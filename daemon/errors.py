@@ -1,0 +1,28 @@
+"""The daemon's error base classes: each carries the HTTP status the API answers with.
+
+Specific errors live next to the code that raises them and subclass one of these
+(and a standard exception where that helps callers), so `app.py` can turn any of
+them into `{"error": "..."}` without matching on strings.
+"""
+
+
+class R1Error(Exception):
+    """An error whose message is meant for the user: it says what was wrong and what to do."""
+
+    status: int = 500
+
+
+class BadRequest(R1Error):
+    status = 400
+
+
+class NotFound(R1Error):
+    status = 404
+
+
+class Conflict(R1Error):
+    status = 409
+
+
+class InsufficientStorage(R1Error):
+    status = 507
