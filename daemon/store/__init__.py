@@ -1,0 +1,23 @@
+"""The content-addressed model store (see store.py for the layout)."""
+
+from .blobs import Ingested, InvalidDigestError, parse_digest
+from .index import ModelRecord
+from .manifest import FileEntry, Manifest
+from .names import InvalidNameError, ModelName, parse_name
+from .store import MissingBlobError, ModelNotFoundError, ReconcileReport, Store
+
+__all__ = [
+    "FileEntry",
+    "Ingested",
+    "InvalidDigestError",
+    "InvalidNameError",
+    "Manifest",
+    "MissingBlobError",
+    "ModelName",
+    "ModelNotFoundError",
+    "ModelRecord",
+    "ReconcileReport",
+    "Store",
+    "parse_digest",
+    "parse_name",
+]

@@ -1,0 +1,111 @@
+"""HTTP plumbing shared by the routes: JSON bodies, field checks, errors, NDJSON streams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import BadRequest, R1Error
+from .context import TASKS
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes {"error": "..."} with a fitting status; never a traceback."""
+    try:
+        return await handler(request)
+    except R1Error as exc:
+        return error_response(exc.status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = {404: f"no such endpoint: {request.method} {request.path}",
+                  405: f"method {request.method} is not allowed on {request.path}"}
+        return error_response(exc.status, reason.get(exc.status, exc.reason))
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unexpected error in %s %s", request.method, request.path)
+        return error_response(500, "internal error in the r1 daemon; its log has the details")
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The request body as a JSON object; an empty body is an empty object, as in Ollama."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"invalid JSON in request body: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadRequest(f"request body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def get_str(body: dict[str, Any], *keys: str, required: bool = True) -> str | None:
+    """The first of `keys` present (Ollama accepts both "model" and the older "name")."""
+    for key in keys:
+        if body.get(key) is not None:
+            value = body[key]
+            if not isinstance(value, str):
+                raise BadRequest(f"field '{key}' must be a string, not {type(value).__name__}")
+            return value
+    if required:
+        raise BadRequest(f"field '{keys[0]}' is required")
+    return None
+
+
+def get_bool(body: dict[str, Any], key: str, default: bool) -> bool:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise BadRequest(f"field '{key}' must be true or false, not {json.dumps(value)}")
+    return value
+
+
+def start_owned_task(app: web.Application, coro: Awaitable[Any]) -> asyncio.Task:
+    """Run work that must finish even if the client that asked for it goes away."""
+    task = asyncio.ensure_future(coro)
+    app[TASKS].add(task)
+    task.add_done_callback(app[TASKS].discard)
+    return task
+
+
+async def stream_ndjson(request: web.Request, events: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
+    """Ollama-style progress: one JSON object per line.
+
+    The first event is awaited before the response starts, so an early failure still gets
+    its own status code; after the first byte, errors go in-band as a final {"error"} line.
+    """
+    first = await anext(events, None)
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    try:
+        if first is not None:
+            await response.write(json.dumps(first).encode() + b"\n")
+            async for event in events:
+                await response.write(json.dumps(event).encode() + b"\n")
+    except R1Error as exc:
+        await response.write(json.dumps({"error": str(exc)}).encode() + b"\n")
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unexpected error while streaming %s %s", request.method, request.path)
+        await response.write(json.dumps({"error": "internal error in the r1 daemon; its log has the details"}).encode() + b"\n")
+    await response.write_eof()
+    return response

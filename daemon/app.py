@@ -1,0 +1,33 @@
+"""The aiohttp application: routes, error handling, and the services they share."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from .api import ollama
+from .api.context import SETTINGS, STORE, TASKS
+from .api.http import errors_middleware
+from .config import Settings
+from .store import Store
+
+
+async def _owned_tasks(app: web.Application) -> AsyncIterator[None]:
+    app[TASKS] = set()
+    yield
+    tasks = list(app[TASKS])
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def create_app(settings: Settings, store: Store) -> web.Application:
+    """An app over an opened store; the caller owns the store's lifetime."""
+    app = web.Application(middlewares=[errors_middleware])
+    app[SETTINGS] = settings
+    app[STORE] = store
+    app.cleanup_ctx.append(_owned_tasks)
+    app.add_routes(ollama.routes)
+    return app

@@ -1,0 +1,88 @@
+"""`r1 import`: bring a local GGUF file (all shards of a split one) or an MLX folder into the store."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import BadRequest
+from .metadata import model_files, read_metadata
+from .store import FileEntry, Manifest, MissingBlobError, ModelRecord, Store, parse_name
+
+log = logging.getLogger(__name__)
+
+# Progress events, in the shape of Ollama's pull/create progress.
+Event = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    record: ModelRecord
+    how: dict[str, str]  # file path -> "linked", "reflinked", "copied" or "stored"
+
+    def event(self) -> Event:
+        return {
+            "status": "success",
+            "model": self.record.name,
+            "digest": self.record.manifest_id,
+            "size": self.record.manifest.size,
+            "files": [{"path": path, "how": how} for path, how in self.how.items()],
+        }
+
+
+def check_source(path_text: str) -> Path:
+    path = Path(path_text)
+    if not path.is_absolute():
+        raise BadRequest(f"import path must be absolute, got {path_text!r}")
+    if not path.exists():
+        raise BadRequest(f"no such file or folder: {path}")
+    return path
+
+
+def import_model(
+    store: Store, path_text: str, name: str, *, link: bool = True, emit: Callable[[Event], None] = lambda e: None
+) -> ImportResult:
+    """Hash the files into blobs (linking where possible), read their metadata, record the model."""
+    model = parse_name(name)
+    path = check_source(path_text)
+    fmt, files = model_files(path)
+    metadata = read_metadata(fmt, files).to_dict()
+    root = path if path.is_dir() else path.parent
+    try:
+        entries, how = _ingest_all(store, root, files, link, emit)
+        emit({"status": "writing manifest"})
+        record = store.add(model, Manifest(fmt, tuple(entries), metadata))
+    except MissingBlobError:
+        # A concurrent `rm` took a shared blob between hashing and recording: bring it back once.
+        entries, how = _ingest_all(store, root, files, link, emit)
+        record = store.add(model, Manifest(fmt, tuple(entries), metadata))
+    except PermissionError as exc:
+        raise BadRequest(f"the r1 daemon cannot read {exc.filename}: permission denied") from exc
+    log.info("imported %s from %s (%s)", record.name, path, ", ".join(sorted(set(how.values()))))
+    return ImportResult(record, how)
+
+
+def _ingest_all(
+    store: Store, root: Path, files: list[Path], link: bool, emit: Callable[[Event], None]
+) -> tuple[list[FileEntry], dict[str, str]]:
+    entries: list[FileEntry] = []
+    how: dict[str, str] = {}
+    for file in files:
+        relative = file.relative_to(root).as_posix()
+        total = file.stat().st_size
+        done = 0
+        emit({"status": f"importing {relative}", "total": total, "completed": 0})
+
+        def progress(n: int, relative: str = relative, total: int = total) -> None:
+            nonlocal done
+            done += n
+            emit({"status": f"importing {relative}", "total": total, "completed": done})
+
+        ingested = store.ingest(file, link=link, progress=progress)
+        emit({"status": f"importing {relative}", "digest": ingested.digest, "total": total, "completed": total})
+        entries.append(FileEntry(relative, ingested.digest, ingested.size))
+        how[relative] = ingested.how
+    return entries, how

@@ -1,0 +1,213 @@
+"""Content-addressed blob files: blobs/sha256-<hex>, immutable and read-only.
+
+This module does file work only (no index): bringing bytes in through partial/,
+verifying their sha256, making them durable, and removing them. It is safe to call
+from several threads; a blob's final rename is atomic, so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BadRequest, InsufficientStorage
+
+CHUNK = 4 * 1024 * 1024
+IMPORT_PREFIX = "import-"  # partial files of imports; a restart can never resume them
+_DIGEST = re.compile(r"sha256[:-]([0-9a-fA-F]{64})")
+_FICLONE = 0x40049409  # Linux ioctl: copy-on-write clone (btrfs, XFS, bcachefs)
+
+Progress = Callable[[int], None]
+
+
+class InvalidDigestError(BadRequest, ValueError):
+    pass
+
+
+class ImportChangedError(BadRequest):
+    """The source file changed while it was being imported."""
+
+
+def parse_digest(text: str) -> str:
+    """Canonical 'sha256:<hex>' from 'sha256:<hex>' or 'sha256-<hex>'; anything else is refused."""
+    match = _DIGEST.fullmatch(text or "")
+    if not match:
+        raise InvalidDigestError(f"invalid digest {text!r}: expected sha256:<64 hex digits>")
+    return "sha256:" + match.group(1).lower()
+
+
+def hash_file(path: Path, progress: Progress | None = None) -> tuple[str, int]:
+    """The sha256 digest and size of a file, reading it once."""
+    sha = hashlib.sha256()
+    size = 0
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    with open(path, "rb") as src:
+        while n := src.readinto(buffer):
+            sha.update(view[:n])
+            size += n
+            if progress:
+                progress(n)
+    return "sha256:" + sha.hexdigest(), size
+
+
+def _copy_hashing(src: Path, dst: Path, progress: Progress | None) -> tuple[str, int]:
+    sha = hashlib.sha256()
+    size = 0
+    buffer = bytearray(CHUNK)
+    view = memoryview(buffer)
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        while n := fin.readinto(buffer):
+            sha.update(view[:n])
+            fout.write(view[:n])
+            size += n
+            if progress:
+                progress(n)
+    return "sha256:" + sha.hexdigest(), size
+
+
+def _reflink(src: Path, dst: Path) -> bool:
+    """A copy-on-write clone: a copy that costs no space and shares nothing mutable."""
+    try:
+        with open(src, "rb") as fin, open(dst, "xb") as fout:
+            fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
+        return True
+    except OSError:
+        dst.unlink(missing_ok=True)
+        return False
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Ingested:
+    digest: str
+    size: int
+    how: str  # "stored" (already there), "reflinked", "linked" or "copied"
+
+
+class BlobStore:
+    def __init__(self, root: Path) -> None:
+        self.dir = root / "blobs"
+        self.partial = root / "partial"
+
+    def create_dirs(self) -> None:
+        for path in (self.dir, self.partial):
+            path.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        return self.dir / parse_digest(digest).replace(":", "-")
+
+    def has(self, digest: str, size: int | None = None) -> bool:
+        try:
+            stat = self.path(digest).stat()
+        except FileNotFoundError:
+            return False
+        return size is None or stat.st_size == size
+
+    def on_disk(self) -> tuple[dict[str, int], list[Path]]:
+        """Blob files present ({digest: size}) and files in blobs/ that are not blobs."""
+        blobs: dict[str, int] = {}
+        strays: list[Path] = []
+        for entry in os.scandir(self.dir):
+            match = _DIGEST.fullmatch(entry.name)
+            if match and entry.is_file(follow_symlinks=False) and entry.name == entry.name.lower():
+                blobs["sha256:" + match.group(1)] = entry.stat().st_size
+            else:
+                strays.append(Path(entry.path))
+        return blobs, strays
+
+    def new_partial(self, prefix: str) -> Path:
+        return self.partial / f"{prefix}{uuid.uuid4().hex}"
+
+    def ingest(self, src: Path, *, link: bool = True, progress: Progress | None = None) -> Ingested:
+        """Bring a local file into blobs/: a reflink or hard link where the file system allows, else a copy.
+
+        The digest is computed from the bytes that end up in the store; a hard link
+        makes the original read-only too, since the two names share one file.
+        """
+        tmp = self.new_partial(IMPORT_PREFIX)
+        try:
+            if link and _reflink(src, tmp):
+                how = "reflinked"
+            elif link and self._hard_link(src, tmp):
+                how = "linked"
+            else:
+                return self._ingest_copy(src, tmp, progress)
+            digest, size = hash_file(tmp, progress)
+            if self.has(digest, size):
+                return Ingested(digest, size, "stored")
+            self.commit(tmp, digest)
+            return Ingested(digest, size, how)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    @staticmethod
+    def _hard_link(src: Path, tmp: Path) -> bool:
+        # Only our own files: commit() makes the blob read-only, which needs ownership.
+        if os.stat(src).st_uid != os.geteuid():
+            return False
+        try:
+            os.link(src, tmp)
+            return True
+        except OSError:
+            return False
+
+    def _ingest_copy(self, src: Path, tmp: Path, progress: Progress | None) -> Ingested:
+        # Hash first so a file already in the store costs no write; then copy while hashing
+        # again, so what lands in the store is verified even if the source changes meanwhile.
+        digest, size = hash_file(src)
+        if self.has(digest, size):
+            return Ingested(digest, size, "stored")
+        self.check_space(size, src)
+        try:
+            copied, _ = _copy_hashing(src, tmp, progress)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                raise InsufficientStorage(
+                    f"no space left on the device holding {self.dir.parent} while importing {src}; "
+                    "free some space (r1 rm unused models) and try again"
+                ) from exc
+            raise
+        if copied != digest:
+            raise ImportChangedError(f"{src} changed while it was being imported; try again once it is stable")
+        self.commit(tmp, digest)
+        return Ingested(digest, size, "copied")
+
+    def check_space(self, needed: int, what: Path | str) -> None:
+        free = shutil.disk_usage(self.partial).free
+        if needed > free:
+            raise InsufficientStorage(
+                f"not enough space for {what}: it needs {needed:,} bytes and the device holding "
+                f"{self.dir.parent} has {free:,} free; free some space (r1 rm unused models) and try again"
+            )
+
+    def commit(self, tmp: Path, digest: str) -> Path:
+        """Make verified bytes durable and move them into blobs/ under their digest."""
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, 0o444)
+        final = self.path(digest)
+        os.replace(tmp, final)
+        _fsync_dir(self.dir)
+        return final
+
+    def remove(self, digest: str) -> None:
+        self.path(digest).unlink(missing_ok=True)

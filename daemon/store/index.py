@@ -1,0 +1,195 @@
+"""The SQLite index: names -> manifests -> files -> blobs, with versioned migrations.
+
+The index is the store's source of truth: a blob counts as stored once it is recorded
+here, and garbage collection decides from here what goes. Not thread-safe by itself;
+`Store` serializes access with a lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils import Migrations
+
+from .manifest import FileEntry, Manifest
+
+migrations = Migrations("r1")
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.execute(
+        """CREATE TABLE blobs (
+            digest TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE manifests (
+            id TEXT PRIMARY KEY,
+            format TEXT NOT NULL,
+            metadata TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE manifest_files (
+            manifest_id TEXT NOT NULL REFERENCES manifests(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,
+            digest TEXT NOT NULL REFERENCES blobs(digest),
+            size INTEGER NOT NULL,
+            position INTEGER NOT NULL,
+            PRIMARY KEY (manifest_id, path)
+        )"""
+    )
+    db.execute("CREATE INDEX manifest_files_digest ON manifest_files(digest)")
+    db.execute(
+        """CREATE TABLE models (
+            key TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            manifest_id TEXT NOT NULL REFERENCES manifests(id),
+            created_at TEXT NOT NULL,
+            modified_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX models_manifest ON models(manifest_id)")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    name: str
+    manifest_id: str
+    manifest: Manifest
+    created_at: str
+    modified_at: str
+
+
+@dataclass(frozen=True)
+class Collected:
+    """What a garbage collection dropped from the index; the caller removes the files."""
+
+    manifests: list[str]
+    blobs: list[str]
+
+
+class Index:
+    def __init__(self, path: Path) -> None:
+        # One connection, used under Store's lock from whichever thread holds it.
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self.db = sqlite_utils.Database(conn)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")  # a recorded blob must survive power loss
+        self.db.execute("PRAGMA foreign_keys=ON")
+        migrations.apply(self.db)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # reads
+
+    def get_model(self, key: str) -> ModelRecord | None:
+        row = self.db.execute(
+            "SELECT name, manifest_id, created_at, modified_at FROM models WHERE key = ?", [key]
+        ).fetchone()
+        return self._record(*row) if row else None
+
+    def list_models(self) -> list[ModelRecord]:
+        rows = self.db.execute(
+            "SELECT name, manifest_id, created_at, modified_at FROM models ORDER BY modified_at DESC, name"
+        ).fetchall()
+        return [self._record(*row) for row in rows]
+
+    def manifest(self, manifest_id: str) -> Manifest | None:
+        row = self.db.execute("SELECT format, metadata FROM manifests WHERE id = ?", [manifest_id]).fetchone()
+        if row is None:
+            return None
+        files = tuple(
+            FileEntry(path, digest, size)
+            for path, digest, size in self.db.execute(
+                "SELECT path, digest, size FROM manifest_files WHERE manifest_id = ? ORDER BY position",
+                [manifest_id],
+            )
+        )
+        return Manifest(format=row[0], files=files, metadata=json.loads(row[1]))
+
+    def _record(self, name: str, manifest_id: str, created_at: str, modified_at: str) -> ModelRecord:
+        manifest = self.manifest(manifest_id)
+        assert manifest is not None, "foreign key guarantees the manifest"
+        return ModelRecord(name, manifest_id, manifest, created_at, modified_at)
+
+    def blobs(self) -> dict[str, int]:
+        return dict(self.db.execute("SELECT digest, size FROM blobs").fetchall())
+
+    def manifest_ids(self) -> list[str]:
+        return [row[0] for row in self.db.execute("SELECT id FROM manifests")]
+
+    def models_using_blob(self, digest: str) -> list[str]:
+        return [
+            row[0]
+            for row in self.db.execute(
+                "SELECT DISTINCT m.name FROM models m JOIN manifest_files f ON f.manifest_id = m.manifest_id "
+                "WHERE f.digest = ? ORDER BY m.name",
+                [digest],
+            )
+        ]
+
+    # writes: each is one transaction, garbage collection included
+
+    def put_model(self, key: str, name: str, manifest: Manifest) -> Collected:
+        """Point `name` at `manifest` (recording it and its blobs), replacing what the name had."""
+        stamp = now()
+        with self.db.atomic():
+            for f in manifest.files:
+                self.db.execute(
+                    "INSERT OR IGNORE INTO blobs (digest, size, created_at) VALUES (?, ?, ?)",
+                    [f.digest, f.size, stamp],
+                )
+            manifest_id = manifest.id
+            inserted = self.db.execute(
+                "INSERT OR IGNORE INTO manifests (id, format, metadata, created_at) VALUES (?, ?, ?, ?)",
+                [manifest_id, manifest.format, json.dumps(manifest.metadata, sort_keys=True), stamp],
+            ).rowcount
+            if inserted:
+                self.db.conn.executemany(
+                    "INSERT INTO manifest_files (manifest_id, path, digest, size, position) VALUES (?, ?, ?, ?, ?)",
+                    [(manifest_id, f.path, f.digest, f.size, i) for i, f in enumerate(manifest.files)],
+                )
+            self.db.execute(
+                "INSERT INTO models (key, name, manifest_id, created_at, modified_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET name = excluded.name, manifest_id = excluded.manifest_id, "
+                "modified_at = excluded.modified_at",
+                [key, name, manifest_id, stamp, stamp],
+            )
+            return self._collect()
+
+    def delete_model(self, key: str) -> Collected:
+        with self.db.atomic():
+            self.db.execute("DELETE FROM models WHERE key = ?", [key])
+            return self._collect()
+
+    def _collect(self) -> Collected:
+        manifests = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT id FROM manifests WHERE id NOT IN (SELECT manifest_id FROM models)"
+            )
+        ]
+        self.db.conn.executemany("DELETE FROM manifests WHERE id = ?", [(m,) for m in manifests])
+        blobs = [
+            row[0]
+            for row in self.db.execute(
+                "SELECT digest FROM blobs WHERE digest NOT IN (SELECT digest FROM manifest_files)"
+            )
+        ]
+        self.db.conn.executemany("DELETE FROM blobs WHERE digest = ?", [(b,) for b in blobs])
+        return Collected(manifests, blobs)

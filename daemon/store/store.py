@@ -1,0 +1,223 @@
+"""The model store: blobs on disk, the index in SQLite, and per-manifest snapshot folders.
+
+$R1_HOME/
+  r1.db                    the index (WAL)
+  blobs/sha256-<hex>       immutable, read-only file contents
+  partial/                 bytes on their way in; never read by backends
+  snapshots/<manifest>/    symlinks into blobs/ under the file names a backend expects
+
+Order of writes keeps a crash harmless: bytes become a blob (fsync + rename) before the
+index records them, and blob files are removed only after the index forgot them. What a
+crash leaves behind, `reconcile()` repairs at the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import Conflict, NotFound
+from .blobs import IMPORT_PREFIX, BlobStore, Ingested, Progress
+from .index import Collected, Index, ModelRecord
+from .manifest import Manifest
+from .names import ModelName, parse_name, safe_relpath
+
+log = logging.getLogger(__name__)
+
+
+class ModelNotFoundError(NotFound, LookupError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"model '{name}' not found; `r1 list` shows the models you have")
+
+
+class MissingBlobError(Conflict):
+    """A file the model needs left the store while it was being added (a concurrent rm)."""
+
+
+@dataclass
+class ReconcileReport:
+    actions: list[str] = field(default_factory=list)
+
+    def add(self, message: str) -> None:
+        log.warning("store repair: %s", message)
+        self.actions.append(message)
+
+
+def _as_name(name: str | ModelName) -> ModelName:
+    return name if isinstance(name, ModelName) else parse_name(name)
+
+
+class Store:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.blobs = BlobStore(home)
+        self.snapshots = home / "snapshots"
+        self._lock = threading.Lock()  # guards the index and the files whose fate it decides
+        self._index: Index | None = None
+
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            raise RuntimeError("Store.open() was not called")
+        return self._index
+
+    def open(self) -> ReconcileReport:
+        """Create the layout if needed, open the index (migrating it) and repair what a crash left."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.blobs.create_dirs()
+        self.snapshots.mkdir(exist_ok=True)
+        self._index = Index(self.home / "r1.db")
+        return self.reconcile()
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+    # reading
+
+    def get(self, name: str | ModelName) -> ModelRecord:
+        model = _as_name(name)
+        with self._lock:
+            record = self.index.get_model(model.key)
+        if record is None:
+            raise ModelNotFoundError(str(model))
+        return record
+
+    def list(self) -> list[ModelRecord]:
+        with self._lock:
+            return self.index.list_models()
+
+    def snapshot_path(self, manifest_id: str) -> Path:
+        return self.snapshots / manifest_id
+
+    def missing_files(self, manifest: Manifest) -> list[str]:
+        """Files of a model whose blobs are not on disk (a damaged store)."""
+        return [f.path for f in manifest.files if not self.blobs.has(f.digest, f.size)]
+
+    # writing
+
+    def ingest(self, path: Path, *, link: bool = True, progress: Progress | None = None) -> Ingested:
+        """Bring one local file's bytes in as a blob; no lock: hashing may take a while."""
+        return self.blobs.ingest(path, link=link, progress=progress)
+
+    def add(self, name: str | ModelName, manifest: Manifest) -> ModelRecord:
+        """Point a name at a manifest whose blobs are already in blobs/; replaces the name's old model."""
+        model = _as_name(name)
+        with self._lock:
+            missing = self.missing_files(manifest)
+            if missing:
+                raise MissingBlobError(f"files of {model} disappeared from the store while adding it: {', '.join(missing)}; try again")
+            self._build_snapshot(manifest)
+            self._drop_files(self.index.put_model(model.key, str(model), manifest))
+            record = self.index.get_model(model.key)
+        assert record is not None
+        return record
+
+    def copy(self, source: str | ModelName, destination: str | ModelName) -> ModelRecord:
+        src, dst = _as_name(source), _as_name(destination)
+        with self._lock:
+            record = self.index.get_model(src.key)
+            if record is None:
+                raise ModelNotFoundError(str(src))
+            self._drop_files(self.index.put_model(dst.key, str(dst), record.manifest))
+            copied = self.index.get_model(dst.key)
+        assert copied is not None
+        return copied
+
+    def remove(self, name: str | ModelName) -> ModelRecord:
+        """Forget a name; the manifest and blobs nothing else uses go with it."""
+        model = _as_name(name)
+        with self._lock:
+            record = self.index.get_model(model.key)
+            if record is None:
+                raise ModelNotFoundError(str(model))
+            self._drop_files(self.index.delete_model(model.key))
+        return record
+
+    def _drop_files(self, collected: Collected) -> None:
+        for manifest_id in collected.manifests:
+            shutil.rmtree(self.snapshot_path(manifest_id), ignore_errors=True)
+        for digest in collected.blobs:
+            self.blobs.remove(digest)
+
+    def _snapshot_links(self, manifest: Manifest) -> list[tuple[Path, str]]:
+        """(link, relative target) for each file: relative, so R1_HOME can move."""
+        root = self.snapshot_path(manifest.id)
+        links = []
+        for entry in manifest.files:
+            link = root / safe_relpath(entry.path)
+            links.append((link, os.path.relpath(self.blobs.path(entry.digest), link.parent)))
+        return links
+
+    def _build_snapshot(self, manifest: Manifest) -> None:
+        """Symlinks into blobs/ under the model's own file names (idempotent)."""
+        for link, target in self._snapshot_links(manifest):
+            if link.is_symlink() and os.readlink(link) == target:
+                continue
+            link.parent.mkdir(parents=True, exist_ok=True)
+            tmp = link.with_name(f".{link.name}.tmp")
+            tmp.unlink(missing_ok=True)
+            os.symlink(target, tmp)
+            os.replace(tmp, link)
+
+    # repair
+
+    def reconcile(self) -> ReconcileReport:
+        """Make disk and index agree; each repair is logged and returned."""
+        report = ReconcileReport()
+        with self._lock:
+            self._clear_stale_partials(report)
+            self._reconcile_blobs(report)
+            self._reconcile_snapshots(report)
+        return report
+
+    def _clear_stale_partials(self, report: ReconcileReport) -> None:
+        for path in self.blobs.partial.glob(f"{IMPORT_PREFIX}*"):
+            path.unlink(missing_ok=True)
+            report.add(f"removed an interrupted import's partial file {path.name}")
+
+    def _reconcile_blobs(self, report: ReconcileReport) -> None:
+        recorded = self.index.blobs()
+        present, strays = self.blobs.on_disk()
+        for digest, size in present.items():
+            if digest not in recorded:
+                self.blobs.remove(digest)
+                report.add(f"removed orphan blob {digest} ({size:,} bytes) that no model records")
+            elif size != recorded[digest]:
+                self.blobs.remove(digest)
+                self._report_missing(report, digest, f"had {size:,} bytes instead of {recorded[digest]:,}; removed it")
+        for digest in recorded.keys() - present.keys():
+            self._report_missing(report, digest, "is missing")
+        for stray in strays:
+            report.add(f"found {stray.name} in blobs/, which is not a blob; left it alone")
+
+    def _report_missing(self, report: ReconcileReport, digest: str, what: str) -> None:
+        models = self.index.models_using_blob(digest)
+        report.add(
+            f"blob {digest} {what}; models that need it ({', '.join(models) or 'none'}) "
+            "must be imported or pulled again"
+        )
+
+    def _reconcile_snapshots(self, report: ReconcileReport) -> None:
+        manifests = set(self.index.manifest_ids())
+        for entry in self.snapshots.iterdir():
+            if entry.name not in manifests:
+                shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
+                report.add(f"removed snapshot {entry.name} of a model no longer in the store")
+        for manifest_id in manifests:
+            manifest = self.index.manifest(manifest_id)
+            assert manifest is not None
+            if not self._snapshot_complete(manifest):
+                self._build_snapshot(manifest)
+                report.add(f"rebuilt snapshot {manifest_id[:12]}")
+
+    def _snapshot_complete(self, manifest: Manifest) -> bool:
+        return all(
+            link.is_symlink() and os.readlink(link) == target for link, target in self._snapshot_links(manifest)
+        )
+

@@ -1,0 +1,244 @@
+"""The store on a temp dir: blobs, manifests, names, garbage collection, crash repair."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from r1.daemon.errors import InsufficientStorage
+from r1.daemon.store import FileEntry, Manifest, ModelNotFoundError, Store, parse_digest
+from r1.daemon.store.blobs import BlobStore, InvalidDigestError
+from r1.daemon.store.index import migrations
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(tmp_path / "home")
+    assert s.open().actions == []
+    yield s
+    s.close()
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def add_file_model(store: Store, name: str, path: Path, link: bool = True) -> Manifest:
+    ingested = store.ingest(path, link=link)
+    manifest = Manifest("gguf", (FileEntry(path.name, ingested.digest, ingested.size),), {"quantization": "Q4_K_M"})
+    store.add(name, manifest)
+    return manifest
+
+
+def blob_files(store: Store) -> list[str]:
+    return sorted(p.name for p in store.blobs.dir.iterdir())
+
+
+def test_add_get_list_and_snapshot(store: Store, tmp_path: Path) -> None:
+    data = os.urandom(10_000)
+    source = write(tmp_path / "src" / "model.gguf", data)
+    manifest = add_file_model(store, "tiny:1", source)
+
+    record = store.get("TINY:1")
+    assert record.name == "tiny:1" and record.manifest == manifest and record.manifest_id == manifest.id
+    assert [r.name for r in store.list()] == ["tiny:1"]
+    blob = store.blobs.path(sha(data))
+    assert blob.read_bytes() == data
+    assert stat.S_IMODE(blob.stat().st_mode) == 0o444, "blobs are read-only"
+    link = store.snapshot_path(manifest.id) / "model.gguf"
+    assert link.is_symlink() and not os.path.isabs(os.readlink(link))
+    assert link.read_bytes() == data
+    assert link.resolve() == blob.resolve()
+
+
+def test_hard_link_shares_the_inode_and_copy_does_not(store: Store, tmp_path: Path) -> None:
+    linked = write(tmp_path / "a.gguf", b"linked bytes")
+    copied = write(tmp_path / "b.gguf", b"copied bytes")
+    assert store.ingest(linked).how in ("linked", "reflinked")
+    assert store.ingest(copied, link=False).how == "copied"
+    if store.blobs.path(sha(b"linked bytes")).stat().st_ino == linked.stat().st_ino:
+        assert stat.S_IMODE(linked.stat().st_mode) == 0o444, "a hard-linked original becomes read-only"
+    assert store.blobs.path(sha(b"copied bytes")).stat().st_ino != copied.stat().st_ino
+    assert copied.stat().st_mode & stat.S_IWUSR, "a copied original keeps its mode"
+
+
+def test_same_bytes_under_two_names_are_stored_once(store: Store, tmp_path: Path) -> None:
+    data = os.urandom(5000)
+    first = write(tmp_path / "one" / "m.gguf", data)
+    second = write(tmp_path / "two" / "m.gguf", data)
+    add_file_model(store, "first", first, link=False)
+    assert store.ingest(second, link=False).how == "stored"
+    add_file_model(store, "second", second, link=False)
+    assert blob_files(store) == [sha(data).replace(":", "-")]
+    assert store.get("first").manifest_id == store.get("second").manifest_id
+    assert len(list(store.snapshots.iterdir())) == 1
+
+
+def test_copy_shares_the_manifest(store: Store, tmp_path: Path) -> None:
+    add_file_model(store, "orig", write(tmp_path / "m.gguf", b"x" * 100))
+    copied = store.copy("orig", "hf.co/me/copy:v1")
+    assert copied.name == "hf.co/me/copy:v1"
+    assert copied.manifest_id == store.get("orig").manifest_id
+    with pytest.raises(ModelNotFoundError):
+        store.copy("missing", "other")
+
+
+def test_rm_collects_blobs_only_when_unreferenced(store: Store, tmp_path: Path) -> None:
+    shared, own = os.urandom(300), os.urandom(400)
+    add_file_model(store, "a", write(tmp_path / "a" / "m.gguf", shared))
+    add_file_model(store, "b", write(tmp_path / "b" / "m.gguf", shared))
+    add_file_model(store, "c", write(tmp_path / "c" / "m.gguf", own))
+    store.copy("c", "c2")
+
+    store.remove("a")
+    assert sha(shared).replace(":", "-") in blob_files(store), "b still needs the shared blob"
+    store.remove("b")
+    assert sha(shared).replace(":", "-") not in blob_files(store)
+    store.remove("c")
+    assert sha(own).replace(":", "-") in blob_files(store), "c2 still needs it"
+    manifest_id = store.get("c2").manifest_id
+    store.remove("c2")
+    assert blob_files(store) == []
+    assert not store.snapshot_path(manifest_id).exists()
+    assert store.index.blobs() == {} and store.index.manifest_ids() == []
+    with pytest.raises(ModelNotFoundError) as info:
+        store.remove("c2")
+    assert "not found" in str(info.value) and info.value.status == 404
+
+
+def test_renaming_to_a_taken_name_replaces_and_collects(store: Store, tmp_path: Path) -> None:
+    old, new = os.urandom(100), os.urandom(100)
+    add_file_model(store, "m", write(tmp_path / "old.gguf", old))
+    add_file_model(store, "m", write(tmp_path / "new.gguf", new))
+    assert blob_files(store) == [sha(new).replace(":", "-")]
+    assert [r.name for r in store.list()] == ["m:latest"]
+
+
+def test_add_refuses_a_manifest_whose_blob_is_gone(store: Store, tmp_path: Path) -> None:
+    data = b"gone"
+    entry = FileEntry("m.gguf", sha(data), len(data))
+    with pytest.raises(Exception) as info:
+        store.add("x", Manifest("gguf", (entry,)))
+    assert "disappeared" in str(info.value)
+    assert store.list() == []
+
+
+def test_manifest_paths_cannot_escape(store: Store) -> None:
+    with pytest.raises(ValueError):
+        FileEntry("../../etc/passwd", "sha256:" + "0" * 64, 1)
+    with pytest.raises(InvalidDigestError):
+        FileEntry("ok.gguf", "md5:abc", 1)
+
+
+def test_parse_digest_forms() -> None:
+    hexd = "AB" * 32
+    assert parse_digest("sha256:" + hexd) == "sha256:" + hexd.lower()
+    assert parse_digest("sha256-" + hexd) == "sha256:" + hexd.lower()
+    for bad in ("sha256:xyz", "sha256:" + "0" * 63, "../sha256:" + "0" * 64, ""):
+        with pytest.raises(InvalidDigestError):
+            parse_digest(bad)
+
+
+def test_not_enough_space_is_a_clear_error_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blobs = BlobStore(tmp_path / "home")
+    blobs.create_dirs()
+    source = write(tmp_path / "big.gguf", os.urandom(2048))
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10_000, 9_000, 1000))
+    with pytest.raises(InsufficientStorage) as info:
+        blobs.ingest(source, link=False)
+    assert "needs 2,048 bytes" in str(info.value) and "r1 rm" in str(info.value)
+    assert list(blobs.partial.iterdir()) == [] and list(blobs.dir.iterdir()) == []
+
+
+# Crash repair: the states a killed process leaves behind, then a fresh open().
+
+
+def test_reconcile_after_a_process_killed_between_blob_and_index(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    Store(home).open()
+    source = write(tmp_path / "m.gguf", os.urandom(4096))
+    # A real process dies right after the blob is durable and before the index records it.
+    script = textwrap.dedent(
+        f"""
+        import os
+        from pathlib import Path
+        from r1.daemon.store import Store
+        s = Store(Path({str(home)!r})); s.open()
+        s.ingest(Path({str(source)!r}), link=False)
+        (s.blobs.partial / "import-deadbeef").write_bytes(b"half a copy")
+        os._exit(9)
+        """
+    )
+    assert subprocess.run([sys.executable, "-c", script]).returncode == 9
+    store = Store(home)
+    report = store.open()
+    assert any("orphan blob" in a for a in report.actions)
+    assert any("interrupted import" in a for a in report.actions)
+    assert blob_files(store) == [] and list(store.blobs.partial.iterdir()) == []
+    assert store.open().actions == [], "a second start finds nothing to repair"
+
+
+def test_reconcile_reports_missing_and_damaged_blobs_and_fixes_snapshots(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    store = Store(home)
+    store.open()
+    a, b = os.urandom(100), os.urandom(200)
+    ma = add_file_model(store, "a", write(tmp_path / "a.gguf", a), link=False)
+    mb = add_file_model(store, "b", write(tmp_path / "b.gguf", b), link=False)
+    store.close()
+
+    store.blobs.path(sha(a)).unlink()  # lost
+    damaged = store.blobs.path(sha(b))
+    damaged.chmod(0o644)
+    damaged.write_bytes(b"short")  # truncated
+    (store.snapshot_path(mb.id) / "b.gguf").unlink()  # snapshot link lost
+    (store.snapshots / ("f" * 64)).mkdir()  # snapshot of nothing
+    write(store.blobs.dir / "notes.txt", b"stray")
+
+    report = store.open()
+    text = "\n".join(report.actions)
+    assert f"blob {sha(a)} is missing; models that need it (a:latest)" in text
+    assert f"blob {sha(b)} had 5 bytes instead of 200" in text
+    assert "removed snapshot " + "f" * 64 in text
+    assert f"rebuilt snapshot {mb.id[:12]}" in text
+    assert "notes.txt" in text
+    assert not damaged.exists()
+    assert (store.snapshot_path(mb.id) / "b.gguf").is_symlink()
+    # The names stay: re-importing the same bytes makes the models whole again.
+    assert store.missing_files(store.get("a").manifest) == ["a.gguf"]
+    add_file_model(store, "a", write(tmp_path / "again" / "a.gguf", a))
+    assert store.missing_files(store.get("a").manifest) == []
+    assert store.get("a").manifest_id == ma.id
+    store.close()
+
+
+def test_migrations_create_the_schema_once() -> None:
+    db = sqlite_utils.Database(memory=True)
+    migrations.apply(db)
+    migrations.apply(db)
+    assert set(db.table_names()) >= {"blobs", "manifests", "manifest_files", "models", "_sqlite_migrations"}
+    assert db["models"].columns_dict == {
+        "key": str, "name": str, "manifest_id": str, "created_at": str, "modified_at": str
+    }
+    assert [c.name for c in db["manifest_files"].columns] == ["manifest_id", "path", "digest", "size", "position"]
+    assert [m.name for m in migrations.applied(db)] == ["m001_initial"]
+    assert migrations.pending(db) == []
+
+
+def test_index_is_in_wal_mode(store: Store) -> None:
+    assert store.index.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
