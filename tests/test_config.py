@@ -1,0 +1,58 @@
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from r1.cli.main import cli
+from r1.daemon.config import MAX_SOCKET_PATH, SETTINGS, ConfigError, Settings
+
+
+def test_defaults_follow_xdg_on_linux(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sys, "platform", "linux")
+    env = {"HOME": "/home/ana", "XDG_DATA_HOME": "/data", "XDG_RUNTIME_DIR": str(tmp_path)}
+    settings = Settings.from_env(env)
+    assert settings.home == Path("/data/r1")
+    assert settings.socket == tmp_path / "r1.sock"
+    assert settings.log_level == "INFO" and settings.no_autostart is False
+    plain = Settings.from_env({"HOME": "/home/ana"})
+    assert plain.home == Path("/home/ana/.local/share/r1")
+    assert plain.socket == Path("/home/ana/.local/share/r1/r1.sock")
+
+
+def test_macos_default_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert Settings.from_env({"HOME": "/Users/ana"}).home == Path("/Users/ana/Library/Application Support/r1")
+
+
+def test_environment_and_overrides(tmp_path: Path) -> None:
+    env = {"HOME": "/h", "R1_HOME": str(tmp_path), "R1_SOCKET": "/tmp/x.sock", "R1_LOG_LEVEL": "debug", "R1_NO_AUTOSTART": "1"}
+    settings = Settings.from_env(env)
+    assert (settings.home, settings.socket, settings.log_level, settings.no_autostart) == (tmp_path, Path("/tmp/x.sock"), "DEBUG", True)
+    flagged = Settings.from_env(env, socket="/tmp/y.sock", log_level="error")
+    assert flagged.socket == Path("/tmp/y.sock") and flagged.log_level == "ERROR"
+    assert Settings.from_env(settings.as_env()) == settings, "as_env round-trips (how autostart passes settings on)"
+
+
+def test_bad_values_name_the_variable() -> None:
+    with pytest.raises(ConfigError, match="R1_LOG_LEVEL='LOUD'"):
+        Settings.from_env({"HOME": "/h", "R1_LOG_LEVEL": "loud"})
+    long_socket = "/tmp/" + "s" * MAX_SOCKET_PATH
+    with pytest.raises(ConfigError, match="set R1_SOCKET to a shorter path"):
+        Settings.from_env({"HOME": "/h", "R1_SOCKET": long_socket})
+
+
+def test_serve_help_lists_every_variable() -> None:
+    result = CliRunner().invoke(cli, ["serve", "--help"])
+    assert result.exit_code == 0
+    for setting in SETTINGS.values():
+        assert setting.env in result.output
+        assert setting.default.split()[0] in result.output
+
+
+def test_every_command_has_help() -> None:
+    runner = CliRunner()
+    for name, command in cli.commands.items():
+        assert command.help, f"r1 {name} has no help"
+        result = runner.invoke(cli, [name, "--help"])
+        assert result.exit_code == 0 and "Usage: " in result.output, name

