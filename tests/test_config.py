@@ -2,9 +2,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-
-from r1.cli.main import cli
+from r1.cli.main import build_parser, main
 from r1.daemon.config import MAX_SOCKET_PATH, SETTINGS, ConfigError, Settings
 
 
@@ -42,17 +40,31 @@ def test_bad_values_name_the_variable() -> None:
         Settings.from_env({"HOME": "/h", "R1_SOCKET": long_socket})
 
 
-def test_serve_help_lists_every_variable() -> None:
-    result = CliRunner().invoke(cli, ["serve", "--help"])
-    assert result.exit_code == 0
+def test_serve_help_lists_every_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", "--help"])
+    assert exit_info.value.code == 0
+    output = capsys.readouterr().out
     for setting in SETTINGS.values():
-        assert setting.env in result.output
-        assert setting.default.split()[0] in result.output
+        assert setting.env in output
+        assert setting.default.split()[0] in output
 
 
-def test_every_command_has_help() -> None:
-    runner = CliRunner()
-    for name, command in cli.commands.items():
-        assert command.help, f"r1 {name} has no help"
-        result = runner.invoke(cli, [name, "--help"])
-        assert result.exit_code == 0 and "Usage: " in result.output, name
+def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    commands = build_parser()._subparsers._group_actions[0].choices
+    assert {"serve", "list", "ls", "show", "rm", "cp", "import", "version"} <= set(commands)
+    for name, parser in commands.items():
+        assert parser.description, f"r1 {name} has no help"
+        with pytest.raises(SystemExit) as exit_info:
+            main([name, "--help"])
+        assert exit_info.value.code == 0
+        assert capsys.readouterr().out.startswith(f"usage: {parser.prog}"), name
+
+
+def test_errors_are_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["list"]) == 1  # R1_NO_AUTOSTART=1 and no daemon
+    err = capsys.readouterr().err
+    assert err.startswith("Error: no r1 daemon is listening on ") and "r1 serve" in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["frobnicate"])
+    assert exit_info.value.code == 2
