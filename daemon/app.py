@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .api import ollama
-from .api.context import SETTINGS, STORE, TASKS
-from .api.http import errors_middleware
+from .api.context import PULLS, SETTINGS, STORE, TASKS
+from .api.http import errors_middleware, start_owned_task
 from .config import Settings
+from .pull.manager import PullManager
 from .store import Store
 
 
@@ -23,11 +24,19 @@ async def _owned_tasks(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(*tasks, return_exceptions=True)
 
 
+async def _pulls(app: web.Application) -> AsyncIterator[None]:
+    app[PULLS] = PullManager(app[STORE], app[SETTINGS], lambda coro: start_owned_task(app, coro))
+    yield
+    await app[PULLS].close()
+
+
 def create_app(settings: Settings, store: Store) -> web.Application:
     """An app over an opened store; the caller owns the store's lifetime."""
     app = web.Application(middlewares=[errors_middleware])
     app[SETTINGS] = settings
     app[STORE] = store
+    # Cleanup runs in reverse: owned tasks (pull transfers) stop before the pulls' HTTP session closes.
+    app.cleanup_ctx.append(_pulls)
     app.cleanup_ctx.append(_owned_tasks)
     app.add_routes(ollama.routes)
     return app

@@ -10,6 +10,7 @@ cheap to import: the standard library only, and named tuples rather than datacla
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections import namedtuple
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ from pathlib import Path
 # sockaddr_un.sun_path: 104 bytes on macOS and the BSDs, 108 on Linux, NUL included.
 MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 
 
 class ConfigError(ValueError):
@@ -64,15 +66,58 @@ SETTINGS: dict[str, Setting] = {
         "unset",
         "CLI: when set to 1, never start a daemon in the background; fail and say how instead.",
     ),
+    "memory_budget": Setting(
+        "R1_MEMORY_BUDGET",
+        "total RAM less a quarter of it (at least 2 GiB) for the OS and other programs",
+        "Memory r1 may use for models, in bytes or with a unit (12GiB, 8000MB). "
+        "`r1 pull` without a tag picks the best quantization that fits it.",
+    ),
+    "pull_connections": Setting(
+        "R1_PULL_CONNECTIONS", "4", "Byte ranges of one file downloaded in parallel by a pull."
+    ),
+    "hf_endpoint": Setting(
+        "HF_ENDPOINT", DEFAULT_HF_ENDPOINT, "The Hugging Face Hub (or a mirror) that pulls come from."
+    ),
+    "hf_offline": Setting(
+        "HF_HUB_OFFLINE", "unset", "When 1, never contact the Hub: pulls fail, the store still serves."
+    ),
 }
+# Read by huggingface_hub itself, listed for completeness: HF_TOKEN (or `hf auth login`)
+# authenticates pulls of private and gated repos.
+EXTERNAL_SETTINGS = {"HF_TOKEN": "Hugging Face token for private and gated repos (or the token file of `hf auth login`)."}
+
+_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
+          "t": 1000**4, "tb": 1000**4, "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+def parse_size(text: str, variable: str) -> int:
+    """Bytes from '12GiB', '8000 MB', '123456'; a ConfigError that names the variable otherwise."""
+    match = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise ConfigError(f"{variable}={text!r} is not a size; write bytes or a number with a unit, e.g. 12GiB or 8000MB")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def total_memory() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def default_memory_budget(total: int) -> int:
+    return total - max(2 * 1024**3, total // 4)
 
 
 def _flag(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
-class Settings(namedtuple("Settings", "home socket log_level no_autostart", defaults=("INFO", False))):
-    """home: Path, socket: Path, log_level: str, no_autostart: bool (the keys of SETTINGS)."""
+class Settings(
+    namedtuple(
+        "Settings",
+        "home socket log_level no_autostart memory_budget pull_connections hf_endpoint hf_offline",
+    )
+):
+    """home: Path, socket: Path, log_level: str, no_autostart: bool, memory_budget: int (bytes),
+    pull_connections: int, hf_endpoint: str, hf_offline: bool (the keys of SETTINGS)."""
 
     __slots__ = ()
 
@@ -80,16 +125,26 @@ class Settings(namedtuple("Settings", "home socket log_level no_autostart", defa
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Read every setting from `env` (default: os.environ); keyword overrides (flags) win."""
         env = os.environ if env is None else env
-        home = Path(str(overrides.get("home") or env.get("R1_HOME") or default_home(env)))
-        home = home.expanduser().absolute()
-        socket = overrides.get("socket") or env.get("R1_SOCKET") or default_socket(env, home)
-        socket = Path(str(socket)).expanduser().absolute()
-        log_level = str(overrides.get("log_level") or env.get("R1_LOG_LEVEL") or "INFO").upper()
-        no_autostart = overrides.get("no_autostart")
-        if no_autostart is None:
-            no_autostart = _flag(env.get("R1_NO_AUTOSTART", ""))
+
+        def raw(key: str) -> str | None:
+            value = overrides.get(key)
+            return str(value) if value is not None else env.get(SETTINGS[key].env) or None
+
+        home = Path(raw("home") or default_home(env)).expanduser().absolute()
+        socket = Path(raw("socket") or default_socket(env, home)).expanduser().absolute()
+        budget = raw("memory_budget")
+        connections = raw("pull_connections") or "4"
+        if not connections.isdigit() or not 1 <= int(connections) <= 64:
+            raise ConfigError(f"R1_PULL_CONNECTIONS={connections!r} must be a whole number from 1 to 64")
         settings = cls(
-            home=home, socket=socket, log_level=log_level, no_autostart=bool(no_autostart)
+            home=home,
+            socket=socket,
+            log_level=(raw("log_level") or "INFO").upper(),
+            no_autostart=_flag(raw("no_autostart") or ""),
+            memory_budget=parse_size(budget, "R1_MEMORY_BUDGET") if budget else default_memory_budget(total_memory()),
+            pull_connections=int(connections),
+            hf_endpoint=(raw("hf_endpoint") or DEFAULT_HF_ENDPOINT).rstrip("/"),
+            hf_offline=_flag(raw("hf_offline") or ""),
         )
         settings.validate()
         return settings
@@ -104,6 +159,8 @@ class Settings(namedtuple("Settings", "home socket log_level no_autostart", defa
                 f"socket path {self.socket} is {len(os.fsencode(self.socket))} bytes, longer than "
                 f"the {MAX_SOCKET_PATH} a Unix socket allows here; set R1_SOCKET to a shorter path"
             )
+        if self.memory_budget <= 0:
+            raise ConfigError(f"R1_MEMORY_BUDGET must be more than 0 bytes (it is {self.memory_budget})")
 
     def as_env(self) -> dict[str, str]:
         """The settings as environment variables, to hand to a daemon started in the background."""
@@ -120,4 +177,6 @@ def settings_help() -> str:
     for setting in SETTINGS.values():
         lines.append(f"{setting.env:<{width}}  {setting.help}")
         lines.append(f"{'':<{width}}  default: {setting.default}")
+    for env, meaning in EXTERNAL_SETTINGS.items():
+        lines.append(f"{env:<{width}}  {meaning}")
     return "\n".join(lines)

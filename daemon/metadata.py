@@ -69,7 +69,7 @@ def model_files(path: Path) -> tuple[str, list[Path]]:
     if path.is_dir():
         entries = _top_level_files(path)
         if _is_mlx_folder(path):
-            return "mlx", [p for p in entries if _is_mlx_model_file(p.name)]
+            return "mlx", [p for p in entries if is_mlx_model_file(p.name)]
         ggufs = [p.name for p in entries if p.suffix.lower() == ".gguf"]
         if ggufs:
             more = f" and {len(ggufs) - 5} more" if len(ggufs) > 5 else ""
@@ -342,7 +342,7 @@ def _is_mlx_folder(folder: Path) -> bool:
     return (folder / "config.json").is_file() and any(p.suffix == ".safetensors" for p in _top_level_files(folder))
 
 
-def _is_mlx_model_file(name: str) -> bool:
+def is_mlx_model_file(name: str) -> bool:
     return Path(name).suffix in _MLX_FILE_SUFFIXES or name == "tokenizer.model" or bool(_MLX_TEXT_FILE.match(name))
 
 

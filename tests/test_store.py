@@ -188,7 +188,7 @@ def test_reconcile_after_a_process_killed_between_blob_and_index(tmp_path: Path)
     store = Store(home)
     report = store.open()
     assert any("orphan blob" in a for a in report.actions)
-    assert any("interrupted import" in a for a in report.actions)
+    assert any("import-deadbeef of an interrupted import" in a for a in report.actions)
     assert blob_files(store) == [] and list(store.blobs.partial.iterdir()) == []
     assert store.open().actions == [], "a second start finds nothing to repair"
 

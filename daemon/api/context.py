@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from ..config import Settings
+from ..pull.manager import PullManager
 from ..store import Store
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -14,3 +15,4 @@ STORE = web.AppKey("store", Store)
 # Work that must outlive the request that started it (an import, later a pull);
 # cancelled and awaited when the app shuts down.
 TASKS = web.AppKey("tasks", set[asyncio.Task])
+PULLS = web.AppKey("pulls", PullManager)

@@ -11,7 +11,8 @@ from aiohttp import web
 from .. import __version__
 from ..importer import Event, check_source, import_model
 from ..store import ModelRecord, Store, parse_name
-from .context import STORE
+from ..pull import catalog
+from .context import PULLS, STORE
 from .http import get_bool, get_str, read_json, start_owned_task, stream_ndjson
 
 routes = web.RouteTableDef()
@@ -174,3 +175,26 @@ async def import_(request: web.Request) -> web.StreamResponse:
     async for last in progress():
         pass
     return web.json_response(last)
+
+
+@routes.post("/api/pull")
+async def pull(request: web.Request) -> web.StreamResponse:
+    """Ollama's pull; joins a pull of the same model already under way, and goes on if the client leaves."""
+    body = await read_json(request)
+    name = get_str(body, "model", "name")
+    stream = get_bool(body, "stream", True)
+    pulling = await request.app[PULLS].start(name)
+    if stream:
+        return await stream_ndjson(request, pulling.follow())
+    last: Event = {}
+    async for last in pulling.follow():
+        pass
+    return web.json_response(last)
+
+
+@routes.get("/api/catalog")
+async def catalog_list(request: web.Request) -> web.Response:
+    """r1's own: the short names `r1 pull` knows, and whether each is in the store."""
+    stored = {record.name.lower() for record in await asyncio.to_thread(_store(request).list)}
+    models = [{**entry.as_json(), "installed": key in stored} for key, entry in catalog.entries().items()]
+    return web.json_response({"models": models})

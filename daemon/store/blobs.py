@@ -21,7 +21,12 @@ from pathlib import Path
 from ..errors import BadRequest, InsufficientStorage
 
 CHUNK = 4 * 1024 * 1024
-IMPORT_PREFIX = "import-"  # partial files of imports; a restart can never resume them
+# Partial files a restart can never resume (imports; downloads whose digest was not known up
+# front); reconcile removes them. Partials named after their digest are kept for resuming.
+IMPORT_PREFIX = "import-"
+DOWNLOAD_PREFIX = "dl-"
+VIEW_PREFIX = "view-"  # folders of symlinks for reading a model's metadata before it is recorded
+EPHEMERAL_PREFIXES = (IMPORT_PREFIX, DOWNLOAD_PREFIX, VIEW_PREFIX)
 _DIGEST = re.compile(r"sha256[:-]([0-9a-fA-F]{64})")
 _FICLONE = 0x40049409  # Linux ioctl: copy-on-write clone (btrfs, XFS, bcachefs)
 

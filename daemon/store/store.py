@@ -13,15 +13,17 @@ crash leaves behind, `reconcile()` repairs at the next start.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Conflict, NotFound
-from .blobs import IMPORT_PREFIX, BlobStore, Ingested, Progress
+from .blobs import EPHEMERAL_PREFIXES, VIEW_PREFIX, BlobStore, Ingested, Progress
 from .index import Collected, Index, ModelRecord
 from .manifest import Manifest
 from .names import ModelName, parse_name, safe_relpath
@@ -145,6 +147,20 @@ class Store:
         for digest in collected.blobs:
             self.blobs.remove(digest)
 
+    @contextlib.contextmanager
+    def staged_view(self, files: Iterable[tuple[str, str]]) -> Iterator[Path]:
+        """A temporary folder presenting blobs under model file names ((path, digest) pairs),
+        so a model's metadata can be read before the model is recorded."""
+        root = self.blobs.new_partial(VIEW_PREFIX)
+        try:
+            for path, digest in files:
+                link = root / safe_relpath(path)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(self.blobs.path(digest), link)
+            yield root
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
     def _snapshot_links(self, manifest: Manifest) -> list[tuple[Path, str]]:
         """(link, relative target) for each file: relative, so R1_HOME can move."""
         root = self.snapshot_path(manifest.id)
@@ -177,9 +193,10 @@ class Store:
         return report
 
     def _clear_stale_partials(self, report: ReconcileReport) -> None:
-        for path in self.blobs.partial.glob(f"{IMPORT_PREFIX}*"):
-            path.unlink(missing_ok=True)
-            report.add(f"removed an interrupted import's partial file {path.name}")
+        for path in self.blobs.partial.iterdir():
+            if path.name.startswith(EPHEMERAL_PREFIXES):
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+                report.add(f"removed the partial file {path.name} of an interrupted import or download")
 
     def _reconcile_blobs(self, report: ReconcileReport) -> None:
         recorded = self.index.blobs()

@@ -1,0 +1,217 @@
+"""Pulls in flight: one per model, shared by every client asking for it, outliving them all.
+
+A pull resolves the name, fetches each file it lacks (one transfer per blob, shared with
+any other pull that needs the same bytes), records the model, and tells its followers
+how it goes in Ollama's progress shapes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from ..config import Settings
+from ..metadata import read_metadata
+from ..store import FileEntry, Manifest, ModelName, ModelRecord, Store, parse_name
+from .quant import RemoteFile
+from .resolve import OfflineError, PullPlan, resolve
+from .transfer import DigestMismatchError, RangedDownload, fetch_small
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+PROGRESS_INTERVAL = 0.25  # seconds between progress events of one file
+# Owned tasks run detached from any request (app.py cancels them at shutdown).
+Spawn = Callable[[Awaitable[Any]], asyncio.Task]
+
+
+class Pull:
+    """One model's pull: its events so far, and the ability to follow the rest."""
+
+    def __init__(self, name: ModelName) -> None:
+        self.name = name
+        self.events: list[Event] = []
+        self.finished = False
+        self.error: BaseException | None = None
+        self._changed = asyncio.Condition()
+
+    async def emit(self, event: Event) -> None:
+        async with self._changed:
+            self.events.append(event)
+            self._changed.notify_all()
+
+    async def finish(self, error: BaseException | None = None) -> None:
+        async with self._changed:
+            self.finished, self.error = True, error
+            self._changed.notify_all()
+
+    async def follow(self) -> AsyncIterator[Event]:
+        """Every event from the start, then live ones; a failed pull raises its error at the end."""
+        seen = 0
+        while True:
+            async with self._changed:
+                await self._changed.wait_for(lambda: len(self.events) > seen or self.finished)
+                batch, seen = self.events[seen:], len(self.events)
+                done, error = self.finished and seen == len(self.events), self.error
+            for event in batch:
+                yield event
+            if done:
+                if error is not None:
+                    raise error
+                return
+
+
+class PullManager:
+    def __init__(self, store: Store, settings: Settings, spawn: Spawn) -> None:
+        self.store, self.settings, self.spawn = store, settings, spawn
+        self._pulls: dict[str, Pull] = {}
+        self._transfers: dict[str, tuple[RangedDownload, asyncio.Task[str]]] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=60)
+            self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
+        return self._session
+
+    async def start(self, name_text: str) -> Pull:
+        """Resolve and start pulling (or join the pull already under way); errors before any byte moves."""
+        name = parse_name(name_text)
+        if (pull := self._pulls.get(name.key)) is not None:
+            return pull
+        pull = Pull(name)
+        self._pulls[name.key] = pull
+        try:
+            plan, headers = await self._plan(name)
+        except BaseException:
+            del self._pulls[name.key]
+            raise
+        self.spawn(self._run(pull, plan, headers))
+        return pull
+
+    async def _plan(self, name: ModelName) -> tuple[PullPlan | None, dict[str, str]]:
+        """What to fetch; None when offline and the model is already here."""
+        try:
+            return await asyncio.to_thread(_resolve_with_headers, name, self.settings)
+        except OfflineError:
+            stored = await asyncio.to_thread(self.store.list)
+            if any(record.name.lower() == name.key for record in stored):
+                return None, {}
+            raise
+
+    async def _run(self, pull: Pull, plan: PullPlan | None, headers: dict[str, str]) -> None:
+        try:
+            await pull.emit({"status": "pulling manifest"})
+            if plan is None:
+                await pull.emit({"status": "success", "model": str(pull.name), "downloaded": 0,
+                                 "note": "HF_HUB_OFFLINE is set: kept the stored copy without checking for updates"})
+            else:
+                await self._pull(pull, plan, headers)
+        except BaseException as exc:  # followers get the error; the task itself ends quietly
+            if not isinstance(exc, asyncio.CancelledError):
+                log.warning("pull of %s failed: %s", pull.name, exc)
+            await pull.finish(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        else:
+            await pull.finish()
+        finally:
+            self._pulls.pop(pull.name.key, None)
+
+    async def _pull(self, pull: Pull, plan: PullPlan, headers: dict[str, str]) -> None:
+        started = time.monotonic()
+        if plan.choice.note:
+            await pull.emit({"status": plan.choice.note})
+        entries: list[FileEntry] = []
+        downloaded = 0
+        for remote in plan.files:
+            digest, fetched = await self._fetch(pull, plan, remote, headers)
+            entries.append(FileEntry(remote.path, digest, remote.size))
+            downloaded += fetched
+        await pull.emit({"status": "verifying sha256 digest"})
+        await pull.emit({"status": "writing manifest"})
+        record = await asyncio.to_thread(self._record, plan, entries)
+        seconds = time.monotonic() - started
+        log.info("pulled %s from %s@%s (%s, %d bytes downloaded in %.1f s)",
+                 record.name, plan.repo_id, plan.commit[:12], plan.choice.tag, downloaded, seconds)
+        await pull.emit({
+            "status": "success", "model": record.name, "digest": record.manifest_id, "size": record.manifest.size,
+            "tag": plan.choice.tag, "repo": plan.repo_id, "downloaded": downloaded, "seconds": round(seconds, 3),
+        })
+
+    def _record(self, plan: PullPlan, entries: list[FileEntry]) -> ModelRecord:
+        with self.store.staged_view((e.path, e.digest) for e in entries) as view:
+            metadata = read_metadata(plan.format, [view / e.path for e in entries]).to_dict()
+        metadata["source"] = plan.source()
+        return self.store.add(plan.name, Manifest(plan.format, tuple(entries), metadata))
+
+    async def _fetch(self, pull: Pull, plan: PullPlan, remote: RemoteFile, headers: dict[str, str]) -> tuple[str, int]:
+        """The file's digest and the bytes downloaded for it (0 when the store already had it)."""
+        url = _file_url(self.settings.hf_endpoint, plan, remote.path)
+        if remote.sha256 is None:  # a small git file: its digest is known only once it is here
+            digest, size = await fetch_small(self._http(), url, headers, self.store.blobs)
+            await pull.emit(_progress(digest, remote.path, size, size))
+            return digest, size
+        if self.store.blobs.has(remote.sha256, remote.size):
+            await pull.emit(_progress(remote.sha256, remote.path, remote.size, remote.size))
+            return remote.sha256, 0
+        for attempt in (1, 2):  # a digest mismatch discards the bytes and tries once more
+            entry = self._transfers.get(remote.sha256)
+            started_here = entry is None
+            if entry is None:
+                download = RangedDownload(self._http(), url, headers, remote.size, remote.sha256,
+                                          self.store.blobs, self.settings.pull_connections)
+                entry = self._transfers[remote.sha256] = (download, self.spawn(download.run()))
+                entry[1].add_done_callback(lambda _, key=remote.sha256: self._transfers.pop(key, None))
+            download, task = entry
+            try:
+                await self._report(pull, remote, download, task)
+                return remote.sha256, download.fetched if started_here else 0
+            except DigestMismatchError as exc:
+                if attempt == 2:
+                    raise DigestMismatchError(
+                        f"{remote.path} from {plan.repo_id} failed its sha256 check twice ({exc}); the bytes were "
+                        "discarded. The Hub's copy or something between it and you is corrupting it; try again later"
+                    ) from exc
+                log.warning("%s failed its sha256 check (%s); downloading it again", remote.path, exc)
+        raise AssertionError("unreachable")
+
+    async def _report(self, pull: Pull, remote: RemoteFile, download: RangedDownload, task: asyncio.Task[str]) -> None:
+        """Progress events until the transfer ends; its error, if any."""
+        last = -1
+        while not task.done():
+            if download.completed != last:
+                last = download.completed
+                await pull.emit(_progress(remote.sha256, remote.path, remote.size, last))
+            await asyncio.wait([task], timeout=PROGRESS_INTERVAL)
+        await task  # raises the transfer's error, if any
+        await pull.emit(_progress(remote.sha256, remote.path, remote.size, remote.size))
+
+
+def _progress(digest: str | None, path: str, total: int, completed: int) -> Event:
+    short = digest.removeprefix("sha256:")[:12] if digest else path
+    return {"status": f"pulling {short}", "digest": digest, "total": total, "completed": completed, "file": path}
+
+
+def _file_url(endpoint: str, plan: PullPlan, path: str) -> str:
+    from urllib.parse import quote
+
+    return f"{endpoint}/{plan.repo_id}/resolve/{plan.commit}/{quote(path)}"
+
+
+def _resolve_with_headers(name: ModelName, settings: Settings) -> tuple[PullPlan, dict[str, str]]:
+    from huggingface_hub import get_token
+    from huggingface_hub.utils import build_hf_headers
+
+    token = get_token()
+    plan = resolve(name, settings, token)
+    return plan, build_hf_headers(token=token, library_name="r1")
