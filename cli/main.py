@@ -133,7 +133,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """List the models in the store."""
+    """List the models in the store (--available: the catalog of short names instead)."""
+    if args.available:
+        args.query = []
+        return cmd_search(args)
     models = Api(_settings())("GET", "/api/tags")["models"]
     if args.json:
         _print_json(models)
@@ -144,6 +147,45 @@ def cmd_list(args: argparse.Namespace) -> int:
         for m in models
     ]
     print(render.table(("NAME", "ID", "SIZE", "FORMAT", "QUANT", "MODIFIED"), rows))
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    """Pull a model from the Hugging Face Hub (org/repo[:quant], hf.co/org/repo[:quant], or a short name)."""
+    progress = render.Progress()
+    result: Json = {}
+    for event in Api(_settings()).stream("POST", "/api/pull", {"model": args.name}):
+        if "total" in event:
+            progress.update(f"{event['status']} {event.get('file', '')}".rstrip(), event["completed"], event["total"])
+            continue
+        progress.finish()
+        if event["status"] == "success":
+            result = event
+        elif event["status"] not in ("pulling manifest", "verifying sha256 digest", "writing manifest"):
+            _say(event["status"])  # a note, e.g. which quantization r1 picked
+    if "note" in result:
+        _say(result["note"])
+    if "size" in result:
+        moved = result["downloaded"]
+        speed = f", {render.human_size(moved / result['seconds'])}/s" if moved and result["seconds"] else ""
+        print(f"pulled {result['model']} ({result['tag']}, {render.human_size(result['size'])}) from {result['repo']}: "
+              f"{render.human_size(moved)} downloaded in {render.human_duration(result['seconds'])}{speed}")
+    else:
+        print(f"{result.get('model', args.name)} is in the store")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """List the short names r1 knows (deepseek-r1:7b, ...); any org/repo on the Hub works too."""
+    models = Api(_settings())("GET", "/api/catalog")["models"]
+    if args.query:
+        words = " ".join(args.query).lower().split()
+        models = [m for m in models if all(w in f"{m['name']} {m['repo']} {m['description']}".lower() for w in words)]
+    if args.json:
+        _print_json(models)
+        return 0
+    rows = [(m["name"], m["repo"], m["tag"] or "auto", "yes" if m["installed"] else "", m["description"]) for m in models]
+    print(render.table(("NAME", "REPO", "QUANT", "PULLED", "DESCRIPTION"), rows))
     return 0
 
 
@@ -284,6 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     listing = add(cmd_list, "list", "ls")
     listing.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
+    listing.add_argument("--available", action="store_true", help="list the catalog `r1 pull` knows (as `r1 search`)")
+
+    pull = add(cmd_pull, "pull")
+    pull.add_argument("name", metavar="NAME")
+
+    search = add(cmd_search, "search")
+    search.add_argument("query", nargs="*", help="words that must all appear in the name, repo or description")
+    search.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
 
     show = add(cmd_show, "show")
     show.add_argument("name")

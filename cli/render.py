@@ -47,29 +47,46 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def human_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def progress_line(label: str, completed: int, total: int, speed: float, width: int = 24) -> str:
+    """`label  42% [##########..............]  105 MB/253 MB  61 MB/s  ETA 2s`"""
+    fraction = completed / total if total else 1.0
+    filled = int(width * fraction)
+    eta = f"ETA {human_duration((total - completed) / speed)}" if speed > 0 and completed < total else ""
+    return (f"{label}  {fraction * 100:3.0f}% [{'#' * filled}{'.' * (width - filled)}]  "
+            f"{human_size(completed)}/{human_size(total)}  {human_size(speed)}/s  {eta}").rstrip()
+
+
 class Progress:
-    """One updating line on stderr per file: label, percent, bytes, speed; silent when not a terminal."""
+    """One updating line on stderr per file, with a bar, speed and ETA; silent when not a terminal."""
 
     def __init__(self, stream=None) -> None:
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty()
         self.label: str | None = None
         self.started = 0.0
+        self.base = 0  # bytes already there when this file started: not part of its speed
         self.last_draw = 0.0
 
     def update(self, label: str, completed: int, total: int) -> None:
         now = time.monotonic()
         if label != self.label:
             self.finish()
-            self.label, self.started, self.last_draw = label, now, 0.0
+            self.label, self.started, self.base, self.last_draw = label, now, completed, 0.0
         if not self.live or (now - self.last_draw < 0.1 and completed < total):
             return
         self.last_draw = now
-        percent = 100 * completed / total if total else 100
-        speed = completed / max(now - self.started, 1e-6)
-        self.stream.write(
-            f"\r{label}  {percent:3.0f}%  {human_size(completed)}/{human_size(total)}  {human_size(speed)}/s\x1b[K"
-        )
+        # Speed counts only what moved in this run: a resumed file starts part-way.
+        speed = (completed - self.base) / max(now - self.started, 1e-6)
+        self.stream.write(f"\r{progress_line(label, completed, total, speed)}\x1b[K")
         self.stream.flush()
 
     def finish(self) -> None:

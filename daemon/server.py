@@ -109,6 +109,9 @@ def run(settings: Settings) -> int:
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # huggingface_hub's HTTP client logs every request at INFO; r1 logs what a pull did instead.
+    for noisy in ("httpx", "httpx2"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         asyncio.run(serve(settings))
     except R1Error as exc:

@@ -3,7 +3,7 @@
 The file is cut into chunks; up to `connections` of them download at once, each written
 in place with pwrite. A small state file beside the partial file records how many bytes
 of each chunk are on disk, so a dropped connection, a cancelled pull or a killed daemon
-resumes where it stopped (at most the last half second of bytes is fetched twice). The
+resumes where it stopped (at most the last 0.2 s of bytes is fetched twice). The
 sha256 follows the contiguous prefix of the file as it fills, so verifying at the end
 costs little; the blob enters blobs/ only if the digest matches.
 """
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 MIN_CHUNK, MAX_CHUNK = 1 * MIB, 64 * MIB
 READ_SIZE = 1 * MIB
-SAVE_INTERVAL = 0.5  # seconds between state file writes
+SAVE_INTERVAL = 0.2  # seconds between state file writes: what a killed daemon may fetch twice
 ATTEMPTS = 5  # per chunk, for dropped connections and server errors
 
 
