@@ -74,7 +74,8 @@ def test_default_quant_then_explicit_quant_of_the_same_bytes_downloads_nothing(d
 def test_split_gguf_and_mlx_repos(daemon: Daemon, hub: FakeHub, tmp_path: Path) -> None:
     shards = write_split_gguf(tmp_path / "split", "tiny-Q8_0", shards=3)
     hub.add_repo("test/split-GGUF", {f"Q8_0/{p.name}": p for p in shards} | {"README.md": b"x"})
-    daemon.cli("pull", "test/split-GGUF")  # no Q4_K_M: the best that fits, and it says so
+    result = daemon.cli("pull", "test/split-GGUF")  # no Q4_K_M: the best that fits, and it says so
+    assert "no Q4_K_M in test/split-GGUF: picked Q8_0, the best quantization that fits" in result.stderr
     info = json.loads(daemon.cli("show", "test/split-GGUF", "--json").stdout)
     assert [f["path"] for f in info["files"]] == [f"Q8_0/{p.name}" for p in shards]
     assert (Path(info["path"]) / "Q8_0" / shards[2].name).read_bytes() == shards[2].read_bytes()
@@ -222,3 +223,30 @@ def test_catalog_is_searchable(daemon: Daemon) -> None:
     assert all("mlx" in line.lower() for line in out[1:])
     available = json.loads(daemon.cli("list", "--available", "--json").stdout)
     assert {"deepseek-r1:1.5b", "deepseek-r1:70b"} <= {m["name"] for m in available}
+
+
+def test_not_enough_space_keeps_nothing_half_done(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process: the transfer checks free space before it writes, and says what to do."""
+    import asyncio
+    import shutil
+
+    import aiohttp
+
+    from r1.daemon.errors import InsufficientStorage
+    from r1.daemon.pull.transfer import RangedDownload
+    from r1.daemon.store.blobs import BlobStore
+
+    blobs = BlobStore(tmp_path / "home")
+    blobs.create_dirs()
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+
+    async def pull() -> None:
+        async with aiohttp.ClientSession() as session:
+            url = f"{hub.url}/{GEMMA_REPO}/resolve/main/{Q4}"
+            await RangedDownload(session, url, {}, GEMMA_SIZE, GEMMA_DIGEST, blobs, 4).run()
+
+    with pytest.raises(InsufficientStorage) as info:
+        asyncio.run(pull())
+    assert f"needs {GEMMA_SIZE:,} bytes" in str(info.value) and "r1 rm" in str(info.value)
+    assert hub.served_bytes(GEMMA_REPO, Q4) == 0
+    assert list(blobs.dir.iterdir()) == []

@@ -11,7 +11,6 @@ costs little; the blob enters blobs/ only if the digest matches.
 from __future__ import annotations
 
 import asyncio
-import errno
 import hashlib
 import json
 import logging
@@ -19,12 +18,11 @@ import os
 import time
 import uuid
 from collections import deque
-from pathlib import Path
 
 import aiohttp
 
-from ..errors import InsufficientStorage, NotFound, R1Error
-from ..store.blobs import DOWNLOAD_PREFIX, BlobStore
+from ..errors import NotFound, R1Error
+from ..store.blobs import DOWNLOAD_PREFIX, BlobStore, disk_full_is
 
 log = logging.getLogger(__name__)
 
@@ -162,15 +160,9 @@ class RangedDownload:
                                                   message=f"expected 206 Partial Content, got {response.status}")
             async for data in response.content.iter_chunked(READ_SIZE):
                 data = data[: end - offset]  # never past this range, whatever the server sends
-                try:
+                with disk_full_is(f"no space left on the device holding {self.blobs.dir.parent}; the partial "
+                                  "download is kept: free some space and pull again to resume"):
                     os.pwrite(fd, data, offset)
-                except OSError as exc:
-                    if exc.errno == errno.ENOSPC:
-                        raise InsufficientStorage(
-                            f"no space left on the device holding {self.blobs.dir.parent}; the partial download "
-                            "is kept: free some space and pull again to resume"
-                        ) from exc
-                    raise
                 offset += len(data)
                 self.done[index] += len(data)
                 self.completed += len(data)

@@ -7,6 +7,7 @@ from several threads; a blob's final rename is atomic, so readers never see half
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import hashlib
@@ -14,7 +15,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,6 +78,17 @@ def _copy_hashing(src: Path, dst: Path, progress: Progress | None) -> tuple[str,
             if progress:
                 progress(n)
     return "sha256:" + sha.hexdigest(), size
+
+
+@contextlib.contextmanager
+def disk_full_is(message: str) -> Iterator[None]:
+    """Turn 'no space left on device' into InsufficientStorage saying `message`; other errors pass."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise InsufficientStorage(message) from exc
+        raise
 
 
 def _reflink(src: Path, dst: Path) -> bool:
@@ -179,15 +191,9 @@ class BlobStore:
         if self.has(digest, size):
             return Ingested(digest, size, "stored")
         self.check_space(size, src)
-        try:
+        with disk_full_is(f"no space left on the device holding {self.dir.parent} while importing {src}; "
+                          "free some space (r1 rm unused models) and try again"):
             copied, _ = _copy_hashing(src, tmp, progress)
-        except OSError as exc:
-            if exc.errno == errno.ENOSPC:
-                raise InsufficientStorage(
-                    f"no space left on the device holding {self.dir.parent} while importing {src}; "
-                    "free some space (r1 rm unused models) and try again"
-                ) from exc
-            raise
         if copied != digest:
             raise ImportChangedError(f"{src} changed while it was being imported; try again once it is stable")
         self.commit(tmp, digest)
