@@ -92,8 +92,9 @@ class PullManager:
         self._pulls[name.key] = pull
         try:
             plan, headers = await self._plan(name)
-        except BaseException:
+        except BaseException as exc:
             del self._pulls[name.key]
+            await pull.finish(exc)  # clients that joined while it resolved hear why too
             raise
         self.spawn(self._run(pull, plan, headers))
         return pull
