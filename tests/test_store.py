@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -242,3 +243,17 @@ def test_migrations_create_the_schema_once() -> None:
 
 def test_index_is_in_wal_mode(store: Store) -> None:
     assert store.index.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_resumable_downloads_are_kept_until_they_go_stale(tmp_path: Path) -> None:
+    store = Store(tmp_path / "home")
+    store.open()
+    fresh = write(store.blobs.partial / ("sha256-" + "1" * 64 + ".part"), b"half")
+    stale = write(store.blobs.partial / ("sha256-" + "2" * 64 + ".part"), b"old")
+    stale_state = write(store.blobs.partial / ("sha256-" + "2" * 64 + ".json"), b"{}")
+    long_ago = time.time() - 15 * 86400
+    for path in (stale, stale_state):
+        os.utime(path, (long_ago, long_ago))
+    report = store.open()
+    assert fresh.exists() and not stale.exists() and not stale_state.exists()
+    assert sum("not resumed for 14 days" in action for action in report.actions) == 2

@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ from .manifest import Manifest
 from .names import ModelName, parse_name, safe_relpath
 
 log = logging.getLogger(__name__)
+
+PARTIAL_MAX_AGE = 14 * 86400  # seconds an unfinished, resumable download waits for its pull to come back
 
 
 class ModelNotFoundError(NotFound, LookupError):
@@ -193,10 +196,20 @@ class Store:
         return report
 
     def _clear_stale_partials(self, report: ReconcileReport) -> None:
+        """Drop what cannot be resumed, and resumable downloads nobody came back for in PARTIAL_MAX_AGE."""
+        oldest = time.time() - PARTIAL_MAX_AGE
+        kept = 0
         for path in self.blobs.partial.iterdir():
             if path.name.startswith(EPHEMERAL_PREFIXES):
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
                 report.add(f"removed the partial file {path.name} of an interrupted import or download")
+            elif path.stat().st_mtime < oldest:
+                path.unlink(missing_ok=True)
+                report.add(f"removed {path.name}, a download not resumed for {PARTIAL_MAX_AGE // 86400} days")
+            elif path.suffix == ".part":
+                kept += path.stat().st_size
+        if kept:
+            log.info("keeping %d bytes of interrupted downloads in %s; pulling again resumes them", kept, self.blobs.partial)
 
     def _reconcile_blobs(self, report: ReconcileReport) -> None:
         recorded = self.index.blobs()
