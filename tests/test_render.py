@@ -42,3 +42,31 @@ def test_table_aligns_columns() -> None:
 )
 def test_default_import_name(path: str, name: str) -> None:
     assert _default_name(Path(path)) == name
+
+
+def test_progress_line_has_bar_bytes_speed_and_eta() -> None:
+    line = render.progress_line("pulling a5fd3b62230a", 105_000_000, 253_113_024, 61e6)
+    assert line == "pulling a5fd3b62230a   41% [#########...............]  105 MB/253 MB  61 MB/s  ETA 2s"
+    assert render.progress_line("done", 10, 10, 5.0).endswith("10 B/10 B  5 B/s")
+    assert render.human_duration(3725) == "1h02m" and render.human_duration(75) == "1m15s"
+
+
+def test_progress_draws_one_line_per_file_on_a_terminal() -> None:
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    out = Tty()
+    progress = render.Progress(out)
+    progress.update("pulling aaa", 0, 100)
+    progress.update("pulling aaa", 100, 100)
+    progress.update("pulling bbb", 50, 50)
+    progress.finish()
+    lines = out.getvalue().split("\n")
+    assert len(lines) == 3 and lines[-1] == ""
+    assert lines[0].rsplit("\r", 1)[-1].startswith("pulling aaa  100% [") and lines[1].lstrip("\r").startswith("pulling bbb")
+    quiet = io.StringIO()
+    render.Progress(quiet).update("x", 1, 2)
+    assert quiet.getvalue() == "", "nothing is drawn when stderr is not a terminal"
