@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import BadRequest
 from .metadata import model_files, read_metadata
-from .store import FileEntry, Manifest, MissingBlobError, ModelRecord, Store, parse_name
+from .store import FileEntry, Manifest, MissingBlobError, ModelName, ModelRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +43,11 @@ def check_source(path_text: str) -> Path:
 
 
 def import_model(
-    store: Store, path_text: str, name: str, *, link: bool = True, emit: Callable[[Event], None] = lambda e: None
+    store: Store, path: Path, model: ModelName, *, link: bool = True, emit: Callable[[Event], None] = lambda e: None
 ) -> ImportResult:
-    """Hash the files into blobs (linking where possible), read their metadata, record the model."""
-    model = parse_name(name)
-    path = check_source(path_text)
+    """Hash the files into blobs (linking where possible), read their metadata, record the model.
+
+    `path` comes from check_source(); the caller validates both arguments before starting."""
     fmt, files = model_files(path)
     metadata = read_metadata(fmt, files).to_dict()
     root = path if path.is_dir() else path.parent

@@ -145,8 +145,8 @@ async def import_(request: web.Request) -> web.StreamResponse:
     name = get_str(body, "model", "name")
     link = get_bool(body, "link", True)
     stream = get_bool(body, "stream", True)
-    parse_name(name)  # fail fast, with a 400, before any work starts
-    check_source(path)
+    model = parse_name(name)  # fail fast, with a 400, before any work starts
+    source = check_source(path)
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
 
@@ -155,7 +155,7 @@ async def import_(request: web.Request) -> web.StreamResponse:
 
     async def work() -> None:
         try:
-            result = await asyncio.to_thread(import_model, _store(request), path, name, link=link, emit=emit)
+            result = await asyncio.to_thread(import_model, _store(request), source, model, link=link, emit=emit)
             events.put_nowait(result.event())
         except BaseException as exc:  # handed to whoever is listening; the task itself ends quietly
             events.put_nowait(exc)

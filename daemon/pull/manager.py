@@ -104,8 +104,7 @@ class PullManager:
         try:
             return await asyncio.to_thread(_resolve_with_headers, name, self.settings)
         except OfflineError:
-            stored = await asyncio.to_thread(self.store.list)
-            if any(record.name.lower() == name.key for record in stored):
+            if await asyncio.to_thread(self.store.has, name):
                 return None, {}
             raise
 

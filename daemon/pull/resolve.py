@@ -70,9 +70,9 @@ def resolve(name: ModelName, settings: Settings, token: str | None) -> PullPlan:
         raise OfflineError(f"HF_HUB_OFFLINE is set, so r1 cannot pull {name} from {repo_id}; unset it, or `r1 import` a local file")
     files, commit = _repo_files(repo_id, settings.hf_endpoint, token)
     top_level = {f.path for f in files if "/" not in f.path}
-    if not any(p.lower().endswith(".gguf") for p in (f.path for f in files)) and "config.json" in top_level and any(
-        p.endswith(".safetensors") for p in top_level
-    ):
+    has_gguf = any(f.path.lower().endswith(".gguf") for f in files)
+    is_mlx = "config.json" in top_level and any(path.endswith(".safetensors") for path in top_level)
+    if is_mlx and not has_gguf:
         if tag is not None:
             raise UnknownTagError(f"{repo_id} is an MLX model with a single variant; pull it without a tag (not ':{tag}')")
         mlx_files = tuple(f for f in files if f.path in top_level and is_mlx_model_file(f.path))

@@ -93,6 +93,10 @@ class Store:
             raise ModelNotFoundError(str(model))
         return record
 
+    def has(self, name: str | ModelName) -> bool:
+        with self._lock:
+            return self.index.get_model(_as_name(name).key) is not None
+
     def list(self) -> list[ModelRecord]:
         with self._lock:
             return self.index.list_models()
