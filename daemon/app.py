@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import ollama
-from .api.context import PULLS, SETTINGS, STORE, TASKS
+from .api import inference, ollama
+from .api.context import PULLS, SCHEDULER, SETTINGS, STORE, TASKS
 from .api.http import errors_middleware, start_owned_task
 from .config import Settings
 from .pull.manager import PullManager
+from .scheduler import Scheduler
 from .store import Store
 
 
@@ -30,13 +31,21 @@ async def _pulls(app: web.Application) -> AsyncIterator[None]:
     await app[PULLS].close()
 
 
+async def _scheduler(app: web.Application) -> AsyncIterator[None]:
+    app[SCHEDULER] = Scheduler(app[SETTINGS])
+    yield
+    await app[SCHEDULER].close()  # no runner outlives the daemon
+
+
 def create_app(settings: Settings, store: Store) -> web.Application:
     """An app over an opened store; the caller owns the store's lifetime."""
     app = web.Application(middlewares=[errors_middleware])
     app[SETTINGS] = settings
     app[STORE] = store
     # Cleanup runs in reverse: owned tasks (pull transfers) stop before the pulls' HTTP session closes.
+    app.cleanup_ctx.append(_scheduler)
     app.cleanup_ctx.append(_pulls)
     app.cleanup_ctx.append(_owned_tasks)
     app.add_routes(ollama.routes)
+    app.add_routes(inference.routes)
     return app

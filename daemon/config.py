@@ -72,6 +72,12 @@ SETTINGS: dict[str, Setting] = {
         "Memory r1 may use for models, in bytes or with a unit (12GiB, 8000MB). "
         "`r1 pull` without a tag picks the best quantization that fits it.",
     ),
+    "keep_alive": Setting(
+        "R1_KEEP_ALIVE",
+        "5m",
+        "How long a model stays loaded after its last request (30s, 5m, 1h; 0 unloads at once; "
+        "negative keeps it loaded). A request's keep_alive overrides it.",
+    ),
     "pull_connections": Setting(
         "R1_PULL_CONNECTIONS", "4", "Byte ranges of one file downloaded in parallel by a pull."
     ),
@@ -98,6 +104,22 @@ def parse_size(text: str, variable: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str, variable: str) -> float:
+    """Seconds from '300', '5m', '1h30m', '2.5s' or '-1' (Ollama's keep_alive); negative means forever."""
+    text = text.strip()
+    number = r"[0-9]+(?:\.[0-9]+)?"
+    if re.fullmatch(rf"-?{number}", text):
+        return float(text)
+    match = re.fullmatch(rf"(-?)((?:{number}(?:ms|s|m|h))+)", text)
+    if not match:
+        raise ConfigError(f"{variable}={text!r} is not a duration; write seconds or e.g. 30s, 5m, 1h30m (negative: forever)")
+    seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(rf"({number})(ms|s|m|h)", match.group(2)))
+    return -seconds if match.group(1) else seconds
+
+
 def total_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
@@ -113,11 +135,11 @@ def _flag(value: str) -> bool:
 class Settings(
     namedtuple(
         "Settings",
-        "home socket log_level no_autostart memory_budget pull_connections hf_endpoint hf_offline",
+        "home socket log_level no_autostart memory_budget keep_alive pull_connections hf_endpoint hf_offline",
     )
 ):
     """home: Path, socket: Path, log_level: str, no_autostart: bool, memory_budget: int (bytes),
-    pull_connections: int, hf_endpoint: str, hf_offline: bool (the keys of SETTINGS)."""
+    keep_alive: float (seconds; negative: forever), pull_connections: int, hf_endpoint: str, hf_offline: bool (the keys of SETTINGS)."""
 
     __slots__ = ()
 
@@ -142,6 +164,7 @@ class Settings(
             log_level=(raw("log_level") or "INFO").upper(),
             no_autostart=_flag(raw("no_autostart") or ""),
             memory_budget=parse_size(budget, "R1_MEMORY_BUDGET") if budget else default_memory_budget(total_memory()),
+            keep_alive=parse_duration(raw("keep_alive") or "5m", "R1_KEEP_ALIVE"),
             pull_connections=int(connections),
             hf_endpoint=(raw("hf_endpoint") or DEFAULT_HF_ENDPOINT).rstrip("/"),
             hf_offline=_flag(raw("hf_offline") or ""),

@@ -26,3 +26,7 @@ class Conflict(R1Error):
 
 class InsufficientStorage(R1Error):
     status = 507
+
+
+class ServiceUnavailable(R1Error):
+    status = 503

@@ -43,13 +43,15 @@ def check_source(path_text: str) -> Path:
 
 
 def import_model(
-    store: Store, path: Path, model: ModelName, *, link: bool = True, emit: Callable[[Event], None] = lambda e: None
+    store: Store, path: Path, model: ModelName, *, link: bool = True, emit: Callable[[Event], None] = lambda e: None,
+    settings: dict[str, Any] | None = None,
 ) -> ImportResult:
     """Hash the files into blobs (linking where possible), read their metadata, record the model.
 
-    `path` comes from check_source(); the caller validates both arguments before starting."""
+    `path` comes from check_source(); the caller validates both arguments before starting.
+    `settings` (template, system, parameters... from `r1 create`) go into the manifest's metadata."""
     fmt, files = model_files(path)
-    metadata = read_metadata(fmt, files).to_dict()
+    metadata = read_metadata(fmt, files).to_dict() | (settings or {})
     root = path if path.is_dir() else path.parent
     try:
         entries, how = _ingest_all(store, root, files, link, emit)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from ..config import Settings
 from ..pull.manager import PullManager
+from ..scheduler import Scheduler
 from ..store import Store
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -16,3 +17,4 @@ STORE = web.AppKey("store", Store)
 # cancelled and awaited when the app shuts down.
 TASKS = web.AppKey("tasks", set[asyncio.Task])
 PULLS = web.AppKey("pulls", PullManager)
+SCHEDULER = web.AppKey("scheduler", Scheduler)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -87,11 +87,20 @@ def start_owned_task(app: web.Application, coro: Awaitable[Any]) -> asyncio.Task
 
 
 async def stream_ndjson(request: web.Request, events: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
-    """Ollama-style progress: one JSON object per line.
+    """Ollama-style streams: one JSON object per line.
 
     The first event is awaited before the response starts, so an early failure still gets
     its own status code; after the first byte, errors go in-band as a final {"error"} line.
+    A client that goes away closes `events` at once, so a generation stops at the next token.
     """
+    try:
+        return await _stream_ndjson(request, events)
+    finally:
+        if isinstance(events, AsyncGenerator):
+            await events.aclose()
+
+
+async def _stream_ndjson(request: web.Request, events: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
     first = await anext(events, None)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
@@ -102,7 +111,10 @@ async def stream_ndjson(request: web.Request, events: AsyncIterator[dict[str, An
                 await response.write(json.dumps(event).encode() + b"\n")
     except R1Error as exc:
         await response.write(json.dumps({"error": str(exc)}).encode() + b"\n")
-    except (asyncio.CancelledError, ConnectionResetError):
+    except ConnectionResetError:
+        log.debug("the client left %s %s before the end of its stream", request.method, request.path)
+        return response  # nobody to finish the stream for
+    except asyncio.CancelledError:
         raise
     except Exception:
         log.exception("unexpected error while streaming %s %s", request.method, request.path)

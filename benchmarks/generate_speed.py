@@ -1,0 +1,106 @@
+"""Decode speed and warm time to first token: r1 (HTTP over the socket, runner process) beside
+llama-cpp-python in-process, on the same model and settings.
+
+    python benchmarks/generate_speed.py [--runs 5] [--tokens 256]
+
+Gemma 3 270M Q4_K_M, n_threads=2, num_ctx 2048, temperature 0, a raw prompt. Both sides are
+warm (the model loaded, one generation done) before timing. In-process is `create_completion`
+streaming; r1 is a streamed POST /api/generate read by a plain socket client. Decode rate is
+(tokens - 1) / (last token - first token), seen by the caller; time to first token is from
+sending the request to the first token in hand. The runs alternate between the two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+from tinymodels import gemma_gguf  # noqa: E402
+
+PROMPT = "Once upon a time, in a small village by the sea,"
+THREADS, CTX = 2, 2048
+
+
+def in_process(llm, tokens: int) -> tuple[float, float, int]:
+    """(seconds to first token, decode tokens/s, tokens) for one streamed completion."""
+    start = time.perf_counter()
+    stamps = []
+    for _ in llm.create_completion(PROMPT, max_tokens=tokens, temperature=0, top_k=40, top_p=0.9, min_p=0,
+                                   repeat_penalty=1.1, stream=True):
+        stamps.append(time.perf_counter())
+    return stamps[0] - start, (len(stamps) - 1) / (stamps[-1] - stamps[0]), len(stamps)
+
+
+def through_r1(sock_path: str, tokens: int) -> tuple[float, float, int]:
+    body = json.dumps({"model": "gemma", "prompt": PROMPT, "raw": True,
+                       "options": {"temperature": 0, "num_predict": tokens, "num_thread": THREADS, "num_ctx": CTX}}).encode()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(sock_path)
+    start = time.perf_counter()
+    sock.sendall(b"POST /api/generate HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(body) + body)
+    reader = sock.makefile("rb")
+    stamps = []
+    while line := reader.readline():
+        if line.startswith(b"{") and b'"done":false' in line:
+            stamps.append(time.perf_counter())
+    sock.close()
+    return stamps[0] - start, (len(stamps) - 1) / (stamps[-1] - stamps[0]), len(stamps)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tokens", type=int, default=256)
+    args = parser.parse_args()
+    from llama_cpp import Llama
+
+    gemma = gemma_gguf(Path(tempfile.gettempdir()) / "r1-test-models")
+    work = Path(tempfile.mkdtemp(prefix="r1g-", dir="/tmp"))
+    r1 = str(Path(sys.executable).with_name("r1"))
+    env = {**os.environ, "R1_HOME": str(work / "home"), "R1_SOCKET": str(work / "r1.sock"), "R1_NO_AUTOSTART": "1"}
+    daemon = subprocess.Popen([r1, "serve"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        while not (work / "r1.sock").exists():
+            time.sleep(0.05)
+        subprocess.run([r1, "import", str(gemma), "--name", "gemma"], env=env, check=True, capture_output=True)
+        llm = Llama(str(gemma), n_ctx=CTX, n_threads=THREADS, verbose=False)
+        in_process(llm, 8)  # warm both
+        through_r1(str(work / "r1.sock"), 8)
+        results: dict[str, list[tuple[float, float, int]]] = {"llama-cpp-python in-process": [], "r1 over the socket": []}
+        for _ in range(args.runs):
+            results["llama-cpp-python in-process"].append(in_process(llm, args.tokens))
+            results["r1 over the socket"].append(through_r1(str(work / "r1.sock"), args.tokens))
+    finally:
+        daemon.terminate()
+        daemon.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"Gemma 3 270M Q4_K_M, n_threads={THREADS}, num_ctx {CTX}, temperature 0, {args.tokens} tokens, "
+          f"median of {args.runs} runs\n")
+    print(f"{'':<30}{'decode tok/s':>14}{'first token ms':>16}{'tokens':>8}")
+    medians = {}
+    for name, runs in results.items():
+        ttft = statistics.median(r[0] for r in runs) * 1000
+        rate = statistics.median(r[1] for r in runs)
+        medians[name] = (ttft, rate)
+        print(f"{name:<30}{rate:>14.1f}{ttft:>16.1f}{runs[0][2]:>8}")
+    (base_ttft, base_rate), (r1_ttft, r1_rate) = medians.values()
+    print(f"\nr1 decode rate / in-process: {r1_rate / base_rate:.3f}   "
+          f"r1 warm first-token overhead: {r1_ttft - base_ttft:+.1f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""What a backend does for a runner: load a model, turn text into tokens, stream tokens back.
+
+The runner (runner/worker.py) does everything common on top of this: chat templates, stop
+strings, token limits, cancellation, timings. A backend stays a thin adapter to its library.
+Options arrive validated (runner/options.py); a backend ignores those its library lacks.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+class BackendError(Exception):
+    """A failure a user can act on (bad file, unsupported option); the message says what to do."""
+
+
+class Backend(ABC):
+    #: The model's own chat template (Jinja), or None when it has none.
+    chat_template: str | None = None
+    bos_token: str = ""
+    eos_token: str = ""
+    #: Tokens the context holds (num_ctx as loaded).
+    context_length: int = 0
+
+    @abstractmethod
+    def __init__(self, path: Path, load: dict[str, Any]) -> None:
+        """Load the model. `path` is a GGUF file (first shard) or an MLX folder; `load` holds
+        num_ctx, num_gpu, num_thread, use_mmap, num_batch (any may be absent)."""
+
+    @abstractmethod
+    def tokenize(self, text: str) -> list[int]:
+        """Tokens for a prompt, special tokens parsed; adds BOS only if the model wants one
+        and the text does not already start with it."""
+
+    @abstractmethod
+    def stream(self, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None) -> Iterator[str]:
+        """Generate after `tokens`: one item per sampled token, the text it completes ("" while a
+        multi-byte character is still incomplete); ends at an end-of-generation token.
+
+        `sampling` holds temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n,
+        presence_penalty, frequency_penalty, seed (any may be absent). `fmt` is "json", a JSON
+        schema, or None. The caller stops iterating to end early (limits, stop strings, cancel)."""
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        raise BackendError(f"{type(self).__name__} does not compute embeddings")
+
+    def memory(self) -> dict[str, int]:
+        """Backend-specific memory figures (e.g. MLX active memory), added to the runner's RSS."""
+        return {}
+
+    def close(self) -> None:
+        """Free the model now rather than at process exit."""

@@ -1,0 +1,110 @@
+"""GGUF models through llama-cpp-python.
+
+Generation drives `Llama.generate` token by token rather than `create_completion`: the
+runner does stop strings, limits and cancellation itself, the same way for every backend,
+and this loop stays a few lines with nothing per token but sampling and decoding bytes.
+`generate` reuses the KV cache for the prompt prefix it shares with the previous request,
+so a chat that grows by a turn only evaluates the new turn.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+from llama_cpp import Llama, LlamaGrammar
+
+from .base import Backend, BackendError
+
+# Ollama's sampling defaults, so a model answers the same way through r1 as through Ollama.
+DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repeat_penalty": 1.1,
+            "presence_penalty": 0.0, "frequency_penalty": 0.0}
+
+
+class LlamaCppBackend(Backend):
+    def __init__(self, path: Path, load: dict[str, Any]) -> None:
+        self._params = dict(
+            model_path=str(path),
+            n_ctx=load.get("num_ctx", 4096),
+            # -1 offloads every layer; on a CPU-only build it changes nothing.
+            n_gpu_layers=load.get("num_gpu", -1),
+            n_threads=load.get("num_thread") or max(1, (os.cpu_count() or 2) // 2) or None,
+            n_batch=load.get("num_batch", 512),
+            use_mmap=load.get("use_mmap", True),
+            last_n_tokens_size=64,
+            verbose=False,
+        )
+        try:
+            self.llm = Llama(**self._params)
+        except ValueError as exc:  # llama-cpp-python's way of saying the file would not load
+            raise BackendError(f"llama.cpp could not load {path.name}: {exc}") from exc
+        self._embedder: Llama | None = None
+        self.context_length = self.llm.n_ctx()
+        self.chat_template = self.llm.metadata.get("tokenizer.chat_template")
+        self.bos_token = self._token_text(self.llm.token_bos())
+        self.eos_token = self._token_text(self.llm.token_eos())
+
+    def _token_text(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return self.llm.detokenize([token], special=True).decode(errors="replace")
+
+    def tokenize(self, text: str) -> list[int]:
+        add_bos = not (self.bos_token and text.startswith(self.bos_token))
+        return self.llm.tokenize(text.encode(), add_bos=add_bos, special=True)
+
+    def stream(self, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None) -> Iterator[str]:
+        s = {**DEFAULTS, **sampling}
+        self.llm.set_seed(s["seed"] if s.get("seed") is not None else random.getrandbits(31))
+        vocab = self.llm._model.vocab
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        previous: list[int] = list(tokens)
+        for token in self.llm.generate(
+            tokens,
+            temp=s["temperature"], top_k=s["top_k"], top_p=s["top_p"], min_p=s["min_p"],
+            repeat_penalty=s["repeat_penalty"], presence_penalty=s["presence_penalty"],
+            frequency_penalty=s["frequency_penalty"], grammar=self._grammar(fmt),
+        ):
+            if llama_cpp.llama_token_is_eog(vocab, token):
+                return
+            # prev_tokens lets SentencePiece vocabularies drop the leading space correctly.
+            piece = self.llm.detokenize([token], prev_tokens=previous)
+            previous.append(token)
+            yield decoder.decode(piece)
+
+    @staticmethod
+    def _grammar(fmt: str | dict | None) -> LlamaGrammar | None:
+        if fmt is None:
+            return None
+        if fmt == "json":
+            return LlamaGrammar.from_string(llama_cpp.llama_grammar.JSON_GBNF, verbose=False)
+        if isinstance(fmt, dict):
+            try:
+                return LlamaGrammar.from_json_schema(json.dumps(fmt), verbose=False)
+            except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
+                raise BackendError(f"cannot turn this JSON schema into a grammar: {exc}") from exc
+        raise BackendError(f"format must be \"json\" or a JSON schema object, not {fmt!r}")
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        # A second context in embedding mode; with mmap the weights' pages are shared with the first.
+        if self._embedder is None:
+            arch = self.llm.metadata.get("general.architecture", "")
+            # Embedding models name their pooling; a chat model gets the mean of its token vectors.
+            pooling = {} if f"{arch}.pooling_type" in self.llm.metadata else {"pooling_type": llama_cpp.LLAMA_POOLING_TYPE_MEAN}
+            self._embedder = Llama(**self._params, embedding=True, **pooling)
+        vectors = self._embedder.embed(texts, normalize=True, truncate=False)
+        return vectors
+
+    def close(self) -> None:
+        for llm in (self._embedder, self.llm):
+            if llm is not None:
+                llm.close()
+
+
+BACKEND = LlamaCppBackend

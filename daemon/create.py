@@ -1,0 +1,92 @@
+"""`r1 create` / `/api/create`: a new model from one in the store or a local file, with its own
+chat template, system prompt, default parameters and first messages (Modelfile fields).
+
+The settings live in the manifest's metadata, so the new name shares every blob with its
+base: creating a variant costs a row in the index, not a copy of the weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .errors import BadRequest
+from .importer import Event, check_source, import_model
+from .runner.options import OPTION_TYPES, check_options
+from .store import Manifest, ModelRecord, Store, parse_name
+
+# Manifest metadata keys that `r1 create` sets; everything else comes from the model files.
+CREATE_FIELDS = ("template", "system", "parameters", "license", "messages")
+
+
+def check_template(source: str) -> None:
+    """Refuse a template that will not compile, now rather than at the first chat."""
+    from jinja2 import Environment, TemplateSyntaxError  # only create needs it in the daemon
+
+    try:
+        Environment(extensions=["jinja2.ext.loopcontrols"]).parse(source)
+    except TemplateSyntaxError as exc:
+        raise BadRequest(f"TEMPLATE is not valid Jinja (line {exc.lineno}): {exc.message}") from exc
+
+
+def check_settings(body: dict[str, Any]) -> dict[str, Any]:
+    """The Modelfile fields of a create request, checked."""
+    settings: dict[str, Any] = {}
+    for key in ("template", "system", "license"):
+        value = body.get(key)
+        if value is None:
+            continue
+        if isinstance(value, list) and key == "license":
+            value = "\n".join(map(str, value))
+        if not isinstance(value, str):
+            raise BadRequest(f"field '{key}' must be a string")
+        settings[key] = value
+    if "template" in settings:
+        check_template(settings["template"])
+    parameters = body.get("parameters")
+    if parameters is not None:
+        if not isinstance(parameters, dict):
+            raise BadRequest("field 'parameters' must be an object of option names and values")
+        unknown = sorted(set(parameters) - set(OPTION_TYPES))
+        if unknown:
+            raise BadRequest(f"unknown parameter {', '.join(unknown)}; r1 knows {', '.join(sorted(OPTION_TYPES))}")
+        settings["parameters"] = check_options(parameters)
+    messages = body.get("messages")
+    if messages is not None:
+        if not isinstance(messages, list) or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
+        ):
+            raise BadRequest("field 'messages' must be a list of {role, content} objects")
+        settings["messages"] = [{"role": m["role"], "content": m["content"]} for m in messages]
+    return settings
+
+
+def create_model(store: Store, body: dict[str, Any], emit: Callable[[Event], None]) -> ModelRecord:
+    """Runs in a thread; the request body was checked by check_request()."""
+    name = parse_name(body["model"])
+    settings = check_settings(body)
+    if body.get("path"):
+        return import_model(store, check_source(body["path"]), name, emit=emit, settings=settings).record
+    base = store.get(body["from"])
+    emit({"status": f"using {base.name}"})
+    metadata = dict(base.manifest.metadata)
+    if "parameters" in settings:  # PARAMETER lines add to the base's defaults
+        settings["parameters"] = {**metadata.get("parameters", {}), **settings["parameters"]}
+    manifest = Manifest(base.manifest.format, base.manifest.files, metadata | settings)
+    emit({"status": "writing manifest"})
+    return store.add(name, manifest)
+
+
+def check_request(body: dict[str, Any]) -> None:
+    """Fail fast, with a 400, before any work starts."""
+    if not isinstance(body.get("model"), str):
+        raise BadRequest("field 'model' is required: the name of the model to create")
+    parse_name(body["model"])
+    sources = [key for key in ("from", "path") if body.get(key)]
+    if len(sources) != 1:
+        raise BadRequest("give exactly one of 'from' (a model in the store) or 'path' (a local GGUF file or MLX folder)")
+    if not isinstance(body[sources[0]], str):
+        raise BadRequest(f"field '{sources[0]}' must be a string")
+    if sources == ["path"]:
+        check_source(body["path"])
+    check_settings(body)

@@ -1,0 +1,184 @@
+"""One generation, whatever the dialect: resolve the model, lease its runner, split the reasoning.
+
+The Ollama routes (and later the OpenAI ones) parse their own request shapes into a
+`Request`, and shape the `Chunk`s and the `Final` they get back; the logic lives here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import BadRequest
+from .reasoning import ThinkSplitter
+from .runner.options import check_options, split_options
+from .scheduler import ModelSpec, Scheduler
+from .store import ModelRecord, Store
+
+
+@dataclass
+class Request:
+    model: str
+    prompt: str | None = None  # /api/generate
+    messages: list[dict[str, Any]] | None = None  # /api/chat
+    system: str | None = None
+    template: str | None = None
+    raw: bool = False
+    format: str | dict[str, Any] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    think: bool | None = None
+    keep_alive: float | None = None
+    tools: list[Any] | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing to generate: Ollama's way of asking to load (or, with keep_alive 0, unload)."""
+        return not self.messages if self.messages is not None else not self.prompt
+
+
+@dataclass(frozen=True)
+class Chunk:
+    thinking: str = ""
+    content: str = ""
+
+
+@dataclass(frozen=True)
+class Final:
+    done_reason: str  # "stop", "length", "cancel", "load" or "unload"
+    total_duration: int = 0  # nanoseconds, as Ollama reports them
+    load_duration: int = 0
+    prompt_eval_count: int = 0
+    prompt_eval_duration: int = 0
+    eval_count: int = 0
+    eval_duration: int = 0
+    unfinished_thinking: bool = False  # the output ended inside <think>: all of it was reasoning
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "done_reason": self.done_reason,
+            "total_duration": self.total_duration,
+            "load_duration": self.load_duration,
+            "prompt_eval_count": self.prompt_eval_count,
+            "prompt_eval_duration": self.prompt_eval_duration,
+            "eval_count": self.eval_count,
+            "eval_duration": self.eval_duration,
+        }
+
+
+@dataclass(frozen=True)
+class Prepared:
+    record: ModelRecord
+    spec: ModelSpec
+    frame: dict[str, Any]  # the runner's generate request
+
+
+def model_path(store: Store, record: ModelRecord) -> Path:
+    """What a backend opens: the GGUF's first shard, or the MLX folder."""
+    snapshot = store.snapshot_path(record.manifest_id)
+    if record.manifest.format == "gguf":
+        return snapshot / sorted(f.path for f in record.manifest.files if f.path.lower().endswith(".gguf"))[0]
+    return snapshot
+
+
+def model_template(record: ModelRecord) -> str | None:
+    """The chat template in effect: one set by `r1 create`, else the model's own."""
+    meta = record.manifest.metadata
+    return meta.get("template") or meta.get("chat_template")
+
+
+def model_spec(store: Store, record: ModelRecord, options: dict[str, Any]) -> tuple[ModelSpec, dict[str, Any]]:
+    """The runner spec for a model with these (checked) options, and the sampling options left over."""
+    meta = record.manifest.metadata
+    merged = {**check_options(meta.get("parameters")), **options}
+    load, sampling = split_options(merged, meta.get("context_length"))
+    spec = ModelSpec(record.name, record.manifest_id, record.manifest.format, model_path(store, record),
+                     tuple(sorted(load.items())))
+    return spec, sampling
+
+
+def prepare(store: Store, request: Request) -> Prepared:
+    """Everything that can fail before a model loads fails here, with a 4xx."""
+    record = store.get(request.model)
+    missing = store.missing_files(record.manifest)
+    if missing:
+        raise BadRequest(f"files of {record.name} are missing from the store ({', '.join(missing)}); "
+                         f"pull or import it again")
+    spec, sampling = model_spec(store, record, request.options)
+    meta = record.manifest.metadata
+    frame: dict[str, Any] = {"sampling": sampling, "format": request.format}
+    template = request.template or meta.get("template")
+    if template:
+        frame["template"] = template
+    if request.think is not None:
+        frame["think"] = request.think
+    system = request.system if request.system is not None else meta.get("system")
+    if request.messages is not None:
+        if not (template or meta.get("chat_template")):
+            raise BadRequest(
+                f"{record.name} has no chat template, so it cannot chat; give it one with `r1 create` "
+                "and a TEMPLATE line, or use /api/generate with a prompt"
+            )
+        messages = list(meta.get("messages") or []) + request.messages
+        if system and not any(m.get("role") == "system" for m in messages):
+            messages.insert(0, {"role": "system", "content": system})
+        frame["messages"] = messages
+        if request.tools:
+            frame["tools"] = request.tools
+    else:
+        frame["prompt"] = request.prompt or ""
+        frame["raw"] = request.raw
+        if system:
+            frame["system"] = system
+    return Prepared(record, spec, frame)
+
+
+async def generate(store: Store, scheduler: Scheduler, request: Request) -> AsyncIterator[Chunk | Final]:
+    """Chunks of thinking and answer as the model writes them, then one Final."""
+    started = time.perf_counter_ns()
+    prepared = await asyncio.to_thread(prepare, store, request)
+    if request.is_empty:
+        async with scheduler.lease(prepared.spec, request.keep_alive) as lease:
+            pass
+        reason = "unload" if request.keep_alive == 0 else "load"
+        yield Final(reason, total_duration=time.perf_counter_ns() - started, load_duration=lease.load_duration)
+        return
+    async with scheduler.lease(prepared.spec, request.keep_alive) as lease:
+        splitter = ThinkSplitter()
+        async for frame in lease.runner.generate(prepared.frame):
+            if "t" in frame:
+                piece = splitter.feed(frame["t"])
+            elif "start" in frame:
+                splitter = ThinkSplitter(opened=frame["start"]["opened_think"])
+                continue
+            else:
+                piece = splitter.finish()
+                done = frame["done"]
+            if piece.content or (piece.thinking and request.think is not False):
+                yield Chunk(piece.thinking if request.think is not False else "", piece.content)
+    yield Final(
+        **done,
+        total_duration=time.perf_counter_ns() - started,
+        load_duration=lease.load_duration,
+        unfinished_thinking=splitter.unterminated,
+    )
+
+
+async def embed(store: Store, scheduler: Scheduler, model: str, inputs: list[str],
+                options: dict[str, Any], keep_alive: float | None) -> dict[str, Any]:
+    """{"embeddings", "prompt_eval_count", "load_duration", "total_duration"} for the inputs."""
+    started = time.perf_counter_ns()
+    record = await asyncio.to_thread(store.get, model)
+    spec, _ = model_spec(store, record, options)
+    async with scheduler.lease(spec, keep_alive) as lease:
+        result = await lease.runner.call("embed", input=inputs)
+    return {
+        "model": record.name,
+        "embeddings": result["embeddings"],
+        "total_duration": time.perf_counter_ns() - started,
+        "load_duration": lease.load_duration,
+        "prompt_eval_count": result["prompt_eval_count"],
+    }

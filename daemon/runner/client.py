@@ -1,0 +1,206 @@
+"""The daemon's side of a runner: start the process, send frames, route answers by request id.
+
+asyncio only; the daemon never imports a backend. A runner that dies turns every request
+waiting on it into RunnerDied, with the last lines it wrote to stderr, so the user sees why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ..errors import R1Error
+from .protocol import MAX_FRAME, Frame, decode, encode
+
+log = logging.getLogger(__name__)
+
+STOP_GRACE = 5.0  # seconds a runner gets to exit after its socket closes, before SIGKILL
+
+
+class RunnerError(R1Error):
+    """The runner answered a request with an error; the status is the runner's verdict."""
+
+    def __init__(self, message: str, status: int = 500) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RunnerDied(RunnerError):
+    pass
+
+
+_DIED = object()  # queued for every waiting request when the runner's socket closes
+
+
+class Runner:
+    def __init__(self, label: str, process: asyncio.subprocess.Process,
+                 reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.label = label
+        self.process = process
+        self._reader = reader
+        self._writer = writer
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Queue[Any]] = {}
+        self._last_words: collections.deque[str] = collections.deque(maxlen=12)
+        self._death: str | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.info: dict[str, Any] = {}
+
+    @classmethod
+    async def start(cls, label: str, fmt: str, path: Path, load: dict[str, Any]) -> Runner:
+        """Start a runner and load the model in it; RunnerError if it cannot."""
+        parent, child = socket.socketpair()
+        out_read, out_write = os.pipe()
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "r1.daemon.runner", "--fd", str(child.fileno()),
+                pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL, stdout=out_write, stderr=out_write,
+            )
+        finally:
+            child.close()
+            os.close(out_write)
+        reader, writer = await asyncio.open_unix_connection(sock=parent, limit=MAX_FRAME)
+        runner = cls(label, process, reader, writer)
+        runner._tasks = [asyncio.ensure_future(runner._route()), asyncio.ensure_future(runner._log_output(out_read))]
+        try:
+            runner.info = await runner.call("load", format=fmt, path=str(path), load=load)
+        except BaseException:
+            await runner.stop()
+            raise
+        log.info("runner %d loaded %s in %.2f s", process.pid, label, runner.info["load_duration"] / 1e9)
+        return runner
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self._death is None and self.process.returncode is None
+
+    async def _log_output(self, fd: int) -> None:
+        """The runner's stderr and stdout (llama.cpp writes to both) go to the daemon's log."""
+        loop = asyncio.get_running_loop()
+        stream = asyncio.StreamReader(limit=MAX_FRAME)
+        transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stream), os.fdopen(fd, "rb"))
+        try:
+            while line := await stream.readline():
+                text = line.decode(errors="replace").rstrip()
+                if text:
+                    self._last_words.append(text)
+                    log.debug("runner %d: %s", self.process.pid, text)
+        finally:
+            transport.close()
+
+    async def _route(self) -> None:
+        try:
+            while line := await self._reader.readline():
+                frame = decode(line)
+                queue = self._waiting.get(frame["id"])
+                if queue is not None:
+                    queue.put_nowait(frame)
+        except (ValueError, ConnectionError, asyncio.LimitOverrunError) as exc:
+            log.error("runner %d sent something unreadable: %s", self.process.pid, exc)
+        code = await self.process.wait()
+        self._death = self._describe_exit(code)
+        if self._waiting:
+            log.error("runner for %s %s", self.label, self._death)
+        for queue in self._waiting.values():
+            queue.put_nowait(_DIED)
+
+    def _describe_exit(self, code: int) -> str:
+        if code < 0:
+            try:
+                how = f"was killed by {signal.Signals(-code).name}"
+            except ValueError:
+                how = f"was killed by signal {-code}"
+        else:
+            how = f"exited with status {code}"
+        words = " | ".join(list(self._last_words)[-3:])
+        return how + (f" ({words})" if words else "")
+
+    def _died(self) -> RunnerDied:
+        return RunnerDied(f"the model runner for {self.label} stopped: {self._death}; "
+                          "the next request starts a new one")
+
+    async def _send(self, frame: Frame) -> None:
+        if not self.alive:
+            raise self._died()
+        self._writer.write(encode(frame))
+        await self._writer.drain()
+
+    async def _next(self, queue: asyncio.Queue[Any]) -> Frame:
+        frame = await queue.get()
+        if frame is _DIED:
+            raise self._died()
+        if "error" in frame:
+            raise RunnerError(frame["error"], frame.get("status", 500))
+        return frame
+
+    async def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        """One request, one answer."""
+        rid = next(self._ids)
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._waiting[rid] = queue
+        try:
+            await self._send({"id": rid, "op": op, **fields})
+            return (await self._next(queue))["result"]
+        finally:
+            del self._waiting[rid]
+
+    async def generate(self, request: dict[str, Any]) -> AsyncIterator[Frame]:
+        """The start frame, the text frames, then the done frame. Leaving early cancels the generation."""
+        rid = next(self._ids)
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._waiting[rid] = queue
+        finished = False
+        try:
+            await self._send({"id": rid, "op": "generate", **request})
+            while True:
+                frame = await self._next(queue)
+                finished = "done" in frame
+                yield frame
+                if finished:
+                    return
+        finally:
+            if finished or not self.alive:
+                del self._waiting[rid]
+            else:
+                # The client left: stop the tokens now, and forget the id once the runner confirms.
+                asyncio.ensure_future(self._cancel(rid, queue))
+
+    async def _cancel(self, rid: int, queue: asyncio.Queue[Any]) -> None:
+        try:
+            await self._send({"id": next(self._ids), "op": "cancel", "target": rid})
+            while True:
+                frame = await queue.get()
+                if frame is _DIED or "done" in frame or "error" in frame:
+                    break
+            log.info("generation %d on %s cancelled: its client went away", rid, self.label)
+        except (RunnerDied, ConnectionError):
+            pass
+        finally:
+            self._waiting.pop(rid, None)
+
+    async def stop(self) -> None:
+        """Close the socket (the runner exits when it sees that), then make sure it is gone."""
+        self._writer.close()
+        try:
+            await asyncio.wait_for(self.process.wait(), STOP_GRACE)
+        except asyncio.TimeoutError:
+            log.warning("runner %d did not exit in %.0f s; killing it", self.process.pid, STOP_GRACE)
+            self.process.kill()
+            await self.process.wait()
+        # With the process gone both pipes reach EOF, so the reading tasks end on their own.
+        await asyncio.wait(self._tasks, timeout=1.0)
+        for task in self._tasks:
+            task.cancel()

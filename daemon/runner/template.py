@@ -1,0 +1,54 @@
+"""Chat templates: the Jinja that turns messages into a prompt, as Hugging Face tokenizers run it.
+
+GGUF files and MLX tokenizers carry the model's template as Jinja; `r1 create` TEMPLATE
+lines override it. Rendering here, in one place for both backends, keeps prompts identical
+across backends and lets the runner see whether the prompt left a `<think>` block open.
+"""
+
+from __future__ import annotations
+
+import functools
+from datetime import datetime
+from typing import Any
+
+from jinja2 import TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from ..backends.base import BackendError
+
+
+def _raise(message: str) -> None:
+    raise TemplateError(message)
+
+
+@functools.lru_cache(maxsize=16)
+def _compile(source: str) -> Any:
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env.globals["raise_exception"] = _raise
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env.from_string(source)
+
+
+def render(
+    source: str,
+    messages: list[dict[str, Any]],
+    *,
+    bos_token: str,
+    eos_token: str,
+    tools: list[Any] | None = None,
+    think: bool | None = None,
+) -> str:
+    context: dict[str, Any] = {
+        "messages": messages,
+        "add_generation_prompt": True,
+        "bos_token": bos_token,
+        "eos_token": eos_token,
+    }
+    if tools:
+        context["tools"] = tools
+    if think is not None:
+        context["enable_thinking"] = think  # Qwen3-style templates read it
+    try:
+        return _compile(source).render(**context)
+    except TemplateError as exc:
+        raise BackendError(f"the chat template failed: {exc}") from exc

@@ -1,0 +1,209 @@
+"""The runner process: one backend, one model, driven by frames from the daemon.
+
+The main thread reads frames; a single worker thread runs the model (llama.cpp and MLX
+contexts are not thread-safe), so `health` and `cancel` are answered while a generation
+runs. When the daemon goes away its end of the socket closes, the read returns nothing,
+and the process exits at once, mid-generation or not: a runner never outlives its daemon.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from ..backends import Backend, BackendError, load_backend
+from ..reasoning import template_opens_think
+from . import template
+from .protocol import MAX_FRAME, Frame, decode, encode
+from .stops import StopMatcher
+
+log = logging.getLogger("r1.runner")
+
+
+class Worker:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.backend: Backend | None = None
+        self.jobs: queue.Queue[Frame] = queue.Queue()
+        self.cancelled: set[int] = set()
+        self._send_lock = threading.Lock()
+
+    def send(self, frame: Frame) -> None:
+        data = encode(frame)
+        with self._send_lock:
+            self.sock.sendall(data)
+
+    # The reading side (main thread)
+
+    def serve(self) -> None:
+        threading.Thread(target=self._work, name="model", daemon=True).start()
+        reader = self.sock.makefile("rb")
+        while line := reader.readline(MAX_FRAME):
+            frame = decode(line)
+            op = frame.get("op")
+            if op == "cancel":
+                self.cancelled.add(frame["target"])
+            elif op == "health":
+                self.send({"id": frame["id"], "result": self._health()})
+            else:
+                self.jobs.put(frame)
+        log.debug("the daemon closed the connection; exiting")
+
+    def _health(self) -> dict[str, Any]:
+        rss = 0
+        try:
+            import psutil  # imported here: a runner that is never asked does not pay for it
+
+            rss = psutil.Process().memory_info().rss
+        except Exception:  # psutil missing or /proc unreadable: report what is known
+            pass
+        figures = self.backend.memory() if self.backend is not None else {}
+        return {"pid": os.getpid(), "rss": rss, **figures}
+
+    # The model side (worker thread)
+
+    def _work(self) -> None:
+        handlers = {"load": self._load, "generate": self._generate, "embed": self._embed, "tokenize": self._tokenize}
+        while True:
+            frame = self.jobs.get()
+            rid = frame["id"]
+            handler = handlers.get(frame.get("op", ""))
+            try:
+                if handler is None:
+                    raise BackendError(f"unknown runner op {frame.get('op')!r}")
+                handler(frame)
+            except BackendError as exc:
+                self.send({"id": rid, "error": str(exc), "status": 400})
+            except Exception as exc:
+                log.exception("runner failed on %s", frame.get("op"))
+                self.send({"id": rid, "error": f"the model runner failed: {type(exc).__name__}: {exc}", "status": 500})
+            finally:
+                self.cancelled.discard(rid)
+
+    def _model(self) -> Backend:
+        if self.backend is None:
+            raise BackendError("no model is loaded in this runner")
+        return self.backend
+
+    def _load(self, frame: Frame) -> None:
+        started = time.perf_counter()
+        self.backend = load_backend(frame["format"])(Path(frame["path"]), frame.get("load", {}))
+        self.send({"id": frame["id"], "result": {
+            "load_duration": int((time.perf_counter() - started) * 1e9),
+            "context_length": self.backend.context_length,
+            "chat_template": self.backend.chat_template is not None,
+            **self._health(),
+        }})
+
+    def _prompt(self, frame: Frame, backend: Backend) -> str:
+        source = frame.get("template") or backend.chat_template
+        if "messages" in frame:
+            if not source:
+                raise BackendError("this model has no chat template; give it one with `r1 create` and a TEMPLATE line, or use /api/generate")
+            return template.render(source, frame["messages"], bos_token=backend.bos_token, eos_token=backend.eos_token,
+                                   tools=frame.get("tools"), think=frame.get("think"))
+        system, prompt = frame.get("system"), frame.get("prompt", "")
+        if frame.get("raw") or not source:
+            return f"{system}\n\n{prompt}" if system and not frame.get("raw") else prompt
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+        return template.render(source, messages, bos_token=backend.bos_token, eos_token=backend.eos_token,
+                               think=frame.get("think"))
+
+    def _generate(self, frame: Frame) -> None:
+        rid = frame["id"]
+        backend = self._model()
+        prompt = self._prompt(frame, backend)
+        tokens = backend.tokenize(prompt)
+        room = backend.context_length - len(tokens)
+        if room <= 0:
+            raise BackendError(
+                f"the prompt is {len(tokens)} tokens, which fills the model's context of {backend.context_length}; "
+                "shorten it or raise the num_ctx option"
+            )
+        sampling = frame.get("sampling", {})
+        limit = sampling.get("num_predict", -1)
+        limit = room if limit is None or limit < 0 else min(limit, room)
+        self.send({"id": rid, "start": {"prompt_eval_count": len(tokens), "opened_think": template_opens_think(prompt)}})
+        stops = StopMatcher(sampling.get("stop") or [])
+        started = time.perf_counter_ns()
+        first = last = started
+        count = 0
+        reason = "stop"
+        if limit == 0:
+            reason = "length"
+        else:
+            for text in backend.stream(tokens, sampling, frame.get("format")):
+                last = time.perf_counter_ns()
+                if count == 0:
+                    first = last
+                count += 1
+                if rid in self.cancelled:
+                    reason = "cancel"
+                    break
+                out = stops.feed(text)
+                if out:
+                    self.send({"id": rid, "t": out})
+                if stops.stopped:
+                    break
+                if count >= limit:
+                    reason = "length"
+                    break
+        if tail := stops.finish():
+            self.send({"id": rid, "t": tail})
+        self.send({"id": rid, "done": {
+            "done_reason": reason,
+            "prompt_eval_count": len(tokens),
+            # The first token's time is the prompt's: llama.cpp evaluates the prompt, then samples.
+            "prompt_eval_duration": first - started,
+            "eval_count": count,
+            "eval_duration": last - first,
+        }})
+
+    def _embed(self, frame: Frame) -> None:
+        backend = self._model()
+        started = time.perf_counter_ns()
+        vectors = backend.embed(frame["input"])
+        count = sum(len(backend.tokenize(text)) for text in frame["input"])
+        self.send({"id": frame["id"], "result": {
+            "embeddings": vectors, "prompt_eval_count": count, "duration": time.perf_counter_ns() - started,
+        }})
+
+    def _tokenize(self, frame: Frame) -> None:
+        self.send({"id": frame["id"], "result": {"tokens": self._model().tokenize(frame["text"])}})
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this process when the daemon dies, even while a C call blocks."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=os.environ.get("R1_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
+                        format="runner %(process)d %(levelname)s %(message)s")
+    _die_with_parent()
+    fd = int(argv[argv.index("--fd") + 1])
+    sock = socket.socket(fileno=fd)
+    try:
+        Worker(sock).serve()
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    # Skip interpreter teardown: the model's memory goes back with the process, and a
+    # generation still running in the worker thread must not keep it alive.
+    sys.stderr.flush()
+    os._exit(0)
