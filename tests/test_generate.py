@@ -62,7 +62,15 @@ def stream(daemon: Daemon, path: str, body: dict[str, Any]) -> list[dict[str, An
 
 
 def runner_pids(daemon: Daemon) -> list[int]:
-    return [p.pid for p in psutil.Process(daemon.process.pid).children() if "r1.daemon.runner" in " ".join(p.cmdline())]
+    """The daemon's live runner processes (an exited one not yet reaped does not count)."""
+    pids = []
+    for child in psutil.Process(daemon.process.pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "r1.daemon.runner" in " ".join(child.cmdline()):
+                pids.append(child.pid)
+        except psutil.Error:  # gone meanwhile
+            pass
+    return pids
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +252,20 @@ def test_a_runner_killed_mid_request_is_an_error_and_the_next_request_recovers(s
                                                               "stream": False, "options": {**GREEDY, "num_predict": 3}})
     assert status == 200 and answer["eval_count"] == 3
     assert set(runner_pids(served)).isdisjoint(pids)
+
+
+def test_keep_alive_zero_unloads_after_the_request(served: Daemon) -> None:
+    before = set(runner_pids(served))
+    # Another num_ctx is another instance of the model: a runner of its own.
+    s = Stream(served.socket, "/api/generate", {"model": "gemma", "prompt": "Hello", "raw": True, "keep_alive": 0,
+                                                 "options": {**GREEDY, "num_ctx": 1024, "num_predict": 40}})
+    lines = iter(s)
+    next(lines)
+    started = set(runner_pids(served)) - before
+    assert len(started) == 1  # its runner, loaded for this request
+    assert list(lines)[-1]["done"] is True
+    s.close()
+    deadline = time.monotonic() + 10
+    while started & set(runner_pids(served)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not started & set(runner_pids(served)), "the runner for keep_alive 0 is still there"
