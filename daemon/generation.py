@@ -58,7 +58,8 @@ class Final:
     unfinished_thinking: bool = False  # the output ended inside <think>: all of it was reasoning
 
     def stats(self) -> dict[str, Any]:
-        return {
+        unfinished = {"thinking_unfinished": True} if self.unfinished_thinking else {}  # r1's addition
+        return unfinished | {
             "done_reason": self.done_reason,
             "total_duration": self.total_duration,
             "load_duration": self.load_duration,

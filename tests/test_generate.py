@@ -195,6 +195,7 @@ def test_prompt_opened_think_block_is_returned_as_thinking(served: Daemon) -> No
     # A random-weight model never closes the block: everything it wrote is reasoning.
     assert answer["message"]["content"] == ""
     assert answer["message"].get("thinking", "") != "" or answer["eval_count"] == 0
+    assert answer["thinking_unfinished"] is True and answer["done_reason"] == "length"
     status, hidden = served.request("POST", "/api/chat", {**body, "think": False})
     assert status == 200 and "thinking" not in hidden["message"] and hidden["message"]["content"] == ""
     status, show = served.request("POST", "/api/show", {"model": "thinker"})
