@@ -289,6 +289,30 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Chat with a model: answer PROMPT (or text piped to stdin), or talk at a `>>> ` prompt.
+
+    A model the store lacks is fetched first (imported if bundled, else pulled). At the prompt,
+    /? lists the commands, \"\"\" starts a multi-line message, Ctrl-C stops an answer, /bye leaves.
+    """
+    from .run import run
+
+    return run(Api(_settings()), args)
+
+
+def cmd_create(args: argparse.Namespace) -> int:
+    """Create a model from a Modelfile (FROM, PARAMETER, SYSTEM, TEMPLATE, LICENSE, MESSAGE).
+
+    FROM names a model in the store, or a local .gguf file or MLX folder to import.
+    """
+    from .modelfile import ModelfileError, create
+
+    try:
+        return create(Api(_settings()), args.name, Path(args.file))
+    except ModelfileError as exc:
+        raise CliError(str(exc)) from exc
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     """Print the versions of this client and of the running daemon."""
     print(f"r1 version {__version__}")
@@ -352,12 +376,36 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--copy", action="store_true", help="always copy the bytes; never hard link or reflink")
     imp.add_argument("--bundled", action="store_true", help="import the models that ship with the `bundled` extra (smollm2:135m)")
 
+    run = add(cmd_run, "run")
+    run.add_argument("name", metavar="NAME")
+    run.add_argument("prompt", nargs="*", metavar="PROMPT", help="words of a one-shot prompt (else: chat)")
+    think = run.add_mutually_exclusive_group()
+    think.add_argument("--think", dest="think", action="store_const", const=True, default=None,
+                       help="ask the model to think first (and show its thinking even when piped)")
+    think.add_argument("--no-think", dest="think", action="store_const", const=False, help="ask the model not to think")
+    run.add_argument("--hidethinking", action="store_true", help="never show the thinking")
+    run.add_argument("--verbose", action="store_true", help="print timings and token rates after each answer")
+    run.add_argument("--format", choices=["json"], help="ask for an answer in JSON")
+    run.add_argument("--keepalive", metavar="DURATION", help="how long the model stays loaded (5m, 1h, seconds)")
+    run.add_argument("--nowordwrap", action="store_true", help="do not wrap the answer at the terminal's width")
+
+    create = add(cmd_create, "create")
+    create.add_argument("name", metavar="NAME")
+    create.add_argument("-f", "--file", default="Modelfile", help="the Modelfile (default: ./Modelfile)")
+
     add(cmd_version, "version")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse ends a positional list at the first flag: `r1 run NAME --verbose more words`
+    # leaves "more words" over; they belong to the prompt.
+    if extra and args.func is cmd_run and not any(word.startswith("-") for word in extra):
+        args.prompt += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return args.func(args)
     except CliError as exc:

@@ -53,6 +53,7 @@ class ModelMetadata:
     head_count_kv: int | None
     key_length: int | None
     value_length: int | None
+    vocab_size: int | None  # the output layer's width: llama.cpp's compute buffers grow with it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -302,7 +303,17 @@ def read_gguf_metadata(paths: Sequence[Path]) -> ModelMetadata:
         head_count_kv=_int(kv.get(prefix + "attention.head_count_kv")),
         key_length=_int(kv.get(prefix + "attention.key_length")),
         value_length=_int(kv.get(prefix + "attention.value_length")),
+        vocab_size=_gguf_vocab_size(kv, prefix, tensors),
     )
+
+
+def _gguf_vocab_size(kv: dict[str, Any], prefix: str, tensors: list[_GGUFTensor]) -> int | None:
+    """The vocabulary size: a key some converters write, else the token embedding's second dimension."""
+    size = _int(kv.get(prefix + "vocab_size"))
+    if size is not None:
+        return size
+    embedding = next((t for t in tensors if t.name == "token_embd.weight" and len(t.dims) == 2), None)
+    return embedding.dims[1] if embedding is not None else None
 
 
 def _gguf_quantization(file_type: Any, tensors: list[_GGUFTensor]) -> str | None:
@@ -388,6 +399,7 @@ def read_mlx_metadata(folder: Path) -> ModelMetadata:
         head_count_kv=_int(setting("num_key_value_heads")),
         key_length=_int(setting("head_dim")),
         value_length=_int(setting("head_dim")),
+        vocab_size=_int(setting("vocab_size")),
     )
 
 

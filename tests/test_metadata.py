@@ -61,6 +61,7 @@ def test_gemma_metadata(gemma_path: Path) -> None:
         head_count_kv=1,
         key_length=256,
         value_length=256,
+        vocab_size=262_144,
     )
     assert json.loads(json.dumps(meta.to_dict())) == meta.to_dict()
 

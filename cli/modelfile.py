@@ -1,0 +1,188 @@
+"""Ollama's Modelfile, read into the body of a `POST /api/create`.
+
+    # FROM: a model in the store, or a local .gguf file or MLX folder
+    FROM llama3.2
+    PARAMETER temperature 0.7
+    PARAMETER stop "<|im_end|>"
+    SYSTEM \"\"\"You are
+    a pirate.\"\"\"
+
+Instructions are case-insensitive; a value is a \"\"\"triple-quoted\"\"\" text (which may span
+lines), a "quoted" one, or the rest of the line. `#` starts a comment line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from . import render
+from .main import Api, Json
+
+# Ollama's parameter names that r1 knows, and how to read each value.
+INT, FLOAT, BOOL, LIST = "int", "float", "bool", "list"
+PARAMETERS = {
+    "num_ctx": INT, "num_predict": INT, "top_k": INT, "repeat_last_n": INT, "seed": INT,
+    "num_gpu": INT, "num_thread": INT, "num_batch": INT,
+    "temperature": FLOAT, "top_p": FLOAT, "min_p": FLOAT, "repeat_penalty": FLOAT,
+    "presence_penalty": FLOAT, "frequency_penalty": FLOAT,
+    "use_mmap": BOOL,
+    "stop": LIST,
+}
+ROLES = ("system", "user", "assistant")
+COMMANDS = ("from", "parameter", "system", "template", "license", "message", "adapter")
+
+
+class ModelfileError(ValueError):
+    """A Modelfile r1 cannot use; the message names the file and line."""
+
+
+def parameter_value(name: str, value: str) -> object:
+    """`value` as the type Ollama gives parameter `name` (a stop value stays a single string);
+    ValueError says what is wrong."""
+    kind = PARAMETERS.get(name)
+    if kind is None:
+        raise ValueError(f"unknown parameter '{name}' (known: {', '.join(sorted(PARAMETERS))})")
+    try:
+        if kind == INT:
+            return int(value)
+        if kind == FLOAT:
+            return float(value)
+    except ValueError:
+        raise ValueError(f"parameter '{name}' must be {'an integer' if kind == INT else 'a number'}, not {value!r}") from None
+    if kind == BOOL:
+        if value.lower() in ("true", "1"):
+            return True
+        if value.lower() in ("false", "0"):
+            return False
+        raise ValueError(f"parameter '{name}' must be true or false, not {value!r}")
+    return value
+
+
+def _split(text: str) -> tuple[str, str]:
+    """The first word of `text` and the rest, with the whitespace between them dropped."""
+    word, *rest = text.lstrip().split(None, 1)
+    return word, rest[0] if rest else ""
+
+
+def _value(first: str, lines: list[str], at: int, fail: Callable[[str], None]) -> tuple[str, int]:
+    """The value that starts with `first` (the rest of line `at`), and the index of the line after it."""
+    if first.startswith('"""'):
+        text = first[3:]
+        while '"""' not in text:
+            if at + 1 >= len(lines):
+                fail('unterminated """')
+            at += 1
+            text += "\n" + lines[at]
+        value, _, after = text.partition('"""')
+        if after.strip():
+            fail('unexpected text after the closing """')
+        return value, at + 1
+    first = first.rstrip()
+    if first.startswith('"'):
+        if len(first) < 2 or not first.endswith('"'):
+            fail('unterminated "')
+        return first[1:-1], at + 1
+    return first, at + 1
+
+
+def resolve_from(value: str, base: Path) -> tuple[str, str]:
+    """("path", absolute path) when FROM names a local file or folder, else ("from", model name)."""
+    expanded = os.path.expanduser(value)
+    is_path = value.startswith(("/", "./", "../", "~")) or (base / expanded).exists()
+    if not is_path:
+        return "from", value
+    return "path", os.path.abspath(base / expanded)  # an absolute `expanded` replaces base
+
+
+def parse(text: str, source: str = "Modelfile", base: Path | None = None) -> Json:
+    """The /api/create body a Modelfile describes (all but "model"); relative FROM paths are
+    taken from `base` (the Modelfile's folder; default: the current one)."""
+    base = Path.cwd() if base is None else base
+    lines = text.lstrip("\ufeff").splitlines()
+    body: Json = {}
+    parameters: Json = {}
+    messages: list[Json] = []
+    licenses: list[str] = []
+    at = 0
+    while at < len(lines):
+        line_no, line = at + 1, lines[at].strip()
+
+        def fail(message: str) -> None:
+            raise ModelfileError(f"{source}, line {line_no}: {message}")
+
+        if not line or line.startswith("#"):
+            at += 1
+            continue
+        command, rest = _split(lines[at])
+        command = command.lower()
+        if command not in COMMANDS:
+            fail(f"unknown instruction {command.upper()!r}; expected one of {', '.join(c.upper() for c in COMMANDS)}")
+        if command == "adapter":
+            fail("ADAPTER is not supported by r1")
+        if not rest:
+            fail(f"{command.upper()} needs a value")
+
+        if command in ("parameter", "message"):
+            key, rest = _split(rest)
+            if not rest:
+                fail(f"{command.upper()} needs a name and a value")
+        value, at = _value(rest, lines, at, fail)
+
+        if command == "from":
+            if "from" in body or "path" in body:
+                fail("a second FROM; a Modelfile has one")
+            kind, target = resolve_from(value, base)
+            if kind == "path" and not os.path.exists(target):
+                fail(f"no such file or folder: {target}")
+            body[kind] = target
+        elif command == "parameter":
+            name = key.lower()
+            try:
+                typed = parameter_value(name, value)
+            except ValueError as exc:
+                fail(str(exc))
+            if name == "stop":
+                parameters.setdefault("stop", []).append(typed)  # each PARAMETER stop adds one
+            else:
+                parameters[name] = typed
+        elif command == "message":
+            if key.lower() not in ROLES:
+                fail(f"MESSAGE role must be one of {', '.join(ROLES)}, not {key!r}")
+            messages.append({"role": key.lower(), "content": value})
+        elif command == "license":
+            licenses.append(value)
+        else:  # system, template: the last one counts, as in Ollama
+            body[command] = value
+
+    if "from" not in body and "path" not in body:
+        raise ModelfileError(f"{source}: no FROM line; a Modelfile must say which model it builds on")
+    if parameters:
+        body["parameters"] = parameters
+    if messages:
+        body["messages"] = messages
+    if licenses:
+        body["license"] = "\n\n".join(licenses)
+    return body
+
+
+def create(api: Api, name: str, path: Path) -> int:
+    """`r1 create`: the Modelfile at `path` sent to the daemon as model `name`; statuses go to stderr."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ModelfileError(f"cannot read {path}: {exc.strerror}") from None
+    body = {"model": name, **parse(text, str(path), path.parent)}
+    progress = render.Progress()
+    for event in api.stream("POST", "/api/create", body):
+        if "total" in event:
+            progress.update(event["status"], event.get("completed", 0), event["total"])
+            continue
+        progress.finish()
+        if event.get("status") != "success":
+            print(event.get("status", ""), file=sys.stderr, flush=True)
+    progress.finish()
+    print(f"created {name}")
+    return 0

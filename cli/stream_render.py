@@ -1,0 +1,161 @@
+"""Showing an answer as it streams: word wrapping, the dimmed thinking block, `--verbose` stats."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+DIM, RESET = "\033[2m", "\033[0m"
+
+
+class WordWrap:
+    """Writes streamed text, wrapped at `width` columns without breaking words (width None: as is).
+
+    Pieces arrive cut anywhere, so the word being written is held back, with the spaces
+    before it: where a line wraps they are dropped. A word longer than a line is broken.
+    """
+
+    def __init__(self, write: Callable[[str], object], width: int | None) -> None:
+        self.write = write
+        self.width = width if width is None else max(width, 2)
+        self.column = 0  # where the next character lands, counting what is written only
+        self.spaces = 0
+        self.word = ""
+
+    def feed(self, text: str) -> None:
+        if self.width is None:
+            if text:
+                self.write(text)
+                self.column = 0 if text.endswith("\n") else self.column + len(text)
+            return
+        for char in text:
+            if char == "\n":
+                self._flush()
+                self.write("\n")
+                self.column = 0
+            elif char == " ":
+                if self.word:
+                    self._flush()
+                self.spaces += 1
+            else:
+                if self.column + self.spaces + len(self.word) >= self.width:
+                    if self.column:  # wrap: the word goes to the next line
+                        self.write("\n")
+                        self.column = 0
+                    self.spaces = 0  # spaces at a wrap are dropped
+                    if len(self.word) >= self.width:  # longer than a line: break it
+                        self.write(self.word + "\n")
+                        self.word = ""
+                self.word += char
+
+    def _flush(self) -> None:
+        self.write(" " * self.spaces + self.word)
+        self.column += self.spaces + len(self.word)
+        self.spaces, self.word = 0, ""
+
+    def style(self, code: str) -> None:
+        """An escape sequence, placed after the text fed so far; it takes no columns."""
+        self._flush()
+        self.write(code)
+
+    def end_line(self) -> None:
+        """Write what is held and end the line, unless it is empty."""
+        self._flush()
+        if self.column:
+            self.write("\n")
+            self.column = 0
+
+
+class Answer:
+    """One streamed answer: thinking (if shown) under a header, then the content.
+
+    With `dim`, thinking is dimmed as on a terminal; without, it is plain text.
+    """
+
+    def __init__(self, wrap: WordWrap, *, show_thinking: bool, dim: bool) -> None:
+        self.wrap = wrap
+        self.show_thinking = show_thinking
+        self.dim = dim
+        self.thinking_open = False
+        self.content_parts: list[str] = []
+
+    def _style(self, code: str) -> None:
+        if self.dim:
+            self.wrap.style(code)
+
+    def thinking(self, text: str) -> None:
+        if not text or not self.show_thinking:
+            return
+        if not self.thinking_open:
+            self.thinking_open = True
+            self._style(DIM)
+            self.wrap.feed("Thinking...\n")
+        self.wrap.feed(text)
+
+    def content(self, text: str) -> None:
+        if not text:
+            return
+        self._close_thinking()
+        self.content_parts.append(text)
+        self.wrap.feed(text)
+
+    def _close_thinking(self) -> None:
+        if self.thinking_open:
+            self.thinking_open = False
+            self.wrap.end_line()
+            self.wrap.feed("...done thinking.\n\n")
+            self._style(RESET)
+
+    def finish(self) -> None:
+        """End the answer on a line of its own, and the dim style if a stop cut the thinking."""
+        if self.thinking_open:
+            self.thinking_open = False
+            self._style(RESET)
+        self.wrap.end_line()
+
+    @property
+    def text(self) -> str:
+        return "".join(self.content_parts)
+
+
+def go_duration(ns: int) -> str:
+    """A duration in nanoseconds as Go prints a time.Duration (so as `ollama run --verbose` shows
+    it): 850ns, 12.5µs, 3.2045ms, 1.5s, 2m3.25s, 1h0m5s."""
+    if ns < 1000:
+        return f"{ns}ns" if ns else "0s"
+    if ns < 10**6:
+        return f"{ns // 1000}{_fraction(ns % 1000, 3)}µs"
+    if ns < 10**9:
+        return f"{ns // 10**6}{_fraction(ns % 10**6, 6)}ms"
+    hours, rest = divmod(ns, 3600 * 10**9)
+    minutes, rest = divmod(rest, 60 * 10**9)
+    seconds = f"{rest // 10**9}{_fraction(rest % 10**9, 9)}s"
+    if hours:
+        return f"{hours}h{minutes}m{seconds}"
+    return f"{minutes}m{seconds}" if minutes else seconds
+
+
+def _fraction(value: int, digits: int) -> str:
+    text = f"{value:0{digits}d}".rstrip("0")
+    return f".{text}" if text else ""
+
+
+def stats(done: dict[str, object]) -> list[str]:
+    """The `--verbose` lines for a final stream event, as Ollama prints them (fields that are 0 or absent are left out)."""
+    total, load, prompt_count, prompt_ns, count, eval_ns = (int(done.get(key) or 0) for key in (
+        "total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration"))
+    lines = []
+    if total:
+        lines.append(f"total duration:       {go_duration(total)}")
+    if load:
+        lines.append(f"load duration:        {go_duration(load)}")
+    if prompt_count:
+        lines.append(f"prompt eval count:    {prompt_count} token(s)")
+    if prompt_ns:
+        lines.append(f"prompt eval duration: {go_duration(prompt_ns)}")
+        lines.append(f"prompt eval rate:     {prompt_count / (prompt_ns / 1e9):.2f} tokens/s")
+    if count:
+        lines.append(f"eval count:           {count} token(s)")
+    if eval_ns:
+        lines.append(f"eval duration:        {go_duration(eval_ns)}")
+        lines.append(f"eval rate:            {count / (eval_ns / 1e9):.2f} tokens/s")
+    return lines

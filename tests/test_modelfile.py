@@ -1,0 +1,125 @@
+"""The Modelfile parser: Ollama's syntax in, the body of a POST /api/create out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from r1.cli.modelfile import ModelfileError, parameter_value, parse, resolve_from
+
+
+def test_every_instruction(tmp_path: Path) -> None:
+    text = '''# a comment
+FROM llama3.2
+PARAMETER temperature 0.7
+PARAMETER num_ctx 4096
+SYSTEM "You are a pirate."
+TEMPLATE {{ .Prompt }}
+LICENSE MIT
+MESSAGE user Hello there
+MESSAGE assistant "Ahoy!"
+'''
+    assert parse(text, base=tmp_path) == {
+        "from": "llama3.2",
+        "parameters": {"temperature": 0.7, "num_ctx": 4096},
+        "system": "You are a pirate.",
+        "template": "{{ .Prompt }}",
+        "license": "MIT",
+        "messages": [{"role": "user", "content": "Hello there"}, {"role": "assistant", "content": "Ahoy!"}],
+    }
+
+
+def test_instructions_and_roles_are_case_insensitive(tmp_path: Path) -> None:
+    body = parse("from tiny\nParameter TOP_K 5\nsystem hi\nmessage USER yo\n", base=tmp_path)
+    assert body == {"from": "tiny", "parameters": {"top_k": 5}, "system": "hi",
+                    "messages": [{"role": "user", "content": "yo"}]}
+
+
+def test_triple_quotes_span_lines_and_keep_them_verbatim(tmp_path: Path) -> None:
+    text = 'FROM tiny\nTEMPLATE """{{ if .System }}<sys>\n  {{ .System }}\n\n# not a comment\n"""\nSYSTEM """one line"""\n'
+    body = parse(text, base=tmp_path)
+    assert body["template"] == "{{ if .System }}<sys>\n  {{ .System }}\n\n# not a comment\n"
+    assert body["system"] == "one line"
+
+
+def test_quotes_keep_inner_spaces_and_bare_values_are_trimmed(tmp_path: Path) -> None:
+    body = parse('FROM tiny\nSYSTEM "  padded  "\nLICENSE   bare value   \n', base=tmp_path)
+    assert body["system"] == "  padded  "
+    assert body["license"] == "bare value"
+
+
+def test_stop_lines_collect_into_a_list(tmp_path: Path) -> None:
+    text = 'FROM tiny\nPARAMETER stop "<|im_end|>"\nPARAMETER stop <|im_start|>\nPARAMETER stop "User:"\n'
+    assert parse(text, base=tmp_path)["parameters"] == {"stop": ["<|im_end|>", "<|im_start|>", "User:"]}
+
+
+def test_later_system_and_template_win_licenses_join(tmp_path: Path) -> None:
+    body = parse("FROM tiny\nSYSTEM a\nSYSTEM b\nLICENSE one\nLICENSE two\n", base=tmp_path)
+    assert body["system"] == "b"
+    assert body["license"] == "one\n\ntwo"
+
+
+@pytest.mark.parametrize("name, text, value", [
+    ("num_predict", "8", 8), ("seed", "-1", -1), ("temperature", "1", 1.0), ("top_p", "0.9", 0.9),
+    ("min_p", "5e-2", 0.05), ("repeat_penalty", "1.1", 1.1), ("use_mmap", "false", False),
+    ("use_mmap", "TRUE", True), ("stop", "</s>", "</s>"),
+])
+def test_parameter_types(name: str, text: str, value: object) -> None:
+    converted = parameter_value(name, text)
+    assert converted == value and type(converted) is type(value)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("PARAMETER num_ctx big", "line 3: parameter 'num_ctx' must be an integer, not 'big'"),
+    ("PARAMETER num_ctx 2.5", "line 3: parameter 'num_ctx' must be an integer"),
+    ("PARAMETER temperature hot", "line 3: parameter 'temperature' must be a number"),
+    ("PARAMETER use_mmap maybe", "line 3: parameter 'use_mmap' must be true or false"),
+    ("PARAMETER flavour sweet", "line 3: unknown parameter 'flavour'"),
+    ("PARAMETER num_ctx", "line 3: PARAMETER needs a name and a value"),
+    ("ADAPTER ./lora.gguf", "line 3: ADAPTER is not supported by r1"),
+    ("QUANTIZE q4", "line 3: unknown instruction 'QUANTIZE'"),
+    ("MESSAGE tool hi", "line 3: MESSAGE role must be one of system, user, assistant, not 'tool'"),
+    ('SYSTEM "open', 'line 3: unterminated "'),
+    ("SYSTEM", "line 3: SYSTEM needs a value"),
+    ("FROM other", "line 3: a second FROM"),
+])
+def test_errors_name_the_file_and_line(tmp_path: Path, line: str, message: str) -> None:
+    with pytest.raises(ModelfileError) as caught:
+        parse(f"FROM tiny\n# comment\n{line}\nSYSTEM fine\n", "models/Modelfile", tmp_path)
+    assert str(caught.value).startswith("models/Modelfile, ")
+    assert message in str(caught.value)
+
+
+def test_unterminated_triple_quote_names_its_opening_line(tmp_path: Path) -> None:
+    with pytest.raises(ModelfileError, match=r'Modelfile, line 2: unterminated """'):
+        parse('FROM tiny\nTEMPLATE """never\nclosed\n', base=tmp_path)
+    with pytest.raises(ModelfileError, match=r'line 2: unexpected text after the closing """'):
+        parse('FROM tiny\nTEMPLATE """a\nb""" c\n', base=tmp_path)
+
+
+def test_from_is_required(tmp_path: Path) -> None:
+    with pytest.raises(ModelfileError, match="Modelfile: no FROM line"):
+        parse("# nothing\nSYSTEM hi\n", base=tmp_path)
+
+
+def test_from_a_name_or_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    (tmp_path / "mlx").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert resolve_from("llama3.2:1b", tmp_path) == ("from", "llama3.2:1b")
+    assert resolve_from("hf.co/org/repo:Q4_K_M", tmp_path) == ("from", "hf.co/org/repo:Q4_K_M")
+    # Relative paths are read from the Modelfile's folder, not the current one.
+    assert resolve_from("model.gguf", tmp_path) == ("path", str(tmp_path / "model.gguf"))
+    assert resolve_from("mlx", tmp_path) == ("path", str(tmp_path / "mlx"))
+    assert resolve_from("./model.gguf", tmp_path) == ("path", str(tmp_path / "model.gguf"))
+    assert resolve_from("../x/model.gguf", tmp_path / "x") == ("path", str(tmp_path / "x" / "model.gguf"))
+    assert resolve_from("~/model.gguf", Path("/elsewhere")) == ("path", str(tmp_path / "model.gguf"))
+    assert resolve_from("/abs/m.gguf", tmp_path) == ("path", "/abs/m.gguf")
+
+
+def test_from_a_path_sends_it_absolute_and_a_missing_one_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "model.gguf").write_bytes(b"GGUF")
+    assert parse("FROM ./model.gguf\n", base=tmp_path) == {"path": str(tmp_path / "model.gguf")}
+    with pytest.raises(ModelfileError, match=r"line 2: no such file or folder: .*/nothere\.gguf"):
+        parse("\nFROM ./nothere.gguf\n", base=tmp_path)
