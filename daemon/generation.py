@@ -11,7 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import BadRequest
 from .reasoning import ThinkSplitter
@@ -40,8 +40,9 @@ class Request:
         return not self.messages if self.messages is not None else not self.prompt
 
 
-@dataclass(frozen=True)
-class Chunk:
+class Chunk(NamedTuple):
+    """Text the model wrote, split; a named tuple because one is made per token."""
+
     thinking: str = ""
     content: str = ""
 

@@ -86,29 +86,36 @@ def start_owned_task(app: web.Application, coro: Awaitable[Any]) -> asyncio.Task
     return task
 
 
-async def stream_ndjson(request: web.Request, events: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
+def _same(event: Any) -> dict[str, Any]:
+    return event
+
+
+async def stream_ndjson(request: web.Request, events: AsyncIterator[Any],
+                        shape: Callable[[Any], dict[str, Any]] = _same) -> web.StreamResponse:
     """Ollama-style streams: one JSON object per line.
 
     The first event is awaited before the response starts, so an early failure still gets
     its own status code; after the first byte, errors go in-band as a final {"error"} line.
     A client that goes away closes `events` at once, so a generation stops at the next token.
+    `shape` turns each event into the JSON object sent (one call, no extra generator, per token).
     """
     try:
-        return await _stream_ndjson(request, events)
+        return await _stream_ndjson(request, events, shape)
     finally:
         if isinstance(events, AsyncGenerator):
             await events.aclose()
 
 
-async def _stream_ndjson(request: web.Request, events: AsyncIterator[dict[str, Any]]) -> web.StreamResponse:
+async def _stream_ndjson(request: web.Request, events: AsyncIterator[Any],
+                         shape: Callable[[Any], dict[str, Any]]) -> web.StreamResponse:
     first = await anext(events, None)
     response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
     await response.prepare(request)
     try:
         if first is not None:
-            await response.write(json.dumps(first).encode() + b"\n")
+            await response.write(json.dumps(shape(first)).encode() + b"\n")
             async for event in events:
-                await response.write(json.dumps(event).encode() + b"\n")
+                await response.write(json.dumps(shape(event)).encode() + b"\n")
     except R1Error as exc:
         await response.write(json.dumps({"error": str(exc)}).encode() + b"\n")
     except ConnectionResetError:

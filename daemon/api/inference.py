@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -21,8 +20,15 @@ routes = web.RouteTableDef()
 Json = dict[str, Any]
 
 
+_second: list[Any] = [-1, ""]  # the last whole second formatted: strftime is costly once per token
+
+
 def created_at() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{time.time_ns() % 1_000_000_000:09d}Z"
+    now = time.time_ns()
+    second, nanos = divmod(now, 1_000_000_000)
+    if second != _second[0]:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{nanos:09d}Z"
 
 
 def keep_alive(body: Json) -> float | None:
@@ -129,11 +135,7 @@ async def _respond(request: web.Request, chat: bool) -> web.StreamResponse:
     shape: Callable[[str, Chunk | Final], Json] = shape_chat if chat else shape_generate
     items = generate(request.app[STORE], request.app[SCHEDULER], parsed)
     if get_bool(body, "stream", True):
-        async def events() -> AsyncIterator[Json]:
-            async with contextlib.aclosing(items):  # closing the stream must reach the generation
-                async for item in items:
-                    yield shape(parsed.model, item)
-        return await stream_ndjson(request, events())
+        return await stream_ndjson(request, items, lambda item: shape(parsed.model, item))
     thinking: list[str] = []
     content: list[str] = []
     final: Json = {}
