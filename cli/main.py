@@ -165,6 +165,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
             _say(event["status"])  # a note, e.g. which quantization r1 picked
     if "note" in result:
         _say(result["note"])
+    if result.get("status") == "success":
+        warn_if_too_large({**Api(_settings())("POST", "/api/show", {"model": result["model"]}), "name": result["model"]})
     if "size" in result:
         moved = result["downloaded"]
         speed = f", {render.human_size(moved / result['seconds'])}/s" if moved and result["seconds"] else ""
@@ -208,6 +210,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("id", info["digest"][:12]),
         ("path", info["path"]),
     ]
+    if "memory" in info:
+        memory = info["memory"]
+        verdict = "fits" if memory["fits"] else "DOES NOT FIT"
+        facts.append(("memory", f"about {render.human_size(memory['estimate'])} at num_ctx {memory['num_ctx']} "
+                                f"({verdict} the {render.human_size(memory['budget'])} budget)"))
     if info["license"]:
         facts.append(("license", info["license"].splitlines()[0]))
     print("  Model")
@@ -218,6 +225,43 @@ def cmd_show(args: argparse.Namespace) -> int:
         state = "" if f["present"] else "   MISSING: import or pull the model again"
         print(f"    {f['path']}   {render.human_size(f['size'])}   {f['digest'][:19]}{state}")
     return 0
+
+
+def cmd_ps(args: argparse.Namespace) -> int:
+    """List the models loaded in memory, and what they use of the memory budget."""
+    answer = Api(_settings())("GET", "/api/ps")
+    if args.json:
+        _print_json(answer)
+        return 0
+    rows = []
+    for m in answer["models"]:
+        share = round(100 * m["size_vram"] / m["size"]) if m["size"] else 0
+        processor = "100% GPU" if share == 100 else "100% CPU" if share == 0 else f"{100 - share}%/{share}% CPU/GPU"
+        until = {"stopping": "Stopping...", "loading": "Loading..."}.get(m["state"]) or render.human_until(m["expires_at"])
+        rows.append((m["name"], m["digest"][:12], render.human_size(m["size"]), processor, str(m["context_length"]), until))
+    print(render.table(("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"), rows))
+    memory = answer["memory"]
+    if answer["models"]:
+        print(f"\n{render.human_size(memory['used'])} of the {render.human_size(memory['budget'])} memory budget in use"
+              + (f"; {answer['waiting']} requests waiting" if answer["waiting"] else ""))
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    """Unload a model now (once the requests it is serving end)."""
+    api = Api(_settings())
+    for _ in api.stream("POST", "/api/generate", {"model": args.name, "keep_alive": 0}):
+        pass
+    return 0
+
+
+def warn_if_too_large(info: Json) -> None:
+    """LM Studio's guardrail: say so before loading a model that cannot fit the memory budget."""
+    memory = info.get("memory")
+    if isinstance(memory, dict) and not memory["fits"]:
+        _say(f"Warning: {info.get('name') or 'this model'} needs about {render.human_size(memory['estimate'])} at "
+             f"num_ctx {memory['num_ctx']}, more than the {render.human_size(memory['budget'])} memory budget "
+             "(R1_MEMORY_BUDGET); it will not load. Try a smaller quantization or a lower num_ctx.")
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
@@ -362,6 +406,12 @@ def build_parser() -> argparse.ArgumentParser:
     show = add(cmd_show, "show")
     show.add_argument("name")
     show.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
+
+    ps = add(cmd_ps, "ps")
+    ps.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
+
+    stop = add(cmd_stop, "stop")
+    stop.add_argument("name", metavar="NAME")
 
     rm = add(cmd_rm, "rm")
     rm.add_argument("names", nargs="+", metavar="NAME")

@@ -40,6 +40,24 @@ def human_age(timestamp: str, now: datetime | None = None) -> str:
     return "just now" if seconds < 5 else _ago(seconds, "second")
 
 
+def human_until(timestamp: str, now: datetime | None = None) -> str:
+    """`r1 ps`'s UNTIL: '4 minutes from now', or 'Forever' for a model kept loaded."""
+    try:
+        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return timestamp
+    if then.year >= 2200:  # Ollama's way of writing "never"
+        return "Forever"
+    seconds = int((then - (now or datetime.now(timezone.utc))).total_seconds())
+    if seconds < 1:
+        return "Less than a second"
+    for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        if seconds >= length:
+            count = seconds // length
+            return f"{count} {unit}{'s' if count != 1 else ''} from now"
+    return "Less than a second"
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned columns three spaces apart, like Ollama's lists."""
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]

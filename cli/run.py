@@ -11,7 +11,7 @@ import contextlib
 import shutil
 import sys
 
-from .main import BUNDLED, Api, ApiFailure, CliError, Json, _bundled_path, _import, cmd_pull
+from .main import BUNDLED, Api, ApiFailure, CliError, Json, _bundled_path, _import, cmd_pull, warn_if_too_large
 from .modelfile import PARAMETERS, parameter_value
 from .stream_render import Answer, WordWrap, stats
 
@@ -277,6 +277,7 @@ class Chat:
 
 def run(api: Api, args: argparse.Namespace) -> int:
     info = ensure_model(api, args.name)
+    warn_if_too_large({**info, "name": args.name})
     session = Session(api, args.name, args)
     prompt = " ".join(args.prompt)
     if prompt or not sys.stdin.isatty():

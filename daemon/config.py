@@ -78,6 +78,18 @@ SETTINGS: dict[str, Setting] = {
         "How long a model stays loaded after its last request (30s, 5m, 1h; 0 unloads at once; "
         "negative keeps it loaded). A request's keep_alive overrides it.",
     ),
+    "max_loaded": Setting(
+        "R1_MAX_LOADED", "0", "Most models loaded at once (0: no limit but the memory budget)."
+    ),
+    "num_parallel": Setting(
+        "R1_NUM_PARALLEL",
+        "1",
+        "Requests one loaded model serves at once; more wait their turn in arrival order. "
+        "The llama.cpp and MLX runners compute one sequence at a time.",
+    ),
+    "max_queue": Setting(
+        "R1_MAX_QUEUE", "512", "Requests that may wait for a model or a turn; beyond that the answer is 503."
+    ),
     "pull_connections": Setting(
         "R1_PULL_CONNECTIONS", "4", "Byte ranges of one file downloaded in parallel by a pull."
     ),
@@ -135,11 +147,13 @@ def _flag(value: str) -> bool:
 class Settings(
     namedtuple(
         "Settings",
-        "home socket log_level no_autostart memory_budget keep_alive pull_connections hf_endpoint hf_offline",
+        "home socket log_level no_autostart memory_budget keep_alive max_loaded num_parallel max_queue "
+        "pull_connections hf_endpoint hf_offline",
     )
 ):
     """home: Path, socket: Path, log_level: str, no_autostart: bool, memory_budget: int (bytes),
-    keep_alive: float (seconds; negative: forever), pull_connections: int, hf_endpoint: str, hf_offline: bool (the keys of SETTINGS)."""
+    keep_alive: float (seconds; negative: forever), max_loaded: int, num_parallel: int, max_queue: int,
+    pull_connections: int, hf_endpoint: str, hf_offline: bool (the keys of SETTINGS)."""
 
     __slots__ = ()
 
@@ -155,9 +169,12 @@ class Settings(
         home = Path(raw("home") or default_home(env)).expanduser().absolute()
         socket = Path(raw("socket") or default_socket(env, home)).expanduser().absolute()
         budget = raw("memory_budget")
-        connections = raw("pull_connections") or "4"
-        if not connections.isdigit() or not 1 <= int(connections) <= 64:
-            raise ConfigError(f"R1_PULL_CONNECTIONS={connections!r} must be a whole number from 1 to 64")
+        def count(key: str, default: int, low: int, high: int) -> int:
+            text = raw(key) or str(default)
+            if not text.isdigit() or not low <= int(text) <= high:
+                raise ConfigError(f"{SETTINGS[key].env}={text!r} must be a whole number from {low} to {high}")
+            return int(text)
+
         settings = cls(
             home=home,
             socket=socket,
@@ -165,7 +182,10 @@ class Settings(
             no_autostart=_flag(raw("no_autostart") or ""),
             memory_budget=parse_size(budget, "R1_MEMORY_BUDGET") if budget else default_memory_budget(total_memory()),
             keep_alive=parse_duration(raw("keep_alive") or "5m", "R1_KEEP_ALIVE"),
-            pull_connections=int(connections),
+            max_loaded=count("max_loaded", 0, 0, 1024),
+            num_parallel=count("num_parallel", 1, 1, 64),
+            max_queue=count("max_queue", 512, 1, 100_000),
+            pull_connections=count("pull_connections", 4, 1, 64),
             hf_endpoint=(raw("hf_endpoint") or DEFAULT_HF_ENDPOINT).rstrip("/"),
             hf_offline=_flag(raw("hf_offline") or ""),
         )

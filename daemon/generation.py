@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import BadRequest
+from .memory import estimate
 from .reasoning import ThinkSplitter
 from .runner.options import check_options, split_options
 from .scheduler import ModelSpec, Scheduler
@@ -97,8 +98,9 @@ def model_spec(store: Store, record: ModelRecord, options: dict[str, Any]) -> tu
     meta = record.manifest.metadata
     merged = {**check_options(meta.get("parameters")), **options}
     load, sampling = split_options(merged, meta.get("context_length"))
+    need = estimate(record.manifest.format, meta, record.manifest.size, load["num_ctx"]).total
     spec = ModelSpec(record.name, record.manifest_id, record.manifest.format, model_path(store, record),
-                     tuple(sorted(load.items())))
+                     tuple(sorted(load.items())), estimate=need, record=record)
     return spec, sampling
 
 
@@ -142,11 +144,14 @@ async def generate(store: Store, scheduler: Scheduler, request: Request) -> Asyn
     """Chunks of thinking and answer as the model writes them, then one Final."""
     started = time.perf_counter_ns()
     prepared = await asyncio.to_thread(prepare, store, request)
+    if request.is_empty and request.keep_alive == 0:  # Ollama's way to unload (`r1 stop`): no load first
+        await scheduler.stop(prepared.spec.manifest_id)
+        yield Final("unload", total_duration=time.perf_counter_ns() - started)
+        return
     if request.is_empty:
         async with scheduler.lease(prepared.spec, request.keep_alive) as lease:
             pass
-        reason = "unload" if request.keep_alive == 0 else "load"
-        yield Final(reason, total_duration=time.perf_counter_ns() - started, load_duration=lease.load_duration)
+        yield Final("load", total_duration=time.perf_counter_ns() - started, load_duration=lease.load_duration)
         return
     async with scheduler.lease(prepared.spec, request.keep_alive) as lease:
         splitter = ThinkSplitter()

@@ -1,9 +1,13 @@
-"""Loaded models: one runner per (model, load options), shared by every request that needs it.
+"""Loaded models: one runner per (model, load options), shared by every request that needs it,
+within a memory budget.
 
-A request leases an instance: the first lease of a cold model starts its runner (once,
-however many requests arrive together); requests to one instance take turns; when the
-last lease ends, the keep-alive timer decides when the runner goes. No HTTP here: the
-API asks for leases, and tests drive this with a fake runner.
+A request leases an instance. The first lease of a cold model loads it once, however many
+requests arrive together; if it does not fit the budget, idle models are unloaded least
+recently used first; if it still cannot fit until requests in flight finish, the request
+waits (at most R1_MAX_QUEUE wait); if it can never fit, it fails at once. Requests to one
+instance take turns, R1_NUM_PARALLEL at a time, in arrival order. When an instance's last
+lease ends, its keep-alive decides when it goes. No HTTP here: the API asks for leases, and
+tests drive this with a fake runner and a fake clock.
 """
 
 from __future__ import annotations
@@ -15,12 +19,38 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .config import Settings
+from .errors import R1Error, ServiceUnavailable
+from .memory import human
 from .runner.client import Runner
 
 log = logging.getLogger(__name__)
+
+MEASURE_AFTER = 0.2  # s after a request ends to re-read a runner's size: buffers grow on first use
+
+
+class ModelTooLarge(R1Error):
+    status = 507
+
+
+class Busy(ServiceUnavailable):
+    pass
+
+
+class RunnerHandle(Protocol):
+    """What the scheduler needs of a runner (runner.client.Runner; a fake in unit tests)."""
+
+    pid: int
+    info: dict[str, Any]
+
+    @property
+    def alive(self) -> bool: ...
+
+    async def call(self, op: str, **fields: Any) -> dict[str, Any]: ...
+
+    async def stop(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -32,118 +62,293 @@ class ModelSpec:
     format: str
     path: Path  # a GGUF file (the first shard) or an MLX folder, inside the store's snapshot
     load: tuple[tuple[str, Any], ...]  # load options, sorted, so the spec is hashable
+    estimate: int = field(default=0, compare=False)  # bytes it will take (memory.estimate)
+    record: Any = field(default=None, compare=False, hash=False)  # the store's ModelRecord, for /api/ps
 
     @property
     def key(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
         return self.manifest_id, self.load
 
+    @property
+    def num_ctx(self) -> int:
+        return dict(self.load).get("num_ctx", 0)
 
-@dataclass
+
+@dataclass(eq=False)
 class Instance:
     spec: ModelSpec
-    runner: Runner
-    loaded_at: float
-    turn: asyncio.Lock = field(default_factory=asyncio.Lock)  # one generation at a time per runner
-    leases: int = 0
-    expires_at: float | None = None  # wall-clock time of unloading; None: kept while in use or forever
-    timer: asyncio.TimerHandle | None = None
+    memory: int  # the estimate until the runner is up, then its measured size
+    turn: asyncio.Semaphore
+    loaded: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    runner: RunnerHandle | None = None
+    leases: int = 0  # requests holding or waiting for it; a leased instance is never unloaded
+    last_used: float = 0.0  # scheduler clock
+    keep_alive: float = 0.0  # seconds, from the last request to end; negative: forever
+    expires: float | None = None  # scheduler clock; None while leased, or kept forever
+    stopping: bool = False  # unload as soon as the last lease ends
+    load_task: asyncio.Task[None] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.runner is not None
 
 
 @dataclass
 class Lease:
-    runner: Runner
+    runner: RunnerHandle
     load_duration: int  # ns this request waited for the model to load (0 when it was hot)
 
 
-StartRunner = Callable[[ModelSpec], Awaitable[Runner]]
+StartRunner = Callable[[ModelSpec], Awaitable[RunnerHandle]]
 
 
 async def start_runner(spec: ModelSpec) -> Runner:
     return await Runner.start(spec.name, spec.format, spec.path, dict(spec.load))
 
 
-class Scheduler:
-    def __init__(self, settings: Settings, start: StartRunner = start_runner) -> None:
-        self.settings = settings
-        self._start = start
-        self._instances: dict[Any, Instance] = {}
-        self._loading: dict[Any, asyncio.Future[Instance]] = {}
+def measured(info: dict[str, Any]) -> int:
+    """A runner's size from its health report: resident memory plus what it holds outside it."""
+    return int(info.get("rss", 0)) + int(info.get("unaccounted", 0))
 
-    def loaded(self) -> list[Instance]:
+
+class Scheduler:
+    def __init__(self, settings: Settings, start: StartRunner = start_runner,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.budget = settings.memory_budget
+        self.max_loaded = settings.max_loaded
+        self.num_parallel = settings.num_parallel
+        self.max_queue = settings.max_queue
+        self.default_keep_alive = settings.keep_alive
+        self.loads = 0  # runners started, for /metrics and tests
+        self.evictions = 0
+        self._start = start
+        self._clock = clock
+        self._instances: dict[Any, Instance] = {}
+        self._waiting = 0  # requests waiting for memory or a turn
+        self._changed = asyncio.Event()  # replaced each time it fires: memory or turns may be free
+        self._reaper: asyncio.Task[None] | None = None
+        self._reaper_wake = asyncio.Event()
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # What is loaded
+
+    def instances(self) -> list[Instance]:
         return list(self._instances.values())
+
+    @property
+    def used(self) -> int:
+        return sum(i.memory for i in self._instances.values())
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
+
+    def expires_at(self, instance: Instance) -> float | None:
+        """Wall-clock time the instance unloads if nothing uses it; None: never."""
+        if instance.keep_alive < 0 and not instance.stopping:
+            return None
+        left = instance.keep_alive if instance.expires is None else instance.expires - self._clock()
+        return time.time() + max(left, 0.0)
+
+    # Leases
 
     @contextlib.asynccontextmanager
     async def lease(self, spec: ModelSpec, keep_alive: float | None = None) -> AsyncIterator[Lease]:
         """The model's runner, loaded, for the caller's turn; keep_alive (s) applies when it ends."""
         started = time.perf_counter_ns()
-        instance = await self._instance(spec)
-        load_duration = time.perf_counter_ns() - started
-        instance.leases += 1
-        self._cancel_timer(instance)
+        instance = await self._acquire(spec)
         try:
-            async with instance.turn:
+            load_duration = time.perf_counter_ns() - started
+            await self._take_turn(instance)
+            try:
+                instance.last_used = self._clock()
+                assert instance.runner is not None
                 yield Lease(instance.runner, load_duration)
+            finally:
+                instance.turn.release()
         finally:
             instance.leases -= 1
-            self._after_use(instance, self.settings.keep_alive if keep_alive is None else keep_alive)
+            instance.last_used = self._clock()
+            instance.keep_alive = self.default_keep_alive if keep_alive is None else keep_alive
+            self._released(instance)
 
-    async def _instance(self, spec: ModelSpec) -> Instance:
-        instance = self._instances.get(spec.key)
-        if instance is not None and instance.runner.alive:
-            return instance
-        if instance is not None:
-            await self._drop(instance)
-        loading = self._loading.get(spec.key)
-        if loading is None:
-            loading = asyncio.ensure_future(self._load(spec))
-            self._loading[spec.key] = loading
-            loading.add_done_callback(lambda _: self._loading.pop(spec.key, None))
-        # Shielded: a client that gives up does not cancel a load others may be waiting for.
-        return await asyncio.shield(loading)
+    async def _acquire(self, spec: ModelSpec) -> Instance:
+        """The instance for `spec`, leased (leases + 1) and loaded."""
+        waiting = False
+        try:
+            while True:
+                instance = self._instances.get(spec.key)
+                if instance is not None:
+                    if instance.ready and not instance.runner.alive:
+                        await self._unload(instance)
+                        continue
+                    instance.leases += 1
+                    instance.stopping = False  # asked for again: it stays
+                    self._set_expiry(instance, None)
+                    try:
+                        await asyncio.shield(instance.loaded)
+                    except BaseException:
+                        instance.leases -= 1
+                        raise
+                    return instance
+                if spec.estimate > self.budget:
+                    raise ModelTooLarge(
+                        f"{spec.name} needs {human(spec.estimate)} (num_ctx {spec.num_ctx}) but the memory budget is "
+                        f"{human(self.budget)}; choose a smaller quantization or num_ctx, or raise R1_MEMORY_BUDGET"
+                    )
+                evicted = self._make_room(spec.estimate)
+                if evicted is not None:
+                    self._begin_load(spec, evicted)
+                    continue
+                if not waiting:
+                    self._enter_queue()
+                    waiting = True
+                    log.info("%s waits for memory: %s of %s in use by models serving requests",
+                             spec.name, human(self.used), human(self.budget))
+                await self._changed.wait()
+        finally:
+            if waiting:
+                self._waiting -= 1
 
-    async def _load(self, spec: ModelSpec) -> Instance:
-        runner = await self._start(spec)
-        instance = Instance(spec, runner, time.time())
+    def _enter_queue(self) -> None:
+        if self._waiting >= self.max_queue:
+            raise Busy(f"r1 is busy: {self._waiting} requests are already waiting (R1_MAX_QUEUE); try again shortly")
+        self._waiting += 1
+
+    async def _take_turn(self, instance: Instance) -> None:
+        if not instance.turn.locked():
+            await instance.turn.acquire()
+            return
+        self._enter_queue()
+        try:
+            await instance.turn.acquire()  # asyncio semaphores wake waiters in arrival order
+        finally:
+            self._waiting -= 1
+
+    def _fits(self, need: int, freed: int = 0, unloaded: int = 0) -> bool:
+        count_ok = not self.max_loaded or len(self._instances) - unloaded < self.max_loaded
+        return self.used - freed + need <= self.budget and count_ok
+
+    def _make_room(self, need: int) -> list[Instance] | None:
+        """Idle instances to unload, least recently used first, so that `need` fits; None if it cannot yet."""
+        idle = sorted((i for i in self._instances.values() if i.ready and i.leases == 0), key=lambda i: i.last_used)
+        chosen: list[Instance] = []
+        freed = 0
+        while not self._fits(need, freed, len(chosen)):
+            if len(chosen) == len(idle):
+                return None
+            chosen.append(idle[len(chosen)])
+            freed += chosen[-1].memory
+        return chosen
+
+    def _begin_load(self, spec: ModelSpec, evicted: list[Instance]) -> None:
+        instance = Instance(spec, spec.estimate, asyncio.Semaphore(self.num_parallel))
         self._instances[spec.key] = instance
-        return instance
+        stops = []
+        for old in evicted:
+            log.info("unloading %s (idle, least recently used) to make room for %s", old.spec.name, spec.name)
+            self.evictions += 1
+            stops.append(self._unload(old))
+        instance.load_task = asyncio.ensure_future(self._load(instance, stops))
 
-    def _cancel_timer(self, instance: Instance) -> None:
-        if instance.timer is not None:
-            instance.timer.cancel()
-            instance.timer = None
-        instance.expires_at = None
+    async def _load(self, instance: Instance, stops: list[Awaitable[None]]) -> None:
+        try:
+            await asyncio.gather(*stops)  # the memory is free only once those processes are gone
+            instance.runner = await self._start(instance.spec)
+            self.loads += 1
+            instance.memory = measured(instance.runner.info) or instance.memory
+            log.info("%s loaded: %s measured, %s estimated", instance.spec.name,
+                     human(instance.memory), human(instance.spec.estimate))
+            instance.loaded.set_result(None)
+        except BaseException as exc:
+            if self._instances.get(instance.spec.key) is instance:
+                del self._instances[instance.spec.key]
+            instance.loaded.set_exception(exc)
+            instance.loaded.exception()  # retrieved: waiters get it; nobody waiting is fine too
+            self._notify()
 
-    def _after_use(self, instance: Instance, keep_alive: float) -> None:
+    def _released(self, instance: Instance) -> None:
+        self._notify()
+        if instance.runner is None or self._instances.get(instance.spec.key) is not instance:
+            return
         if not instance.runner.alive:
-            asyncio.ensure_future(self._drop(instance))
+            self._spawn(self._unload(instance))
             return
         if instance.leases:
             return
-        if keep_alive == 0:
-            asyncio.ensure_future(self._drop(instance))
-        elif keep_alive > 0:
-            instance.expires_at = time.time() + keep_alive
-            instance.timer = asyncio.get_running_loop().call_later(keep_alive, self._expire, instance)
+        self._spawn(self._measure(instance))
+        if instance.stopping or instance.keep_alive == 0:
+            self._spawn(self._unload(instance))
+        elif instance.keep_alive > 0:
+            self._set_expiry(instance, self._clock() + instance.keep_alive)
 
-    def _expire(self, instance: Instance) -> None:
-        instance.timer = None
-        if instance.leases == 0:
+    async def _measure(self, instance: Instance) -> None:
+        await asyncio.sleep(MEASURE_AFTER)
+        if instance.runner is not None and instance.runner.alive:
+            with contextlib.suppress(R1Error, ConnectionError):
+                instance.memory = measured(await instance.runner.call("health")) or instance.memory
+
+    # Unloading
+
+    def _set_expiry(self, instance: Instance, when: float | None) -> None:
+        instance.expires = when
+        if when is not None:
+            if self._reaper is None or self._reaper.done():
+                self._reaper = asyncio.ensure_future(self._reap_forever())
+            self._reaper_wake.set()
+
+    async def reap(self) -> int:
+        """Unload idle instances whose keep-alive has run out; how many."""
+        now = self._clock()
+        expired = [i for i in self._instances.values()
+                   if i.leases == 0 and i.expires is not None and i.expires <= now]
+        for instance in expired:
             log.info("unloading %s: idle for its keep-alive", instance.spec.name)
-            asyncio.ensure_future(self._drop(instance))
+        await asyncio.gather(*(self._unload(i) for i in expired))
+        return len(expired)
 
-    async def _drop(self, instance: Instance) -> None:
+    async def _reap_forever(self) -> None:
+        while True:
+            deadlines = [i.expires for i in self._instances.values() if i.expires is not None and i.leases == 0]
+            if not deadlines:
+                self._reaper = None
+                return
+            self._reaper_wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._reaper_wake.wait(), max(min(deadlines) - self._clock(), 0.0))
+            await self.reap()
+
+    async def _unload(self, instance: Instance) -> None:
         if self._instances.get(instance.spec.key) is instance:
             del self._instances[instance.spec.key]
-        self._cancel_timer(instance)
-        await instance.runner.stop()
+        instance.expires = None
+        if instance.runner is not None:
+            await instance.runner.stop()
+        self._notify()
 
-    async def unload(self, manifest_id: str) -> int:
-        """Unload every idle instance of a model now; the number unloaded."""
-        idle = [i for i in self._instances.values() if i.spec.manifest_id == manifest_id and i.leases == 0]
-        await asyncio.gather(*(self._drop(i) for i in idle))
-        return len(idle)
+    async def stop(self, manifest_id: str) -> int:
+        """Unload a model's instances: idle ones now, busy ones when their requests end. How many."""
+        found = [i for i in self._instances.values() if i.spec.manifest_id == manifest_id]
+        for instance in found:
+            instance.stopping = True
+        await asyncio.gather(*(self._unload(i) for i in found if i.leases == 0 and i.ready))
+        return len(found)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
-        for loading in list(self._loading.values()):
-            loading.cancel()
-        await asyncio.gather(*(self._drop(i) for i in list(self._instances.values())), return_exceptions=True)
+        """Stop every runner: loads under way are cancelled (they clean up), unloads finish."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+        loads = [i.load_task for i in self._instances.values() if i.load_task is not None and not i.load_task.done()]
+        for task in loads:
+            task.cancel()
+        await asyncio.gather(*loads, *self._background, return_exceptions=True)
+        await asyncio.gather(*(self._unload(i) for i in list(self._instances.values())), return_exceptions=True)

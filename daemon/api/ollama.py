@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,9 +14,11 @@ from .. import __version__
 from ..create import check_request, create_model
 from ..generation import model_path, model_template
 from ..importer import Event, check_source, import_model
+from ..memory import estimate
+from ..runner.options import check_options, split_options
 from ..store import ModelRecord, Store, parse_name
 from ..pull import catalog
-from .context import PULLS, STORE
+from .context import PULLS, SCHEDULER, SETTINGS, STORE
 from .http import get_bool, get_str, read_json, start_owned_task, stream_ndjson
 
 routes = web.RouteTableDef()
@@ -88,7 +91,16 @@ def parameter_lines(parameters: dict[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def show(store: Store, record: ModelRecord) -> dict[str, Any]:
+def memory_fit(record: ModelRecord, budget: int) -> dict[str, Any]:
+    """r1's addition to /api/show: what loading the model will take at its default context."""
+    meta = record.manifest.metadata
+    num_ctx = split_options(check_options(meta.get("parameters")), meta.get("context_length"))[0]["num_ctx"]
+    need = estimate(record.manifest.format, meta, record.manifest.size, num_ctx)
+    return {"estimate": need.total, "num_ctx": num_ctx, "budget": budget, "fits": need.total <= budget,
+            **need._asdict()}
+
+
+def show(store: Store, record: ModelRecord, budget: int) -> dict[str, Any]:
     meta = record.manifest.metadata
     template = model_template(record) or ""
     parameters = parameter_lines(meta.get("parameters") or {})
@@ -116,6 +128,7 @@ def show(store: Store, record: ModelRecord) -> dict[str, Any]:
         # r1's additions: where the bytes are, and whether all of them are there.
         "digest": record.manifest_id,
         "size": record.manifest.size,
+        "memory": memory_fit(record, budget),
         "path": str(store.snapshot_path(record.manifest_id)),
         "files": [
             {"path": f.path, "digest": f.digest, "size": f.size, "present": f.path not in missing}
@@ -146,15 +159,53 @@ async def show_model(request: web.Request) -> web.Response:
     name = get_str(body, "model", "name")
     store = _store(request)
     record = await asyncio.to_thread(store.get, name)
-    return web.json_response(await asyncio.to_thread(show, store, record))
+    return web.json_response(await asyncio.to_thread(show, store, record, request.app[SETTINGS].memory_budget))
 
 
 @routes.delete("/api/delete")
 async def delete(request: web.Request) -> web.Response:
     body = await read_json(request)
     name = get_str(body, "model", "name")
-    await asyncio.to_thread(_store(request).remove, name)
+    store = _store(request)
+    record = await asyncio.to_thread(store.remove, name)
+    if not any(r.manifest_id == record.manifest_id for r in await asyncio.to_thread(store.list)):
+        # No name is left for it: unload it (once its requests end; the runner's open files outlive the blobs).
+        await request.app[SCHEDULER].stop(record.manifest_id)
     return web.Response()
+
+
+def rfc3339(seconds: float | None) -> str:
+    """Ollama's timestamps; a model kept forever gets one far in the future, as Ollama sends."""
+    if seconds is None:
+        return "2318-01-01T00:00:00Z"
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"
+
+
+@routes.get("/api/ps")
+async def ps(request: web.Request) -> web.Response:
+    """The loaded models, most recently used first, in Ollama's shape plus r1's own fields."""
+    scheduler = request.app[SCHEDULER]
+    models = []
+    for instance in sorted(scheduler.instances(), key=lambda i: -i.last_used):
+        spec = instance.spec
+        on_gpu = bool(instance.runner.info.get("gpu")) if instance.runner is not None else False
+        models.append({
+            "name": spec.name,
+            "model": spec.name,
+            "size": instance.memory,
+            "digest": spec.manifest_id,
+            "details": details(spec.record),
+            "expires_at": rfc3339(scheduler.expires_at(instance)),
+            "size_vram": instance.memory if on_gpu else 0,
+            "context_length": spec.num_ctx,
+            # r1's additions
+            "state": "loading" if not instance.ready else "stopping" if instance.stopping else
+                     "busy" if instance.leases else "idle",
+            "estimate": spec.estimate,
+            "pid": instance.runner.pid if instance.runner is not None else None,
+        })
+    return web.json_response({"models": models, "memory": {"used": scheduler.used, "budget": scheduler.budget},
+                              "waiting": scheduler.waiting})
 
 
 @routes.post("/api/copy")

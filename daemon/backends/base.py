@@ -24,6 +24,8 @@ class Backend(ABC):
     eos_token: str = ""
     #: Tokens the context holds (num_ctx as loaded).
     context_length: int = 0
+    #: Whether the model's weights sit in GPU memory (llama.cpp offload, MLX on Metal).
+    on_gpu: bool = False
 
     @abstractmethod
     def __init__(self, path: Path, load: dict[str, Any]) -> None:
@@ -50,6 +52,10 @@ class Backend(ABC):
     def memory(self) -> dict[str, int]:
         """Backend-specific memory figures (e.g. MLX active memory), added to the runner's RSS."""
         return {}
+
+    def unaccounted_memory(self) -> int:
+        """Bytes the model holds outside the process's resident set (GPU buffers), when known."""
+        return 0
 
     def close(self) -> None:
         """Free the model now rather than at process exit."""

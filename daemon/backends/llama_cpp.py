@@ -46,6 +46,7 @@ class LlamaCppBackend(Backend):
             raise BackendError(f"llama.cpp could not load {path.name}: {exc}") from exc
         self._embedder: Llama | None = None
         self.context_length = self.llm.n_ctx()
+        self.on_gpu = bool(llama_cpp.llama_supports_gpu_offload()) and self._params["n_gpu_layers"] != 0
         self.chat_template = self.llm.metadata.get("tokenizer.chat_template")
         self.bos_token = self._token_text(self.llm.token_bos())
         self.eos_token = self._token_text(self.llm.token_eos())

@@ -38,6 +38,7 @@ class MlxBackend(Backend):
         except (FileNotFoundError, ValueError) as exc:  # missing files, unsupported model_type
             raise BackendError(f"mlx-lm could not load {Path(path).name}: {exc}") from exc
         tokenizer = self._tokenizer
+        self.on_gpu = mx.metal.is_available()
         template = getattr(tokenizer, "chat_template", None)
         if isinstance(template, dict):  # named templates; "default" is the chat one
             template = template.get("default")
@@ -124,6 +125,10 @@ class MlxBackend(Backend):
 
     def memory(self) -> dict[str, int]:
         return {"mlx_active": mx.get_active_memory(), "mlx_peak": mx.get_peak_memory()}
+
+    def unaccounted_memory(self) -> int:
+        # On Metal the weights and cache live in GPU buffers, not in the resident set; on the CPU they do.
+        return mx.get_active_memory() if mx.metal.is_available() else 0
 
     def close(self) -> None:
         self._model = self._tokenizer = None

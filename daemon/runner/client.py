@@ -200,6 +200,10 @@ class Runner:
             log.warning("runner %d did not exit in %.0f s; killing it", self.process.pid, STOP_GRACE)
             self.process.kill()
             await self.process.wait()
+        except asyncio.CancelledError:
+            if self.process.returncode is None:  # whoever stopped waiting, the process must still go
+                self.process.kill()
+            raise
         # With the process gone both pipes reach EOF, so the reading tasks end on their own.
         await asyncio.wait(self._tasks, timeout=1.0)
         for task in self._tasks:

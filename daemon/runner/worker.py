@@ -64,8 +64,9 @@ class Worker:
             rss = psutil.Process().memory_info().rss
         except Exception:  # psutil missing or /proc unreadable: report what is known
             pass
-        figures = self.backend.memory() if self.backend is not None else {}
-        return {"pid": os.getpid(), "rss": rss, **figures}
+        if self.backend is None:
+            return {"pid": os.getpid(), "rss": rss}
+        return {"pid": os.getpid(), "rss": rss, "unaccounted": self.backend.unaccounted_memory(), **self.backend.memory()}
 
     # The model side (worker thread)
 
@@ -99,6 +100,7 @@ class Worker:
             "load_duration": int((time.perf_counter() - started) * 1e9),
             "context_length": self.backend.context_length,
             "chat_template": self.backend.chat_template is not None,
+            "gpu": self.backend.on_gpu,
             **self._health(),
         }})
 

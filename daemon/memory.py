@@ -1,0 +1,56 @@
+"""How much memory a model will take once loaded, from its metadata alone.
+
+    weights      the model files (llama.cpp maps them and touches every page; MLX loads them)
+    KV cache     2 (K and V) x layers x num_ctx x KV heads x head size x 2 bytes (f16)
+    compute      llama.cpp's scratch buffers, which grow with the vocabulary (the logits)
+    runtime      the runner process itself: Python, the backend library, the tokenizer
+
+The constants were measured with benchmarks/memory_estimate.py on Gemma 3 270M (262k
+vocabulary) and SmolLM2 135M (49k) at num_ctx 2048 to 32768 on llama.cpp's CPU build: the
+runner's resident size grew by exactly the KV formula per token of context, and what was
+left over beyond the weights fitted runtime + compute below. Once a runner is up, the
+scheduler uses its measured size instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+MiB = 1024 * 1024
+KV_BYTES = 2  # f16 K and V entries, llama.cpp's default and MLX's for bf16/f16 and quantized models
+RUNTIME = {"gguf": 44 * MiB, "mlx": 85 * MiB}
+COMPUTE_BASE = 16 * MiB
+COMPUTE_PER_VOCAB = 183  # bytes of llama.cpp scratch per vocabulary entry, at the default n_batch 512
+DEFAULT_VOCAB = 128_000  # for models imported before r1 recorded the vocabulary size
+
+
+class Estimate(NamedTuple):
+    weights: int
+    kv_cache: int
+    compute: int
+    runtime: int
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.compute + self.runtime
+
+
+def kv_cache_bytes(meta: dict[str, Any], num_ctx: int, element: int = KV_BYTES) -> int:
+    layers = meta.get("block_count") or 0
+    kv_heads = meta.get("head_count_kv") or meta.get("head_count") or 0
+    width = (meta.get("key_length") or 0) + (meta.get("value_length") or 0)
+    return layers * num_ctx * kv_heads * width * element
+
+
+def estimate(fmt: str, meta: dict[str, Any], weights: int, num_ctx: int) -> Estimate:
+    """The memory a runner for this model at this context length will need."""
+    vocab = meta.get("vocab_size") or DEFAULT_VOCAB
+    compute = COMPUTE_BASE + COMPUTE_PER_VOCAB * vocab if fmt == "gguf" else COMPUTE_BASE
+    # MLX keeps the cache in the weights' float type: 4 bytes for an unquantized float32 model.
+    element = 4 if fmt == "mlx" and meta.get("quantization") == "F32" else KV_BYTES
+    return Estimate(weights, kv_cache_bytes(meta, num_ctx, element), compute, RUNTIME.get(fmt, RUNTIME["gguf"]))
+
+
+def human(size: int) -> str:
+    """GiB with one decimal, as error messages about the budget say it."""
+    return f"{size / 1024**3:.1f} GiB" if size >= 1024**3 else f"{size / MiB:.0f} MiB"

@@ -1,0 +1,309 @@
+"""The scheduler's books with a fake runner and a fake clock: budget, LRU, queue, keep-alive, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from r1.daemon.config import Settings
+from r1.daemon.scheduler import Busy, ModelSpec, ModelTooLarge, Scheduler
+
+GB = 1024**3
+_pids = itertools.count(1000)
+
+
+class FakeRunner:
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.pid = next(_pids)
+        self.info: dict[str, Any] = {"rss": spec.estimate}
+        self.alive = True
+
+    async def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        return {"rss": self.spec.estimate}
+
+    async def stop(self) -> None:
+        self.alive = False
+
+
+class Harness:
+    """A scheduler whose runners are fakes, whose loads can be held, and whose clock the test moves."""
+
+    def __init__(self, **env: str) -> None:
+        self.now = 0.0
+        self.started: list[str] = []
+        self.gate: asyncio.Event | None = None
+        self.fail_next = False
+        settings = Settings.from_env({"R1_HOME": "/tmp/r1-unused", "R1_SOCKET": "/tmp/r1-unused.sock", **env})
+        self.scheduler = Scheduler(settings, self.start, clock=lambda: self.now)
+
+    async def start(self, spec: ModelSpec) -> FakeRunner:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError(f"{spec.name} would not load")
+        self.started.append(spec.name)
+        return FakeRunner(spec)
+
+    async def __aenter__(self) -> Harness:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.scheduler.close()  # also when the test failed: no task left behind
+
+    def loaded(self) -> list[str]:
+        return sorted(i.spec.name for i in self.scheduler.instances())
+
+    async def use(self, spec: ModelSpec, keep_alive: float | None = None) -> FakeRunner:
+        async with self.scheduler.lease(spec, keep_alive) as lease:
+            self.now += 1
+            return lease.runner  # type: ignore[return-value]
+
+
+def spec(name: str, size: float = 1, ctx: int = 2048) -> ModelSpec:
+    return ModelSpec(name, f"id-{name}", "gguf", Path(f"/m/{name}.gguf"), (("num_ctx", ctx),), estimate=int(size * GB))
+
+
+async def settle() -> None:
+    """Let every task that can make progress do so."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_concurrent_requests_for_a_cold_model_load_it_once() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            h.gate = asyncio.Event()
+            a = spec("a")
+            users = [asyncio.ensure_future(h.use(a)) for _ in range(5)]
+            await settle()
+            h.gate.set()
+            runners = await asyncio.gather(*users)
+            assert h.started == ["a"] and len({r.pid for r in runners}) == 1
+            assert h.scheduler.loads == 1
+    run(main())
+
+
+def test_other_load_options_are_another_instance() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            first = await h.use(spec("a", ctx=2048))
+            second = await h.use(spec("a", ctx=8192))
+            assert first.pid != second.pid and h.started == ["a", "a"]
+            assert await h.use(spec("a", ctx=2048)) is first
+    run(main())
+
+
+def test_idle_models_are_unloaded_least_recently_used_first() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="3GiB") as h:
+            a, b, c, d = spec("a"), spec("b"), spec("c"), spec("d")
+            runner_a = await h.use(a)
+            runner_b = await h.use(b)
+            await h.use(c)
+            await h.use(a)  # a is now more recent than b
+            await h.use(d)
+            assert h.loaded() == ["a", "c", "d"]
+            assert not runner_b.alive and runner_a.alive
+            assert h.scheduler.evictions == 1 and h.scheduler.used == 3 * GB
+    run(main())
+
+
+def test_a_model_in_use_is_never_unloaded_and_the_newcomer_waits_for_it() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="2GiB") as h:
+            a, b, c = spec("a"), spec("b"), spec("c")
+            release_a = asyncio.Event()
+            entered: list[str] = []
+
+            async def hold(s: ModelSpec, until: asyncio.Event) -> None:
+                async with h.scheduler.lease(s):
+                    entered.append(s.name)
+                    await until.wait()
+
+            holder = asyncio.ensure_future(hold(a, release_a))
+            await settle()
+            await h.use(b)  # fits beside a
+            waiter = asyncio.ensure_future(hold(c, asyncio.Event()))
+            await settle()
+            assert entered == ["a", "c"]  # c took idle b's place; a, busy, stayed
+            assert h.loaded() == ["a", "c"]
+            late = asyncio.ensure_future(h.use(spec("d")))
+            await settle()
+            assert not late.done() and h.scheduler.waiting == 1  # both loaded models are busy: d waits
+            release_a.set()
+            await holder
+            await late
+            assert "d" in h.loaded() and "a" not in h.loaded()
+            waiter.cancel()
+    run(main())
+
+
+def test_a_model_larger_than_the_budget_fails_at_once_naming_both_sizes() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="8GiB") as h:
+            with pytest.raises(ModelTooLarge, match=r"needs 9\.1 GiB .* memory budget is 8\.0 GiB") as caught:
+                await h.use(spec("huge", 9.1))
+            assert caught.value.status == 507 and h.started == []
+    run(main())
+
+
+def test_the_queue_is_bounded() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="1GiB", R1_MAX_QUEUE="1") as h:
+            done = asyncio.Event()
+
+            async def hold() -> None:
+                async with h.scheduler.lease(spec("a")):
+                    await done.wait()
+
+            holder = asyncio.ensure_future(hold())
+            await settle()
+            queued = asyncio.ensure_future(h.use(spec("b")))
+            await settle()
+            with pytest.raises(Busy, match="R1_MAX_QUEUE") as caught:
+                await h.use(spec("c"))
+            assert caught.value.status == 503
+            done.set()
+            await asyncio.gather(holder, queued)
+            assert h.loaded() == ["b"]
+    run(main())
+
+
+def test_requests_to_one_model_take_turns_in_arrival_order() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            a = spec("a")
+            order: list[int] = []
+            running = 0
+            most = 0
+
+            async def one(n: int) -> None:
+                nonlocal running, most
+                async with h.scheduler.lease(a):
+                    running += 1
+                    most = max(most, running)
+                    order.append(n)
+                    await asyncio.sleep(0.001)
+                    running -= 1
+
+            await asyncio.gather(*(one(n) for n in range(6)))
+            assert order == list(range(6)) and most == 1
+    run(main())
+
+
+def test_num_parallel_lets_that_many_in_at_once() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB", R1_NUM_PARALLEL="2") as h:
+            running = most = 0
+
+            async def one() -> None:
+                nonlocal running, most
+                async with h.scheduler.lease(spec("a")):
+                    running += 1
+                    most = max(most, running)
+                    await asyncio.sleep(0.001)
+                    running -= 1
+
+            await asyncio.gather(*(one() for _ in range(5)))
+            assert most == 2
+    run(main())
+
+
+def test_keep_alive_unloads_an_idle_model_when_it_runs_out() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB", R1_KEEP_ALIVE="5m") as h:
+            runner = await h.use(spec("a"))
+            h.now += 298
+            assert await h.scheduler.reap() == 0 and runner.alive
+            h.now += 3
+            assert await h.scheduler.reap() == 1
+            assert not runner.alive and h.loaded() == []
+    run(main())
+
+
+def test_each_request_sets_the_keep_alive_and_a_negative_one_keeps_forever() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            runner = await h.use(spec("a"), keep_alive=-1)
+            h.now += 10**9
+            assert await h.scheduler.reap() == 0 and runner.alive
+            assert h.scheduler.expires_at(h.scheduler.instances()[0]) is None
+            await h.use(spec("a"), keep_alive=10)
+            h.now += 11
+            assert await h.scheduler.reap() == 1 and not runner.alive
+    run(main())
+
+
+def test_keep_alive_zero_unloads_when_the_request_ends() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            runner = await h.use(spec("a"), keep_alive=0)
+            await settle()
+            assert not runner.alive and h.loaded() == []
+    run(main())
+
+
+def test_stop_unloads_idle_models_now_and_busy_ones_after_their_requests() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            idle = await h.use(spec("a"))
+            assert await h.scheduler.stop("id-a") == 1 and not idle.alive
+            release = asyncio.Event()
+
+            async def hold() -> FakeRunner:
+                async with h.scheduler.lease(spec("b")) as lease:
+                    await release.wait()
+                    return lease.runner  # type: ignore[return-value]
+
+            holder = asyncio.ensure_future(hold())
+            await settle()
+            assert await h.scheduler.stop("id-b") == 1
+            assert h.loaded() == ["b"] and h.scheduler.instances()[0].stopping
+            release.set()
+            busy = await holder
+            await settle()
+            assert not busy.alive and h.loaded() == []
+    run(main())
+
+
+def test_max_loaded_limits_the_count() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="10GiB", R1_MAX_LOADED="2") as h:
+            for name in "abc":
+                await h.use(spec(name))
+            assert h.loaded() == ["b", "c"]
+    run(main())
+
+
+def test_a_dead_runner_is_replaced_and_a_failed_load_is_retried() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            first = await h.use(spec("a"))
+            first.alive = False  # crashed while idle
+            second = await h.use(spec("a"))
+            assert second is not first and h.started == ["a", "a"]
+            h.fail_next = True
+            with pytest.raises(RuntimeError, match="would not load"):
+                await h.use(spec("b"))
+            assert "b" not in h.loaded()
+            await h.use(spec("b"))
+            assert "b" in h.loaded()
+    run(main())
+
+
+def test_close_stops_every_runner() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            runners = [await h.use(spec(n)) for n in "ab"]
+        assert not any(r.alive for r in runners) and h.loaded() == []
+    run(main())
