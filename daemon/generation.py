@@ -19,6 +19,7 @@ from .reasoning import ThinkSplitter
 from .runner.options import check_options, split_options
 from .scheduler import ModelSpec, Scheduler
 from .store import ModelRecord, Store
+from .tools import may_be_tool_call, parse_tool_calls
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Final:
     eval_count: int = 0
     eval_duration: int = 0
     unfinished_thinking: bool = False  # the output ended inside <think>: all of it was reasoning
+    tool_calls: tuple[dict[str, Any], ...] = ()  # [{"function": {"name", "arguments": {...}}}], Ollama's shape
 
     def stats(self) -> dict[str, Any]:
         unfinished = {"thinking_unfinished": True} if self.unfinished_thinking else {}  # r1's addition
@@ -153,6 +155,10 @@ async def generate(store: Store, scheduler: Scheduler, request: Request) -> Asyn
             pass
         yield Final("load", total_duration=time.perf_counter_ns() - started, load_duration=lease.load_duration)
         return
+    show_thinking = request.think is not False
+    # With tools offered, an answer that starts like a tool call is held back until it is
+    # whole: it comes out as tool_calls, or, if it is not one after all, as text at the end.
+    held: list[str] | None = [] if request.tools else None
     async with scheduler.lease(prepared.spec, request.keep_alive) as lease:
         splitter = ThinkSplitter()
         async for frame in lease.runner.generate(prepared.frame):
@@ -164,13 +170,25 @@ async def generate(store: Store, scheduler: Scheduler, request: Request) -> Asyn
             else:
                 piece = splitter.finish()
                 done = frame["done"]
-            if piece.content or (piece.thinking and request.think is not False):
-                yield Chunk(piece.thinking if request.think is not False else "", piece.content)
+            content = piece.content
+            if held is not None and content:
+                held.append(content)
+                content = ""
+                if not may_be_tool_call("".join(held)):
+                    content, held = "".join(held), None
+            if content or (piece.thinking and show_thinking):
+                yield Chunk(piece.thinking if show_thinking else "", content)
+    calls: list[dict[str, Any]] = []
+    if held:
+        calls = parse_tool_calls("".join(held), request.tools or [])
+        if not calls:
+            yield Chunk("", "".join(held))
     yield Final(
         **done,
         total_duration=time.perf_counter_ns() - started,
         load_duration=lease.load_duration,
         unfinished_thinking=splitter.unterminated,
+        tool_calls=tuple(calls),
     )
 
 

@@ -18,28 +18,43 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+# OpenAI's error types by status, for the /v1 routes.
+OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                      404: "not_found_error", 409: "conflict_error", 429: "rate_limit_error",
+                      503: "service_unavailable", 507: "insufficient_resources"}
+
+
+def error_body(path: str, status: int, message: str) -> dict[str, Any]:
+    """Ollama's {"error": "..."}; on /v1 paths OpenAI's {"error": {"message", "type", "code"}}."""
+    if path.startswith("/v1/"):
+        kind = OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+        code = "model_not_found" if status == 404 and "model" in message else None
+        return {"error": {"message": message, "type": kind, "param": None, "code": code}}
+    return {"error": message}
+
+
+def error_response(request: web.Request, status: int, message: str) -> web.Response:
+    return web.json_response(error_body(request.path, status, message), status=status)
 
 
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure becomes {"error": "..."} with a fitting status; never a traceback."""
+    """Every failure becomes a JSON error with a fitting status; never a traceback."""
     try:
         return await handler(request)
     except R1Error as exc:
-        return error_response(exc.status, str(exc))
+        return error_response(request, exc.status, str(exc))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         reason = {404: f"no such endpoint: {request.method} {request.path}",
                   405: f"method {request.method} is not allowed on {request.path}"}
-        return error_response(exc.status, reason.get(exc.status, exc.reason))
+        return error_response(request, exc.status, reason.get(exc.status, exc.reason))
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
-        return error_response(500, "internal error in the r1 daemon; its log has the details")
+        return error_response(request, 500, "internal error in the r1 daemon; its log has the details")
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:

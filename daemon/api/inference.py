@@ -125,8 +125,10 @@ def shape_chat(model: str, item: Chunk | Final) -> Json:
         if item.thinking:
             message["thinking"] = item.thinking
         return {"model": model, "created_at": created_at(), "message": message, "done": False}
-    return {"model": model, "created_at": created_at(), "message": {"role": "assistant", "content": ""},
-            "done": True, **item.stats()}
+    message = {"role": "assistant", "content": ""}
+    if item.tool_calls:
+        message["tool_calls"] = list(item.tool_calls)
+    return {"model": model, "created_at": created_at(), "message": message, "done": True, **item.stats()}
 
 
 async def _respond(request: web.Request, chat: bool) -> web.StreamResponse:
