@@ -58,8 +58,9 @@ def _start_daemon(settings: Settings) -> None:
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "r1.daemon"],
+            # The daemon writes its log itself (so SIGHUP can reopen it); stderr catches a crash.
             stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            env={**os.environ, **settings.as_env()},
+            env={**os.environ, **settings.as_env(), "R1_LOG_FILE": str(settings.log_file or log_path)},
             start_new_session=True,
         )
     _say(f"Started the r1 daemon in the background (pid {process.pid}, log {log_path}).")
@@ -371,6 +372,19 @@ def cmd_version(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_service(args: argparse.Namespace) -> int:
+    """Run the daemon as a service: systemd (Linux) or launchd (macOS), for you or for the machine.
+
+    install writes the unit or property list (filled from systemd/ or launchd/) and starts
+    the service; uninstall stops it and removes the file (the store stays); status shows the
+    service manager's view and whether a daemon answers. --dry-run prints the files and the
+    commands instead.
+    """
+    from .service import command  # subprocess and the rest: for this command only
+
+    return command(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="r1",
@@ -442,6 +456,18 @@ def build_parser() -> argparse.ArgumentParser:
     create = add(cmd_create, "create")
     create.add_argument("name", metavar="NAME")
     create.add_argument("-f", "--file", default="Modelfile", help="the Modelfile (default: ./Modelfile)")
+
+    service = add(cmd_service, "service")
+    service.add_argument("action", choices=["install", "uninstall", "status"], metavar="ACTION",
+                         help="install, uninstall or status")
+    scope = service.add_mutually_exclusive_group()
+    scope.add_argument("--user", dest="system", action="store_false", default=False,
+                       help="a service of your own, started when you log in (the default)")
+    scope.add_argument("--system", dest="system", action="store_true",
+                       help="a service for the machine, run as the user r1 (_r1 on macOS), started at boot; needs root")
+    service.add_argument("--dry-run", action="store_true", help="print what would be written and run; change nothing")
+    service.add_argument("--platform", choices=["linux", "darwin"],
+                         help="with --dry-run: show what install or uninstall would do on that system")
 
     add(cmd_version, "version")
     return parser

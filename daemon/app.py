@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import inference, ollama
+from .api import blobs, inference, ollama, openai, ops
+from .api.guard import add_cors_headers, guard_middleware
 from .api.context import PULLS, SCHEDULER, SETTINGS, STORE, TASKS
-from .api.http import errors_middleware, start_owned_task
+from .api.http import access_middleware, errors_middleware, start_owned_task
 from .config import Settings
 from .pull.manager import PullManager
 from .scheduler import Scheduler
@@ -39,7 +40,8 @@ async def _scheduler(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings, store: Store) -> web.Application:
     """An app over an opened store; the caller owns the store's lifetime."""
-    app = web.Application(middlewares=[errors_middleware])
+    app = web.Application(middlewares=[access_middleware, guard_middleware, errors_middleware])
+    app.on_response_prepare.append(add_cors_headers)
     app[SETTINGS] = settings
     app[STORE] = store
     # Cleanup runs in reverse: owned tasks (pull transfers) stop before the pulls' HTTP session closes.
@@ -48,4 +50,7 @@ def create_app(settings: Settings, store: Store) -> web.Application:
     app.cleanup_ctx.append(_owned_tasks)
     app.add_routes(ollama.routes)
     app.add_routes(inference.routes)
+    app.add_routes(openai.routes)
+    app.add_routes(ops.routes)
+    app.add_routes(blobs.routes)
     return app

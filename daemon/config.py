@@ -58,6 +58,32 @@ SETTINGS: dict[str, Setting] = {
         "$XDG_RUNTIME_DIR/r1.sock if that directory exists, else $R1_HOME/r1.sock",
         f"Unix socket the daemon listens on (at most {MAX_SOCKET_PATH} bytes; created mode 0600).",
     ),
+    "socket_mode": Setting(
+        "R1_SOCKET_MODE",
+        "0600",
+        "Permissions of the socket: 0600 for one user; 0660 lets the socket's group in (the system service).",
+    ),
+    "host": Setting(
+        "R1_HOST",
+        "unset (no TCP)",
+        "Also listen on TCP at HOST:PORT (127.0.0.1:11434 is Ollama's). A non-loopback address needs R1_API_KEY.",
+    ),
+    "api_key": Setting(
+        "R1_API_KEY",
+        "unset",
+        "Bearer token every TCP request must carry (Authorization: Bearer ...). The Unix socket needs none.",
+    ),
+    "origins": Setting(
+        "R1_ORIGINS",
+        "localhost and 127.0.0.1 on any port",
+        "More browser origins allowed on TCP, comma-separated; * matches any run of characters "
+        "(e.g. https://*.example.com, app://*).",
+    ),
+    "allowed_hosts": Setting(
+        "R1_ALLOWED_HOSTS",
+        "loopback names and IP addresses",
+        "More Host header names allowed on TCP, comma-separated (guards against DNS rebinding).",
+    ),
     "log_level": Setting(
         "R1_LOG_LEVEL", "INFO", "Daemon log level: " + ", ".join(LOG_LEVELS) + "."
     ),
@@ -77,6 +103,12 @@ SETTINGS: dict[str, Setting] = {
         "5m",
         "How long a model stays loaded after its last request (30s, 5m, 1h; 0 unloads at once; "
         "negative keeps it loaded). A request's keep_alive overrides it.",
+    ),
+    "log_file": Setting(
+        "R1_LOG_FILE", "unset (stderr)", "Log to this file instead of stderr; SIGHUP reopens it (for logrotate)."
+    ),
+    "shutdown_grace": Setting(
+        "R1_SHUTDOWN_GRACE", "10s", "On SIGTERM, how long requests in flight may take to finish before they are cancelled."
     ),
     "max_loaded": Setting(
         "R1_MAX_LOADED", "0", "Most models loaded at once (0: no limit but the memory budget)."
@@ -140,6 +172,10 @@ def default_memory_budget(total: int) -> int:
     return total - max(2 * 1024**3, total // 4)
 
 
+def _list(value: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+
+
 def _flag(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
@@ -147,11 +183,12 @@ def _flag(value: str) -> bool:
 class Settings(
     namedtuple(
         "Settings",
-        "home socket log_level no_autostart memory_budget keep_alive max_loaded num_parallel max_queue "
-        "pull_connections hf_endpoint hf_offline",
+        "home socket socket_mode host api_key origins allowed_hosts log_level log_file shutdown_grace no_autostart "
+        "memory_budget keep_alive max_loaded num_parallel max_queue pull_connections hf_endpoint hf_offline",
     )
 ):
-    """home: Path, socket: Path, log_level: str, no_autostart: bool, memory_budget: int (bytes),
+    """home: Path, socket: Path, socket_mode: int, host: str ("" for none), api_key: str, origins: tuple[str, ...],
+    allowed_hosts: tuple[str, ...], log_level: str, log_file: Path | None, shutdown_grace: float (seconds), no_autostart: bool, memory_budget: int (bytes),
     keep_alive: float (seconds; negative: forever), max_loaded: int, num_parallel: int, max_queue: int,
     pull_connections: int, hf_endpoint: str, hf_offline: bool (the keys of SETTINGS)."""
 
@@ -175,9 +212,21 @@ class Settings(
                 raise ConfigError(f"{SETTINGS[key].env}={text!r} must be a whole number from {low} to {high}")
             return int(text)
 
+        mode_text = raw("socket_mode") or "0600"
+        if not re.fullmatch(r"0?[0-7]{3}", mode_text) or int(mode_text, 8) & 0o177 & ~0o070:
+            raise ConfigError(f"R1_SOCKET_MODE={mode_text!r} must be an octal mode for the owner and group only, "
+                              "such as 0600 or 0660")
+        log_file = raw("log_file")
         settings = cls(
             home=home,
             socket=socket,
+            socket_mode=int(mode_text, 8),
+            host=raw("host") or "",
+            api_key=raw("api_key") or "",
+            origins=_list(raw("origins")),
+            allowed_hosts=_list(raw("allowed_hosts")),
+            log_file=Path(log_file).expanduser().absolute() if log_file else None,
+            shutdown_grace=parse_duration(raw("shutdown_grace") or "10s", "R1_SHUTDOWN_GRACE"),
             log_level=(raw("log_level") or "INFO").upper(),
             no_autostart=_flag(raw("no_autostart") or ""),
             memory_budget=parse_size(budget, "R1_MEMORY_BUDGET") if budget else default_memory_budget(total_memory()),
@@ -209,7 +258,15 @@ class Settings(
         """The settings as environment variables, to hand to a daemon started in the background."""
         out: dict[str, str] = {}
         for name, value in self._asdict().items():
-            out[SETTINGS[name].env] = ("1" if value else "") if isinstance(value, bool) else str(value)
+            if isinstance(value, bool):
+                text = "1" if value else ""
+            elif isinstance(value, tuple):
+                text = ",".join(value)
+            elif name == "socket_mode":
+                text = f"{value:04o}"
+            else:
+                text = "" if value is None else str(value)
+            out[SETTINGS[name].env] = text
         return out
 
 

@@ -13,7 +13,8 @@ from typing import Any
 from .errors import BadRequest
 from .importer import Event, check_source, import_model
 from .runner.options import OPTION_TYPES, check_options
-from .store import Manifest, ModelRecord, Store, parse_name
+from .metadata import read_metadata
+from .store import FileEntry, Manifest, ModelRecord, Store, parse_digest, parse_name
 
 # Manifest metadata keys that `r1 create` sets; everything else comes from the model files.
 CREATE_FIELDS = ("template", "system", "parameters", "license", "messages")
@@ -61,12 +62,33 @@ def check_settings(body: dict[str, Any]) -> dict[str, Any]:
     return settings
 
 
+def manifest_from_blobs(store: Store, files: dict[str, str]) -> Manifest:
+    """A manifest for uploaded blobs named as model files ({"model.gguf": "sha256:..."})."""
+    entries = []
+    for path, digest in files.items():
+        digest = parse_digest(digest)
+        if not store.blobs.has(digest):
+            raise BadRequest(f"no blob {digest} for {path}: upload it first (POST /api/blobs/{digest})")
+        entries.append(FileEntry(path, digest, store.blobs.path(digest).stat().st_size))
+    ggufs = sorted(e.path for e in entries if e.path.lower().endswith(".gguf"))
+    fmt = "gguf" if ggufs else "mlx"
+    with store.staged_view((e.path, e.digest) for e in entries) as view:
+        shown = [view / p for p in ggufs] if ggufs else [view / e.path for e in entries]
+        metadata = read_metadata(fmt, shown).to_dict()
+    return Manifest(fmt, tuple(sorted(entries, key=lambda e: e.path)), metadata)
+
+
 def create_model(store: Store, body: dict[str, Any], emit: Callable[[Event], None]) -> ModelRecord:
     """Runs in a thread; the request body was checked by check_request()."""
     name = parse_name(body["model"])
     settings = check_settings(body)
     if body.get("path"):
         return import_model(store, check_source(body["path"]), name, emit=emit, settings=settings).record
+    if body.get("files"):
+        emit({"status": "parsing model files"})
+        uploaded = manifest_from_blobs(store, body["files"])
+        emit({"status": "writing manifest"})
+        return store.add(name, Manifest(uploaded.format, uploaded.files, uploaded.metadata | settings))
     base = store.get(body["from"])
     emit({"status": f"using {base.name}"})
     metadata = dict(base.manifest.metadata)
@@ -82,10 +104,15 @@ def check_request(body: dict[str, Any]) -> None:
     if not isinstance(body.get("model"), str):
         raise BadRequest("field 'model' is required: the name of the model to create")
     parse_name(body["model"])
-    sources = [key for key in ("from", "path") if body.get(key)]
+    sources = [key for key in ("from", "path", "files") if body.get(key)]
     if len(sources) != 1:
-        raise BadRequest("give exactly one of 'from' (a model in the store) or 'path' (a local GGUF file or MLX folder)")
-    if not isinstance(body[sources[0]], str):
+        raise BadRequest("give exactly one of 'from' (a model in the store), 'files' (uploaded blobs by file name) "
+                         "or 'path' (a local GGUF file or MLX folder)")
+    if sources == ["files"]:
+        files = body["files"]
+        if not isinstance(files, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+            raise BadRequest("field 'files' must map file names to blob digests (\"sha256:...\")")
+    elif not isinstance(body[sources[0]], str):
         raise BadRequest(f"field '{sources[0]}' must be a string")
     if sources == ["path"]:
         check_source(body["path"])

@@ -15,7 +15,8 @@ from typing import Any, NamedTuple
 
 from .errors import BadRequest
 from .memory import estimate
-from .reasoning import ThinkSplitter
+from .metrics import METRICS, note
+from .reasoning import Piece, ThinkSplitter
 from .runner.options import check_options, split_options
 from .scheduler import ModelSpec, Scheduler
 from .store import ModelRecord, Store
@@ -126,7 +127,7 @@ def prepare(store: Store, request: Request) -> Prepared:
         if not (template or meta.get("chat_template")):
             raise BadRequest(
                 f"{record.name} has no chat template, so it cannot chat; give it one with `r1 create` "
-                "and a TEMPLATE line, or use /api/generate with a prompt"
+                "and a TEMPLATE line, or send it a plain prompt (/api/generate, /v1/completions)"
             )
         messages = list(meta.get("messages") or []) + request.messages
         if system and not any(m.get("role") == "system" for m in messages):
@@ -155,7 +156,11 @@ async def generate(store: Store, scheduler: Scheduler, request: Request) -> Asyn
             pass
         yield Final("load", total_duration=time.perf_counter_ns() - started, load_duration=lease.load_duration)
         return
+    note(model=prepared.record.name)
     show_thinking = request.think is not False
+    # A raw prompt gets the model's text as written, tags and all, unless thinking was asked for.
+    split = not request.raw or request.think is True
+    first_token: float | None = None
     # With tools offered, an answer that starts like a tool call is held back until it is
     # whole: it comes out as tool_calls, or, if it is not one after all, as text at the end.
     held: list[str] | None = [] if request.tools else None
@@ -163,12 +168,12 @@ async def generate(store: Store, scheduler: Scheduler, request: Request) -> Asyn
         splitter = ThinkSplitter()
         async for frame in lease.runner.generate(prepared.frame):
             if "t" in frame:
-                piece = splitter.feed(frame["t"])
+                piece = splitter.feed(frame["t"]) if split else Piece(content=frame["t"])
             elif "start" in frame:
                 splitter = ThinkSplitter(opened=frame["start"]["opened_think"])
                 continue
             else:
-                piece = splitter.finish()
+                piece = splitter.finish() if split else Piece()
                 done = frame["done"]
             content = piece.content
             if held is not None and content:
@@ -177,19 +182,33 @@ async def generate(store: Store, scheduler: Scheduler, request: Request) -> Asyn
                 if not may_be_tool_call("".join(held)):
                     content, held = "".join(held), None
             if content or (piece.thinking and show_thinking):
+                if first_token is None:
+                    first_token = (time.perf_counter_ns() - started) / 1e9
+                    METRICS.first_token.observe(first_token)
                 yield Chunk(piece.thinking if show_thinking else "", content)
     calls: list[dict[str, Any]] = []
     if held:
         calls = parse_tool_calls("".join(held), request.tools or [])
         if not calls:
             yield Chunk("", "".join(held))
+    _count(prepared.record.name, done, first_token)
     yield Final(
         **done,
         total_duration=time.perf_counter_ns() - started,
         load_duration=lease.load_duration,
-        unfinished_thinking=splitter.unterminated,
+        unfinished_thinking=split and splitter.unterminated,
         tool_calls=tuple(calls),
     )
+
+
+def _count(model: str, done: dict[str, Any], first_token: float | None) -> None:
+    METRICS.tokens.inc(done["eval_count"], model=model)
+    METRICS.prompt_tokens.inc(done["prompt_eval_count"], model=model)
+    rate = done["eval_count"] / (done["eval_duration"] / 1e9) if done["eval_duration"] > 0 else 0.0
+    if done["eval_count"] > 1:
+        METRICS.decode_rate.observe(rate)
+    note(prompt_tokens=done["prompt_eval_count"], tokens=done["eval_count"], done=done["done_reason"],
+         tokens_per_s=round(rate, 1), first_token_s=None if first_token is None else round(first_token, 3))
 
 
 async def embed(store: Store, scheduler: Scheduler, model: str, inputs: list[str],
@@ -197,9 +216,11 @@ async def embed(store: Store, scheduler: Scheduler, model: str, inputs: list[str
     """{"embeddings", "prompt_eval_count", "load_duration", "total_duration"} for the inputs."""
     started = time.perf_counter_ns()
     record = await asyncio.to_thread(store.get, model)
+    note(model=record.name, inputs=len(inputs))
     spec, _ = model_spec(store, record, options)
     async with scheduler.lease(spec, keep_alive) as lease:
-        result = await lease.runner.call("embed", input=inputs)
+        # No input: Ollama's way of loading an embedding model.
+        result = await lease.runner.call("embed", input=inputs) if inputs else {"embeddings": [], "prompt_eval_count": 0}
     return {
         "model": record.name,
         "embeddings": result["embeddings"],

@@ -17,8 +17,9 @@ from aiohttp import web
 
 from . import __version__
 from .app import create_app
-from .config import Settings
+from .config import ConfigError, Settings
 from .errors import R1Error
+from .api.guard import is_loopback
 from .store import Store
 
 log = logging.getLogger("r1.daemon")
@@ -49,8 +50,8 @@ def exclusive(lock_path: Path, what: str) -> Iterator[None]:
         os.close(fd)
 
 
-def bind_unix_socket(path: Path) -> socket.socket:
-    """Listen on `path` with mode 0600 from the first instant; replace a stale socket file."""
+def bind_unix_socket(path: Path, mode: int = 0o600) -> socket.socket:
+    """Listen on `path`, private (0600) from the first instant, then `mode`; replace a stale socket file."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     if path.exists() or path.is_symlink():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -68,10 +69,37 @@ def bind_unix_socket(path: Path) -> socket.socket:
         sock.bind(str(path))
     finally:
         os.umask(old_umask)
-    os.chmod(path, 0o600)
+    os.chmod(path, mode)  # 0660 for the system service: members of the socket's group may connect
     sock.listen(128)
     sock.setblocking(False)
     return sock
+
+
+def tcp_address(settings: Settings) -> tuple[str, int] | None:
+    """R1_HOST as (host, port); a ConfigError when it is malformed or unguarded."""
+    if not settings.host:
+        return None
+    text = settings.host
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = text, "11434"
+    host = host.strip("[]") or "127.0.0.1"
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"R1_HOST={text!r} is not HOST:PORT (e.g. 127.0.0.1:11434)")
+    if not is_loopback(host) and not settings.api_key:
+        raise ConfigError(
+            f"R1_HOST={text!r} would listen beyond this machine without a key; set R1_API_KEY "
+            "(clients send it as Authorization: Bearer ...) or bind to 127.0.0.1"
+        )
+    return host, int(port)
+
+
+def reopen_log() -> None:
+    """SIGHUP: let logrotate move the log file; the next line opens a new one."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.close()  # FileHandler opens its file again on the next record
+    log.info("log file reopened")
 
 
 async def serve(settings: Settings) -> None:
@@ -79,6 +107,8 @@ async def serve(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reopen_log)
+    tcp = tcp_address(settings)
 
     with exclusive(settings.home / "daemon.lock", f"the store {settings.home}"), exclusive(
         settings.socket.with_name(settings.socket.name + ".lock"), f"the socket {settings.socket}"
@@ -86,14 +116,19 @@ async def serve(settings: Settings) -> None:
         store = Store(settings.home)
         report = await asyncio.to_thread(store.open)
         log.info("store %s ready (%d repairs)", settings.home, len(report.actions))
-        runner = web.AppRunner(create_app(settings, store), handle_signals=False, access_log=None)
-        sock = bind_unix_socket(settings.socket)
+        # shutdown_timeout: on SIGTERM, requests in flight get this long before they are cancelled.
+        runner = web.AppRunner(create_app(settings, store), handle_signals=False, access_log=None,
+                               shutdown_timeout=settings.shutdown_grace)
+        sock = bind_unix_socket(settings.socket, settings.socket_mode)
         try:
             await runner.setup()
             await web.SockSite(runner, sock).start()
             log.info("r1 %s listening on %s (pid %d)", __version__, settings.socket, os.getpid())
+            if tcp is not None:
+                await web.TCPSite(runner, *tcp).start()
+                log.info("also listening on TCP %s:%d%s", *tcp, " (API key required)" if settings.api_key else "")
             await stop.wait()
-            log.info("shutting down")
+            log.info("shutting down: requests in flight have %.0f s to finish", settings.shutdown_grace)
         finally:
             await runner.cleanup()
             sock.close()
@@ -104,17 +139,14 @@ async def serve(settings: Settings) -> None:
 
 def run(settings: Settings) -> int:
     """Run the daemon in the foreground until SIGTERM or SIGINT; the process exit code."""
-    logging.basicConfig(
-        level=settings.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    target = {"filename": settings.log_file} if settings.log_file else {"stream": sys.stderr}
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", **target)
     # huggingface_hub's HTTP client logs every request at INFO; r1 logs what a pull did instead.
     for noisy in ("httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
     try:
         asyncio.run(serve(settings))
-    except R1Error as exc:
+    except (R1Error, ConfigError) as exc:
         log.error("%s", exc)
         return 1
     return 0

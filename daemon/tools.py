@@ -52,6 +52,8 @@ def _call(item: Any, names: set[str]) -> dict[str, Any] | None:
 def parse_tool_calls(text: str, tools: list[Any]) -> list[dict[str, Any]]:
     """The calls `text` makes, or [] when it is not (only) tool calls."""
     text = text.strip().removeprefix("[TOOL_CALLS]").strip()
+    if "<tool_call>" not in text:  # the template opened the tag in the prompt: only its end was written
+        text = text.removesuffix("</tool_call>").strip()
     tagged = _TAGGED.findall(text)
     if tagged:
         if _TAGGED.sub("", text).strip():

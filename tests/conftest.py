@@ -80,8 +80,9 @@ class Daemon:
             raise AssertionError(f"r1 {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         return result
 
-    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
-        return unix_request(self.socket, method, path, body, raw)
+    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
+                timeout: float = 120) -> tuple[int, Any]:
+        return unix_request(self.socket, method, path, body, raw, timeout=timeout)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

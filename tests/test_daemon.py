@@ -100,7 +100,7 @@ def test_bad_imports_are_clear_and_change_nothing(daemon: Daemon, tmp_path: Path
 
 
 def test_api_speaks_ollama_and_errors_are_json(daemon: Daemon, tmp_path: Path) -> None:
-    assert daemon.request("GET", "/") == (200, "r1 is running")
+    assert daemon.request("GET", "/") == (200, "Ollama is running")  # the words health checks compare
     status, body = daemon.request("GET", "/api/version")
     assert status == 200 and body["version"]
     assert daemon.request("GET", "/api/tags") == (200, {"models": []})

@@ -148,7 +148,7 @@ def test_chat_without_a_template_says_how_to_get_one(served: Daemon) -> None:
 def test_json_format_and_schema_constrain_the_output(served: Daemon) -> None:
     status, answer = served.request("POST", "/api/generate", {
         "model": "gemma", "prompt": "A JSON object describing a cat:", "raw": True, "format": "json", "stream": False,
-        "options": {**GREEDY, "num_predict": 60},
+        "options": {**GREEDY, "num_predict": 30},
     })
     assert status == 200, answer
     if answer["done_reason"] == "stop":

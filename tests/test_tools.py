@@ -16,6 +16,7 @@ WEATHER = {"function": {"name": "get_weather", "arguments": {"city": "Madrid"}}}
     '{"name": "get_weather", "parameters": {"city": "Madrid"}}',  # Llama 3.x
     '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Madrid"}}\n</tool_call>',  # Hermes, Qwen
     '[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Madrid"}}]',  # Mistral
+    '{"name": "get_weather", "arguments": {"city": "Madrid"}}\n</tool_call>',  # the prompt opened <tool_call>
     '{"function": {"name": "get_weather", "arguments": "{\\"city\\": \\"Madrid\\"}"}}',  # arguments as a string
 ])
 def test_each_wrapping_gives_the_same_call(text: str) -> None:

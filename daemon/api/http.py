@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
 from ..errors import BadRequest, R1Error
+from ..metrics import METRICS, REQUEST_FACTS
 from .context import TASKS
 
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("r1.access")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -28,13 +31,36 @@ def error_body(path: str, status: int, message: str) -> dict[str, Any]:
     """Ollama's {"error": "..."}; on /v1 paths OpenAI's {"error": {"message", "type", "code"}}."""
     if path.startswith("/v1/"):
         kind = OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-        code = "model_not_found" if status == 404 and "model" in message else None
+        code = "model_not_found" if status == 404 and message.startswith("model '") else None
         return {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return {"error": message}
 
 
 def error_response(request: web.Request, status: int, message: str) -> web.Response:
     return web.json_response(error_body(request.path, status, message), status=status)
+
+
+@web.middleware
+async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """One log line per request (route, status, duration, and the model's facts) and its count."""
+    facts: dict[str, Any] = {}
+    token = REQUEST_FACTS.set(facts)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except asyncio.CancelledError:
+        status = 499  # the client went away, as nginx writes it
+        raise
+    finally:
+        REQUEST_FACTS.reset(token)
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        METRICS.requests.inc(route=route, status=str(status))
+        extra = "".join(f" {key}={value}" for key, value in facts.items() if value is not None)
+        access_log.info("%s %s %d %.3fs%s", request.method, request.path, status, time.perf_counter() - started, extra)
 
 
 @web.middleware
@@ -101,38 +127,53 @@ def start_owned_task(app: web.Application, coro: Awaitable[Any]) -> asyncio.Task
     return task
 
 
-def _same(event: Any) -> dict[str, Any]:
-    return event
+class Framing(NamedTuple):
+    """How a stream puts JSON objects on the wire: Ollama's NDJSON or OpenAI's server-sent events."""
+
+    content_type: str
+    frame: Callable[[dict[str, Any]], bytes]
+    trailer: bytes = b""  # after the last event, unless an error ended the stream
+
+
+NDJSON = Framing("application/x-ndjson", lambda obj: json.dumps(obj).encode() + b"\n")
+SSE = Framing("text/event-stream", lambda obj: b"data: " + json.dumps(obj).encode() + b"\n\n", b"data: [DONE]\n\n")
 
 
 async def stream_ndjson(request: web.Request, events: AsyncIterator[Any],
-                        shape: Callable[[Any], dict[str, Any]] = _same) -> web.StreamResponse:
-    """Ollama-style streams: one JSON object per line.
+                        shape: Callable[[Any], dict[str, Any]] = lambda event: event) -> web.StreamResponse:
+    """Ollama-style streams: one JSON object per line; `shape` makes each event that object."""
+    return await stream_events(request, events, lambda event: NDJSON.frame(shape(event)), NDJSON)
+
+
+async def stream_events(request: web.Request, events: AsyncIterator[Any], encode: Callable[[Any], bytes],
+                        framing: Framing) -> web.StreamResponse:
+    """Stream `events`, each turned into bytes by `encode` (one call per token, no extra generator).
 
     The first event is awaited before the response starts, so an early failure still gets
-    its own status code; after the first byte, errors go in-band as a final {"error"} line.
+    its own status code; after the first byte, errors go in-band as a last framed error.
     A client that goes away closes `events` at once, so a generation stops at the next token.
-    `shape` turns each event into the JSON object sent (one call, no extra generator, per token).
     """
     try:
-        return await _stream_ndjson(request, events, shape)
+        return await _stream(request, events, encode, framing)
     finally:
         if isinstance(events, AsyncGenerator):
             await events.aclose()
 
 
-async def _stream_ndjson(request: web.Request, events: AsyncIterator[Any],
-                         shape: Callable[[Any], dict[str, Any]]) -> web.StreamResponse:
+async def _stream(request: web.Request, events: AsyncIterator[Any], encode: Callable[[Any], bytes],
+                  framing: Framing) -> web.StreamResponse:
     first = await anext(events, None)
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    response = web.StreamResponse(headers={"Content-Type": framing.content_type, "Cache-Control": "no-cache"})
     await response.prepare(request)
     try:
         if first is not None:
-            await response.write(json.dumps(shape(first)).encode() + b"\n")
+            await response.write(encode(first))
             async for event in events:
-                await response.write(json.dumps(shape(event)).encode() + b"\n")
+                await response.write(encode(event))
+        if framing.trailer:
+            await response.write(framing.trailer)
     except R1Error as exc:
-        await response.write(json.dumps({"error": str(exc)}).encode() + b"\n")
+        await response.write(framing.frame(error_body(request.path, exc.status, str(exc))))
     except ConnectionResetError:
         log.debug("the client left %s %s before the end of its stream", request.method, request.path)
         return response  # nobody to finish the stream for
@@ -140,6 +181,7 @@ async def _stream_ndjson(request: web.Request, events: AsyncIterator[Any],
         raise
     except Exception:
         log.exception("unexpected error while streaming %s %s", request.method, request.path)
-        await response.write(json.dumps({"error": "internal error in the r1 daemon; its log has the details"}).encode() + b"\n")
+        message = "internal error in the r1 daemon; its log has the details"
+        await response.write(framing.frame(error_body(request.path, 500, message)))
     await response.write_eof()
     return response

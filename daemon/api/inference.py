@@ -165,6 +165,18 @@ async def chat_route(request: web.Request) -> web.StreamResponse:
     return await _respond(request, chat=True)
 
 
+@routes.post("/api/embeddings")
+async def embeddings_route(request: web.Request) -> web.Response:
+    """Ollama's older, single-text endpoint: {"model", "prompt"} -> {"embedding"}."""
+    body = await read_json(request)
+    model = get_str(body, "model", "name")
+    prompt = get_str(body, "prompt", required=False) or ""
+    assert model is not None
+    result = await embed(request.app[STORE], request.app[SCHEDULER], model, [prompt] if prompt else [],
+                         check_options(body.get("options")), keep_alive(body))
+    return web.json_response({"embedding": result["embeddings"][0] if result["embeddings"] else []})
+
+
 @routes.post("/api/embed")
 async def embed_route(request: web.Request) -> web.Response:
     body = await read_json(request)

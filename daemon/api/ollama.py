@@ -139,7 +139,8 @@ def show(store: Store, record: ModelRecord, budget: int) -> dict[str, Any]:
 
 @routes.get("/")
 async def health(request: web.Request) -> web.Response:
-    return web.Response(text="r1 is running")
+    # Ollama's exact words: health checks written for Ollama compare the text.
+    return web.Response(text="Ollama is running", headers={"X-R1-Version": __version__})
 
 
 @routes.get("/api/version")

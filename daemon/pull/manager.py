@@ -17,6 +17,7 @@ import aiohttp
 
 from ..config import Settings
 from ..metadata import read_metadata
+from ..metrics import METRICS
 from ..store import FileEntry, Manifest, ModelName, ModelRecord, Store, parse_name
 from .quant import RemoteFile
 from .resolve import OfflineError, PullPlan, resolve
@@ -159,6 +160,7 @@ class PullManager:
         url = _file_url(self.settings.hf_endpoint, plan, remote.path)
         if remote.sha256 is None:  # a small git file: its digest is known only once it is here
             digest, size = await fetch_small(self._http(), url, headers, self.store.blobs)
+            METRICS.bytes_pulled.inc(size)
             await pull.emit(_progress(digest, remote.path, size, size))
             return digest, size
         if self.store.blobs.has(remote.sha256, remote.size):
@@ -175,6 +177,8 @@ class PullManager:
             download, task = entry
             try:
                 await self._report(pull, remote, download, task)
+                if started_here:
+                    METRICS.bytes_pulled.inc(download.fetched)
                 return remote.sha256, download.fetched if started_here else 0
             except DigestMismatchError as exc:
                 if attempt == 2:

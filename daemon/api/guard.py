@@ -1,0 +1,99 @@
+"""The TCP listener's guard: Host names (DNS rebinding), browser Origins (CORS), the API key.
+
+The Unix socket needs none of this: its file mode decides who may connect. On TCP any
+web page the user opens can make the browser send requests to 127.0.0.1, so requests are
+refused unless the Host header names the machine (a rebinding attack brings a foreign
+name), a browser Origin is one the user allowed, and, when R1_API_KEY is set (required
+for a non-loopback bind), the request carries it as a Bearer token.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hmac
+import ipaddress
+import socket
+
+from aiohttp import web
+
+from ..config import Settings
+from .context import SETTINGS
+from .http import Handler, error_response
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+# As Ollama: pages served from the machine itself may call the API, on any port.
+DEFAULT_ORIGINS = tuple(f"{scheme}://{host}{port}" for scheme in ("http", "https")
+                        for host in ("localhost", "127.0.0.1", "[::1]") for port in ("", ":*"))
+CORS = web.RequestKey("cors", dict)
+CORS_HEADERS = "Authorization, Content-Type, User-Agent, Accept, X-Requested-With"
+
+
+def is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(header: str) -> str:
+    """The name in a Host header, without its port (IPv6 literals keep their brackets off)."""
+    if header.startswith("["):
+        return header[1:].split("]", 1)[0].lower()
+    return header.rsplit(":", 1)[0].lower() if header.count(":") == 1 else header.lower()
+
+
+def host_allowed(header: str, settings: Settings) -> bool:
+    name = _host_name(header)
+    if is_loopback(name) or name in (h.lower() for h in settings.allowed_hosts):
+        return True
+    try:
+        ipaddress.ip_address(name)  # an address literal cannot be a rebound name
+        return True
+    except ValueError:
+        return False
+
+
+def origin_allowed(origin: str, settings: Settings) -> bool:
+    return any(fnmatch.fnmatchcase(origin, pattern) for pattern in (*DEFAULT_ORIGINS, *settings.origins))
+
+
+def _over_tcp(request: web.Request) -> bool:
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    return sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
+
+
+@web.middleware
+async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not _over_tcp(request):
+        return await handler(request)
+    settings = request.app[SETTINGS]
+    host = request.headers.get("Host", "")
+    if not host_allowed(host, settings):
+        return error_response(request, 403, f"r1 does not answer for host {host!r} over TCP: it answers for loopback "
+                                            "names, IP addresses and R1_ALLOWED_HOSTS (a guard against DNS rebinding)")
+    origin = request.headers.get("Origin")
+    if origin is not None and not origin_allowed(origin, settings):
+        return error_response(request, 403, f"browser origin {origin!r} is not allowed; add it to R1_ORIGINS")
+    cors = {"Access-Control-Allow-Origin": origin, "Vary": "Origin"} if origin else {}
+    if request.method == "OPTIONS" and origin:  # a CORS preflight: answered before the key is asked for
+        return web.Response(status=204, headers={**cors, "Access-Control-Allow-Methods": "GET, POST, DELETE, HEAD, OPTIONS",
+                                                  "Access-Control-Allow-Headers": CORS_HEADERS,
+                                                  "Access-Control-Max-Age": "600"})
+    if settings.api_key:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
+            response = error_response(request, 401, "this r1 listener needs an API key: send Authorization: Bearer <R1_API_KEY>")
+            response.headers["WWW-Authenticate"] = "Bearer"
+            response.headers.update(cors)
+            return response
+    if cors:
+        request[CORS] = cors
+    return await handler(request)
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: streamed answers get their CORS headers too, before the first byte."""
+    response.headers.update(request.get(CORS, {}))

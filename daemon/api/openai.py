@@ -1,0 +1,470 @@
+"""OpenAI's API (/v1/...): a second dialect over the same generation core as /api/....
+
+Requests are parsed into the core's `Request` (the Ollama routes' helpers do the checks
+they share), and the `Chunk`s and the `Final` that `generate` yields are shaped as OpenAI
+shapes them: chat completions, text completions, embeddings, models. Streams are
+server-sent events (`data: {json}` then `data: [DONE]`); errors are OpenAI's
+`{"error": {...}}`, by status before the first byte and in-band after it.
+
+Beyond OpenAI's fields, r1 reads two of Ollama's (clients send them with `extra_body`):
+`options` (num_ctx, top_k, ...; OpenAI's own fields win) and `keep_alive`.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import base64
+import json
+import secrets
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from datetime import datetime
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import BadRequest, NotFound
+from ..generation import Chunk, Final, Request, embed, generate
+from ..runner.options import check_options
+from ..store import InvalidNameError, ModelRecord
+from .context import SCHEDULER, STORE
+from .http import SSE, get_bool, get_str, read_json, stream_events
+from .inference import keep_alive, messages, think, tools
+
+
+routes = web.RouteTableDef()
+
+Json = dict[str, Any]
+
+FINISH_REASONS = {"stop": "stop", "length": "length"}  # the core's done_reason -> OpenAI's finish_reason
+# OpenAI's request fields and the Ollama options they set; later keys win (max_completion_tokens).
+CHAT_FIELDS = {"temperature": "temperature", "top_p": "top_p", "seed": "seed",
+               "frequency_penalty": "frequency_penalty", "presence_penalty": "presence_penalty",
+               "stop": "stop", "max_tokens": "num_predict", "max_completion_tokens": "num_predict"}
+COMPLETION_FIELDS = {k: v for k, v in CHAT_FIELDS.items() if k != "max_completion_tokens"}
+COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
+MEDIA_PARTS = ("image_url", "input_image", "input_audio", "file")
+TEXT_ONLY = "r1 runs text models only so far; send the content as text parts"
+# What follows a chunk's delta (or text) in its event; the part before it is formatted once per stream.
+CHOICE_TAIL = ', "logprobs": null, "finish_reason": null}]}\n\n'
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(12)
+
+
+# --- models -----------------------------------------------------------------------------------
+
+
+def model_object(record: ModelRecord) -> Json:
+    return {"id": record.name, "object": "model",
+            "created": int(datetime.fromisoformat(record.modified_at).timestamp()), "owned_by": "r1"}
+
+
+@routes.get("/v1/models")
+async def list_models(request: web.Request) -> web.Response:
+    records = await asyncio.to_thread(request.app[STORE].list)
+    return web.json_response({"object": "list", "data": [model_object(r) for r in records]})
+
+
+@routes.get("/v1/models/{id:.+}")  # names hold '/' and ':' (hf.co/org/repo:Q4_K_M)
+async def retrieve_model(request: web.Request) -> web.Response:
+    name = request.match_info["id"]
+    try:
+        record = await asyncio.to_thread(request.app[STORE].get, name)
+    except InvalidNameError as exc:  # no model can have such a name: it is not there
+        raise NotFound(f"model '{name}' not found: {exc}") from exc
+    return web.json_response(model_object(record))
+
+
+# --- request fields ---------------------------------------------------------------------------
+
+
+def sampling_options(body: Json, fields: dict[str, str]) -> dict[str, Any]:
+    """Ollama options from OpenAI's fields, over the `options` object r1 also accepts."""
+    options = check_options(body.get("options"))
+    for key, option in fields.items():
+        value = body.get(key)
+        if value is None:
+            continue
+        try:
+            options.update(check_options({option: value}))
+        except BadRequest as exc:
+            raise BadRequest(str(exc).replace(f"option '{option}'", f"field '{key}'")) from exc
+    return options
+
+
+def only_one_choice(body: Json) -> None:
+    n = body.get("n")
+    if n is not None and n != 1 or isinstance(n, bool):
+        raise BadRequest(f"field 'n' must be 1, not {json.dumps(n)}: r1 generates one choice per request")
+
+
+def include_usage(body: Json) -> bool:
+    value = body.get("stream_options")
+    if value is None:
+        return False
+    if not isinstance(value, dict):
+        raise BadRequest("field 'stream_options' must be an object like {\"include_usage\": true}")
+    return get_bool(value, "include_usage", False)
+
+
+def response_format(body: Json) -> str | Json | None:
+    """OpenAI's response_format as the core's format: None, "json" or a JSON schema."""
+    value = body.get("response_format")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+        raise BadRequest("field 'response_format' must be an object with a 'type'")
+    kind = value["type"]
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return "json"
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict):
+            raise BadRequest("response_format.json_schema must be an object with a 'schema'")
+        schema = spec.get("schema")
+        if schema is None:
+            return "json"
+        if not isinstance(schema, dict):
+            raise BadRequest("response_format.json_schema.schema must be a JSON schema object")
+        return schema
+    raise BadRequest(f"response_format type {kind!r} is not supported; use 'text', 'json_object' or 'json_schema'")
+
+
+def reasoning(body: Json) -> bool | None:
+    """reasoning_effort "none" turns a reasoning model's thinking off; other levels leave it on."""
+    if "reasoning_effort" not in body:
+        return think(body)  # Ollama's "think", which r1 also reads
+    value = body["reasoning_effort"]
+    if value is None:
+        return None
+    if value == "none":
+        return False
+    if value in ("minimal", "low", "medium", "high"):
+        return True
+    raise BadRequest(f"field 'reasoning_effort' must be none, minimal, low, medium or high, not {json.dumps(value)}")
+
+
+def function_tools(body: Json) -> list[Any] | None:
+    """`tools` as given (OpenAI's and Ollama's shapes are the same), narrowed by tool_choice."""
+    offered = tools(body)
+    for n, tool in enumerate(offered or []):
+        function = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise BadRequest(f"tools[{n}] must be {{\"type\": \"function\", \"function\": {{\"name\", ...}}}}")
+    choice = body.get("tool_choice")
+    if choice is None or choice in ("auto", "required"):  # required: r1 cannot force a call; best effort
+        return offered
+    if choice == "none":
+        return None
+    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
+        name = choice["function"].get("name")
+        named = [t for t in offered or [] if t["function"]["name"] == name]
+        if not named:
+            raise BadRequest(f"tool_choice names the function {name!r}, which is not in 'tools'")
+        return named
+    raise BadRequest("field 'tool_choice' must be \"none\", \"auto\", \"required\" or "
+                     "{\"type\": \"function\", \"function\": {\"name\": ...}}")
+
+
+def content_text(content: Any, where: str) -> str:
+    """A message's content as one string: text parts joined by newlines."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if not isinstance(content, list):
+        raise BadRequest(f"{where} must be a string or a list of content parts")
+    texts = []
+    for n, part in enumerate(content):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind in MEDIA_PARTS:
+            raise BadRequest(f"{where}[{n}] is an {kind} part: {TEXT_ONLY}")
+        if kind not in ("text", "refusal") or not isinstance(part.get(kind), str):
+            raise BadRequest(f"{where}[{n}] must be a content part like {{\"type\": \"text\", \"text\": \"...\"}}")
+        texts.append(part[kind])
+    return "\n".join(texts)
+
+
+def ollama_tool_calls(calls: Any, where: str) -> list[Json]:
+    """OpenAI's tool_calls (arguments as a JSON string) in Ollama's shape (arguments as an object)."""
+    if not isinstance(calls, list):
+        raise BadRequest(f"{where} must be a list")
+    converted = []
+    for n, call in enumerate(calls):
+        function = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise BadRequest(f"{where}[{n}] must be "
+                             "{\"id\", \"type\": \"function\", \"function\": {\"name\", \"arguments\"}}")
+        arguments = function.get("arguments") or {}
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError as exc:
+                raise BadRequest(f"{where}[{n}].function.arguments is not valid JSON: {exc}") from exc
+        if not isinstance(arguments, dict):
+            raise BadRequest(f"{where}[{n}].function.arguments must be a JSON object")
+        out: Json = {"type": "function", "function": {"name": function["name"], "arguments": arguments}}
+        if isinstance(call.get("id"), str):
+            out["id"] = call["id"]
+        converted.append(out)
+    return converted
+
+
+def chat_messages(body: Json, model: str) -> list[Json]:
+    """OpenAI's messages in the shape the core and chat templates take (Ollama's)."""
+    value = body.get("messages")
+    if not isinstance(value, list) or not value:
+        raise BadRequest("field 'messages' must be a non-empty list of messages")
+    names: dict[str, str] = {}  # tool call id -> function name, for tool results
+    converted: list[Any] = []
+    for n, message in enumerate(value):
+        if not isinstance(message, dict):
+            converted.append(message)  # messages() says what is wrong with it
+            continue
+        out = {k: v for k, v in message.items() if k not in ("reasoning_content", "refusal", "audio")}
+        if out.get("role") == "developer":  # OpenAI's newer name for system; templates know only system
+            out["role"] = "system"
+        out["content"] = content_text(message.get("content"), f"messages[{n}].content")
+        if message.get("tool_calls") is not None:
+            out["tool_calls"] = ollama_tool_calls(message["tool_calls"], f"messages[{n}].tool_calls")
+            names.update((c["id"], c["function"]["name"]) for c in out["tool_calls"] if "id" in c)
+        if out.get("role") == "tool" and "tool_name" not in out and message.get("tool_call_id") in names:
+            out["tool_name"] = names[message["tool_call_id"]]  # what Ollama's templates read
+        converted.append(out)
+    return messages({"messages": converted}, model)
+
+
+def chat_request(body: Json) -> Request:
+    model = get_str(body, "model")
+    assert model is not None
+    only_one_choice(body)
+    if body.get("logprobs"):
+        raise BadRequest("field 'logprobs' is not supported: r1 does not return token log probabilities")
+    return Request(
+        model=model,
+        messages=chat_messages(body, model),
+        format=response_format(body),
+        options=sampling_options(body, CHAT_FIELDS),
+        think=reasoning(body),
+        keep_alive=keep_alive(body),
+        tools=function_tools(body),
+    )
+
+
+def completion_request(body: Json) -> Request:
+    model = get_str(body, "model")
+    assert model is not None
+    only_one_choice(body)
+    prompt = body.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1:
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise BadRequest("field 'prompt' must be a string (or a list of one string); token arrays and "
+                         "several prompts in one request are not supported")
+    if not prompt:  # the core takes an empty prompt as Ollama's "load the model", which OpenAI has no use for
+        raise BadRequest("field 'prompt' must not be empty")
+    if body.get("echo"):
+        raise BadRequest("field 'echo' is not supported: the response holds the completion only")
+    if body.get("suffix"):
+        raise BadRequest("field 'suffix' is not supported: r1 does not fill in the middle")
+    if body.get("best_of") not in (None, 1):
+        raise BadRequest("field 'best_of' must be 1: r1 generates one completion per request")
+    if body.get("logprobs") is not None:
+        raise BadRequest("field 'logprobs' is not supported: r1 does not return token log probabilities")
+    options = sampling_options(body, COMPLETION_FIELDS)
+    options.setdefault("num_predict", COMPLETION_MAX_TOKENS)
+    # Completions take the prompt as it is: no chat template.
+    return Request(model=model, prompt=prompt, raw=True, format=response_format(body), options=options,
+                   keep_alive=keep_alive(body))
+
+
+# --- responses --------------------------------------------------------------------------------
+
+
+def usage(final: Final) -> Json:
+    return {"prompt_tokens": final.prompt_eval_count, "completion_tokens": final.eval_count,
+            "total_tokens": final.prompt_eval_count + final.eval_count}
+
+
+def openai_tool_calls(final: Final) -> list[Json]:
+    return [{"id": _new_id("call_"), "type": "function",
+             "function": {"name": c["function"]["name"], "arguments": json.dumps(c["function"]["arguments"])}}
+            for c in final.tool_calls]
+
+
+def finish_reason(final: Final) -> str:
+    return "tool_calls" if final.tool_calls else FINISH_REASONS.get(final.done_reason, "stop")
+
+
+async def collect(items: AsyncIterator[Chunk | Final]) -> tuple[str, str, Final]:
+    """(thinking, content, final) of a whole generation."""
+    thinking: list[str] = []
+    content: list[str] = []
+    final = Final("stop")
+    async with aclosing(items):
+        async for item in items:
+            if isinstance(item, Chunk):
+                thinking.append(item.thinking)
+                content.append(item.content)
+            else:
+                final = item
+    return "".join(thinking), "".join(content), final
+
+
+class ChatEvents:
+    """Chunks as `chat.completion.chunk` events; the fixed part of each is formatted once."""
+
+    def __init__(self, rid: str, created: int, model: str, with_usage: bool) -> None:
+        self.common = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+                       "system_fingerprint": "r1"}
+        self.head = "data: " + json.dumps(self.common)[:-1] + ', "choices": [{"index": 0, "delta": '
+        self.with_usage = with_usage
+        self.role_sent = False
+
+    def __call__(self, item: Chunk | Final) -> bytes:
+        if isinstance(item, Chunk):
+            delta: Json = {}
+            if not self.role_sent:
+                delta["role"] = "assistant"
+                self.role_sent = True
+            if item.thinking:
+                delta["reasoning_content"] = item.thinking
+            if item.content:
+                delta["content"] = item.content
+            return (self.head + json.dumps(delta) + CHOICE_TAIL).encode()
+        return self.last(item)
+
+    def last(self, final: Final) -> bytes:
+        events = []
+        delta: Json = {} if self.role_sent else {"role": "assistant", "content": ""}
+        if final.tool_calls:
+            calls = [{"index": i, **call} for i, call in enumerate(openai_tool_calls(final))]
+            events.append(self.common | {"choices": [
+                {"index": 0, "delta": delta | {"tool_calls": calls}, "logprobs": None, "finish_reason": None}]})
+            delta = {}
+        events.append(self.common | {"choices": [
+            {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason(final)}]})
+        if self.with_usage:
+            events.append(self.common | {"choices": [], "usage": usage(final)})
+        return b"".join(SSE.frame(event) for event in events)
+
+
+class CompletionEvents:
+    """Chunks as `text_completion` events."""
+
+    def __init__(self, rid: str, created: int, model: str, with_usage: bool) -> None:
+        self.common = {"id": rid, "object": "text_completion", "created": created, "model": model,
+                       "system_fingerprint": "r1"}
+        self.head = "data: " + json.dumps(self.common)[:-1] + ', "choices": [{"index": 0, "text": '
+        self.with_usage = with_usage
+
+    def __call__(self, item: Chunk | Final) -> bytes:
+        if isinstance(item, Chunk):
+            # Completions have no reasoning field: what the core split off as thinking is text here.
+            text = item.thinking + item.content if item.thinking else item.content
+            return (self.head + json.dumps(text) + CHOICE_TAIL).encode()
+        events = [self.common | {"choices": [
+            {"text": "", "index": 0, "logprobs": None, "finish_reason": finish_reason(item)}]}]
+        if self.with_usage:
+            events.append(self.common | {"choices": [], "usage": usage(item)})
+        return b"".join(SSE.frame(event) for event in events)
+
+
+# --- generation routes ------------------------------------------------------------------------
+
+
+@routes.post("/v1/chat/completions")
+async def chat_completions(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request)
+    parsed = chat_request(body)
+    stream = get_bool(body, "stream", False)
+    with_usage = include_usage(body)
+    rid, created = _new_id("chatcmpl-"), int(time.time())
+    items = generate(request.app[STORE], request.app[SCHEDULER], parsed)
+    if stream:
+        return await stream_events(request, items, ChatEvents(rid, created, parsed.model, with_usage), SSE)
+    thinking, content, final = await collect(items)
+    message: Json = {"role": "assistant", "content": content}
+    if thinking:
+        message["reasoning_content"] = thinking
+    if final.tool_calls:
+        message["content"] = content or None
+        message["tool_calls"] = openai_tool_calls(final)
+    return web.json_response({
+        "id": rid, "object": "chat.completion", "created": created, "model": parsed.model, "system_fingerprint": "r1",
+        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(final)}],
+        "usage": usage(final),
+    })
+
+
+@routes.post("/v1/completions")
+async def completions(request: web.Request) -> web.StreamResponse:
+    body = await read_json(request)
+    parsed = completion_request(body)
+    stream = get_bool(body, "stream", False)
+    with_usage = include_usage(body)
+    rid, created = _new_id("cmpl-"), int(time.time())
+    items = generate(request.app[STORE], request.app[SCHEDULER], parsed)
+    if stream:
+        return await stream_events(request, items, CompletionEvents(rid, created, parsed.model, with_usage), SSE)
+    thinking, content, final = await collect(items)
+    return web.json_response({
+        "id": rid, "object": "text_completion", "created": created, "model": parsed.model, "system_fingerprint": "r1",
+        "choices": [{"text": thinking + content, "index": 0, "logprobs": None, "finish_reason": finish_reason(final)}],
+        "usage": usage(final),
+    })
+
+
+def embedding_inputs(body: Json) -> list[str]:
+    value = body.get("input")
+    inputs = [value] if isinstance(value, str) else value
+    if not isinstance(inputs, list) or not inputs:
+        raise BadRequest("field 'input' must be a string or a non-empty list of strings")
+    if not all(isinstance(v, str) for v in inputs):
+        if all(isinstance(v, int) or isinstance(v, list) for v in inputs):
+            raise BadRequest("field 'input' holds token arrays, which r1 does not take: send text")
+        raise BadRequest("field 'input' must be a string or a non-empty list of strings")
+    return inputs
+
+
+def base64_floats(vector: list[float]) -> str:
+    """What OpenAI sends for encoding_format "base64": little-endian float32 bytes."""
+    packed = array.array("f", vector)
+    if sys.byteorder == "big":
+        packed.byteswap()
+    return base64.b64encode(packed.tobytes()).decode()
+
+
+@routes.post("/v1/embeddings")
+async def embeddings(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    model = get_str(body, "model")
+    assert model is not None
+    inputs = embedding_inputs(body)
+    encoding = body.get("encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        raise BadRequest(f"field 'encoding_format' must be \"float\" or \"base64\", not {json.dumps(encoding)}")
+    dimensions = body.get("dimensions")
+    if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool)):
+        raise BadRequest(f"field 'dimensions' must be an integer, not {json.dumps(dimensions)}")
+    result = await embed(request.app[STORE], request.app[SCHEDULER], model, inputs,
+                         check_options(body.get("options")), keep_alive(body))
+    vectors = result["embeddings"]
+    if dimensions is not None and dimensions != len(vectors[0]):
+        raise BadRequest(f"{model} makes vectors of {len(vectors[0])} dimensions, not {dimensions}; "
+                         "r1 does not shorten them")
+    as_base64 = encoding == "base64"
+    return web.json_response({
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": base64_floats(v) if as_base64 else v}
+                 for i, v in enumerate(vectors)],
+        "model": model,
+        "usage": {"prompt_tokens": result["prompt_eval_count"], "total_tokens": result["prompt_eval_count"]},
+    })

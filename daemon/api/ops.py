@@ -1,0 +1,16 @@
+"""r1's own operational endpoints: Prometheus metrics."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..metrics import METRICS
+from .context import SCHEDULER
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(text=METRICS.render(request.app[SCHEDULER]), content_type="text/plain",
+                        headers={"X-Content-Type-Options": "nosniff"}, charset="utf-8")

@@ -1,0 +1,186 @@
+"""The official `ollama` Python client against a real r1 daemon, over the socket and over TCP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import ollama
+import pytest
+
+from conftest import Daemon, start_daemon
+from fakehub import FakeHub
+from test_generate import GEMMA_TEMPLATE
+from tinymodels import write_tiny_gguf
+
+GREEDY = {"temperature": 0, "num_thread": 2}
+# Renders the tools offered, as tool-trained templates do (Hermes style).
+TOOLS_TEMPLATE = ("{{ bos_token }}{% if tools %}You may call these tools:\n{{ tools | tojson }}\n"
+                  "Answer with a JSON tool call.\n{% endif %}" + GEMMA_TEMPLATE.removeprefix("{{ bos_token }}"))
+WEATHER_TOOL = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+# A tool call as JSON, constrained by a grammar so the base model writes one every time.
+CALL_SCHEMA = {"type": "object", "required": ["name", "arguments"], "properties": {
+    "name": {"type": "string", "enum": ["get_weather"]},
+    "arguments": {"type": "object", "required": ["city"],
+                  "properties": {"city": {"type": "string", "minLength": 1, "maxLength": 12}}}}}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
+    root = tmp_path_factory.mktemp("hub")
+    with FakeHub() as fake:
+        fake.add_repo("acme/tiny-GGUF", {"tiny-Q4_K_M.gguf": write_tiny_gguf(root / "tiny-Q4_K_M.gguf", seed=5)})
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path, hub: FakeHub) -> Iterator[tuple[Daemon, int]]:
+    root = tmp_path_factory.mktemp("ollama-client")
+    sock_dir = tempfile.mkdtemp(prefix="r1-", dir="/tmp")
+    port = free_port()
+    env = {**os.environ, **hub.env(), "R1_HOME": str(root / "home"), "R1_SOCKET": f"{sock_dir}/r1.sock",
+           "R1_NO_AUTOSTART": "1", "R1_HOST": f"127.0.0.1:{port}", "HF_HOME": str(root / "hf")}
+    daemon = start_daemon(env, root / "daemon.log")
+    daemon.cli("import", str(gemma_path), "--name", "gemma")
+    yield daemon, port
+    assert daemon.stop() == 0, daemon.log()
+    shutil.rmtree(sock_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def client(served: tuple[Daemon, int]) -> ollama.Client:
+    """Over the Unix socket, as FACTS.md shows."""
+    return ollama.Client(host="http://localhost", transport=httpx.HTTPTransport(uds=str(served[0].socket)))
+
+
+@pytest.fixture(scope="module")
+def gemma_chat(client: ollama.Client) -> str:
+    client.create(model="gemma-chat", from_="gemma", template=GEMMA_TEMPLATE,
+                  parameters={"stop": ["<end_of_turn>"], "num_predict": 24})
+    return "gemma-chat"
+
+
+def names(listing: Any) -> set[str]:
+    return {m.model for m in listing.models}
+
+
+def test_list_show_copy_delete(client: ollama.Client, gemma_chat: str) -> None:
+    assert {"gemma:latest", "gemma-chat:latest"} <= names(client.list())
+    shown = client.show(gemma_chat)
+    assert shown.template == GEMMA_TEMPLATE and "stop" in shown.parameters
+    assert shown.details.family == "gemma3" and shown.details.quantization_level == "Q4_K_M"
+    assert shown.modelinfo["general.architecture"] == "gemma3" and "completion" in shown.capabilities
+    assert "TEMPLATE" in shown.modelfile and "PARAMETER stop" in shown.modelfile
+    client.copy("gemma", "gemma-copy")
+    assert "gemma-copy:latest" in names(client.list())
+    client.delete("gemma-copy")
+    assert "gemma-copy:latest" not in names(client.list())
+
+
+def test_unknown_models_are_404_response_errors(client: ollama.Client) -> None:
+    for call in (lambda: client.show("nope"), lambda: client.generate("nope", "hi"),
+                 lambda: client.chat("nope", [{"role": "user", "content": "hi"}]), lambda: client.delete("nope")):
+        with pytest.raises(ollama.ResponseError) as caught:
+            call()
+        assert caught.value.status_code == 404 and "not found" in caught.value.error
+
+
+def test_pull_streams_progress(client: ollama.Client) -> None:
+    events = list(client.pull("acme/tiny-GGUF", stream=True))
+    statuses = [e.status for e in events]
+    assert statuses[0] == "pulling manifest" and statuses[-1] == "success"
+    assert any(e.total and e.completed == e.total for e in events)
+    assert "hf.co/acme/tiny-GGUF:latest" in names(client.list())  # no tag asked: the default quant, named latest
+
+
+def test_generate_streamed_and_not(client: ollama.Client) -> None:
+    whole = client.generate("gemma", "The capital of France is", raw=True, options={**GREEDY, "num_predict": 8})
+    assert whole.done and whole.eval_count == 8 and whole.response.strip() and whole.total_duration > 0
+    parts = list(client.generate("gemma", "The capital of France is", raw=True, stream=True,
+                                 options={**GREEDY, "num_predict": 8}))
+    assert parts[-1].done and parts[-1].done_reason == "length"
+    assert len("".join(p.response for p in parts)) > 5
+
+
+def test_chat_streamed_and_not(client: ollama.Client, gemma_chat: str) -> None:
+    messages = [{"role": "user", "content": "Name a color."}]
+    answer = client.chat(gemma_chat, messages, options=GREEDY)
+    assert answer.message.role == "assistant" and answer.message.content.strip() and answer.done
+    parts = list(client.chat(gemma_chat, messages, options=GREEDY, stream=True))
+    assert parts[-1].done and parts[-1].eval_count >= 1
+    assert "".join(p.message.content for p in parts).strip()
+
+
+def test_chat_with_tools_returns_tool_calls(client: ollama.Client) -> None:
+    client.create(model="gemma-tools", from_="gemma", template=TOOLS_TEMPLATE)
+    answer = client.chat("gemma-tools", [{"role": "user", "content": "What is the weather in Paris?"}],
+                         tools=[WEATHER_TOOL], format=CALL_SCHEMA, options={**GREEDY, "num_predict": 60})
+    assert answer.message.tool_calls, answer
+    call = answer.message.tool_calls[0]
+    assert call.function.name == "get_weather" and isinstance(call.function.arguments["city"], str)
+    assert answer.message.content == ""
+    # The call and its result go back into the conversation, through the template.
+    follow = client.chat("gemma-tools", [
+        {"role": "user", "content": "What is the weather in Paris?"},
+        {"role": "assistant", "content": "", "tool_calls": [call.model_dump()]},
+        {"role": "tool", "content": "Sunny, 21 C", "tool_name": "get_weather"},
+    ], tools=[WEATHER_TOOL], options={**GREEDY, "num_predict": 8})
+    assert follow.done and follow.prompt_eval_count > answer.prompt_eval_count
+
+
+def test_json_schema_output_parses(client: ollama.Client) -> None:
+    schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 10}, "age": {"type": "integer"}},
+              "required": ["name", "age"]}
+    answer = client.generate("gemma", "A person as JSON:", raw=True, format=schema, options={**GREEDY, "num_predict": 60})
+    person = json.loads(answer.response)
+    assert isinstance(person["name"], str) and isinstance(person["age"], int)
+
+
+def test_embed_and_the_older_embeddings(client: ollama.Client) -> None:
+    result = client.embed("gemma", ["hello", "world"])
+    assert len(result.embeddings) == 2 and len(result.embeddings[0]) == 640
+    single = client.embeddings("gemma", "hello")
+    assert single.embedding == pytest.approx(result.embeddings[0], abs=1e-4)
+
+
+def test_ps_lists_loaded_models(client: ollama.Client) -> None:
+    client.generate("gemma", "Hi", raw=True, options={**GREEDY, "num_predict": 1})
+    loaded = {m.model: m for m in client.ps().models}
+    assert "gemma:latest" in loaded
+    model = loaded["gemma:latest"]
+    assert model.size > 200_000_000 and model.size_vram == 0 and model.context_length == 4096
+    assert model.expires_at is not None and model.details.family == "gemma3"
+
+
+def test_create_from_uploaded_blobs(client: ollama.Client, tmp_path: Path) -> None:
+    path = write_tiny_gguf(tmp_path / "up.gguf", seed=9)
+    digest = client.create_blob(path)
+    progress = list(client.create(model="uploaded", files={"up.gguf": digest}, system="Be brief.", stream=True))
+    assert progress[-1].status == "success"
+    shown = client.show("uploaded")
+    assert shown.details.format == "gguf" and 'SYSTEM """Be brief."""' in shown.modelfile
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.create(model="broken", files={"x.gguf": "sha256:" + "0" * 64})
+    assert caught.value.status_code == 400 and "upload it first" in caught.value.error
+
+
+def test_the_client_over_tcp(served: tuple[Daemon, int]) -> None:
+    tcp = ollama.Client(host=f"http://127.0.0.1:{served[1]}")
+    assert "gemma:latest" in names(tcp.list())
+    answer = tcp.generate("gemma", "Hello", raw=True, options={**GREEDY, "num_predict": 3})
+    assert answer.eval_count == 3
