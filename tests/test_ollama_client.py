@@ -184,3 +184,15 @@ def test_the_client_over_tcp(served: tuple[Daemon, int]) -> None:
     assert "gemma:latest" in names(tcp.list())
     answer = tcp.generate("gemma", "Hello", raw=True, options={**GREEDY, "num_predict": 3})
     assert answer.eval_count == 3
+
+
+def test_the_openai_client_over_tcp(served: tuple[Daemon, int], gemma_chat: str) -> None:
+    import openai  # the other official client, on the same TCP listener
+
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{served[1]}/v1", api_key="unused-on-loopback")
+    assert "gemma-chat:latest" in {m.id for m in client.models.list()}
+    answer = client.chat.completions.create(model=gemma_chat, max_tokens=4, temperature=0,
+                                            messages=[{"role": "user", "content": "Hi"}])
+    assert answer.choices[0].message.role == "assistant" and answer.usage.completion_tokens <= 4
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "Hi"}])
