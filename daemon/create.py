@@ -104,6 +104,9 @@ def check_request(body: dict[str, Any]) -> None:
     if not isinstance(body.get("model"), str):
         raise BadRequest("field 'model' is required: the name of the model to create")
     parse_name(body["model"])
+    if body.get("quantize"):
+        raise BadRequest("r1 does not re-quantize models; pull the quantization you want instead "
+                         "(r1 pull org/repo:Q4_K_M, or deepseek-r1:7b-q8_0)")
     sources = [key for key in ("from", "path", "files") if body.get(key)]
     if len(sources) != 1:
         raise BadRequest("give exactly one of 'from' (a model in the store), 'files' (uploaded blobs by file name) "

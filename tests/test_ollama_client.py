@@ -177,6 +177,9 @@ def test_create_from_uploaded_blobs(client: ollama.Client, tmp_path: Path) -> No
     with pytest.raises(ollama.ResponseError) as caught:
         client.create(model="broken", files={"x.gguf": "sha256:" + "0" * 64})
     assert caught.value.status_code == 400 and "upload it first" in caught.value.error
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.create(model="smaller", from_="gemma", quantize="q4_K_M")
+    assert caught.value.status_code == 400 and "re-quantize" in caught.value.error
 
 
 def test_the_client_over_tcp(served: tuple[Daemon, int]) -> None:
