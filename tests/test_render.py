@@ -70,3 +70,12 @@ def test_progress_draws_one_line_per_file_on_a_terminal() -> None:
     quiet = io.StringIO()
     render.Progress(quiet).update("x", 1, 2)
     assert quiet.getvalue() == "", "nothing is drawn when stderr is not a terminal"
+
+
+def test_until_reads_like_ollama_ps() -> None:
+    now = datetime(2026, 11, 23, 10, 0, 0, tzinfo=timezone.utc)
+    assert render.human_until("2026-11-23T10:04:30.123Z", now) == "4 minutes from now"
+    assert render.human_until("2026-11-23T10:00:01Z", now) == "1 second from now"
+    assert render.human_until("2026-11-23T09:59:59Z", now) == "Less than a second"
+    assert render.human_until("2318-01-01T00:00:00Z", now) == "Forever"
+    assert render.human_until("soon", now) == "soon"
