@@ -270,3 +270,20 @@ def test_keep_alive_zero_unloads_after_the_request(served: Daemon) -> None:
     while started & set(runner_pids(served)) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not started & set(runner_pids(served)), "the runner for keep_alive 0 is still there"
+
+
+def test_a_chat_longer_than_the_context_loses_its_oldest_turns(served: Daemon) -> None:
+    # tiny's context is 256 tokens, one per byte: six 80-byte turns cannot all fit.
+    turns = [{"role": "system", "content": "Be brief."}]
+    for n in range(6):
+        turns += [{"role": "user", "content": f"question {n} " + "x" * 70},
+                  {"role": "assistant", "content": f"answer {n} " + "y" * 70}]
+    turns.append({"role": "user", "content": "and the last question?"})
+    status, answer = served.request("POST", "/api/chat", {"model": "tiny", "messages": turns, "stream": False,
+                                                          "options": {"num_predict": 4}})
+    assert status == 200, answer
+    assert 0 < answer["prompt_eval_count"] < 256
+    status, refused = served.request("POST", "/api/chat", {"model": "tiny", "stream": False,
+                                                           "messages": [{"role": "user", "content": "z" * 400}]})
+    assert status == 400 and "num_ctx" in refused["error"]
+    assert "dropped the" in served.log()

@@ -118,11 +118,29 @@ class Worker:
         return template.render(source, messages, bos_token=backend.bos_token, eos_token=backend.eos_token,
                                think=frame.get("think"))
 
+    def _fit(self, frame: Frame, backend: Backend) -> tuple[str, list[int]]:
+        """The prompt and its tokens; a chat too long for the context loses its oldest turns,
+        as in Ollama: system messages and the last message stay."""
+        prompt = self._prompt(frame, backend)
+        tokens = backend.tokenize(prompt)
+        messages = frame.get("messages")
+        dropped = 0
+        while messages and len(tokens) >= backend.context_length:
+            droppable = [i for i, m in enumerate(messages[:-1]) if m.get("role") != "system"]
+            if not droppable:
+                break
+            messages = messages[: droppable[0]] + messages[droppable[0] + 1:]
+            dropped += 1
+            prompt = self._prompt({**frame, "messages": messages}, backend)
+            tokens = backend.tokenize(prompt)
+        if dropped:
+            log.info("dropped the %d oldest messages of a chat to fit the context of %d tokens", dropped, backend.context_length)
+        return prompt, tokens
+
     def _generate(self, frame: Frame) -> None:
         rid = frame["id"]
         backend = self._model()
-        prompt = self._prompt(frame, backend)
-        tokens = backend.tokenize(prompt)
+        prompt, tokens = self._fit(frame, backend)
         room = backend.context_length - len(tokens)
         if room <= 0:
             raise BackendError(
