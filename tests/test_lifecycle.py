@@ -78,12 +78,13 @@ def test_sighup_reopens_the_log_file(daemon_env: dict[str, str], tmp_path: Path)
 
 def test_each_request_is_logged_and_counted_in_metrics(daemon: Daemon, tmp_path: Path) -> None:
     daemon.cli("import", str(write_tiny_gguf(tmp_path / "tiny.gguf")), "--name", "tiny")
-    generated = 0
+    generated = answered = 0
     for _ in range(3):
         status, answer = daemon.request("POST", "/api/generate", {
             "model": "tiny", "prompt": "hello", "raw": True, "stream": False, "options": {"num_predict": 5}})
         assert status == 200
         generated += answer["eval_count"]
+        answered += bool(answer["response"])  # a random model may end at once: no first token then
     assert daemon.request("POST", "/api/generate", {"model": "nope", "prompt": "x"})[0] == 404
     status, text = daemon.request("GET", "/metrics")
     assert status == 200
@@ -99,7 +100,7 @@ def test_each_request_is_logged_and_counted_in_metrics(daemon: Daemon, tmp_path:
     assert sample("r1_model_loads") == 1 and sample("r1_models_loaded") == 1
     assert sample("r1_memory_used_bytes") > 0 and sample("r1_memory_budget_bytes") > sample("r1_memory_used_bytes")
     first_token = next(s for s in families["r1_time_to_first_token_seconds"].samples if s.name.endswith("_count"))
-    assert first_token.value == 3
+    assert first_token.value == answered
     assert sample("r1_queue_depth") == 0
     log = daemon.log()
     assert "POST /api/generate 200" in log and "model=tiny:latest" in log and f"tokens={answer['eval_count']}" in log
