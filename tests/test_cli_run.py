@@ -141,7 +141,11 @@ def r1(daemon: Daemon, *args: str, stdin: str = "", timeout: float = 120) -> sub
 
 @pytest.fixture
 def tiny(daemon: Daemon, tmp_path: Path) -> str:
-    daemon.cli("import", str(write_tiny_gguf(tmp_path / "tiny.gguf")), "--name", "tiny")
+    daemon.cli("import", str(write_tiny_gguf(tmp_path / "tiny.gguf")), "--name", "tiny-base")
+    # Greedy: a random model sampled freely may end before its first token, now and then.
+    status, _ = daemon.request("POST", "/api/create", {"model": "tiny", "from": "tiny-base", "stream": False,
+                                                       "parameters": {"temperature": 0}})
+    assert status == 200
     return "tiny"
 
 
