@@ -7,6 +7,7 @@ The Ollama routes (and later the OpenAI ones) parse their own request shapes int
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -163,7 +164,7 @@ async def generate(store: Store, scheduler: Scheduler, request: Request) -> Asyn
     first_token: float | None = None
     # With tools offered, an answer that starts like a tool call is held back until it is
     # whole: it comes out as tool_calls, or, if it is not one after all, as text at the end.
-    held: list[str] | None = [] if request.tools else None
+    held: str | None = "" if request.tools else None
     async with scheduler.lease(prepared.spec, request.keep_alive) as lease:
         splitter = ThinkSplitter()
         async for frame in lease.runner.generate(prepared.frame):
@@ -177,10 +178,10 @@ async def generate(store: Store, scheduler: Scheduler, request: Request) -> Asyn
                 done = frame["done"]
             content = piece.content
             if held is not None and content:
-                held.append(content)
+                held += content
                 content = ""
-                if not may_be_tool_call("".join(held)):
-                    content, held = "".join(held), None
+                if not may_be_tool_call(held):
+                    content, held = held, None
             if content or (piece.thinking and show_thinking):
                 if first_token is None:
                     first_token = (time.perf_counter_ns() - started) / 1e9
@@ -188,9 +189,9 @@ async def generate(store: Store, scheduler: Scheduler, request: Request) -> Asyn
                 yield Chunk(piece.thinking if show_thinking else "", content)
     calls: list[dict[str, Any]] = []
     if held:
-        calls = parse_tool_calls("".join(held), request.tools or [])
+        calls = parse_tool_calls(held, request.tools or [])
         if not calls:
-            yield Chunk("", "".join(held))
+            yield Chunk("", held)
     _count(prepared.record.name, done, first_token)
     yield Final(
         **done,
@@ -199,6 +200,21 @@ async def generate(store: Store, scheduler: Scheduler, request: Request) -> Asyn
         unfinished_thinking=split and splitter.unterminated,
         tool_calls=tuple(calls),
     )
+
+
+async def collect(items: AsyncIterator[Chunk | Final]) -> tuple[str, str, Final]:
+    """(thinking, content, final) of a whole generation, for answers that are not streamed."""
+    thinking: list[str] = []
+    content: list[str] = []
+    final = Final("stop")
+    async with contextlib.aclosing(items):
+        async for item in items:
+            if isinstance(item, Chunk):
+                thinking.append(item.thinking)
+                content.append(item.content)
+            else:
+                final = item
+    return "".join(thinking), "".join(content), final
 
 
 def _count(model: str, done: dict[str, Any], first_token: float | None) -> None:

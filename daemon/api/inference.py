@@ -10,7 +10,7 @@ from aiohttp import web
 
 from ..config import ConfigError, parse_duration
 from ..errors import BadRequest
-from ..generation import Chunk, Final, Request, embed, generate
+from ..generation import Chunk, Final, Request, collect, embed, generate
 from ..runner.options import check_options
 from .context import SCHEDULER, STORE
 from .http import get_bool, get_str, read_json, stream_ndjson
@@ -42,7 +42,7 @@ def keep_alive(body: Json) -> float | None:
         try:
             return parse_duration(value, "keep_alive")
         except ConfigError as exc:
-            raise BadRequest(str(exc).replace("keep_alive=", "field 'keep_alive' ")) from exc
+            raise BadRequest(str(exc)) from exc
     raise BadRequest(f"field 'keep_alive' must be a duration like \"5m\" or a number of seconds, not {value!r}")
 
 
@@ -138,16 +138,8 @@ async def _respond(request: web.Request, chat: bool) -> web.StreamResponse:
     items = generate(request.app[STORE], request.app[SCHEDULER], parsed)
     if get_bool(body, "stream", True):
         return await stream_ndjson(request, items, lambda item: shape(parsed.model, item))
-    thinking: list[str] = []
-    content: list[str] = []
-    final: Json = {}
-    async for item in items:
-        if isinstance(item, Chunk):
-            thinking.append(item.thinking)
-            content.append(item.content)
-        else:
-            final = shape(parsed.model, item)
-    text, reasoning = "".join(content), "".join(thinking)
+    reasoning, text, last = await collect(items)
+    final = shape(parsed.model, last)
     target = final["message"] if chat else final
     target["response" if not chat else "content"] = text
     if reasoning:

@@ -12,10 +12,9 @@ from aiohttp import web
 
 from .. import __version__
 from ..create import check_request, create_model
-from ..generation import model_path, model_template
+from ..generation import model_path, model_spec, model_template
 from ..importer import Event, check_source, import_model
 from ..memory import estimate
-from ..runner.options import check_options, split_options
 from ..store import ModelRecord, Store, parse_name
 from ..pull import catalog
 from .context import PULLS, SCHEDULER, SETTINGS, STORE
@@ -91,11 +90,10 @@ def parameter_lines(parameters: dict[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def memory_fit(record: ModelRecord, budget: int) -> dict[str, Any]:
+def memory_fit(store: Store, record: ModelRecord, budget: int) -> dict[str, Any]:
     """r1's addition to /api/show: what loading the model will take at its default context."""
-    meta = record.manifest.metadata
-    num_ctx = split_options(check_options(meta.get("parameters")), meta.get("context_length"))[0]["num_ctx"]
-    need = estimate(record.manifest.format, meta, record.manifest.size, num_ctx)
+    num_ctx = model_spec(store, record, {})[0].num_ctx  # the runner's own choice, PARAMETERs included
+    need = estimate(record.manifest.format, record.manifest.metadata, record.manifest.size, num_ctx)
     return {"estimate": need.total, "num_ctx": num_ctx, "budget": budget, "fits": need.total <= budget,
             **need._asdict()}
 
@@ -128,7 +126,7 @@ def show(store: Store, record: ModelRecord, budget: int) -> dict[str, Any]:
         # r1's additions: where the bytes are, and whether all of them are there.
         "digest": record.manifest_id,
         "size": record.manifest.size,
-        "memory": memory_fit(record, budget),
+        "memory": memory_fit(store, record, budget),
         "path": str(store.snapshot_path(record.manifest_id)),
         "files": [
             {"path": f.path, "digest": f.digest, "size": f.size, "present": f.path not in missing}

@@ -19,15 +19,13 @@ import json
 import secrets
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
 from ..errors import BadRequest, NotFound
-from ..generation import Chunk, Final, Request, embed, generate
+from ..generation import Chunk, Final, Request, collect, embed, generate
 from ..runner.options import check_options
 from ..store import InvalidNameError, ModelRecord
 from .context import SCHEDULER, STORE
@@ -301,21 +299,6 @@ def openai_tool_calls(final: Final) -> list[Json]:
 
 def finish_reason(final: Final) -> str:
     return "tool_calls" if final.tool_calls else FINISH_REASONS.get(final.done_reason, "stop")
-
-
-async def collect(items: AsyncIterator[Chunk | Final]) -> tuple[str, str, Final]:
-    """(thinking, content, final) of a whole generation."""
-    thinking: list[str] = []
-    content: list[str] = []
-    final = Final("stop")
-    async with aclosing(items):
-        async for item in items:
-            if isinstance(item, Chunk):
-                thinking.append(item.thinking)
-                content.append(item.content)
-            else:
-                final = item
-    return "".join(thinking), "".join(content), final
 
 
 class ChatEvents:

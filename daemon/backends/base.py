@@ -46,7 +46,8 @@ class Backend(ABC):
         presence_penalty, frequency_penalty, seed (any may be absent). `fmt` is "json", a JSON
         schema, or None. The caller stops iterating to end early (limits, stop strings, cancel)."""
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        """Unit-length vectors for `texts`, and the tokens evaluated to compute them."""
         raise BackendError(f"{type(self).__name__} does not compute embeddings")
 
     def memory(self) -> dict[str, int]:

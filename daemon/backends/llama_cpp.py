@@ -92,15 +92,14 @@ class LlamaCppBackend(Backend):
                 raise BackendError(f"cannot turn this JSON schema into a grammar: {exc}") from exc
         raise BackendError(f"format must be \"json\" or a JSON schema object, not {fmt!r}")
 
-    def embed(self, texts: list[str]) -> list[list[float]]:
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         # A second context in embedding mode; with mmap the weights' pages are shared with the first.
         if self._embedder is None:
             arch = self.llm.metadata.get("general.architecture", "")
             # Embedding models name their pooling; a chat model gets the mean of its token vectors.
             pooling = {} if f"{arch}.pooling_type" in self.llm.metadata else {"pooling_type": llama_cpp.LLAMA_POOLING_TYPE_MEAN}
             self._embedder = Llama(**self._params, embedding=True, **pooling)
-        vectors = self._embedder.embed(texts, normalize=True, truncate=False)
-        return vectors
+        return self._embedder.embed(texts, normalize=True, truncate=False, return_count=True)
 
     def close(self) -> None:
         for llm in (self._embedder, self.llm):

@@ -189,8 +189,7 @@ class Worker:
     def _embed(self, frame: Frame) -> None:
         backend = self._model()
         started = time.perf_counter_ns()
-        vectors = backend.embed(frame["input"])
-        count = sum(len(backend.tokenize(text)) for text in frame["input"])
+        vectors, count = backend.embed(frame["input"])
         self.send({"id": frame["id"], "result": {
             "embeddings": vectors, "prompt_eval_count": count, "duration": time.perf_counter_ns() - started,
         }})
