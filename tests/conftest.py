@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -112,6 +113,22 @@ def start_daemon(env: dict[str, str], log_path: Path) -> Daemon:
     socket_path = Path(env["R1_SOCKET"])
     wait_for_socket(socket_path, process, log_path)
     return Daemon(process, socket_path, Path(env["R1_HOME"]), env, log_path)
+
+
+@contextlib.contextmanager
+def private_daemon(root: Path, **env: str) -> Iterator[Daemon]:
+    """A daemon of its own (store under `root`, a short socket path) for a module's fixture;
+    stopped with SIGTERM afterwards, which must end it cleanly."""
+    sock_dir = tempfile.mkdtemp(prefix="r1-", dir="/tmp")
+    full_env = {**os.environ, "R1_HOME": str(root / "home"), "R1_SOCKET": f"{sock_dir}/r1.sock",
+                "R1_NO_AUTOSTART": "1", **env}
+    daemon = start_daemon(full_env, root / "daemon.log")
+    try:
+        yield daemon
+        assert daemon.stop() == 0, daemon.log()
+    finally:
+        daemon.stop()
+        shutil.rmtree(sock_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -6,10 +6,8 @@ import http.client
 import json
 import math
 import os
-import shutil
 import signal
 import socket
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import Daemon, start_daemon
+from conftest import Daemon, private_daemon
 from tinymodels import THINK_TEMPLATE, write_tiny_gguf
 
 GEMMA_TEMPLATE = (
@@ -77,21 +75,17 @@ def runner_pids(daemon: Daemon) -> list[int]:
 def served(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path) -> Iterator[Daemon]:
     """One daemon for the module, with Gemma (raw), gemma-chat (r1 create template) and tiny models."""
     root = tmp_path_factory.mktemp("generate")
-    sock_dir = tempfile.mkdtemp(prefix="r1-", dir="/tmp")
-    env = {**os.environ, "R1_HOME": str(root / "home"), "R1_SOCKET": f"{sock_dir}/r1.sock", "R1_NO_AUTOSTART": "1",
-           "R1_LOG_LEVEL": "DEBUG"}
-    daemon = start_daemon(env, root / "daemon.log")
-    daemon.cli("import", str(gemma_path), "--name", "gemma")
-    status, _ = daemon.request("POST", "/api/create", {
-        "model": "gemma-chat", "from": "gemma", "template": GEMMA_TEMPLATE, "stream": False,
-        "parameters": {"stop": ["<end_of_turn>"], "num_predict": 24},
-    })
-    assert status == 200
-    daemon.cli("import", str(write_tiny_gguf(root / "tiny.gguf")), "--name", "tiny")
-    daemon.cli("import", str(write_tiny_gguf(root / "think.gguf", chat_template=THINK_TEMPLATE, seed=1)), "--name", "thinker")
-    yield daemon
-    assert daemon.stop() == 0, daemon.log()
-    shutil.rmtree(sock_dir, ignore_errors=True)
+    with private_daemon(root, R1_LOG_LEVEL="DEBUG") as daemon:
+        daemon.cli("import", str(gemma_path), "--name", "gemma")
+        status, _ = daemon.request("POST", "/api/create", {
+            "model": "gemma-chat", "from": "gemma", "template": GEMMA_TEMPLATE, "stream": False,
+            "parameters": {"stop": ["<end_of_turn>"], "num_predict": 24},
+        })
+        assert status == 200
+        daemon.cli("import", str(write_tiny_gguf(root / "tiny.gguf")), "--name", "tiny")
+        daemon.cli("import", str(write_tiny_gguf(root / "think.gguf", chat_template=THINK_TEMPLATE, seed=1)),
+                   "--name", "thinker")
+        yield daemon
 
 
 def test_raw_generate_is_greedy_and_reports_its_stats(served: Daemon) -> None:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,27 +9,17 @@ from typing import Any
 
 import pytest
 
-from conftest import Daemon, start_daemon
+from conftest import Daemon, private_daemon
 from test_generate import runner_pids
 
 MB = 1_000_000
 
 
-def serve(tmp: Path, gemma: Path, budget: str) -> Daemon:
-    sock_dir = tempfile.mkdtemp(prefix="r1-", dir="/tmp")
-    env = {**os.environ, "R1_HOME": str(tmp / "home"), "R1_SOCKET": f"{sock_dir}/r1.sock", "R1_NO_AUTOSTART": "1",
-           "R1_MEMORY_BUDGET": budget}
-    daemon = start_daemon(env, tmp / "daemon.log")
-    daemon.cli("import", str(gemma), "--name", "gemma")
-    return daemon
-
-
 @pytest.fixture
 def gemma_daemon(request: pytest.FixtureRequest, tmp_path: Path, gemma_path: Path) -> Iterator[Daemon]:
-    daemon = serve(tmp_path, gemma_path, request.param)
-    yield daemon
-    assert daemon.stop() == 0, daemon.log()
-    shutil.rmtree(daemon.socket.parent, ignore_errors=True)
+    with private_daemon(tmp_path, R1_MEMORY_BUDGET=request.param) as daemon:
+        daemon.cli("import", str(gemma_path), "--name", "gemma")
+        yield daemon
 
 
 def ask(daemon: Daemon, num_ctx: int, model: str = "gemma", **extra: Any) -> dict[str, Any]:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +12,7 @@ import httpx
 import ollama
 import pytest
 
-from conftest import Daemon, start_daemon
+from conftest import Daemon, private_daemon
 from fakehub import FakeHub
 from test_generate import GEMMA_TEMPLATE
 from tinymodels import write_tiny_gguf
@@ -51,15 +48,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path, hub: FakeHub) -> Iterator[tuple[Daemon, int]]:
     root = tmp_path_factory.mktemp("ollama-client")
-    sock_dir = tempfile.mkdtemp(prefix="r1-", dir="/tmp")
     port = free_port()
-    env = {**os.environ, **hub.env(), "R1_HOME": str(root / "home"), "R1_SOCKET": f"{sock_dir}/r1.sock",
-           "R1_NO_AUTOSTART": "1", "R1_HOST": f"127.0.0.1:{port}", "HF_HOME": str(root / "hf")}
-    daemon = start_daemon(env, root / "daemon.log")
-    daemon.cli("import", str(gemma_path), "--name", "gemma")
-    yield daemon, port
-    assert daemon.stop() == 0, daemon.log()
-    shutil.rmtree(sock_dir, ignore_errors=True)
+    with private_daemon(root, **hub.env(), R1_HOST=f"127.0.0.1:{port}", HF_HOME=str(root / "hf")) as daemon:
+        daemon.cli("import", str(gemma_path), "--name", "gemma")
+        yield daemon, port
 
 
 @pytest.fixture(scope="module")

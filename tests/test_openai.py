@@ -6,10 +6,8 @@ import base64
 import json
 import math
 import os
-import shutil
 import signal
 import struct
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +17,7 @@ import httpx2
 import openai
 import pytest
 
-from conftest import Daemon, start_daemon
+from conftest import Daemon, private_daemon
 from test_generate import GEMMA_TEMPLATE, runner_pids
 from tinymodels import THINK_TEMPLATE, write_tiny_gguf
 
@@ -56,21 +54,17 @@ TOOL_TEMPLATE = (
 def served(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path) -> Iterator[Daemon]:
     """One daemon for the module: Gemma raw, as a chat model, as a tool caller, under an HF name; a tiny thinker."""
     root = tmp_path_factory.mktemp("openai")
-    sock_dir = tempfile.mkdtemp(prefix="r1-", dir="/tmp")
-    env = {**os.environ, "R1_HOME": str(root / "home"), "R1_SOCKET": f"{sock_dir}/r1.sock", "R1_NO_AUTOSTART": "1",
-           "R1_LOG_LEVEL": "DEBUG"}
-    daemon = start_daemon(env, root / "daemon.log")
-    daemon.cli("import", str(gemma_path), "--name", "gemma")
-    for name, template, stop in (("gemma-chat", GEMMA_TEMPLATE, ["<end_of_turn>"]),
-                                 ("gemma-tools", TOOL_TEMPLATE, ["</tool_call>", "<end_of_turn>"])):
-        status, answer = daemon.request("POST", "/api/create", {
-            "model": name, "from": "gemma", "template": template, "stream": False, "parameters": {"stop": stop}})
-        assert status == 200, answer
-    daemon.cli("cp", "gemma", HF_NAME)
-    daemon.cli("import", str(write_tiny_gguf(root / "think.gguf", chat_template=THINK_TEMPLATE, seed=1)), "--name", "thinker")
-    yield daemon
-    assert daemon.stop() == 0, daemon.log()
-    shutil.rmtree(sock_dir, ignore_errors=True)
+    with private_daemon(root, R1_LOG_LEVEL="DEBUG") as daemon:
+        daemon.cli("import", str(gemma_path), "--name", "gemma")
+        for name, template, stop in (("gemma-chat", GEMMA_TEMPLATE, ["<end_of_turn>"]),
+                                     ("gemma-tools", TOOL_TEMPLATE, ["</tool_call>", "<end_of_turn>"])):
+            status, answer = daemon.request("POST", "/api/create", {
+                "model": name, "from": "gemma", "template": template, "stream": False, "parameters": {"stop": stop}})
+            assert status == 200, answer
+        daemon.cli("cp", "gemma", HF_NAME)
+        daemon.cli("import", str(write_tiny_gguf(root / "think.gguf", chat_template=THINK_TEMPLATE, seed=1)),
+                   "--name", "thinker")
+        yield daemon
 
 
 @pytest.fixture(scope="module")
