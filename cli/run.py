@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import shutil
 import sys
+from collections.abc import Callable
 
 from .main import BUNDLED, Api, ApiFailure, CliError, Json, _bundled_path, _import, cmd_pull, warn_if_too_large
 from .modelfile import PARAMETERS, parameter_value
@@ -87,7 +88,15 @@ class Session:
 
     def answer(self, messages: list[Json]) -> str:
         """Stream the model's reply to `messages` to stdout; its content, without the thinking."""
-        body: Json = {"model": self.model, "messages": messages, "stream": True}
+        return self._stream("/api/chat", {"messages": messages}, lambda event: event.get("message") or {})
+
+    def complete(self, prompt: str) -> str:
+        """Stream the model's continuation of a plain prompt (a model with no chat template)."""
+        return self._stream("/api/generate", {"prompt": prompt},
+                            lambda event: {"content": event.get("response"), "thinking": event.get("thinking")})
+
+    def _stream(self, path: str, request: Json, message_of: Callable[[Json], Json]) -> str:
+        body: Json = {"model": self.model, **request, "stream": True}
         for key, value in (("think", self.think), ("format", self.format), ("keep_alive", self.keep_alive)):
             if value is not None:
                 body[key] = value
@@ -99,10 +108,10 @@ class Session:
         show = not self.hide_thinking and (tty or self.think is True)
         answer = Answer(WordWrap(sys.stdout.write, width), show_thinking=show, dim=tty)
         done: Json = {}
-        events = self.api.stream("POST", "/api/chat", body)
+        events = self.api.stream("POST", path, body)
         try:
             for event in events:
-                message = event.get("message") or {}
+                message = message_of(event)
                 answer.thinking(message.get("thinking") or "")
                 answer.content(message.get("content") or "")
                 sys.stdout.flush()
@@ -120,14 +129,20 @@ class Session:
         return answer.text
 
 
-def one_shot(session: Session, prompt: str) -> int:
+def one_shot(session: Session, prompt: str, chat: bool) -> int:
+    """One answer; a model with no chat template continues the prompt as written, as in Ollama."""
     if not sys.stdin.isatty():
         piped = sys.stdin.read()
         if piped.strip():
             prompt = f"{piped.rstrip()}\n\n{prompt}" if prompt else piped
     if not prompt.strip():
         raise CliError("nothing to send: give a PROMPT or pipe text to stdin")
-    session.answer([{"role": "user", "content": prompt}])
+    if chat:
+        session.answer([{"role": "user", "content": prompt}])
+    else:
+        print(f"({session.model} has no chat template, so it continues the prompt as plain text; "
+              "`r1 create` with a TEMPLATE line makes it chat)", file=sys.stderr, flush=True)
+        session.complete(prompt)
     return 0
 
 
@@ -281,7 +296,7 @@ def run(api: Api, args: argparse.Namespace) -> int:
     session = Session(api, args.name, args)
     prompt = " ".join(args.prompt)
     if prompt or not sys.stdin.isatty():
-        return one_shot(session, prompt)
+        return one_shot(session, prompt, chat=bool(info.get("template")))
     # Load the model before the first prompt, so a model that cannot load says so at once.
     body: Json = {"model": args.name, "stream": False}
     if session.keep_alive is not None:

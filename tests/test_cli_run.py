@@ -235,6 +235,21 @@ def test_run_an_unknown_model_says_why(daemon: Daemon) -> None:
     assert result.returncode == 1 and result.stderr.startswith("Error: "), result.stderr
 
 
+def test_run_a_model_without_a_chat_template_continues_the_prompt(daemon: Daemon, gemma_path: Path,
+                                                                   tmp_path: Path) -> None:
+    # Gemma 3 270M's GGUF has no chat template; the Modelfile adds none, only a short, greedy answer.
+    daemon.cli("import", str(gemma_path), "--name", "gemma-base")
+    modelfile = tmp_path / "Modelfile"
+    modelfile.write_text("FROM gemma-base\nPARAMETER num_predict 12\nPARAMETER temperature 0\nPARAMETER num_thread 2\n")
+    assert r1(daemon, "create", "gemma", "-f", str(modelfile)).returncode == 0
+    assert json.loads(daemon.cli("show", "gemma", "--json").stdout)["template"] == ""
+    result = r1(daemon, "run", "gemma", "The capital of France is", "--verbose")
+    assert result.returncode == 0, result.stderr
+    assert len(result.stdout.split()) >= 3  # a continuation, not an answer to a question
+    assert "gemma has no chat template, so it continues the prompt as plain text" in result.stderr
+    assert int(STATS.search(result.stderr)[1]) == 12
+
+
 def test_run_pulls_a_model_the_store_lacks(daemon_env: dict[str, str], tmp_path: Path) -> None:
     with FakeHub() as hub:
         hub.add_repo("test/tiny-GGUF", {"tiny-Q8_0.gguf": write_tiny_gguf(tmp_path / "tiny.gguf")})
