@@ -228,6 +228,9 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+SAFE_MARK = "*"  # r1 ps: a llama.cpp model running on the safe CPU kernels
+
+
 def cmd_ps(args: argparse.Namespace) -> int:
     """List the models loaded in memory, and what they use of the memory budget."""
     answer = Api(_settings())("GET", "/api/ps")
@@ -238,10 +241,15 @@ def cmd_ps(args: argparse.Namespace) -> int:
     for m in answer["models"]:
         share = round(100 * m["size_vram"] / m["size"]) if m["size"] else 0
         processor = "100% GPU" if share == 100 else "100% CPU" if share == 0 else f"{100 - share}%/{share}% CPU/GPU"
+        if m.get("extra_buffers") is False:
+            processor += SAFE_MARK
         until = {"stopping": "Stopping...", "loading": "Loading..."}.get(m["state"]) or render.human_until(m["expires_at"])
         rows.append((m["name"], m["digest"][:12], render.human_size(m["size"]), processor, str(m["context_length"]), until))
     print(render.table(("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"), rows))
     memory = answer["memory"]
+    if any(m.get("extra_buffers") is False for m in answer["models"]):
+        print(f"\n{SAFE_MARK} without llama.cpp's extra buffer types (AMX, repacked weights): they crashed on this CPU, "
+              "or R1_LLAMA_EXTRA_BUFFERS is off")
     if answer["models"]:
         print(f"\n{render.human_size(memory['used'])} of the {render.human_size(memory['budget'])} memory budget in use"
               + (f"; {answer['waiting']} requests waiting" if answer["waiting"] else ""))

@@ -12,6 +12,7 @@ from .api.guard import add_cors_headers, guard_middleware
 from .api.context import PULLS, SCHEDULER, SETTINGS, STORE, TASKS
 from .api.http import access_middleware, errors_middleware, start_owned_task
 from .config import Settings
+from .kernels import ExtraBuffers, Machine
 from .pull.manager import PullManager
 from .scheduler import Scheduler
 from .store import Store
@@ -33,7 +34,8 @@ async def _pulls(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _scheduler(app: web.Application) -> AsyncIterator[None]:
-    app[SCHEDULER] = Scheduler(app[SETTINGS])
+    extra_buffers = ExtraBuffers(app[SETTINGS].llama_extra_buffers, Machine.here(), app[STORE])
+    app[SCHEDULER] = Scheduler(app[SETTINGS], extra_buffers)
     yield
     await app[SCHEDULER].close()  # no runner outlives the daemon
 

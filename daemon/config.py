@@ -19,6 +19,7 @@ from pathlib import Path
 # sockaddr_un.sun_path: 104 bytes on macOS and the BSDs, 108 on Linux, NUL included.
 MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+EXTRA_BUFFER_MODES = ("auto", "on", "off")
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 
 
@@ -119,6 +120,12 @@ SETTINGS: dict[str, Setting] = {
         "Requests one loaded model serves at once; more wait their turn in arrival order. "
         "The llama.cpp and MLX runners compute one sequence at a time.",
     ),
+    "llama_extra_buffers": Setting(
+        "R1_LLAMA_EXTRA_BUFFERS",
+        "auto",
+        "llama.cpp's extra buffer types (AMX and repacked weights, faster on the CPU): auto uses them until they "
+        "crash on this CPU, then loads without them and remembers that; on always uses them; off never does.",
+    ),
     "max_queue": Setting(
         "R1_MAX_QUEUE", "512", "Requests that may wait for a model or a turn; beyond that the answer is 503."
     ),
@@ -184,12 +191,13 @@ class Settings(
     namedtuple(
         "Settings",
         "home socket socket_mode host api_key origins allowed_hosts log_level log_file shutdown_grace no_autostart "
-        "memory_budget keep_alive max_loaded num_parallel max_queue pull_connections hf_endpoint hf_offline",
+        "memory_budget keep_alive max_loaded num_parallel llama_extra_buffers max_queue pull_connections hf_endpoint hf_offline",
     )
 ):
     """home: Path, socket: Path, socket_mode: int, host: str ("" for none), api_key: str, origins: tuple[str, ...],
     allowed_hosts: tuple[str, ...], log_level: str, log_file: Path | None, shutdown_grace: float (seconds), no_autostart: bool, memory_budget: int (bytes),
-    keep_alive: float (seconds; negative: forever), max_loaded: int, num_parallel: int, max_queue: int,
+    keep_alive: float (seconds; negative: forever), max_loaded: int, num_parallel: int,
+    llama_extra_buffers: str ("auto", "on" or "off"), max_queue: int,
     pull_connections: int, hf_endpoint: str, hf_offline: bool (the keys of SETTINGS)."""
 
     __slots__ = ()
@@ -233,6 +241,7 @@ class Settings(
             keep_alive=parse_duration(raw("keep_alive") or "5m", "R1_KEEP_ALIVE"),
             max_loaded=count("max_loaded", 0, 0, 1024),
             num_parallel=count("num_parallel", 1, 1, 64),
+            llama_extra_buffers=(raw("llama_extra_buffers") or "auto").strip().lower(),
             max_queue=count("max_queue", 512, 1, 100_000),
             pull_connections=count("pull_connections", 4, 1, 64),
             hf_endpoint=(raw("hf_endpoint") or DEFAULT_HF_ENDPOINT).rstrip("/"),
@@ -251,6 +260,9 @@ class Settings(
                 f"socket path {self.socket} is {len(os.fsencode(self.socket))} bytes, longer than "
                 f"the {MAX_SOCKET_PATH} a Unix socket allows here; set R1_SOCKET to a shorter path"
             )
+        if self.llama_extra_buffers not in EXTRA_BUFFER_MODES:
+            raise ConfigError(f"R1_LLAMA_EXTRA_BUFFERS={self.llama_extra_buffers!r} must be one of "
+                              f"{', '.join(EXTRA_BUFFER_MODES)}")
         if self.memory_budget <= 0:
             raise ConfigError(f"R1_MEMORY_BUDGET must be more than 0 bytes (it is {self.memory_budget})")
 

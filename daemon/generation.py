@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .errors import BadRequest
-from .memory import estimate
+from .kernels import ExtraBuffers
+from .memory import Estimate, estimate
 from .metrics import METRICS, note
 from .reasoning import Piece, ThinkSplitter
 from .runner.options import check_options, split_options
@@ -97,25 +98,28 @@ def model_template(record: ModelRecord) -> str | None:
     return meta.get("template") or meta.get("chat_template")
 
 
-def model_spec(store: Store, record: ModelRecord, options: dict[str, Any]) -> tuple[ModelSpec, dict[str, Any]]:
-    """The runner spec for a model with these (checked) options, and the sampling options left over."""
+def model_spec(store: Store, record: ModelRecord, options: dict[str, Any],
+               extra_buffers: ExtraBuffers) -> tuple[ModelSpec, Estimate, dict[str, Any]]:
+    """The runner spec for a model with these (checked) options, its memory estimate, and the
+    sampling options left over."""
     meta = record.manifest.metadata
+    fmt = record.manifest.format
     merged = {**check_options(meta.get("parameters")), **options}
     load, sampling = split_options(merged, meta.get("context_length"))
-    need = estimate(record.manifest.format, meta, record.manifest.size, load["num_ctx"]).total
-    spec = ModelSpec(record.name, record.manifest_id, record.manifest.format, model_path(store, record),
-                     tuple(sorted(load.items())), estimate=need, record=record)
-    return spec, sampling
+    need = estimate(fmt, meta, record.manifest.size, load["num_ctx"], extra_buffers.repacked_types(fmt))
+    spec = ModelSpec(record.name, record.manifest_id, fmt, model_path(store, record),
+                     tuple(sorted(load.items())), estimate=need.total, record=record)
+    return spec, need, sampling
 
 
-def prepare(store: Store, request: Request) -> Prepared:
+def prepare(store: Store, request: Request, extra_buffers: ExtraBuffers) -> Prepared:
     """Everything that can fail before a model loads fails here, with a 4xx."""
     record = store.get(request.model)
     missing = store.missing_files(record.manifest)
     if missing:
         raise BadRequest(f"files of {record.name} are missing from the store ({', '.join(missing)}); "
                          f"pull or import it again")
-    spec, sampling = model_spec(store, record, request.options)
+    spec, _, sampling = model_spec(store, record, request.options, extra_buffers)
     meta = record.manifest.metadata
     frame: dict[str, Any] = {"sampling": sampling, "format": request.format}
     template = request.template or meta.get("template")
@@ -147,7 +151,7 @@ def prepare(store: Store, request: Request) -> Prepared:
 async def generate(store: Store, scheduler: Scheduler, request: Request) -> AsyncIterator[Chunk | Final]:
     """Chunks of thinking and answer as the model writes them, then one Final."""
     started = time.perf_counter_ns()
-    prepared = await asyncio.to_thread(prepare, store, request)
+    prepared = await asyncio.to_thread(prepare, store, request, scheduler.extra_buffers)
     if request.is_empty and request.keep_alive == 0:  # Ollama's way to unload (`r1 stop`): no load first
         await scheduler.stop(prepared.spec.manifest_id)
         yield Final("unload", total_duration=time.perf_counter_ns() - started)
@@ -233,7 +237,7 @@ async def embed(store: Store, scheduler: Scheduler, model: str, inputs: list[str
     started = time.perf_counter_ns()
     record = await asyncio.to_thread(store.get, model)
     note(model=record.name, inputs=len(inputs))
-    spec, _ = model_spec(store, record, options)
+    spec, _, _ = model_spec(store, record, options, scheduler.extra_buffers)
     async with scheduler.lease(spec, keep_alive) as lease:
         # No input: Ollama's way of loading an embedding model.
         result = await lease.runner.call("embed", input=inputs) if inputs else {"embeddings": [], "prompt_eval_count": 0}

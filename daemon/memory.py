@@ -4,16 +4,21 @@
     KV cache     2 (K and V) x layers x num_ctx x KV heads x head size x 2 bytes (f16)
     compute      llama.cpp's scratch buffers, which grow with the vocabulary (the logits)
     runtime      the runner process itself: Python, the backend library, the tokenizer
+    repacked     with llama.cpp's extra buffer types on, a second copy of the weights it lays out
+                 for faster CPU kernels (AMX tiles, AVX2 or Arm blocks); the mapped file stays too
 
 The constants were measured with benchmarks/memory_estimate.py on Gemma 3 270M (262k
 vocabulary) and SmolLM2 135M (49k) at num_ctx 2048 to 32768 on llama.cpp's CPU build: the
 runner's resident size grew by exactly the KV formula per token of context, and what was
-left over beyond the weights fitted runtime + compute below. Once a runner is up, the
-scheduler uses its measured size instead.
+left over beyond the weights fitted runtime + compute below. With extra buffers on, Gemma's
+runner grew by its repacked types exactly: 12.7 MiB of Q4_K on an AVX-512 EPYC, and about
+200 MiB on an AMX Xeon, where the tied output matrix (Q8_0) is repacked too. Once a runner is
+up, the scheduler uses its measured size instead.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any, NamedTuple
 
 MiB = 1024 * 1024
@@ -29,10 +34,11 @@ class Estimate(NamedTuple):
     kv_cache: int
     compute: int
     runtime: int
+    repacked: int = 0
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache + self.compute + self.runtime
+        return self.weights + self.kv_cache + self.compute + self.runtime + self.repacked
 
 
 def kv_cache_bytes(meta: dict[str, Any], num_ctx: int, element: int = KV_BYTES) -> int:
@@ -42,13 +48,16 @@ def kv_cache_bytes(meta: dict[str, Any], num_ctx: int, element: int = KV_BYTES) 
     return layers * num_ctx * kv_heads * width * element
 
 
-def estimate(fmt: str, meta: dict[str, Any], weights: int, num_ctx: int) -> Estimate:
-    """The memory a runner for this model at this context length will need."""
+def estimate(fmt: str, meta: dict[str, Any], weights: int, num_ctx: int,
+             repacked_types: Collection[str] = ()) -> Estimate:
+    """The memory a runner for this model at this context length will need; `repacked_types` are the
+    weight types llama.cpp repacks on this machine (kernels.ExtraBuffers), none when that is off."""
     vocab = meta.get("vocab_size") or DEFAULT_VOCAB
     compute = COMPUTE_BASE + COMPUTE_PER_VOCAB * vocab if fmt == "gguf" else COMPUTE_BASE
     # MLX keeps the cache in the weights' float type: 4 bytes for an unquantized float32 model.
     element = 4 if fmt == "mlx" and meta.get("quantization") == "F32" else KV_BYTES
-    return Estimate(weights, kv_cache_bytes(meta, num_ctx, element), compute, RUNTIME.get(fmt, RUNTIME["gguf"]))
+    repacked = sum(size for kind, size in (meta.get("matmul_weights") or {}).items() if kind in repacked_types)
+    return Estimate(weights, kv_cache_bytes(meta, num_ctx, element), compute, RUNTIME.get(fmt, RUNTIME["gguf"]), repacked)
 
 
 def human(size: int) -> str:

@@ -54,6 +54,9 @@ class ModelMetadata:
     key_length: int | None
     value_length: int | None
     vocab_size: int | None  # the output layer's width: llama.cpp's compute buffers grow with it
+    # GGUF: bytes of the matrices multiplied by activations, by ggml type ("Q4_K": 13_275_136); the
+    # ones llama.cpp repacks for faster CPU kernels take that much again (memory.estimate).
+    matmul_weights: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -304,7 +307,29 @@ def read_gguf_metadata(paths: Sequence[Path]) -> ModelMetadata:
         key_length=_int(kv.get(prefix + "attention.key_length")),
         value_length=_int(kv.get(prefix + "attention.value_length")),
         vocab_size=_gguf_vocab_size(kv, prefix, tensors),
+        matmul_weights=_gguf_matmul_weights(tensors),
     )
+
+
+def _gguf_matmul_weights(tensors: list[_GGUFTensor]) -> dict[str, int]:
+    """Bytes by type of the 2-D weights llama.cpp multiplies activations with. The token embedding is
+    only looked up, unless the model ties its output layer to it (no output.weight): then llama.cpp
+    loads it a second time as that layer's matrix."""
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+    tied = not any(t.name == "output.weight" for t in tensors)
+    found: Counter[str] = Counter()
+    for t in tensors:
+        looked_up = "embd" in t.name and not (tied and t.name == "token_embd.weight")
+        if len(t.dims) != 2 or not t.name.endswith(".weight") or looked_up:
+            continue
+        try:
+            kind = GGMLQuantizationType(t.type)
+        except ValueError:
+            continue  # a type newer than the installed gguf package
+        block, type_size = GGML_QUANT_SIZES[kind]
+        found[kind.name] += math.prod(t.dims) // block * type_size
+    return dict(found)
 
 
 def _gguf_vocab_size(kv: dict[str, Any], prefix: str, tensors: list[_GGUFTensor]) -> int | None:

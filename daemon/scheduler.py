@@ -8,6 +8,9 @@ waits (at most R1_MAX_QUEUE wait); if it can never fit, it fails at once. Reques
 instance take turns, R1_NUM_PARALLEL at a time, in arrival order. When an instance's last
 lease ends, its keep-alive decides when it goes. No HTTP here: the API asks for leases, and
 tests drive this with a fake runner and a fake clock.
+
+Loading a GGUF model also picks llama.cpp's kernels (kernels.ExtraBuffers): a runner that
+crashes while loading with the extra buffer types on is started once more without them.
 """
 
 from __future__ import annotations
@@ -23,12 +26,14 @@ from typing import Any, Protocol
 
 from .config import Settings
 from .errors import R1Error, ServiceUnavailable
+from .kernels import ExtraBuffers
 from .memory import human
-from .runner.client import Runner
+from .runner.client import Runner, RunnerDied
 
 log = logging.getLogger(__name__)
 
 MEASURE_AFTER = 0.2  # s after a request ends to re-read a runner's size: buffers grow on first use
+PING_TIMEOUT = 5.0  # s an idle runner has to answer a ping before a request is sent to it
 
 
 class ModelTooLarge(R1Error):
@@ -44,6 +49,8 @@ class RunnerHandle(Protocol):
 
     pid: int
     info: dict[str, Any]
+    exited: asyncio.Future[None]  # done once the process is gone, whatever ended it
+    death: str | None  # how it ended ("was killed by SIGKILL"), once it has
 
     @property
     def alive(self) -> bool: ...
@@ -99,11 +106,12 @@ class Lease:
     load_duration: int  # ns this request waited for the model to load (0 when it was hot)
 
 
-StartRunner = Callable[[ModelSpec], Awaitable[RunnerHandle]]
+# Starts a runner for the spec; the flag turns llama.cpp's extra buffer types on or off.
+StartRunner = Callable[[ModelSpec, bool], Awaitable[RunnerHandle]]
 
 
-async def start_runner(spec: ModelSpec) -> Runner:
-    return await Runner.start(spec.name, spec.format, spec.path, dict(spec.load))
+async def start_runner(spec: ModelSpec, extra_buffers: bool) -> Runner:
+    return await Runner.start(spec.name, spec.format, spec.path, {**dict(spec.load), "extra_buffers": extra_buffers})
 
 
 def measured(info: dict[str, Any]) -> int:
@@ -112,7 +120,7 @@ def measured(info: dict[str, Any]) -> int:
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, start: StartRunner = start_runner,
+    def __init__(self, settings: Settings, extra_buffers: ExtraBuffers, start: StartRunner = start_runner,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.budget = settings.memory_budget
         self.max_loaded = settings.max_loaded
@@ -121,6 +129,7 @@ class Scheduler:
         self.default_keep_alive = settings.keep_alive
         self.loads = 0  # runners started, for /metrics and tests
         self.evictions = 0
+        self.extra_buffers = extra_buffers
         self._start = start
         self._clock = clock
         self._instances: dict[Any, Instance] = {}
@@ -179,9 +188,11 @@ class Scheduler:
             while True:
                 instance = self._instances.get(spec.key)
                 if instance is not None:
-                    if instance.ready and not instance.runner.alive:
+                    if instance.ready and not await self._answers(instance):
                         await self._unload(instance)
                         continue
+                    if self._instances.get(spec.key) is not instance:
+                        continue  # unloaded while its runner was being pinged (keep-alive, r1 stop)
                     instance.leases += 1
                     instance.stopping = False  # asked for again: it stays
                     self._set_expiry(instance, None)
@@ -209,6 +220,25 @@ class Scheduler:
         finally:
             if waiting:
                 self._waiting -= 1
+
+    async def _answers(self, instance: Instance) -> bool:
+        """Whether a loaded instance's runner is there to take a request. An idle one is pinged: one
+        killed a moment ago (the OOM killer, an administrator) may not have been reaped yet, and a
+        request sent to it would fail; a dying process answers nothing."""
+        runner = instance.runner
+        assert runner is not None
+        if runner.alive and instance.leases:
+            return True  # serving requests this very moment
+        if runner.alive:
+            try:
+                await asyncio.wait_for(runner.call("ping"), PING_TIMEOUT)
+                return True
+            except asyncio.TimeoutError:
+                return True  # alive but slow to answer: let it serve
+            except RunnerDied:
+                pass
+        log.warning("the runner for %s %s; starting a new one", instance.spec.name, runner.death or "has stopped")
+        return False
 
     def _enter_queue(self) -> None:
         if self._waiting >= self.max_queue:
@@ -254,9 +284,10 @@ class Scheduler:
     async def _load(self, instance: Instance, stops: list[Awaitable[None]]) -> None:
         try:
             await asyncio.gather(*stops)  # the memory is free only once those processes are gone
-            instance.runner = await self._start(instance.spec)
+            instance.runner = await self._start_runner(instance.spec)
             self.loads += 1
             instance.memory = measured(instance.runner.info) or instance.memory
+            instance.runner.exited.add_done_callback(lambda _: self._exited(instance))
             log.info("%s loaded: %s measured, %s estimated", instance.spec.name,
                      human(instance.memory), human(instance.spec.estimate))
             instance.loaded.set_result(None)
@@ -266,6 +297,29 @@ class Scheduler:
             instance.loaded.set_exception(exc)
             instance.loaded.exception()  # retrieved: waiters get it; nobody waiting is fine too
             self._notify()
+
+    async def _start_runner(self, spec: ModelSpec) -> RunnerHandle:
+        """A loaded runner; one that crashed loading with extra buffers gets one more try without them."""
+        extra_buffers = self.extra_buffers.use_for(spec.format)
+        try:
+            return await self._start(spec, extra_buffers)
+        except RunnerDied as exc:
+            if not self.extra_buffers.falls_back(extra_buffers, exc.returncode):
+                raise
+            crash = exc
+        log.info("%s: its runner %s while loading; loading it again without extra buffers", spec.name, crash.death)
+        runner = await self._start(spec, False)
+        await self.extra_buffers.remember(spec.name, crash.death)
+        return runner
+
+    def _exited(self, instance: Instance) -> None:
+        """A runner that dies between requests (the OOM killer, an administrator) leaves the books at once."""
+        if self._instances.get(instance.spec.key) is not instance or instance.leases:
+            return  # unloaded on purpose, or its requests fail and the last one's release unloads it
+        assert instance.runner is not None
+        log.warning("the runner for %s %s while idle; the next request starts a new one",
+                    instance.spec.name, instance.runner.death or "exited")
+        self._spawn(self._unload(instance))
 
     def _released(self, instance: Instance) -> None:
         self._notify()

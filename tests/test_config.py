@@ -35,6 +35,9 @@ def test_environment_and_overrides(tmp_path: Path) -> None:
 def test_bad_values_name_the_variable() -> None:
     with pytest.raises(ConfigError, match="R1_LOG_LEVEL='LOUD'"):
         Settings.from_env({"HOME": "/h", "R1_LOG_LEVEL": "loud"})
+    with pytest.raises(ConfigError, match="R1_LLAMA_EXTRA_BUFFERS='sometimes' must be one of auto, on, off"):
+        Settings.from_env({"HOME": "/h", "R1_LLAMA_EXTRA_BUFFERS": "sometimes"})
+    assert Settings.from_env({"HOME": "/h", "R1_LLAMA_EXTRA_BUFFERS": "Off"}).llama_extra_buffers == "off"
     long_socket = "/tmp/" + "s" * MAX_SOCKET_PATH
     with pytest.raises(ConfigError, match="set R1_SOCKET to a shorter path"):
         Settings.from_env({"HOME": "/h", "R1_SOCKET": long_socket})

@@ -62,6 +62,8 @@ def test_gemma_metadata(gemma_path: Path) -> None:
         key_length=256,
         value_length=256,
         vocab_size=262_144,
+        # The tied output matrix (token_embd, Q8_0) counts: llama.cpp multiplies by a second copy of it.
+        matmul_weights={"Q8_0": 179_824_640, "Q5_0": 43_591_680, "Q4_K": 13_271_040, "Q6_K": 9_676_800},
     )
     assert json.loads(json.dumps(meta.to_dict())) == meta.to_dict()
 

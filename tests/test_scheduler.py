@@ -1,15 +1,20 @@
-"""The scheduler's books with a fake runner and a fake clock: budget, LRU, queue, keep-alive, stop."""
+"""The scheduler's books with a fake runner and a fake clock: budget, LRU, queue, keep-alive, stop,
+runners that die, and the fallback from llama.cpp's extra buffers."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
+import signal
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from r1.daemon.config import Settings
+from r1.daemon.kernels import ExtraBuffers, Machine
+from r1.daemon.runner.client import RunnerDied
 from r1.daemon.scheduler import Busy, ModelSpec, ModelTooLarge, Scheduler
 
 GB = 1024**3
@@ -17,38 +22,69 @@ _pids = itertools.count(1000)
 
 
 class FakeRunner:
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, extra_buffers: bool) -> None:
         self.spec = spec
         self.pid = next(_pids)
-        self.info: dict[str, Any] = {"rss": spec.estimate}
+        self.info: dict[str, Any] = {"rss": spec.estimate, "extra_buffers": extra_buffers}
         self.alive = True
+        self.killed = False  # dying: it answers nothing, though nobody has seen it end yet
+        self.death: str | None = None
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     async def call(self, op: str, **fields: Any) -> dict[str, Any]:
+        if self.killed:
+            self.die("was killed by SIGKILL")
+            raise RunnerDied(f"the model runner for {self.spec.name} stopped", "was killed by SIGKILL", -9)
         return {"rss": self.spec.estimate}
 
     async def stop(self) -> None:
+        self.die("exited with status 0")
+
+    def die(self, how: str) -> None:
         self.alive = False
+        self.death = how
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+class CrashBook(dict):
+    """The store's memory of crashing kernels, in a dict."""
+
+    def kernel_crash(self, engine: str, cpu: str) -> str | None:
+        return self.get((engine, cpu))
+
+    def record_kernel_crash(self, engine: str, cpu: str, reason: str) -> None:
+        self[engine, cpu] = reason
+
+
+MACHINE = Machine("llama-cpp-python 0.3.36", "Test Xeon (x86_64, flags 00000000)", frozenset({"avx2", "amx_int8"}))
 
 
 class Harness:
     """A scheduler whose runners are fakes, whose loads can be held, and whose clock the test moves."""
 
-    def __init__(self, **env: str) -> None:
+    def __init__(self, book: CrashBook | None = None, **env: str) -> None:
         self.now = 0.0
         self.started: list[str] = []
         self.gate: asyncio.Event | None = None
         self.fail_next = False
+        self.crash_with: int | None = None  # a signal that kills runners loading with extra buffers
+        self.book = CrashBook() if book is None else book
         settings = Settings.from_env({"R1_HOME": "/tmp/r1-unused", "R1_SOCKET": "/tmp/r1-unused.sock", **env})
-        self.scheduler = Scheduler(settings, self.start, clock=lambda: self.now)
+        extra_buffers = ExtraBuffers(settings.llama_extra_buffers, MACHINE, self.book)
+        self.scheduler = Scheduler(settings, extra_buffers, self.start, clock=lambda: self.now)
 
-    async def start(self, spec: ModelSpec) -> FakeRunner:
+    async def start(self, spec: ModelSpec, extra_buffers: bool) -> FakeRunner:
         if self.gate is not None:
             await self.gate.wait()
         if self.fail_next:
             self.fail_next = False
             raise RuntimeError(f"{spec.name} would not load")
-        self.started.append(spec.name)
-        return FakeRunner(spec)
+        self.started.append(f"{spec.name}{'' if extra_buffers else ' (safe)'}")
+        if self.crash_with is not None and extra_buffers:
+            death = f"was killed by {signal.Signals(self.crash_with).name}"
+            raise RunnerDied(f"the model runner for {spec.name} stopped: {death}", death, -self.crash_with)
+        return FakeRunner(spec, extra_buffers)
 
     async def __aenter__(self) -> Harness:
         return self
@@ -289,9 +325,12 @@ def test_a_dead_runner_is_replaced_and_a_failed_load_is_retried() -> None:
     async def main() -> None:
         async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
             first = await h.use(spec("a"))
-            first.alive = False  # crashed while idle
+            first.alive = False  # ended, and seen to
             second = await h.use(spec("a"))
             assert second is not first and h.started == ["a", "a"]
+            second.killed = True  # killed a moment ago: only a ping can tell
+            third = await h.use(spec("a"))
+            assert third is not second and h.started == ["a", "a", "a"]
             h.fail_next = True
             with pytest.raises(RuntimeError, match="would not load"):
                 await h.use(spec("b"))
@@ -306,4 +345,74 @@ def test_close_stops_every_runner() -> None:
         async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
             runners = [await h.use(spec(n)) for n in "ab"]
         assert not any(r.alive for r in runners) and h.loaded() == []
+    run(main())
+
+
+def test_a_runner_that_dies_while_idle_leaves_the_books_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            first = await h.use(spec("a"))
+            first.die("was killed by SIGKILL")  # the OOM killer, between requests
+            await settle()
+            assert h.loaded() == [] and h.scheduler.used == 0
+            assert "was killed by SIGKILL while idle" in caplog.text
+            assert await h.use(spec("a")) is not first
+    run(main())
+
+
+def test_a_runner_that_dies_mid_request_is_unloaded_when_the_request_ends() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            async with h.scheduler.lease(spec("a")) as lease:
+                lease.runner.die("was killed by SIGKILL")  # type: ignore[attr-defined]
+                await settle()
+                assert h.loaded() == ["a"]  # the request in flight still holds it
+            await settle()
+            assert h.loaded() == []
+    run(main())
+
+
+def test_a_crash_while_loading_with_extra_buffers_falls_back_once_and_is_remembered(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        book = CrashBook()
+        async with Harness(book, R1_MEMORY_BUDGET="4GiB") as h:
+            h.crash_with = signal.SIGSEGV
+            with caplog.at_level(logging.WARNING):
+                runner = await h.use(spec("a"))
+                await h.use(spec("b"))
+            assert runner.info["extra_buffers"] is False
+            assert h.started == ["a", "a (safe)", "b (safe)"]  # b never pays for the crash
+            assert caplog.text.count("crashed while loading") == 1 and "SIGSEGV" in caplog.text
+            assert list(book) == [(MACHINE.engine, MACHINE.cpu)]
+        async with Harness(book, R1_MEMORY_BUDGET="4GiB") as h:  # a restarted daemon remembers
+            h.crash_with = signal.SIGSEGV
+            await h.use(spec("a"))
+            assert h.started == ["a (safe)"]
+    run(main())
+
+
+@pytest.mark.parametrize("mode, crash, expected", [
+    ("auto", signal.SIGKILL, ["a"]),  # killed from outside: nothing to do with the kernels
+    ("on", signal.SIGSEGV, ["a"]),  # forced on: the crash is the answer
+])
+def test_no_fallback_for_other_deaths_or_when_forced_on(mode: str, crash: int, expected: list[str]) -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB", R1_LLAMA_EXTRA_BUFFERS=mode) as h:
+            h.crash_with = crash
+            with pytest.raises(RunnerDied, match=signal.Signals(crash).name):
+                await h.use(spec("a"))
+            assert h.started == expected and not h.book and h.loaded() == []
+    run(main())
+
+
+def test_extra_buffers_off_and_other_formats_never_use_them() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB", R1_LLAMA_EXTRA_BUFFERS="off") as h:
+            await h.use(spec("a"))
+            assert h.started == ["a (safe)"]
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            mlx = ModelSpec("m", "id-m", "mlx", Path("/m/m"), (("num_ctx", 2048),), estimate=GB)
+            h.crash_with = signal.SIGSEGV
+            await h.use(mlx)
+            assert h.started == ["m (safe)"]
     run(main())

@@ -237,8 +237,22 @@ def test_migrations_create_the_schema_once() -> None:
         "key": str, "name": str, "manifest_id": str, "created_at": str, "modified_at": str
     }
     assert [c.name for c in db["manifest_files"].columns] == ["manifest_id", "path", "digest", "size", "position"]
-    assert [m.name for m in migrations.applied(db)] == ["m001_initial"]
+    assert [c.name for c in db["kernel_crashes"].columns] == ["engine", "cpu", "reason", "recorded_at"]
+    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_kernel_crashes"]
     assert migrations.pending(db) == []
+
+
+def test_a_kernel_crash_is_remembered_across_restarts(tmp_path: Path) -> None:
+    store = Store(tmp_path / "home")
+    store.open()
+    assert store.kernel_crash("llama-cpp-python 0.3.36", "Xeon") is None
+    store.record_kernel_crash("llama-cpp-python 0.3.36", "Xeon", "gemma's runner was killed by SIGSEGV")
+    store.close()
+    store.open()
+    assert store.kernel_crash("llama-cpp-python 0.3.36", "Xeon") == "gemma's runner was killed by SIGSEGV"
+    assert store.kernel_crash("llama-cpp-python 0.3.37", "Xeon") is None  # a new version tries again
+    assert store.kernel_crash("llama-cpp-python 0.3.36", "EPYC") is None
+    store.close()
 
 
 def test_index_is_in_wal_mode(store: Store) -> None:

@@ -14,7 +14,7 @@ from .. import __version__
 from ..create import check_request, create_model
 from ..generation import model_path, model_spec, model_template
 from ..importer import Event, check_source, import_model
-from ..memory import estimate
+from ..kernels import ExtraBuffers
 from ..store import ModelRecord, Store, parse_name
 from ..pull import catalog
 from .context import PULLS, SCHEDULER, SETTINGS, STORE
@@ -90,15 +90,14 @@ def parameter_lines(parameters: dict[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def memory_fit(store: Store, record: ModelRecord, budget: int) -> dict[str, Any]:
+def memory_fit(store: Store, record: ModelRecord, budget: int, extra_buffers: ExtraBuffers) -> dict[str, Any]:
     """r1's addition to /api/show: what loading the model will take at its default context."""
-    num_ctx = model_spec(store, record, {})[0].num_ctx  # the runner's own choice, PARAMETERs included
-    need = estimate(record.manifest.format, record.manifest.metadata, record.manifest.size, num_ctx)
-    return {"estimate": need.total, "num_ctx": num_ctx, "budget": budget, "fits": need.total <= budget,
+    spec, need, _ = model_spec(store, record, {}, extra_buffers)  # the runner's own num_ctx, PARAMETERs included
+    return {"estimate": need.total, "num_ctx": spec.num_ctx, "budget": budget, "fits": need.total <= budget,
             **need._asdict()}
 
 
-def show(store: Store, record: ModelRecord, budget: int) -> dict[str, Any]:
+def show(store: Store, record: ModelRecord, budget: int, extra_buffers: ExtraBuffers) -> dict[str, Any]:
     meta = record.manifest.metadata
     template = model_template(record) or ""
     parameters = parameter_lines(meta.get("parameters") or {})
@@ -126,7 +125,7 @@ def show(store: Store, record: ModelRecord, budget: int) -> dict[str, Any]:
         # r1's additions: where the bytes are, and whether all of them are there.
         "digest": record.manifest_id,
         "size": record.manifest.size,
-        "memory": memory_fit(store, record, budget),
+        "memory": memory_fit(store, record, budget, extra_buffers),
         "path": str(store.snapshot_path(record.manifest_id)),
         "files": [
             {"path": f.path, "digest": f.digest, "size": f.size, "present": f.path not in missing}
@@ -158,7 +157,8 @@ async def show_model(request: web.Request) -> web.Response:
     name = get_str(body, "model", "name")
     store = _store(request)
     record = await asyncio.to_thread(store.get, name)
-    return web.json_response(await asyncio.to_thread(show, store, record, request.app[SETTINGS].memory_budget))
+    return web.json_response(await asyncio.to_thread(show, store, record, request.app[SETTINGS].memory_budget,
+                                                     request.app[SCHEDULER].extra_buffers))
 
 
 @routes.delete("/api/delete")
@@ -187,8 +187,9 @@ async def ps(request: web.Request) -> web.Response:
     models = []
     for instance in sorted(scheduler.instances(), key=lambda i: -i.last_used):
         spec = instance.spec
-        on_gpu = bool(instance.runner.info.get("gpu")) if instance.runner is not None else False
-        models.append({
+        info = instance.runner.info if instance.runner is not None else {}
+        on_gpu = bool(info.get("gpu"))
+        model = {
             "name": spec.name,
             "model": spec.name,
             "size": instance.memory,
@@ -202,7 +203,10 @@ async def ps(request: web.Request) -> web.Response:
                      "busy" if instance.leases else "idle",
             "estimate": spec.estimate,
             "pid": instance.runner.pid if instance.runner is not None else None,
-        })
+        }
+        if info.get("extra_buffers") is not None:  # llama.cpp runners: AMX / repacked kernels, or the safe ones
+            model["extra_buffers"] = info["extra_buffers"]
+        models.append(model)
     return web.json_response({"models": models, "memory": {"used": scheduler.used, "budget": scheduler.budget},
                               "waiting": scheduler.waiting})
 

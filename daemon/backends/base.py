@@ -26,11 +26,14 @@ class Backend(ABC):
     context_length: int = 0
     #: Whether the model's weights sit in GPU memory (llama.cpp offload, MLX on Metal).
     on_gpu: bool = False
+    #: llama.cpp's extra buffer types (AMX, repacked weights) in use; None where a backend has none.
+    extra_buffers: bool | None = None
 
     @abstractmethod
     def __init__(self, path: Path, load: dict[str, Any]) -> None:
         """Load the model. `path` is a GGUF file (first shard) or an MLX folder; `load` holds
-        num_ctx, num_gpu, num_thread, use_mmap, num_batch (any may be absent)."""
+        num_ctx, num_gpu, num_thread, use_mmap, num_batch, and the daemon's extra_buffers choice
+        (any may be absent). A backend whose first decode may crash runs one before returning."""
 
     @abstractmethod
     def tokenize(self, text: str) -> list[int]:

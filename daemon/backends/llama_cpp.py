@@ -5,11 +5,16 @@ runner does stop strings, limits and cancellation itself, the same way for every
 and this loop stays a few lines with nothing per token but sampling and decoding bytes.
 `generate` reuses the KV cache for the prompt prefix it shares with the previous request,
 so a chat that grows by a turn only evaluates the new turn.
+
+Loading ends with a warm-up decode, as llama.cpp's server does: a CPU kernel that crashes
+(AMX on some Xeons, see daemon/kernels.py) kills the runner while it loads, where the
+scheduler can retry without extra buffers, never in the middle of someone's answer.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import json
 import os
 import random
@@ -25,10 +30,44 @@ from .base import Backend, BackendError
 # Ollama's sampling defaults, so a model answers the same way through r1 as through Ollama.
 DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repeat_penalty": 1.1,
             "presence_penalty": 0.0, "frequency_penalty": 0.0}
+# Tokens decoded together at warm-up. With extra buffers on, 17 runs every path of the AMX
+# kernels (a full 16-row tile, a partial one; the one-token step after runs the third) and the
+# 4-row repacked ones: very short prompts have been seen to get through where longer ones crash.
+# Without them, the plain kernels need no more than llama.cpp's server decodes: 2 tokens.
+WARM_UP_BATCH = {True: 17, False: 2}
+
+
+@contextlib.contextmanager
+def _extra_buffers(on: bool) -> Iterator[None]:
+    """llama.cpp's extra buffer types (AMX, repacked weights) on or off for the models loaded meanwhile.
+
+    `Llama()` has no keyword for `use_extra_bufts` (llama-cpp-python 0.3.36); it starts from
+    `llama_model_default_params()`, so that is what changes, for the time of the call.
+    """
+    if on:
+        yield
+        return
+    low_level = llama_cpp.llama_cpp
+    if "use_extra_bufts" not in dict(low_level.llama_model_params._fields_):
+        raise BackendError("this llama-cpp-python is too old to turn off llama.cpp's extra buffer types; "
+                           "upgrade it, or set R1_LLAMA_EXTRA_BUFFERS=on")
+    defaults = low_level.llama_model_default_params
+
+    def without_extra_buffers() -> llama_cpp.llama_model_params:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    low_level.llama_model_default_params = without_extra_buffers
+    try:
+        yield
+    finally:
+        low_level.llama_model_default_params = defaults
 
 
 class LlamaCppBackend(Backend):
     def __init__(self, path: Path, load: dict[str, Any]) -> None:
+        self.extra_buffers = bool(load.get("extra_buffers", True))
         self._params = dict(
             model_path=str(path),
             n_ctx=load.get("num_ctx", 4096),
@@ -41,15 +80,31 @@ class LlamaCppBackend(Backend):
             verbose=False,
         )
         try:
-            self.llm = Llama(**self._params)
+            with _extra_buffers(self.extra_buffers):
+                self.llm = Llama(**self._params)
         except ValueError as exc:  # llama-cpp-python's way of saying the file would not load
             raise BackendError(f"llama.cpp could not load {path.name}: {exc}") from exc
+        self._warm_up(path)
         self._embedder: Llama | None = None
         self.context_length = self.llm.n_ctx()
         self.on_gpu = bool(llama_cpp.llama_supports_gpu_offload()) and self._params["n_gpu_layers"] != 0
         self.chat_template = self.llm.metadata.get("tokenizer.chat_template")
         self.bos_token = self._token_text(self.llm.token_bos())
         self.eos_token = self._token_text(self.llm.token_eos())
+
+    def _warm_up(self, path: Path) -> None:
+        """Decode a batch, then one token: the prompt and the per-token kernels both run once."""
+        model = self.llm._model.model
+        if not llama_cpp.llama_model_has_decoder(model) or llama_cpp.llama_model_has_encoder(model):
+            return  # encoder models (embeddings, T5) are never decoded token by token
+        size = max(1, min(WARM_UP_BATCH[self.extra_buffers], self.llm.n_ctx() - 1, self.llm.n_batch))
+        tokens = [t % self.llm.n_vocab() for t in range(size + 1)]
+        try:
+            self.llm.eval(tokens[:size])
+            self.llm.eval(tokens[size:])
+        except RuntimeError as exc:  # llama_decode returned an error
+            raise BackendError(f"llama.cpp could not run {path.name}: {exc}") from exc
+        self.llm.reset()  # the next prompt starts from an empty context
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -98,7 +153,8 @@ class LlamaCppBackend(Backend):
             arch = self.llm.metadata.get("general.architecture", "")
             # Embedding models name their pooling; a chat model gets the mean of its token vectors.
             pooling = {} if f"{arch}.pooling_type" in self.llm.metadata else {"pooling_type": llama_cpp.LLAMA_POOLING_TYPE_MEAN}
-            self._embedder = Llama(**self._params, embedding=True, **pooling)
+            with _extra_buffers(self.extra_buffers):
+                self._embedder = Llama(**self._params, embedding=True, **pooling)
         return self._embedder.embed(texts, normalize=True, truncate=False, return_count=True)
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
 import os
@@ -35,7 +36,12 @@ class RunnerError(R1Error):
 
 
 class RunnerDied(RunnerError):
-    pass
+    """The runner process ended; `death` says how ("was killed by SIGSEGV (its last words)")."""
+
+    def __init__(self, message: str, death: str, returncode: int | None) -> None:
+        super().__init__(message)
+        self.death = death
+        self.returncode = returncode  # negative: the signal that killed it
 
 
 _DIED = object()  # queued for every waiting request when the runner's socket closes
@@ -52,6 +58,7 @@ class Runner:
         self._waiting: dict[int, asyncio.Queue[Any]] = {}
         self._last_words: collections.deque[str] = collections.deque(maxlen=12)
         self._death: str | None = None
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # set once the process is gone
         self._tasks: list[asyncio.Task] = []
         self.info: dict[str, Any] = {}
 
@@ -112,6 +119,7 @@ class Runner:
             log.error("runner %d sent something unreadable: %s", self.process.pid, exc)
         code = await self.process.wait()
         self._death = self._describe_exit(code)
+        self._mark_exited()
         if self._waiting:
             log.error("runner for %s %s", self.label, self._death)
         for queue in self._waiting.values():
@@ -129,14 +137,26 @@ class Runner:
         return how + (f" ({words})" if words else "")
 
     def _died(self) -> RunnerDied:
-        return RunnerDied(f"the model runner for {self.label} stopped: {self._death}; "
-                          "the next request starts a new one")
+        how = f": {self._death}" if self._death else ""
+        return RunnerDied(f"the model runner for {self.label} stopped{how}; the next request starts a new one",
+                          self._death or "exited", self.process.returncode)
+
+    @property
+    def death(self) -> str | None:
+        """How the runner ended, once the daemon has seen it end."""
+        return self._death
 
     async def _send(self, frame: Frame) -> None:
         if not self.alive:
             raise self._died()
         self._writer.write(encode(frame))
-        await self._writer.drain()
+        try:
+            await self._writer.drain()
+        except ConnectionError:
+            # The runner's end closed under us: it is dying. Wait to say how.
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self.exited), STOP_GRACE)
+            raise self._died() from None
 
     async def _next(self, queue: asyncio.Queue[Any]) -> Frame:
         frame = await queue.get()
@@ -208,3 +228,8 @@ class Runner:
         await asyncio.wait(self._tasks, timeout=1.0)
         for task in self._tasks:
             task.cancel()
+        self._mark_exited()
+
+    def _mark_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)

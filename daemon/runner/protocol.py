@@ -1,6 +1,6 @@
 """Frames between the daemon and a runner: one JSON object per line over a socketpair.
 
-daemon -> runner   {"id": n, "op": "load" | "generate" | "embed" | "tokenize" | "health" | "cancel", ...}
+daemon -> runner   {"id": n, "op": "load" | "generate" | "embed" | "tokenize" | "health" | "ping" | "cancel", ...}
 runner -> daemon   {"id": n, "start": {...}}      once per generate, before its tokens
                    {"id": n, "t": "text"}         generated text, in order
                    {"id": n, "done": {...}}       the end of a generate, with its counts and timings

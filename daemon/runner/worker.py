@@ -1,8 +1,8 @@
 """The runner process: one backend, one model, driven by frames from the daemon.
 
 The main thread reads frames; a single worker thread runs the model (llama.cpp and MLX
-contexts are not thread-safe), so `health` and `cancel` are answered while a generation
-runs. When the daemon goes away its end of the socket closes, the read returns nothing,
+contexts are not thread-safe), so `health`, `ping` and `cancel` are answered while a
+generation runs. When the daemon goes away its end of the socket closes, the read returns nothing,
 and the process exits at once, mid-generation or not: a runner never outlives its daemon.
 """
 
@@ -50,6 +50,8 @@ class Worker:
             op = frame.get("op")
             if op == "cancel":
                 self.cancelled.add(frame["target"])
+            elif op == "ping":  # answered here, not by the model thread: proof of life, however busy
+                self.send({"id": frame["id"], "result": {}})
             elif op == "health":
                 self.send({"id": frame["id"], "result": self._health()})
             else:
@@ -101,6 +103,7 @@ class Worker:
             "context_length": self.backend.context_length,
             "chat_template": self.backend.chat_template is not None,
             "gpu": self.backend.on_gpu,
+            "extra_buffers": self.backend.extra_buffers,
             **self._health(),
         }})
 

@@ -61,6 +61,21 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX models_manifest ON models(manifest_id)")
 
 
+@migrations()
+def m002_kernel_crashes(db: sqlite_utils.Database) -> None:
+    # Engines whose fast kernels crashed on this machine's CPU (llama.cpp's AMX and repacked
+    # weights): later loads go straight to the safe kernels instead of crashing again.
+    db.execute(
+        """CREATE TABLE kernel_crashes (
+            engine TEXT NOT NULL,
+            cpu TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            recorded_at TEXT NOT NULL,
+            PRIMARY KEY (engine, cpu)
+        )"""
+    )
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
@@ -143,7 +158,18 @@ class Index:
             )
         ]
 
+    def kernel_crash(self, engine: str, cpu: str) -> str | None:
+        row = self.db.execute("SELECT reason FROM kernel_crashes WHERE engine = ? AND cpu = ?", [engine, cpu]).fetchone()
+        return row[0] if row else None
+
     # writes: each is one transaction, garbage collection included
+
+    def record_kernel_crash(self, engine: str, cpu: str, reason: str) -> None:
+        self.db.execute(
+            "INSERT INTO kernel_crashes (engine, cpu, reason, recorded_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(engine, cpu) DO UPDATE SET reason = excluded.reason, recorded_at = excluded.recorded_at",
+            [engine, cpu, reason, now()],
+        )
 
     def put_model(self, key: str, name: str, manifest: Manifest) -> Collected:
         """Point `name` at `manifest` (recording it and its blobs), replacing what the name had."""

@@ -104,6 +104,15 @@ class Store:
     def snapshot_path(self, manifest_id: str) -> Path:
         return self.snapshots / manifest_id
 
+    def kernel_crash(self, engine: str, cpu: str) -> str | None:
+        """Why `engine`'s fast kernels are known to crash on `cpu`; None if they are not."""
+        with self._lock:
+            return self.index.kernel_crash(engine, cpu)
+
+    def record_kernel_crash(self, engine: str, cpu: str, reason: str) -> None:
+        with self._lock:
+            self.index.record_kernel_crash(engine, cpu, reason)
+
     def missing_files(self, manifest: Manifest) -> list[str]:
         """Files of a model whose blobs are not on disk (a damaged store)."""
         return [f.path for f in manifest.files if not self.blobs.has(f.digest, f.size)]
