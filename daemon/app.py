@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .api import blobs, inference, ollama, openai, ops
+from .api.context import CORE, METRICS, PULLS, SCHEDULER, SETTINGS, STORE, TASKS
 from .api.guard import add_cors_headers, guard_middleware
-from .api.context import PULLS, SCHEDULER, SETTINGS, STORE, TASKS
 from .api.http import access_middleware, errors_middleware, start_owned_task
 from .config import Settings
+from .generation import Core
 from .kernels import ExtraBuffers, Machine
+from .metrics import Metrics
 from .pull.manager import PullManager
-from .scheduler import Scheduler
+from .scheduler import Scheduler, StartRunner, start_runner
 from .store import Store
 
 
@@ -28,26 +30,33 @@ async def _owned_tasks(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _pulls(app: web.Application) -> AsyncIterator[None]:
-    app[PULLS] = PullManager(app[STORE], app[SETTINGS], lambda coro: start_owned_task(app, coro))
+    app[PULLS] = PullManager(app[STORE], app[SETTINGS], lambda coro: start_owned_task(app, coro), app[METRICS])
     yield
     await app[PULLS].close()
 
 
-async def _scheduler(app: web.Application) -> AsyncIterator[None]:
-    extra_buffers = ExtraBuffers(app[SETTINGS].llama_extra_buffers, Machine.here(), app[STORE])
-    app[SCHEDULER] = Scheduler(app[SETTINGS], extra_buffers)
-    yield
-    await app[SCHEDULER].close()  # no runner outlives the daemon
+def _scheduler(start: StartRunner):
+    async def run_scheduler(app: web.Application) -> AsyncIterator[None]:
+        extra_buffers = ExtraBuffers(app[SETTINGS].llama_extra_buffers, Machine.here(), app[STORE])
+        app[SCHEDULER] = Scheduler(app[SETTINGS], extra_buffers, start)
+        app[CORE] = Core(app[STORE], app[SCHEDULER], app[METRICS])
+        yield
+        await app[SCHEDULER].close()  # no runner outlives the daemon
+
+    return run_scheduler
 
 
-def create_app(settings: Settings, store: Store) -> web.Application:
-    """An app over an opened store; the caller owns the store's lifetime."""
+def create_app(settings: Settings, store: Store, *, start: StartRunner = start_runner,
+               metrics: Metrics | None = None) -> web.Application:
+    """An app over an opened store; the caller owns the store's lifetime. Tests hand in a fake
+    runner factory (`start`) and their own metrics to read."""
     app = web.Application(middlewares=[access_middleware, guard_middleware, errors_middleware])
     app.on_response_prepare.append(add_cors_headers)
     app[SETTINGS] = settings
     app[STORE] = store
+    app[METRICS] = Metrics() if metrics is None else metrics
     # Cleanup runs in reverse: owned tasks (pull transfers) stop before the pulls' HTTP session closes.
-    app.cleanup_ctx.append(_scheduler)
+    app.cleanup_ctx.append(_scheduler(start))
     app.cleanup_ctx.append(_pulls)
     app.cleanup_ctx.append(_owned_tasks)
     app.add_routes(ollama.routes)

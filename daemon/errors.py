@@ -1,7 +1,8 @@
-"""The daemon's error base classes: each carries the HTTP status the API answers with.
+"""The daemon's error base classes: each carries the HTTP status the API answers with, and
+a code for the dialects that send one (OpenAI's `error.code`).
 
 Specific errors live next to the code that raises them and subclass one of these
-(and a standard exception where that helps callers), so `app.py` can turn any of
+(and a standard exception where that helps callers), so the API can turn any of
 them into `{"error": "..."}` without matching on strings.
 """
 
@@ -10,6 +11,7 @@ class R1Error(Exception):
     """An error whose message is meant for the user: it says what was wrong and what to do."""
 
     status: int = 500
+    code: str | None = None
 
 
 class BadRequest(R1Error):
@@ -18,6 +20,10 @@ class BadRequest(R1Error):
 
 class NotFound(R1Error):
     status = 404
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
 
 
 class Conflict(R1Error):

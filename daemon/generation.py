@@ -17,12 +17,21 @@ from typing import Any, NamedTuple
 from .errors import BadRequest
 from .kernels import ExtraBuffers
 from .memory import Estimate, estimate
-from .metrics import METRICS, note
+from .metrics import Metrics, note
 from .reasoning import Piece, ThinkSplitter
 from .runner.options import check_options, split_options
 from .scheduler import ModelSpec, Scheduler
 from .store import ModelRecord, Store
 from .tools import may_be_tool_call, parse_tool_calls
+
+
+@dataclass(frozen=True)
+class Core:
+    """The daemon's services a generation uses; the API holds one per app."""
+
+    store: Store
+    scheduler: Scheduler
+    metrics: Metrics
 
 
 @dataclass
@@ -148,10 +157,11 @@ def prepare(store: Store, request: Request, extra_buffers: ExtraBuffers) -> Prep
     return Prepared(record, spec, frame)
 
 
-async def generate(store: Store, scheduler: Scheduler, request: Request) -> AsyncIterator[Chunk | Final]:
+async def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]:
     """Chunks of thinking and answer as the model writes them, then one Final."""
     started = time.perf_counter_ns()
-    prepared = await asyncio.to_thread(prepare, store, request, scheduler.extra_buffers)
+    scheduler = core.scheduler
+    prepared = await asyncio.to_thread(prepare, core.store, request, scheduler.extra_buffers)
     if request.is_empty and request.keep_alive == 0:  # Ollama's way to unload (`r1 stop`): no load first
         await scheduler.stop(prepared.spec.manifest_id)
         yield Final("unload", total_duration=time.perf_counter_ns() - started)
@@ -189,14 +199,14 @@ async def generate(store: Store, scheduler: Scheduler, request: Request) -> Asyn
             if content or (piece.thinking and show_thinking):
                 if first_token is None:
                     first_token = (time.perf_counter_ns() - started) / 1e9
-                    METRICS.first_token.observe(first_token)
+                    core.metrics.first_token.observe(first_token)
                 yield Chunk(piece.thinking if show_thinking else "", content)
     calls: list[dict[str, Any]] = []
     if held:
         calls = parse_tool_calls(held, request.tools or [])
         if not calls:
             yield Chunk("", held)
-    _count(prepared.record.name, done, first_token)
+    _count(core.metrics, prepared.record.name, done, first_token)
     yield Final(
         **done,
         total_duration=time.perf_counter_ns() - started,
@@ -221,24 +231,24 @@ async def collect(items: AsyncIterator[Chunk | Final]) -> tuple[str, str, Final]
     return "".join(thinking), "".join(content), final
 
 
-def _count(model: str, done: dict[str, Any], first_token: float | None) -> None:
-    METRICS.tokens.inc(done["eval_count"], model=model)
-    METRICS.prompt_tokens.inc(done["prompt_eval_count"], model=model)
+def _count(metrics: Metrics, model: str, done: dict[str, Any], first_token: float | None) -> None:
+    metrics.tokens.inc(done["eval_count"], model=model)
+    metrics.prompt_tokens.inc(done["prompt_eval_count"], model=model)
     rate = done["eval_count"] / (done["eval_duration"] / 1e9) if done["eval_duration"] > 0 else 0.0
     if done["eval_count"] > 1:
-        METRICS.decode_rate.observe(rate)
+        metrics.decode_rate.observe(rate)
     note(prompt_tokens=done["prompt_eval_count"], tokens=done["eval_count"], done=done["done_reason"],
          tokens_per_s=round(rate, 1), first_token_s=None if first_token is None else round(first_token, 3))
 
 
-async def embed(store: Store, scheduler: Scheduler, model: str, inputs: list[str],
+async def embed(core: Core, model: str, inputs: list[str],
                 options: dict[str, Any], keep_alive: float | None) -> dict[str, Any]:
     """{"embeddings", "prompt_eval_count", "load_duration", "total_duration"} for the inputs."""
     started = time.perf_counter_ns()
-    record = await asyncio.to_thread(store.get, model)
+    record = await asyncio.to_thread(core.store.get, model)
     note(model=record.name, inputs=len(inputs))
-    spec, _, _ = model_spec(store, record, options, scheduler.extra_buffers)
-    async with scheduler.lease(spec, keep_alive) as lease:
+    spec, _, _ = model_spec(core.store, record, options, core.scheduler.extra_buffers)
+    async with core.scheduler.lease(spec, keep_alive) as lease:
         # No input: Ollama's way of loading an embedding model.
         result = await lease.runner.call("embed", input=inputs) if inputs else {"embeddings": [], "prompt_eval_count": 0}
     return {

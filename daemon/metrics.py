@@ -1,8 +1,8 @@
 """Prometheus metrics, in the text exposition format, with no client library.
 
-One registry per process (`METRICS`), as Prometheus clients do: the code that sees an
-event counts it where it happens; GET /metrics renders the counters plus gauges read
-from the scheduler at that moment.
+One registry per app (`Metrics`, made by `create_app` or handed to it by a test): the
+code that sees an event counts it where it happens; GET /metrics renders the counters
+plus gauges read from the scheduler at that moment.
 """
 
 from __future__ import annotations
@@ -94,8 +94,6 @@ class Metrics:
         lines += _single("gauge", "r1_queue_depth", "Requests waiting for memory or for their turn.", scheduler.waiting)
         return "\n".join(lines) + "\n"
 
-
-METRICS = Metrics()
 
 # What a request did (model, tokens, timings), for its log line: set per request by the access
 # middleware, filled in by the code that knows (it runs in the request's task and context).

@@ -7,6 +7,8 @@ import asyncio
 from aiohttp import web
 
 from ..config import Settings
+from ..generation import Core
+from ..metrics import Metrics
 from ..pull.manager import PullManager
 from ..scheduler import Scheduler
 from ..store import Store
@@ -18,3 +20,5 @@ STORE = web.AppKey("store", Store)
 TASKS = web.AppKey("tasks", set[asyncio.Task])
 PULLS = web.AppKey("pulls", PullManager)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
+METRICS = web.AppKey("metrics", Metrics)
+CORE = web.AppKey("core", Core)  # store, scheduler and metrics together, for the generation routes

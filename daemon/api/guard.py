@@ -85,7 +85,8 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
     if settings.api_key:
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
-            response = error_response(request, 401, "this r1 listener needs an API key: send Authorization: Bearer <R1_API_KEY>")
+            response = error_response(request, 401, "this r1 listener needs an API key: send Authorization: Bearer <R1_API_KEY>",
+                                      "invalid_api_key")
             response.headers["WWW-Authenticate"] = "Bearer"
             response.headers.update(cors)
             return response

@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the routes: JSON bodies, field checks, errors, NDJSON streams."""
+"""HTTP plumbing shared by the routes: JSON bodies, errors, NDJSON and SSE streams."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any, NamedTuple
 from aiohttp import web
 
 from ..errors import BadRequest, R1Error
-from ..metrics import METRICS, REQUEST_FACTS
-from .context import TASKS
+from ..metrics import REQUEST_FACTS
+from .context import METRICS, TASKS
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("r1.access")
@@ -27,17 +27,16 @@ OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                       503: "service_unavailable", 507: "insufficient_resources"}
 
 
-def error_body(path: str, status: int, message: str) -> dict[str, Any]:
+def error_body(path: str, status: int, message: str, code: str | None = None) -> dict[str, Any]:
     """Ollama's {"error": "..."}; on /v1 paths OpenAI's {"error": {"message", "type", "code"}}."""
     if path.startswith("/v1/"):
         kind = OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
-        code = "model_not_found" if status == 404 and message.startswith("model '") else None
         return {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return {"error": message}
 
 
-def error_response(request: web.Request, status: int, message: str) -> web.Response:
-    return web.json_response(error_body(request.path, status, message), status=status)
+def error_response(request: web.Request, status: int, message: str, code: str | None = None) -> web.Response:
+    return web.json_response(error_body(request.path, status, message, code), status=status)
 
 
 @web.middleware
@@ -58,7 +57,7 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         REQUEST_FACTS.reset(token)
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        METRICS.requests.inc(route=route, status=str(status))
+        request.app[METRICS].requests.inc(route=route, status=str(status))
         extra = "".join(f" {key}={value}" for key, value in facts.items() if value is not None)
         access_log.info("%s %s %d %.3fs%s", request.method, request.path, status, time.perf_counter() - started, extra)
 
@@ -69,7 +68,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     try:
         return await handler(request)
     except R1Error as exc:
-        return error_response(request, exc.status, str(exc))
+        return error_response(request, exc.status, str(exc), exc.code)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -95,28 +94,6 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest(f"request body must be a JSON object, not {type(body).__name__}")
     return body
-
-
-def get_str(body: dict[str, Any], *keys: str, required: bool = True) -> str | None:
-    """The first of `keys` present (Ollama accepts both "model" and the older "name")."""
-    for key in keys:
-        if body.get(key) is not None:
-            value = body[key]
-            if not isinstance(value, str):
-                raise BadRequest(f"field '{key}' must be a string, not {type(value).__name__}")
-            return value
-    if required:
-        raise BadRequest(f"field '{keys[0]}' is required")
-    return None
-
-
-def get_bool(body: dict[str, Any], key: str, default: bool) -> bool:
-    value = body.get(key, default)
-    if value is None:
-        return default
-    if not isinstance(value, bool):
-        raise BadRequest(f"field '{key}' must be true or false, not {json.dumps(value)}")
-    return value
 
 
 def start_owned_task(app: web.Application, coro: Awaitable[Any]) -> asyncio.Task:
@@ -173,7 +150,7 @@ async def _stream(request: web.Request, events: AsyncIterator[Any], encode: Call
         if framing.trailer:
             await response.write(framing.trailer)
     except R1Error as exc:
-        await response.write(framing.frame(error_body(request.path, exc.status, str(exc))))
+        await response.write(framing.frame(error_body(request.path, exc.status, str(exc), exc.code)))
     except ConnectionResetError:
         log.debug("the client left %s %s before the end of its stream", request.method, request.path)
         return response  # nobody to finish the stream for

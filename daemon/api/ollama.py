@@ -18,7 +18,8 @@ from ..kernels import ExtraBuffers
 from ..store import ModelRecord, Store, parse_name
 from ..pull import catalog
 from .context import PULLS, SCHEDULER, SETTINGS, STORE
-from .http import get_bool, get_str, read_json, start_owned_task, stream_ndjson
+from .fields import get_bool, get_str
+from .http import read_json, start_owned_task, stream_ndjson
 
 routes = web.RouteTableDef()
 

@@ -24,13 +24,14 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import BadRequest, NotFound
-from ..generation import Chunk, Final, Request, collect, embed, generate
+from ..errors import BadRequest, ModelNotFound
+from ..generation import Chunk, Final, Request, embed
 from ..runner.options import check_options
 from ..store import InvalidNameError, ModelRecord
-from .context import SCHEDULER, STORE
-from .http import SSE, get_bool, get_str, read_json, stream_events
-from .inference import keep_alive, messages, think, tools
+from .context import CORE, STORE
+from .fields import get_bool, get_model, keep_alive, messages, think, tools
+from .http import SSE, read_json
+from .respond import respond
 
 
 routes = web.RouteTableDef()
@@ -74,7 +75,7 @@ async def retrieve_model(request: web.Request) -> web.Response:
     try:
         record = await asyncio.to_thread(request.app[STORE].get, name)
     except InvalidNameError as exc:  # no model can have such a name: it is not there
-        raise NotFound(f"model '{name}' not found: {exc}") from exc
+        raise ModelNotFound(f"model '{name}' not found: {exc}") from exc
     return web.json_response(model_object(record))
 
 
@@ -240,8 +241,7 @@ def chat_messages(body: Json, model: str) -> list[Json]:
 
 
 def chat_request(body: Json) -> Request:
-    model = get_str(body, "model")
-    assert model is not None
+    model = get_model(body)
     only_one_choice(body)
     if body.get("logprobs"):
         raise BadRequest("field 'logprobs' is not supported: r1 does not return token log probabilities")
@@ -257,8 +257,7 @@ def chat_request(body: Json) -> Request:
 
 
 def completion_request(body: Json) -> Request:
-    model = get_str(body, "model")
-    assert model is not None
+    model = get_model(body)
     only_one_choice(body)
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1:
@@ -301,17 +300,21 @@ def finish_reason(final: Final) -> str:
     return "tool_calls" if final.tool_calls else FINISH_REASONS.get(final.done_reason, "stop")
 
 
-class ChatEvents:
-    """Chunks as `chat.completion.chunk` events; the fixed part of each is formatted once."""
+class ChatShape:
+    """`chat.completion.chunk` events, or one `chat.completion`; the fixed part of each event is
+    formatted once per stream."""
 
-    def __init__(self, rid: str, created: int, model: str, with_usage: bool) -> None:
-        self.common = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
-                       "system_fingerprint": "r1"}
+    framing = SSE
+    stream_default = False
+
+    def __init__(self, body: Json, parsed: Request) -> None:
+        self.with_usage = include_usage(body)
+        self.common = {"id": _new_id("chatcmpl-"), "object": "chat.completion.chunk", "created": int(time.time()),
+                       "model": parsed.model, "system_fingerprint": "r1"}
         self.head = "data: " + json.dumps(self.common)[:-1] + ', "choices": [{"index": 0, "delta": '
-        self.with_usage = with_usage
         self.role_sent = False
 
-    def __call__(self, item: Chunk | Final) -> bytes:
+    def event(self, item: Chunk | Final) -> bytes:
         if isinstance(item, Chunk):
             delta: Json = {}
             if not self.role_sent:
@@ -338,17 +341,33 @@ class ChatEvents:
             events.append(self.common | {"choices": [], "usage": usage(final)})
         return b"".join(SSE.frame(event) for event in events)
 
+    def answer(self, thinking: str, content: str, final: Final) -> Json:
+        message: Json = {"role": "assistant", "content": content}
+        if thinking:
+            message["reasoning_content"] = thinking
+        if final.tool_calls:
+            message["content"] = content or None
+            message["tool_calls"] = openai_tool_calls(final)
+        return self.common | {
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(final)}],
+            "usage": usage(final),
+        }
 
-class CompletionEvents:
-    """Chunks as `text_completion` events."""
 
-    def __init__(self, rid: str, created: int, model: str, with_usage: bool) -> None:
-        self.common = {"id": rid, "object": "text_completion", "created": created, "model": model,
-                       "system_fingerprint": "r1"}
+class CompletionShape:
+    """`text_completion` events, or one `text_completion`."""
+
+    framing = SSE
+    stream_default = False
+
+    def __init__(self, body: Json, parsed: Request) -> None:
+        self.with_usage = include_usage(body)
+        self.common = {"id": _new_id("cmpl-"), "object": "text_completion", "created": int(time.time()),
+                       "model": parsed.model, "system_fingerprint": "r1"}
         self.head = "data: " + json.dumps(self.common)[:-1] + ', "choices": [{"index": 0, "text": '
-        self.with_usage = with_usage
 
-    def __call__(self, item: Chunk | Final) -> bytes:
+    def event(self, item: Chunk | Final) -> bytes:
         if isinstance(item, Chunk):
             # Completions have no reasoning field: what the core split off as thinking is text here.
             text = item.thinking + item.content if item.thinking else item.content
@@ -359,50 +378,24 @@ class CompletionEvents:
             events.append(self.common | {"choices": [], "usage": usage(item)})
         return b"".join(SSE.frame(event) for event in events)
 
+    def answer(self, thinking: str, content: str, final: Final) -> Json:
+        return self.common | {
+            "choices": [{"text": thinking + content, "index": 0, "logprobs": None, "finish_reason": finish_reason(final)}],
+            "usage": usage(final),
+        }
+
 
 # --- generation routes ------------------------------------------------------------------------
 
 
 @routes.post("/v1/chat/completions")
 async def chat_completions(request: web.Request) -> web.StreamResponse:
-    body = await read_json(request)
-    parsed = chat_request(body)
-    stream = get_bool(body, "stream", False)
-    with_usage = include_usage(body)
-    rid, created = _new_id("chatcmpl-"), int(time.time())
-    items = generate(request.app[STORE], request.app[SCHEDULER], parsed)
-    if stream:
-        return await stream_events(request, items, ChatEvents(rid, created, parsed.model, with_usage), SSE)
-    thinking, content, final = await collect(items)
-    message: Json = {"role": "assistant", "content": content}
-    if thinking:
-        message["reasoning_content"] = thinking
-    if final.tool_calls:
-        message["content"] = content or None
-        message["tool_calls"] = openai_tool_calls(final)
-    return web.json_response({
-        "id": rid, "object": "chat.completion", "created": created, "model": parsed.model, "system_fingerprint": "r1",
-        "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(final)}],
-        "usage": usage(final),
-    })
+    return await respond(request, chat_request, ChatShape)
 
 
 @routes.post("/v1/completions")
 async def completions(request: web.Request) -> web.StreamResponse:
-    body = await read_json(request)
-    parsed = completion_request(body)
-    stream = get_bool(body, "stream", False)
-    with_usage = include_usage(body)
-    rid, created = _new_id("cmpl-"), int(time.time())
-    items = generate(request.app[STORE], request.app[SCHEDULER], parsed)
-    if stream:
-        return await stream_events(request, items, CompletionEvents(rid, created, parsed.model, with_usage), SSE)
-    thinking, content, final = await collect(items)
-    return web.json_response({
-        "id": rid, "object": "text_completion", "created": created, "model": parsed.model, "system_fingerprint": "r1",
-        "choices": [{"text": thinking + content, "index": 0, "logprobs": None, "finish_reason": finish_reason(final)}],
-        "usage": usage(final),
-    })
+    return await respond(request, completion_request, CompletionShape)
 
 
 def embedding_inputs(body: Json) -> list[str]:
@@ -428,8 +421,7 @@ def base64_floats(vector: list[float]) -> str:
 @routes.post("/v1/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
     body = await read_json(request)
-    model = get_str(body, "model")
-    assert model is not None
+    model = get_model(body)
     inputs = embedding_inputs(body)
     encoding = body.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
@@ -437,8 +429,7 @@ async def embeddings(request: web.Request) -> web.Response:
     dimensions = body.get("dimensions")
     if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool)):
         raise BadRequest(f"field 'dimensions' must be an integer, not {json.dumps(dimensions)}")
-    result = await embed(request.app[STORE], request.app[SCHEDULER], model, inputs,
-                         check_options(body.get("options")), keep_alive(body))
+    result = await embed(request.app[CORE], model, inputs, check_options(body.get("options")), keep_alive(body))
     vectors = result["embeddings"]
     if dimensions is not None and dimensions != len(vectors[0]):
         raise BadRequest(f"{model} makes vectors of {len(vectors[0])} dimensions, not {dimensions}; "

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..metrics import METRICS
-from .context import SCHEDULER
+from .context import METRICS, SCHEDULER
 
 routes = web.RouteTableDef()
 
 
 @routes.get("/metrics")
 async def metrics(request: web.Request) -> web.Response:
-    return web.Response(text=METRICS.render(request.app[SCHEDULER]), content_type="text/plain",
+    return web.Response(text=request.app[METRICS].render(request.app[SCHEDULER]), content_type="text/plain",
                         headers={"X-Content-Type-Options": "nosniff"}, charset="utf-8")

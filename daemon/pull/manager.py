@@ -17,7 +17,7 @@ import aiohttp
 
 from ..config import Settings
 from ..metadata import read_metadata
-from ..metrics import METRICS
+from ..metrics import Metrics
 from ..store import FileEntry, Manifest, ModelName, ModelRecord, Store, parse_name
 from .quant import RemoteFile
 from .resolve import OfflineError, PullPlan, resolve
@@ -68,8 +68,8 @@ class Pull:
 
 
 class PullManager:
-    def __init__(self, store: Store, settings: Settings, spawn: Spawn) -> None:
-        self.store, self.settings, self.spawn = store, settings, spawn
+    def __init__(self, store: Store, settings: Settings, spawn: Spawn, metrics: Metrics) -> None:
+        self.store, self.settings, self.spawn, self.metrics = store, settings, spawn, metrics
         self._pulls: dict[str, Pull] = {}
         self._transfers: dict[str, tuple[RangedDownload, asyncio.Task[str]]] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -160,7 +160,7 @@ class PullManager:
         url = _file_url(self.settings.hf_endpoint, plan, remote.path)
         if remote.sha256 is None:  # a small git file: its digest is known only once it is here
             digest, size = await fetch_small(self._http(), url, headers, self.store.blobs)
-            METRICS.bytes_pulled.inc(size)
+            self.metrics.bytes_pulled.inc(size)
             await pull.emit(_progress(digest, remote.path, size, size))
             return digest, size
         if self.store.blobs.has(remote.sha256, remote.size):
@@ -178,7 +178,7 @@ class PullManager:
             try:
                 await self._report(pull, remote, download, task)
                 if started_here:
-                    METRICS.bytes_pulled.inc(download.fetched)
+                    self.metrics.bytes_pulled.inc(download.fetched)
                 return remote.sha256, download.fetched if started_here else 0
             except DigestMismatchError as exc:
                 if attempt == 2:

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, ModelNotFound
 from .blobs import EPHEMERAL_PREFIXES, VIEW_PREFIX, BlobStore, Ingested, Progress
 from .index import Collected, Index, ModelRecord
 from .manifest import Manifest
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 PARTIAL_MAX_AGE = 14 * 86400  # seconds an unfinished, resumable download waits for its pull to come back
 
 
-class ModelNotFoundError(NotFound, LookupError):
+class ModelNotFoundError(ModelNotFound, LookupError):
     def __init__(self, name: str) -> None:
         super().__init__(f"model '{name}' not found; `r1 list` shows the models you have")
 

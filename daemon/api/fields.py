@@ -1,0 +1,101 @@
+"""Checks of request fields that both dialects share: each returns the value the core takes,
+or raises BadRequest naming the field and what it must be."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..config import ConfigError, parse_duration
+from ..errors import BadRequest
+
+Json = dict[str, Any]
+
+
+def get_str(body: Json, *keys: str, required: bool = True) -> str | None:
+    """The first of `keys` present (Ollama accepts both "model" and the older "name")."""
+    for key in keys:
+        if body.get(key) is not None:
+            value = body[key]
+            if not isinstance(value, str):
+                raise BadRequest(f"field '{key}' must be a string, not {type(value).__name__}")
+            return value
+    if required:
+        raise BadRequest(f"field '{keys[0]}' is required")
+    return None
+
+
+def get_model(body: Json, *keys: str) -> str:
+    """The model a request names; required."""
+    model = get_str(body, *(keys or ("model",)))
+    assert model is not None  # required: get_str raised otherwise
+    return model
+
+
+def get_bool(body: Json, key: str, default: bool) -> bool:
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise BadRequest(f"field '{key}' must be true or false, not {json.dumps(value)}")
+    return value
+
+
+def keep_alive(body: Json) -> float | None:
+    """Seconds from Ollama's keep_alive ("5m", 300, "-1", 0); None: the daemon's default."""
+    value = body.get("keep_alive")
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return parse_duration(value, "keep_alive")
+        except ConfigError as exc:
+            raise BadRequest(str(exc)) from exc
+    raise BadRequest(f"field 'keep_alive' must be a duration like \"5m\" or a number of seconds, not {value!r}")
+
+
+def think(body: Json) -> bool | None:
+    value = body.get("think")
+    if value is None or isinstance(value, bool):
+        return value
+    if value in ("low", "medium", "high"):  # gpt-oss style levels: on
+        return True
+    raise BadRequest(f"field 'think' must be true or false, not {value!r}")
+
+
+def output_format(body: Json) -> str | Json | None:
+    value = body.get("format")
+    if value in (None, ""):
+        return None
+    if value == "json" or isinstance(value, dict):
+        return value
+    raise BadRequest(f"field 'format' must be \"json\" or a JSON schema object, not {value!r}")
+
+
+def messages(body: Json, model: str) -> list[Json]:
+    value = body.get("messages")
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise BadRequest("field 'messages' must be a list of {role, content} objects")
+    checked = []
+    for n, message in enumerate(value):
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            raise BadRequest(f"messages[{n}] must be an object with a string 'role'")
+        content = message.get("content", "")
+        if not isinstance(content, str):
+            raise BadRequest(f"messages[{n}].content must be a string")
+        if message.get("images"):
+            raise BadRequest(f"{model} cannot see images: r1 runs text models only so far")
+        # Past thinking is not sent back to the model, as Ollama does.
+        checked.append({k: v for k, v in message.items() if k not in ("thinking", "images")} | {"content": content})
+    return checked
+
+
+def tools(body: Json) -> list[Any] | None:
+    value = body.get("tools")
+    if value is not None and not isinstance(value, list):
+        raise BadRequest("field 'tools' must be a list")
+    return value or None

@@ -1,0 +1,42 @@
+"""One generation route, whatever the dialect: read the body, parse it into the core's Request,
+generate, then stream the events or collect the whole answer, each shaped as the dialect does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from ..generation import Chunk, Final, Request, collect, generate
+from .context import CORE
+from .fields import get_bool
+from .http import Framing, read_json, stream_events
+
+Json = dict[str, Any]
+
+
+class Dialect(Protocol):
+    """How one API writes one generation; made per request (it may hold an id, a flag of the body)."""
+
+    framing: Framing
+    stream_default: bool
+
+    def event(self, item: Chunk | Final) -> bytes:
+        """One streamed event, framed (called once per token: keep it lean)."""
+
+    def answer(self, thinking: str, content: str, final: Final) -> Json:
+        """The whole answer, when the client did not ask for a stream."""
+
+
+async def respond(request: web.Request, parse: Callable[[Json], Request],
+                  dialect: Callable[[Json, Request], Dialect]) -> web.StreamResponse:
+    """Everything in the body is checked before the model is asked: a bad field is a 400, not a load."""
+    body = await read_json(request)
+    parsed = parse(body)
+    shape = dialect(body, parsed)
+    stream = get_bool(body, "stream", shape.stream_default)
+    items = generate(request.app[CORE], parsed)
+    if stream:
+        return await stream_events(request, items, shape.event, shape.framing)
+    return web.json_response(shape.answer(*await collect(items)))
