@@ -1,4 +1,6 @@
-"""Every test gets its own R1_HOME and a short R1_SOCKET; integration tests get a real daemon."""
+"""Every test gets its own R1_HOME and a short R1_SOCKET. HTTP-level tests get the app in-process
+with scripted runners (`api`); end-to-end tests get a real daemon: their own (`daemon`,
+`private_daemon`) or the session's one with Gemma and the tiny models loaded (`gemma_daemon`)."""
 
 from __future__ import annotations
 
@@ -12,14 +14,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
-from tinymodels import gemma_gguf
+from fakehub import FakeHub
+from scripted import Script, ScriptedRunners
+from tinymodels import GEMMA_TEMPLATE, THINK_TEMPLATE, TOOL_TEMPLATE, gemma_gguf, write_tiny_gguf
 
 R1 = str(Path(sys.executable).with_name("r1"))
 TEST_CACHE = Path(os.environ.get("R1_TEST_CACHE", Path(tempfile.gettempdir()) / "r1-test-models"))
@@ -73,6 +78,7 @@ class Daemon:
     home: Path
     env: dict[str, str]
     log_path: Path
+    port: int | None = None  # its TCP listener, when R1_HOST gave it one
 
     def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
         """Run the real `r1` command against this daemon."""
@@ -112,7 +118,8 @@ def start_daemon(env: dict[str, str], log_path: Path) -> Daemon:
         process = subprocess.Popen([R1, "serve"], env=env, stdout=log, stderr=log)
     socket_path = Path(env["R1_SOCKET"])
     wait_for_socket(socket_path, process, log_path)
-    return Daemon(process, socket_path, Path(env["R1_HOME"]), env, log_path)
+    port = int(env["R1_HOST"].rsplit(":", 1)[1]) if env.get("R1_HOST") else None
+    return Daemon(process, socket_path, Path(env["R1_HOME"]), env, log_path, port)
 
 
 @contextlib.contextmanager
@@ -144,3 +151,114 @@ def daemon(daemon_env: dict[str, str], tmp_path: Path) -> Iterator[Daemon]:
     code = running.stop()
     assert code == 0, f"daemon exited with {code} on SIGTERM:\n{running.log()}"
     assert not running.socket.exists(), "the daemon left its socket behind"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def runner_pids(daemon: Daemon) -> list[int]:
+    """The daemon's live runner processes (an exited one not yet reaped does not count)."""
+    pids = []
+    for child in psutil.Process(daemon.process.pid).children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and "r1.daemon.runner" in " ".join(child.cmdline()):
+                pids.append(child.pid)
+        except psutil.Error:  # gone meanwhile
+            pass
+    return pids
+
+
+def runner_pid(daemon: Daemon, model: str) -> int:
+    """The pid of the runner serving `model` (its one loaded instance)."""
+    status, answer = daemon.request("GET", "/api/ps")
+    assert status == 200
+    [pid] = [m["pid"] for m in answer["models"] if m["name"] == model]
+    return pid
+
+
+def wait_until(check: Any, timeout: float = 10, interval: float = 0.05) -> None:
+    """Poll `check` until it is true; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still not true after {timeout} s: {check}")
+        time.sleep(interval)
+
+
+# --- the session's daemon with real models ------------------------------------------------------
+
+HF_NAME = "hf.co/acme/gemma-3-270m:Q4_K_M"  # Gemma again, under a Hugging Face name
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
+    """A Hub on loopback with one small GGUF repo, for the session daemon's pulls."""
+    root = tmp_path_factory.mktemp("hub")
+    with FakeHub() as fake:
+        fake.add_repo("acme/tiny-GGUF", {"tiny-Q4_K_M.gguf": write_tiny_gguf(root / "tiny-Q4_K_M.gguf", seed=5)})
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def gemma_daemon(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path, hub: FakeHub) -> Iterator[Daemon]:
+    """One real daemon for every end-to-end test of generation, over the socket and TCP:
+    gemma (raw: its GGUF has no template), gemma-chat (Gemma's turns, at most 24 tokens),
+    gemma-tools (a tool-calling template), Gemma under HF_NAME, tiny (random, ChatML) and
+    thinker (random, a template that opens <think>). Tests add their own names beside them."""
+    root = tmp_path_factory.mktemp("gemma-daemon")
+    with private_daemon(root, **hub.env(), R1_LOG_LEVEL="DEBUG", R1_HOST=f"127.0.0.1:{free_port()}",
+                        HF_HOME=str(root / "hf")) as daemon:
+        daemon.cli("import", str(gemma_path), "--name", "gemma")
+        for name, template, parameters in (
+            ("gemma-chat", GEMMA_TEMPLATE, {"stop": ["<end_of_turn>"], "num_predict": 24}),
+            ("gemma-tools", TOOL_TEMPLATE, {"stop": ["</tool_call>", "<end_of_turn>"]}),
+        ):
+            status, answer = daemon.request("POST", "/api/create", {
+                "model": name, "from": "gemma", "template": template, "parameters": parameters, "stream": False})
+            assert status == 200, answer
+        daemon.cli("cp", "gemma", HF_NAME)
+        daemon.cli("import", str(write_tiny_gguf(root / "tiny.gguf")), "--name", "tiny")
+        daemon.cli("import", str(write_tiny_gguf(root / "think.gguf", chat_template=THINK_TEMPLATE, seed=1)),
+                   "--name", "thinker")
+        yield daemon
+
+
+# --- the app in-process ------------------------------------------------------------------------
+
+SCRIPT: Script = ["Hello", ",", " world", "!"]  # what scripted runners answer, a piece per token
+
+
+@dataclass
+class InProcess:
+    """r1's app on a test server (TCP on loopback), over a temp store, with scripted runners."""
+
+    client: Any  # aiohttp.test_utils.TestClient
+    runners: ScriptedRunners
+    home: Path
+    tmp: Path
+
+    async def add_model(self, name: str, **tiny: Any) -> None:
+        """A tiny GGUF in the store under `name` (the scripted runners never read it)."""
+        path = write_tiny_gguf(self.tmp / f"{name.replace(':', '-').replace('/', '-')}.gguf", **tiny)
+        response = await self.client.post("/api/import", json={"path": str(path), "model": name, "stream": False})
+        assert response.status == 200, await response.text()
+
+
+@pytest.fixture
+async def api(aiohttp_client: Any, tmp_path: Path, r1_env: dict[str, str]) -> AsyncIterator[InProcess]:
+    from r1.daemon.app import create_app
+    from r1.daemon.config import Settings
+    from r1.daemon.store import Store
+
+    settings = Settings.from_env()
+    store = Store(settings.home)
+    store.open()
+    runners = ScriptedRunners(list(SCRIPT))
+    try:
+        client = await aiohttp_client(create_app(settings, store, start=runners.start))
+        yield InProcess(client, runners, settings.home, tmp_path)
+    finally:
+        store.close()

@@ -33,6 +33,33 @@ THINK_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<｜Assistant｜><think>\\n' }}{% endif %}"
 )
 
+# Gemma 3's turns, for the base model's GGUF, which ships without a chat template.
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
+    "{{ m['content'] }}<end_of_turn>\n{% endfor %}<start_of_turn>model\n"
+)
+
+# Gemma 3 is a base model: this template shows it the tools and one worked example, then, when
+# tools are offered and the last turn is not a tool result, opens the answer with `<tool_call>`.
+# Greedy decoding then writes the call's JSON, and the `</tool_call>` stop ends it.
+# It raises when a past call's arguments are not an object, or a tool result has no tool_name:
+# a request that succeeds shows that /v1 converted OpenAI's messages into Ollama's shape.
+TOOL_TEMPLATE = (
+    "{{ bos_token }}{% if tools %}<start_of_turn>user\nYou can call these tools:\n"
+    "{% for t in tools %}{{ t['function'] | tojson }}\n{% endfor %}"
+    'To call one, answer with <tool_call>{"name": ..., "arguments": {...}}</tool_call>.\n'
+    "Example: What is the weather in Madrid?<end_of_turn>\n<start_of_turn>model\n<tool_call>\n"
+    '{"name": "get_weather", "arguments": {"city": "Madrid"}}\n</tool_call><end_of_turn>\n{% endif %}'
+    "{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
+    "{% if m['role'] == 'tool' %}{% if m['tool_name'] is not defined %}{{ raise_exception('tool result without tool_name') }}"
+    "{% endif %}Result of {{ m['tool_name'] }}: {% endif %}{{ m['content'] }}"
+    "{% for c in m['tool_calls'] or [] %}{% if c['function']['arguments'] is not mapping %}"
+    "{{ raise_exception('tool call arguments must be an object') }}{% endif %}<tool_call>\n"
+    "{{ {'name': c['function']['name'], 'arguments': c['function']['arguments']} | tojson }}\n</tool_call>{% endfor %}"
+    "<end_of_turn>\n{% endfor %}<start_of_turn>model\n"
+    "{% if tools and messages[-1]['role'] != 'tool' %}<tool_call>\n{% endif %}"
+)
+
 # <unk>, <s>, </s>, then one BYTE token per byte value: every text tokenizes by byte fallback.
 VOCAB = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
 TOKEN_TYPES = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + [TokenType.BYTE] * 256
