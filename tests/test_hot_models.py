@@ -9,14 +9,13 @@ from typing import Any
 
 import pytest
 
-from conftest import Daemon, private_daemon
-from test_generate import runner_pids
+from conftest import Daemon, private_daemon, runner_pids, wait_until
 
 MB = 1_000_000
 
 
 @pytest.fixture
-def gemma_daemon(request: pytest.FixtureRequest, tmp_path: Path, gemma_path: Path) -> Iterator[Daemon]:
+def budget_daemon(request: pytest.FixtureRequest, tmp_path: Path, gemma_path: Path) -> Iterator[Daemon]:
     # The budgets below were measured without llama.cpp's extra buffers: off, the sizes are the same on
     # every CPU (with them, an AMX Xeon adds ~200 MiB of repacked weights; tests/test_kernels.py).
     with private_daemon(tmp_path, R1_MEMORY_BUDGET=request.param, R1_LLAMA_EXTRA_BUFFERS="off") as daemon:
@@ -38,74 +37,67 @@ def ps(daemon: Daemon) -> dict[str, Any]:
     return answer
 
 
-def wait_until(check: Any, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not check() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert check()
-
-
 # Gemma 3 270M needs about 400 MB at num_ctx 2048 and 515 MB at 8192 (r1 show); 700 MB holds one.
-@pytest.mark.parametrize("gemma_daemon", ["700MB"], indirect=True)
-def test_a_budget_for_one_instance_evicts_the_first_for_the_second(gemma_daemon: Daemon) -> None:
-    ask(gemma_daemon, 2048)
-    [first] = ps(gemma_daemon)["models"]
+@pytest.mark.parametrize("budget_daemon", ["700MB"], indirect=True)
+def test_a_budget_for_one_instance_evicts_the_first_for_the_second(budget_daemon: Daemon) -> None:
+    ask(budget_daemon, 2048)
+    [first] = ps(budget_daemon)["models"]
     assert first["context_length"] == 2048 and first["state"] == "idle"
-    ask(gemma_daemon, 8192)
-    wait_until(lambda: len(runner_pids(gemma_daemon)) == 1)
-    [second] = ps(gemma_daemon)["models"]
+    ask(budget_daemon, 8192)
+    wait_until(lambda: len(runner_pids(budget_daemon)) == 1)
+    [second] = ps(budget_daemon)["models"]
     assert second["context_length"] == 8192 and second["pid"] != first["pid"]
     assert second["size"] <= 700 * MB
-    assert "to make room for gemma" in gemma_daemon.log()
+    assert "to make room for gemma" in budget_daemon.log()
 
 
-@pytest.mark.parametrize("gemma_daemon", ["2GB"], indirect=True)
-def test_a_budget_for_both_keeps_both_hot_with_no_reload(gemma_daemon: Daemon) -> None:
+@pytest.mark.parametrize("budget_daemon", ["2GB"], indirect=True)
+def test_a_budget_for_both_keeps_both_hot_with_no_reload(budget_daemon: Daemon) -> None:
     for _ in range(3):
-        ask(gemma_daemon, 2048)
-        ask(gemma_daemon, 8192)
-    loaded = ps(gemma_daemon)
+        ask(budget_daemon, 2048)
+        ask(budget_daemon, 8192)
+    loaded = ps(budget_daemon)
     assert sorted(m["context_length"] for m in loaded["models"]) == [2048, 8192]
     pids = {m["pid"] for m in loaded["models"]}
     for _ in range(3):
-        assert ask(gemma_daemon, 2048)["load_duration"] < 50_000_000  # hot: no load
-        ask(gemma_daemon, 8192)
-    assert {m["pid"] for m in ps(gemma_daemon)["models"]} == pids
-    assert gemma_daemon.log().count("gemma:latest loaded:") == 2
+        assert ask(budget_daemon, 2048)["load_duration"] < 50_000_000  # hot: no load
+        ask(budget_daemon, 8192)
+    assert {m["pid"] for m in ps(budget_daemon)["models"]} == pids
+    assert budget_daemon.log().count("gemma:latest loaded:") == 2
     assert loaded["memory"]["used"] == sum(m["size"] for m in loaded["models"])
 
 
-@pytest.mark.parametrize("gemma_daemon", ["300MB"], indirect=True)
-def test_a_model_that_can_never_fit_fails_at_once_and_show_says_so(gemma_daemon: Daemon) -> None:
-    status, answer = gemma_daemon.request("POST", "/api/generate", {"model": "gemma", "prompt": "hi", "stream": False})
+@pytest.mark.parametrize("budget_daemon", ["300MB"], indirect=True)
+def test_a_model_that_can_never_fit_fails_at_once_and_show_says_so(budget_daemon: Daemon) -> None:
+    status, answer = budget_daemon.request("POST", "/api/generate", {"model": "gemma", "prompt": "hi", "stream": False})
     assert status == 507
     assert "needs" in answer["error"] and "memory budget is 286 MiB" in answer["error"]
-    assert runner_pids(gemma_daemon) == []
-    shown = gemma_daemon.cli("show", "gemma").stdout
+    assert runner_pids(budget_daemon) == []
+    shown = budget_daemon.cli("show", "gemma").stdout
     assert "DOES NOT FIT" in shown
-    warned = gemma_daemon.cli("run", "gemma", "hi", check=False)
+    warned = budget_daemon.cli("run", "gemma", "hi", check=False)
     assert "Warning: gemma needs about" in warned.stderr and warned.returncode == 1
 
 
-@pytest.mark.parametrize("gemma_daemon", ["2GB"], indirect=True)
-def test_ps_stop_and_rm_of_a_loaded_model(gemma_daemon: Daemon) -> None:
-    gemma_daemon.cli("cp", "gemma", "gemma-copy")
-    ask(gemma_daemon, 2048, keep_alive="10m")
-    model = ps(gemma_daemon)["models"][0]
+@pytest.mark.parametrize("budget_daemon", ["2GB"], indirect=True)
+def test_ps_stop_and_rm_of_a_loaded_model(budget_daemon: Daemon) -> None:
+    budget_daemon.cli("cp", "gemma", "gemma-copy")
+    ask(budget_daemon, 2048, keep_alive="10m")
+    model = ps(budget_daemon)["models"][0]
     assert set(model) >= {"name", "model", "size", "digest", "details", "expires_at", "size_vram", "context_length"}
     assert model["name"] == "gemma:latest" and model["size_vram"] == 0 and model["details"]["family"] == "gemma3"
     assert 300 * MB < model["size"] < 600 * MB
-    listing = gemma_daemon.cli("ps").stdout
+    listing = budget_daemon.cli("ps").stdout
     assert "gemma:latest" in listing and "100% CPU" in listing and "minutes from now" in listing
     assert "memory budget in use" in listing
 
-    gemma_daemon.cli("stop", "gemma")
-    wait_until(lambda: not runner_pids(gemma_daemon))
-    assert ps(gemma_daemon)["models"] == []
+    budget_daemon.cli("stop", "gemma")
+    wait_until(lambda: not runner_pids(budget_daemon))
+    assert ps(budget_daemon)["models"] == []
 
-    ask(gemma_daemon, 2048, keep_alive=-1)
-    assert "Forever" in gemma_daemon.cli("ps").stdout
-    gemma_daemon.cli("rm", "gemma")  # gemma-copy still names the same model: it stays loaded
-    assert len(runner_pids(gemma_daemon)) == 1
-    gemma_daemon.cli("rm", "gemma-copy")  # the last name: unloaded
-    wait_until(lambda: not runner_pids(gemma_daemon))
+    ask(budget_daemon, 2048, keep_alive=-1)
+    assert "Forever" in budget_daemon.cli("ps").stdout
+    budget_daemon.cli("rm", "gemma")  # gemma-copy still names the same model: it stays loaded
+    assert len(runner_pids(budget_daemon)) == 1
+    budget_daemon.cli("rm", "gemma-copy")  # the last name: unloaded
+    wait_until(lambda: not runner_pids(budget_daemon))

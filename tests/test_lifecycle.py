@@ -10,7 +10,8 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Daemon, start_daemon
-from test_generate import Stream, runner_pids
+from conftest import runner_pids
+from test_generate import Stream
 from tinymodels import write_tiny_gguf
 
 LONG = {"model": "gemma", "prompt": "Count to a thousand: 1, 2,", "raw": True,

@@ -1,9 +1,8 @@
-"""The official `ollama` Python client against a real r1 daemon, over the socket and over TCP."""
+"""The official `ollama` Python client against the session's real r1 daemon, over the socket and over TCP."""
 
 from __future__ import annotations
 
 import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +11,8 @@ import httpx
 import ollama
 import pytest
 
-from conftest import Daemon, private_daemon
-from fakehub import FakeHub
-from test_generate import GEMMA_TEMPLATE
-from tinymodels import write_tiny_gguf
+from conftest import Daemon
+from tinymodels import GEMMA_TEMPLATE, write_tiny_gguf
 
 GREEDY = {"temperature": 0, "num_thread": 2}
 # Renders the tools offered, as tool-trained templates do (Hermes style).
@@ -31,40 +28,17 @@ CALL_SCHEMA = {"type": "object", "required": ["name", "arguments"], "properties"
                   "properties": {"city": {"type": "string", "minLength": 1, "maxLength": 12}}}}}
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
-    root = tmp_path_factory.mktemp("hub")
-    with FakeHub() as fake:
-        fake.add_repo("acme/tiny-GGUF", {"tiny-Q4_K_M.gguf": write_tiny_gguf(root / "tiny-Q4_K_M.gguf", seed=5)})
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path, hub: FakeHub) -> Iterator[tuple[Daemon, int]]:
-    root = tmp_path_factory.mktemp("ollama-client")
-    port = free_port()
-    with private_daemon(root, **hub.env(), R1_HOST=f"127.0.0.1:{port}", HF_HOME=str(root / "hf")) as daemon:
-        daemon.cli("import", str(gemma_path), "--name", "gemma")
-        yield daemon, port
-
-
-@pytest.fixture(scope="module")
-def client(served: tuple[Daemon, int]) -> ollama.Client:
-    """Over the Unix socket, as FACTS.md shows."""
-    return ollama.Client(host="http://localhost", transport=httpx.HTTPTransport(uds=str(served[0].socket)))
+def client(gemma_daemon: Daemon) -> ollama.Client:
+    """Over the Unix socket, with an httpx transport."""
+    return ollama.Client(host="http://localhost", transport=httpx.HTTPTransport(uds=str(gemma_daemon.socket)))
 
 
 @pytest.fixture(scope="module")
 def gemma_chat(client: ollama.Client) -> str:
-    client.create(model="gemma-chat", from_="gemma", template=GEMMA_TEMPLATE,
+    client.create(model="ollama-chat", from_="gemma", template=GEMMA_TEMPLATE,
                   parameters={"stop": ["<end_of_turn>"], "num_predict": 24})
-    return "gemma-chat"
+    return "ollama-chat"
 
 
 def names(listing: Any) -> set[str]:
@@ -72,7 +46,7 @@ def names(listing: Any) -> set[str]:
 
 
 def test_list_show_copy_delete(client: ollama.Client, gemma_chat: str) -> None:
-    assert {"gemma:latest", "gemma-chat:latest"} <= names(client.list())
+    assert {"gemma:latest", "ollama-chat:latest"} <= names(client.list())
     shown = client.show(gemma_chat)
     assert shown.template == GEMMA_TEMPLATE and "stop" in shown.parameters
     assert shown.details.family == "gemma3" and shown.details.quantization_level == "Q4_K_M"
@@ -119,15 +93,15 @@ def test_chat_streamed_and_not(client: ollama.Client, gemma_chat: str) -> None:
 
 
 def test_chat_with_tools_returns_tool_calls(client: ollama.Client) -> None:
-    client.create(model="gemma-tools", from_="gemma", template=TOOLS_TEMPLATE)
-    answer = client.chat("gemma-tools", [{"role": "user", "content": "What is the weather in Paris?"}],
+    client.create(model="gemma-hermes", from_="gemma", template=TOOLS_TEMPLATE)
+    answer = client.chat("gemma-hermes", [{"role": "user", "content": "What is the weather in Paris?"}],
                          tools=[WEATHER_TOOL], format=CALL_SCHEMA, options={**GREEDY, "num_predict": 60})
     assert answer.message.tool_calls, answer
     call = answer.message.tool_calls[0]
     assert call.function.name == "get_weather" and isinstance(call.function.arguments["city"], str)
     assert answer.message.content == ""
     # The call and its result go back into the conversation, through the template.
-    follow = client.chat("gemma-tools", [
+    follow = client.chat("gemma-hermes", [
         {"role": "user", "content": "What is the weather in Paris?"},
         {"role": "assistant", "content": "", "tool_calls": [call.model_dump()]},
         {"role": "tool", "content": "Sunny, 21 C", "tool_name": "get_weather"},
@@ -152,11 +126,14 @@ def test_embed_and_the_older_embeddings(client: ollama.Client) -> None:
 
 def test_ps_lists_loaded_models(client: ollama.Client) -> None:
     client.generate("gemma", "Hi", raw=True, options={**GREEDY, "num_predict": 1})
-    loaded = {m.model: m for m in client.ps().models}
-    assert "gemma:latest" in loaded
-    model = loaded["gemma:latest"]
-    assert model.size > 200_000_000 and model.size_vram == 0 and model.context_length == 4096
-    assert model.expires_at is not None and model.details.family == "gemma3"
+    # Gemma's other names share its runners (one per set of load options, num_thread among them):
+    # ps names whichever loaded each, so find them by digest.
+    digest = {m.model: m.digest for m in client.list().models}["gemma:latest"]
+    loaded = [m for m in client.ps().models if m.digest == digest]
+    assert loaded and {m.context_length for m in loaded} == {4096}
+    for model in loaded:
+        assert model.size > 200_000_000 and model.size_vram == 0
+        assert model.expires_at is not None and model.details.family == "gemma3"
 
 
 def test_create_from_uploaded_blobs(client: ollama.Client, tmp_path: Path) -> None:
@@ -174,18 +151,18 @@ def test_create_from_uploaded_blobs(client: ollama.Client, tmp_path: Path) -> No
     assert caught.value.status_code == 400 and "re-quantize" in caught.value.error
 
 
-def test_the_client_over_tcp(served: tuple[Daemon, int]) -> None:
-    tcp = ollama.Client(host=f"http://127.0.0.1:{served[1]}")
+def test_the_client_over_tcp(gemma_daemon: Daemon) -> None:
+    tcp = ollama.Client(host=f"http://127.0.0.1:{gemma_daemon.port}")
     assert "gemma:latest" in names(tcp.list())
     answer = tcp.generate("gemma", "Hello", raw=True, options={**GREEDY, "num_predict": 3})
     assert answer.eval_count == 3
 
 
-def test_the_openai_client_over_tcp(served: tuple[Daemon, int], gemma_chat: str) -> None:
+def test_the_openai_client_over_tcp(gemma_daemon: Daemon, gemma_chat: str) -> None:
     import openai  # the other official client, on the same TCP listener
 
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{served[1]}/v1", api_key="unused-on-loopback")
-    assert "gemma-chat:latest" in {m.id for m in client.models.list()}
+    client = openai.OpenAI(base_url=f"http://127.0.0.1:{gemma_daemon.port}/v1", api_key="unused-on-loopback")
+    assert f"{gemma_chat}:latest" in {m.id for m in client.models.list()}
     answer = client.chat.completions.create(model=gemma_chat, max_tokens=4, temperature=0,
                                             messages=[{"role": "user", "content": "Hi"}])
     assert answer.choices[0].message.role == "assistant" and answer.usage.completion_tokens <= 4

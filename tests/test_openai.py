@@ -1,4 +1,5 @@
-"""OpenAI's API (/v1) through a real daemon, judged by the official `openai` client over the Unix socket."""
+"""OpenAI's API (/v1), judged by the official `openai` client: end to end over the session daemon's
+Unix socket with real models, and its checks and framing in-process."""
 
 from __future__ import annotations
 
@@ -17,60 +18,17 @@ import httpx2
 import openai
 import pytest
 
-from conftest import Daemon, private_daemon
-from test_generate import GEMMA_TEMPLATE, runner_pids
-from tinymodels import THINK_TEMPLATE, write_tiny_gguf
-
-HF_NAME = "hf.co/acme/gemma-3-270m:Q4_K_M"
+from conftest import HF_NAME, Daemon, InProcess, runner_pids
 GREEDY: dict[str, Any] = {"temperature": 0}
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The current weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }}
 
-# Gemma 3 is a base model: this template shows it the tools and one worked example, then, when
-# tools are offered and the last turn is not a tool result, opens the answer with `<tool_call>`.
-# Greedy decoding then writes the call's JSON, and the `</tool_call>` stop ends it.
-# It raises when a past call's arguments are not an object, or a tool result has no tool_name:
-# a request that succeeds shows that /v1 converted OpenAI's messages into Ollama's shape.
-TOOL_TEMPLATE = (
-    "{{ bos_token }}{% if tools %}<start_of_turn>user\nYou can call these tools:\n"
-    "{% for t in tools %}{{ t['function'] | tojson }}\n{% endfor %}"
-    'To call one, answer with <tool_call>{"name": ..., "arguments": {...}}</tool_call>.\n'
-    "Example: What is the weather in Madrid?<end_of_turn>\n<start_of_turn>model\n<tool_call>\n"
-    '{"name": "get_weather", "arguments": {"city": "Madrid"}}\n</tool_call><end_of_turn>\n{% endif %}'
-    "{% for m in messages %}<start_of_turn>{{ 'model' if m['role'] == 'assistant' else 'user' }}\n"
-    "{% if m['role'] == 'tool' %}{% if m['tool_name'] is not defined %}{{ raise_exception('tool result without tool_name') }}"
-    "{% endif %}Result of {{ m['tool_name'] }}: {% endif %}{{ m['content'] }}"
-    "{% for c in m['tool_calls'] or [] %}{% if c['function']['arguments'] is not mapping %}"
-    "{{ raise_exception('tool call arguments must be an object') }}{% endif %}<tool_call>\n"
-    "{{ {'name': c['function']['name'], 'arguments': c['function']['arguments']} | tojson }}\n</tool_call>{% endfor %}"
-    "<end_of_turn>\n{% endfor %}<start_of_turn>model\n"
-    "{% if tools and messages[-1]['role'] != 'tool' %}<tool_call>\n{% endif %}"
-)
-
-
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path) -> Iterator[Daemon]:
-    """One daemon for the module: Gemma raw, as a chat model, as a tool caller, under an HF name; a tiny thinker."""
-    root = tmp_path_factory.mktemp("openai")
-    with private_daemon(root, R1_LOG_LEVEL="DEBUG") as daemon:
-        daemon.cli("import", str(gemma_path), "--name", "gemma")
-        for name, template, stop in (("gemma-chat", GEMMA_TEMPLATE, ["<end_of_turn>"]),
-                                     ("gemma-tools", TOOL_TEMPLATE, ["</tool_call>", "<end_of_turn>"])):
-            status, answer = daemon.request("POST", "/api/create", {
-                "model": name, "from": "gemma", "template": template, "stream": False, "parameters": {"stop": stop}})
-            assert status == 200, answer
-        daemon.cli("cp", "gemma", HF_NAME)
-        daemon.cli("import", str(write_tiny_gguf(root / "think.gguf", chat_template=THINK_TEMPLATE, seed=1)),
-                   "--name", "thinker")
-        yield daemon
-
-
-@pytest.fixture(scope="module")
-def client(served: Daemon) -> Iterator[openai.OpenAI]:
+def client(gemma_daemon: Daemon) -> Iterator[openai.OpenAI]:
     """The official client, over the daemon's socket (openai 3.x takes an httpx2 client)."""
-    http = httpx2.Client(transport=httpx2.HTTPTransport(uds=str(served.socket)), timeout=120)
+    http = httpx2.Client(transport=httpx2.HTTPTransport(uds=str(gemma_daemon.socket)), timeout=120)
     yield openai.OpenAI(base_url="http://localhost/v1", api_key="r1", http_client=http, max_retries=0)
     http.close()
 
@@ -86,7 +44,7 @@ def ask(client: openai.OpenAI, content: Any, **kw: Any) -> Any:
 def test_models_are_listed_and_retrieved_by_any_name(client: openai.OpenAI) -> None:
     models = client.models.list()
     ids = [m.id for m in models.data]
-    assert set(ids) == {"gemma:latest", "gemma-chat:latest", "gemma-tools:latest", "thinker:latest", HF_NAME}
+    assert set(ids) >= {"gemma:latest", "gemma-chat:latest", "gemma-tools:latest", "thinker:latest", HF_NAME}
     now = time.time()
     for model in models.data:
         assert model.object == "model" and model.owned_by == "r1"
@@ -278,8 +236,8 @@ def test_completions_take_the_prompt_raw(client: openai.OpenAI) -> None:
     assert default.usage.completion_tokens == 16  # OpenAI's default max_tokens
 
 
-def test_embeddings_as_floats_and_base64(client: openai.OpenAI, served: Daemon) -> None:
-    width = served.request("POST", "/api/show", {"model": "gemma"})[1]["model_info"]["gemma3.embedding_length"]
+def test_embeddings_as_floats_and_base64(client: openai.OpenAI, gemma_daemon: Daemon) -> None:
+    width = gemma_daemon.request("POST", "/api/show", {"model": "gemma"})[1]["model_info"]["gemma3.embedding_length"]
     inputs = ["the sky is blue", "cats purr"]
     floats = client.embeddings.create(model="gemma", input=inputs, encoding_format="float")
     assert floats.object == "list" and floats.model == "gemma"
@@ -292,7 +250,7 @@ def test_embeddings_as_floats_and_base64(client: openai.OpenAI, served: Daemon) 
     decoded = client.embeddings.create(model="gemma", input=inputs)  # the client asks for base64 and decodes it
     for a, b in zip(decoded.data, floats.data):
         assert a.embedding == pytest.approx(b.embedding, abs=1e-6)
-    status, raw = served.request("POST", "/v1/embeddings", {"model": "gemma", "input": "the sky is blue",
+    status, raw = gemma_daemon.request("POST", "/v1/embeddings", {"model": "gemma", "input": "the sky is blue",
                                                             "encoding_format": "base64"})
     assert status == 200, raw
     packed = base64.b64decode(raw["data"][0]["embedding"])
@@ -303,43 +261,104 @@ def test_embeddings_as_floats_and_base64(client: openai.OpenAI, served: Daemon) 
 # --- errors -----------------------------------------------------------------------------------
 
 
-def test_errors_come_in_openais_shape(client: openai.OpenAI, served: Daemon) -> None:
+@pytest.fixture
+async def aclient(api: InProcess) -> openai.AsyncOpenAI:
+    """The official client against the app in-process (its test server listens on loopback)."""
+    await api.add_model("chat")
+    await api.add_model("base", chat_template=None)
+    return openai.AsyncOpenAI(base_url=str(api.client.make_url("/v1")), api_key="r1", max_retries=0)
+
+
+async def test_errors_come_in_openais_shape(aclient: openai.AsyncOpenAI, api: InProcess) -> None:
+    def chat(content: Any = "hi", **kw: Any) -> Any:
+        return aclient.chat.completions.create(model="chat", messages=[{"role": "user", "content": content}], **kw)
+
     with pytest.raises(openai.NotFoundError) as caught:
-        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
+        await aclient.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
     assert caught.value.code == "model_not_found"
     with pytest.raises(openai.NotFoundError):  # a stream fails before its first byte, so it gets its status too
-        client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}], stream=True)
+        await aclient.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}], stream=True)
     with pytest.raises(openai.NotFoundError):
-        client.completions.create(model="nope", prompt="hi")
+        await aclient.completions.create(model="nope", prompt="hi")
     with pytest.raises(openai.NotFoundError):
-        client.embeddings.create(model="nope", input="hi")
+        await aclient.embeddings.create(model="nope", input="hi")
     bad_requests = [
-        (lambda: ask(client, "hi", n=2), "'n'"),
-        (lambda: ask(client, "hi", temperature="hot"), "temperature"),
-        (lambda: ask(client, [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]), "text"),
-        (lambda: ask(client, "hi", response_format={"type": "yaml"}), "response_format"),
-        (lambda: ask(client, "hi", stop=[1, 2]), "stop"),
-        (lambda: client.chat.completions.create(model="gemma-chat", messages=[]), "messages"),
-        (lambda: client.chat.completions.create(model="gemma", messages=[{"role": "user", "content": "hi"}]), "chat template"),
-        (lambda: client.completions.create(model="gemma", prompt=[1, 2, 3]), "prompt"),
-        (lambda: client.completions.create(model="gemma", prompt="hi", echo=True), "echo"),
-        (lambda: client.completions.create(model="gemma", prompt=""), "prompt"),
-        (lambda: client.embeddings.create(model="gemma", input=[[1, 2, 3]]), "token"),
+        (chat(n=2), "'n'"),
+        (chat(temperature="hot"), "temperature"),
+        (chat([{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]), "text"),
+        (chat(response_format={"type": "yaml"}), "response_format"),
+        (chat(stop=[1, 2]), "stop"),
+        (chat(logprobs=True), "logprobs"),
+        (chat(tool_choice={"type": "function", "function": {"name": "nope"}}, tools=[WEATHER]), "tool_choice"),
+        (aclient.chat.completions.create(model="chat", messages=[]), "messages"),
+        (aclient.chat.completions.create(model="base", messages=[{"role": "user", "content": "hi"}]), "chat template"),
+        (aclient.completions.create(model="base", prompt=[1, 2, 3]), "prompt"),
+        (aclient.completions.create(model="base", prompt="hi", echo=True), "echo"),
+        (aclient.completions.create(model="base", prompt="hi", suffix="end"), "suffix"),
+        (aclient.completions.create(model="base", prompt=""), "prompt"),
+        (aclient.embeddings.create(model="base", input=[[1, 2, 3]]), "token"),
     ]
     for call, word in bad_requests:
         with pytest.raises(openai.BadRequestError) as caught:
-            call()
+            await call
         assert caught.value.body["type"] == "invalid_request_error", caught.value.body
         assert word in caught.value.body["message"], caught.value.body
-    status, body = served.request("POST", "/v1/chat/completions", raw=b"{not json")
-    assert status == 400
+    assert api.runners.started == []  # no bad request loaded a model
+    response = await api.client.post("/v1/chat/completions", data=b"{not json")
+    body = await response.json()
+    assert response.status == 400
     assert set(body["error"]) == {"message", "type", "param", "code"}
     assert body["error"]["type"] == "invalid_request_error" and "JSON" in body["error"]["message"]
-    status, body = served.request("GET", "/v1/nothing-here")
-    assert status == 404 and body["error"]["type"] == "not_found_error"
+    response = await api.client.get("/v1/nothing-here")
+    assert response.status == 404 and (await response.json())["error"]["type"] == "not_found_error"
 
 
-def test_a_client_that_leaves_a_stream_cancels_its_generation(client: openai.OpenAI, served: Daemon) -> None:
+async def test_fields_become_the_cores_options(aclient: openai.AsyncOpenAI, api: InProcess) -> None:
+    await aclient.chat.completions.create(
+        model="chat", messages=[{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+        temperature=0.2, top_p=0.5, seed=3, stop=["x"], max_completion_tokens=2, frequency_penalty=0.1,
+        presence_penalty=0.3, response_format={"type": "json_object"}, extra_body={"options": {"top_k": 7}})
+    sent = api.runners.requests[-1]
+    assert sent["sampling"] == {"temperature": 0.2, "top_p": 0.5, "seed": 3, "stop": ["x"], "num_predict": 2,
+                                "frequency_penalty": 0.1, "presence_penalty": 0.3, "top_k": 7}
+    assert sent["format"] == "json" and [m["role"] for m in sent["messages"]] == ["system", "user"]
+    completion = await aclient.completions.create(model="base", prompt="Once")
+    assert api.runners.requests[-1]["sampling"]["num_predict"] == 16 and api.runners.requests[-1]["raw"] is True
+    assert completion.choices[0].text == "Hello, world!" and completion.usage.completion_tokens == 4
+
+
+async def test_an_error_after_the_first_token_ends_the_stream_in_band(api: InProcess) -> None:
+    from r1.daemon.runner.client import RunnerDied
+
+    await api.add_model("chat")
+    api.runners.script[2:] = [RunnerDied("the model runner for chat stopped: was killed by SIGKILL", "was killed", -9)]
+    response = await api.client.post("/v1/chat/completions", json={
+        "model": "chat", "messages": [{"role": "user", "content": "hi"}], "stream": True})
+    assert response.status == 200  # the headers went with the first token
+    events = (await response.text()).split("\n\n")
+    assert [json.loads(e.removeprefix("data: "))["choices"][0]["delta"].get("content") for e in events[:2]] == ["Hello", ","]
+    last = json.loads(events[2].removeprefix("data: "))
+    assert last["error"]["type"] == "server_error" and "SIGKILL" in last["error"]["message"]
+    assert events[3:] == [""]  # no [DONE] after an error
+
+
+async def test_streams_are_server_sent_events_ending_in_done(api: InProcess) -> None:
+    await api.add_model("chat")
+    response = await api.client.post("/v1/chat/completions", json={
+        "model": "chat", "messages": [{"role": "user", "content": "Hi"}], "stream": True, "max_tokens": 3,
+        "stream_options": {"include_usage": True}})
+    assert response.status == 200 and response.headers["Content-Type"] == "text/event-stream"
+    events = (await response.text()).split("\n\n")
+    assert events[-2:] == ["data: [DONE]", ""]
+    assert all(e.startswith("data: ") and "\n" not in e for e in events[:-1])
+    parsed = [json.loads(e.removeprefix("data: ")) for e in events[:-2]]
+    assert [p["choices"][0]["delta"].get("content") for p in parsed[:3]] == ["Hello", ",", " world"]
+    assert parsed[-2]["choices"][0]["finish_reason"] == "length"
+    assert parsed[-1]["choices"] == [] and parsed[-1]["usage"]["completion_tokens"] == 3
+    assert {p["id"] for p in parsed} == {parsed[0]["id"]} and all(p["model"] == "chat" for p in parsed)
+
+
+def test_a_client_that_leaves_a_stream_cancels_its_generation(client: openai.OpenAI, gemma_daemon: Daemon) -> None:
     stream = client.completions.create(model="gemma", prompt="Count to a thousand: 1, 2,", max_tokens=3000,
                                        stream=True, **GREEDY)
     pieces = [next(iter(stream)) for _ in range(3)]
@@ -350,17 +369,17 @@ def test_a_client_that_leaves_a_stream_cancels_its_generation(client: openai.Ope
     assert quick.usage.completion_tokens == 4
     assert time.monotonic() - started < 10  # 3000 tokens would take half a minute
     deadline = time.monotonic() + 5
-    while "cancelled" not in served.log() and time.monotonic() < deadline:
+    while "cancelled" not in gemma_daemon.log() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert "cancelled: its client went away" in served.log()
+    assert "cancelled: its client went away" in gemma_daemon.log()
 
 
-def test_an_error_mid_stream_arrives_in_band(client: openai.OpenAI, served: Daemon) -> None:
+def test_an_error_mid_stream_arrives_in_band(client: openai.OpenAI, gemma_daemon: Daemon) -> None:
     stream = client.chat.completions.create(model="gemma-chat", messages=[{"role": "user", "content": "Tell me a story."}],
                                             max_tokens=3000, stream=True, **GREEDY)
     chunks = iter(stream)
     assert next(chunks).choices[0].delta.role == "assistant"
-    pids = runner_pids(served)
+    pids = runner_pids(gemma_daemon)
     assert pids
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
@@ -371,17 +390,3 @@ def test_an_error_mid_stream_arrives_in_band(client: openai.OpenAI, served: Daem
     assert caught.value.body["type"] == "server_error"
     after = ask(client, "Hi", max_tokens=3)  # the next request gets a fresh runner
     assert after.usage.completion_tokens >= 1
-
-
-def test_streams_are_server_sent_events_ending_in_done(served: Daemon) -> None:
-    status, text = served.request("POST", "/v1/chat/completions", {
-        "model": "gemma-chat", "messages": [{"role": "user", "content": "Hi"}], "stream": True, "max_tokens": 3,
-        "temperature": 0, "stream_options": {"include_usage": True}})
-    assert status == 200 and isinstance(text, str)  # text/event-stream, not JSON
-    events = text.split("\n\n")
-    assert events[-2:] == ["data: [DONE]", ""]
-    assert all(e.startswith("data: ") and "\n" not in e for e in events[:-1])
-    parsed = [json.loads(e.removeprefix("data: ")) for e in events[:-2]]
-    assert [p["choices"][0]["finish_reason"] for p in parsed[:-1]][-1] in ("stop", "length")
-    assert parsed[-1]["choices"] == [] and parsed[-1]["usage"]["completion_tokens"] <= 3
-    assert {p["id"] for p in parsed} == {parsed[0]["id"]} and all(p["model"] == "gemma-chat" for p in parsed)
