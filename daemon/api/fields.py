@@ -12,24 +12,23 @@ from ..errors import BadRequest
 Json = dict[str, Any]
 
 
-def get_str(body: Json, *keys: str, required: bool = True) -> str | None:
-    """The first of `keys` present (Ollama accepts both "model" and the older "name")."""
+def get_str(body: Json, *keys: str) -> str | None:
+    """The first of `keys` present (Ollama accepts both "model" and the older "name"), or None."""
     for key in keys:
         if body.get(key) is not None:
             value = body[key]
             if not isinstance(value, str):
                 raise BadRequest(f"field '{key}' must be a string, not {type(value).__name__}")
             return value
-    if required:
-        raise BadRequest(f"field '{keys[0]}' is required")
     return None
 
 
-def get_model(body: Json, *keys: str) -> str:
-    """The model a request names; required."""
-    model = get_str(body, *(keys or ("model",)))
-    assert model is not None  # required: get_str raised otherwise
-    return model
+def required_str(body: Json, *keys: str) -> str:
+    """As get_str, for a field the request cannot do without."""
+    value = get_str(body, *keys)
+    if value is None:
+        raise BadRequest(f"field '{keys[0]}' is required")
+    return value
 
 
 def get_bool(body: Json, key: str, default: bool) -> bool:

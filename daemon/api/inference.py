@@ -11,7 +11,7 @@ from ..errors import BadRequest
 from ..generation import Chunk, Final, Request, embed
 from ..runner.options import check_options
 from .context import CORE
-from .fields import get_bool, get_model, get_str, keep_alive, messages, output_format, think, tools
+from .fields import get_bool, get_str, keep_alive, messages, output_format, required_str, think, tools
 from .http import NDJSON, read_json
 from .respond import respond
 
@@ -32,13 +32,13 @@ def created_at() -> str:
 
 
 def parse_request(body: Json, chat: bool) -> Request:
-    model = get_model(body, "model", "name")
+    model = required_str(body, "model", "name")
     return Request(
         model=model,
-        prompt=None if chat else get_str(body, "prompt", required=False),
+        prompt=None if chat else get_str(body, "prompt"),
         messages=messages(body, model) if chat else None,
-        system=None if chat else get_str(body, "system", required=False),
-        template=get_str(body, "template", required=False),
+        system=None if chat else get_str(body, "system"),
+        template=get_str(body, "template"),
         raw=False if chat else get_bool(body, "raw", False),
         format=output_format(body),
         options=check_options(body.get("options")),
@@ -113,8 +113,8 @@ async def chat_route(request: web.Request) -> web.StreamResponse:
 async def embeddings_route(request: web.Request) -> web.Response:
     """Ollama's older, single-text endpoint: {"model", "prompt"} -> {"embedding"}."""
     body = await read_json(request)
-    model = get_model(body, "model", "name")
-    prompt = get_str(body, "prompt", required=False) or ""
+    model = required_str(body, "model", "name")
+    prompt = get_str(body, "prompt") or ""
     result = await embed(request.app[CORE], model, [prompt] if prompt else [],
                          check_options(body.get("options")), keep_alive(body))
     return web.json_response({"embedding": result["embeddings"][0] if result["embeddings"] else []})
@@ -123,7 +123,7 @@ async def embeddings_route(request: web.Request) -> web.Response:
 @routes.post("/api/embed")
 async def embed_route(request: web.Request) -> web.Response:
     body = await read_json(request)
-    model = get_model(body, "model", "name")
+    model = required_str(body, "model", "name")
     value = body.get("input", [])
     inputs = [value] if isinstance(value, str) else value
     if not isinstance(inputs, list) or not all(isinstance(v, str) for v in inputs):

@@ -18,7 +18,7 @@ from ..kernels import ExtraBuffers
 from ..store import ModelRecord, Store, parse_name
 from ..pull import catalog
 from .context import PULLS, SCHEDULER, SETTINGS, STORE
-from .fields import get_bool, get_str
+from .fields import get_bool, required_str
 from .http import read_json, start_owned_task, stream_ndjson
 
 routes = web.RouteTableDef()
@@ -155,7 +155,7 @@ async def tags(request: web.Request) -> web.Response:
 @routes.post("/api/show")
 async def show_model(request: web.Request) -> web.Response:
     body = await read_json(request)
-    name = get_str(body, "model", "name")
+    name = required_str(body, "model", "name")
     store = _store(request)
     record = await asyncio.to_thread(store.get, name)
     return web.json_response(await asyncio.to_thread(show, store, record, request.app[SETTINGS].memory_budget,
@@ -165,7 +165,7 @@ async def show_model(request: web.Request) -> web.Response:
 @routes.delete("/api/delete")
 async def delete(request: web.Request) -> web.Response:
     body = await read_json(request)
-    name = get_str(body, "model", "name")
+    name = required_str(body, "model", "name")
     store = _store(request)
     record = await asyncio.to_thread(store.remove, name)
     if not any(r.manifest_id == record.manifest_id for r in await asyncio.to_thread(store.list)):
@@ -215,8 +215,8 @@ async def ps(request: web.Request) -> web.Response:
 @routes.post("/api/copy")
 async def copy(request: web.Request) -> web.Response:
     body = await read_json(request)
-    source = get_str(body, "source")
-    destination = get_str(body, "destination")
+    source = required_str(body, "source")
+    destination = required_str(body, "destination")
     await asyncio.to_thread(_store(request).copy, source, destination)
     return web.Response()
 
@@ -256,8 +256,8 @@ async def _progress_of(request: web.Request, job: Callable[[Callable[[Event], No
 async def import_(request: web.Request) -> web.StreamResponse:
     """r1's own: import a local file or folder the daemon can read ({"path", "model", "link"})."""
     body = await read_json(request)
-    path = get_str(body, "path")
-    name = get_str(body, "model", "name")
+    path = required_str(body, "path")
+    name = required_str(body, "model", "name")
     link = get_bool(body, "link", True)
     model = parse_name(name)  # fail fast, with a 400, before any work starts
     source = check_source(path)
@@ -285,7 +285,7 @@ async def create(request: web.Request) -> web.StreamResponse:
 async def pull(request: web.Request) -> web.StreamResponse:
     """Ollama's pull; joins a pull of the same model already under way, and goes on if the client leaves."""
     body = await read_json(request)
-    name = get_str(body, "model", "name")
+    name = required_str(body, "model", "name")
     stream = get_bool(body, "stream", True)
     pulling = await request.app[PULLS].start(name)
     if stream:

@@ -29,7 +29,7 @@ from ..generation import Chunk, Final, Request, embed
 from ..runner.options import check_options
 from ..store import InvalidNameError, ModelRecord
 from .context import CORE, STORE
-from .fields import get_bool, get_model, keep_alive, messages, think, tools
+from .fields import get_bool, keep_alive, messages, required_str, think, tools
 from .http import SSE, read_json
 from .respond import respond
 
@@ -241,7 +241,7 @@ def chat_messages(body: Json, model: str) -> list[Json]:
 
 
 def chat_request(body: Json) -> Request:
-    model = get_model(body)
+    model = required_str(body, "model")
     only_one_choice(body)
     if body.get("logprobs"):
         raise BadRequest("field 'logprobs' is not supported: r1 does not return token log probabilities")
@@ -257,7 +257,7 @@ def chat_request(body: Json) -> Request:
 
 
 def completion_request(body: Json) -> Request:
-    model = get_model(body)
+    model = required_str(body, "model")
     only_one_choice(body)
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1:
@@ -421,7 +421,7 @@ def base64_floats(vector: list[float]) -> str:
 @routes.post("/v1/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
     body = await read_json(request)
-    model = get_model(body)
+    model = required_str(body, "model")
     inputs = embedding_inputs(body)
     encoding = body.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
