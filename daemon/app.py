@@ -16,7 +16,7 @@ from .generation import Core
 from .kernels import ExtraBuffers, Machine
 from .metrics import Metrics
 from .pull.manager import PullManager
-from .scheduler import Scheduler, StartRunner, start_runner
+from .scheduler import Scheduler, StartRunner
 from .store import Store
 
 
@@ -35,7 +35,7 @@ async def _pulls(app: web.Application) -> AsyncIterator[None]:
     await app[PULLS].close()
 
 
-def _scheduler(start: StartRunner):
+def _scheduler(start: StartRunner | None):
     async def run_scheduler(app: web.Application) -> AsyncIterator[None]:
         extra_buffers = ExtraBuffers(app[SETTINGS].llama_extra_buffers, Machine.here(), app[STORE])
         app[SCHEDULER] = Scheduler(app[SETTINGS], extra_buffers, start)
@@ -46,10 +46,10 @@ def _scheduler(start: StartRunner):
     return run_scheduler
 
 
-def create_app(settings: Settings, store: Store, *, start: StartRunner = start_runner,
+def create_app(settings: Settings, store: Store, *, start: StartRunner | None = None,
                metrics: Metrics | None = None) -> web.Application:
     """An app over an opened store; the caller owns the store's lifetime. Tests hand in a fake
-    runner factory (`start`) and their own metrics to read."""
+    runner factory (`start`; by default real runner processes) and their own metrics to read."""
     app = web.Application(middlewares=[access_middleware, guard_middleware, errors_middleware])
     app.on_response_prepare.append(add_cors_headers)
     app[SETTINGS] = settings

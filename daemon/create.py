@@ -1,7 +1,7 @@
 """`r1 create` / `/api/create`: a new model from one in the store or a local file, with its own
 chat template, system prompt, default parameters and first messages (Modelfile fields).
 
-The settings live in the manifest's metadata, so the new name shares every blob with its
+The settings are the manifest's overrides, so the new name shares every blob with its
 base: creating a variant costs a row in the index, not a copy of the weights.
 """
 
@@ -14,10 +14,7 @@ from .errors import BadRequest
 from .importer import Event, check_source, import_model
 from .runner.options import OPTION_TYPES, check_options
 from .metadata import read_metadata
-from .store import FileEntry, Manifest, ModelRecord, Store, parse_digest, parse_name
-
-# Manifest metadata keys that `r1 create` sets; everything else comes from the model files.
-CREATE_FIELDS = ("template", "system", "parameters", "license", "messages")
+from .store import FileEntry, Manifest, ModelRecord, Overrides, Store, parse_digest, parse_name
 
 
 def check_template(source: str) -> None:
@@ -30,7 +27,7 @@ def check_template(source: str) -> None:
         raise BadRequest(f"TEMPLATE is not valid Jinja (line {exc.lineno}): {exc.message}") from exc
 
 
-def check_settings(body: dict[str, Any]) -> dict[str, Any]:
+def check_settings(body: dict[str, Any]) -> Overrides:
     """The Modelfile fields of a create request, checked."""
     settings: dict[str, Any] = {}
     for key in ("template", "system", "license"):
@@ -59,7 +56,15 @@ def check_settings(body: dict[str, Any]) -> dict[str, Any]:
         ):
             raise BadRequest("field 'messages' must be a list of {role, content} objects")
         settings["messages"] = [{"role": m["role"], "content": m["content"]} for m in messages]
-    return settings
+    return Overrides(**settings)
+
+
+def combine_overrides(base: Overrides, new: Overrides) -> Overrides:
+    """A variant's settings: what it sets replaces the base's, and its PARAMETERs add to the base's."""
+    merged = base.to_dict() | new.to_dict()
+    if new.parameters is not None:
+        merged["parameters"] = {**(base.parameters or {}), **new.parameters}
+    return Overrides(**merged)
 
 
 def manifest_from_blobs(store: Store, files: dict[str, str]) -> Manifest:
@@ -74,27 +79,25 @@ def manifest_from_blobs(store: Store, files: dict[str, str]) -> Manifest:
     fmt = "gguf" if ggufs else "mlx"
     with store.staged_view((e.path, e.digest) for e in entries) as view:
         shown = [view / p for p in ggufs] if ggufs else [view / e.path for e in entries]
-        metadata = read_metadata(fmt, shown).to_dict()
-    return Manifest(fmt, tuple(sorted(entries, key=lambda e: e.path)), metadata)
+        facts = read_metadata(fmt, shown)
+    return Manifest(tuple(sorted(entries, key=lambda e: e.path)), facts)
 
 
 def create_model(store: Store, body: dict[str, Any], emit: Callable[[Event], None]) -> ModelRecord:
     """Runs in a thread; the request body was checked by check_request()."""
     name = parse_name(body["model"])
-    settings = check_settings(body)
+    overrides = check_settings(body)
     if body.get("path"):
-        return import_model(store, check_source(body["path"]), name, emit=emit, settings=settings).record
+        return import_model(store, check_source(body["path"]), name, emit=emit, overrides=overrides).record
     if body.get("files"):
         emit({"status": "parsing model files"})
         uploaded = manifest_from_blobs(store, body["files"])
         emit({"status": "writing manifest"})
-        return store.add(name, Manifest(uploaded.format, uploaded.files, uploaded.metadata | settings))
+        return store.add(name, Manifest(uploaded.files, uploaded.facts, overrides))
     base = store.get(body["from"])
     emit({"status": f"using {base.name}"})
-    metadata = dict(base.manifest.metadata)
-    if "parameters" in settings:  # PARAMETER lines add to the base's defaults
-        settings["parameters"] = {**metadata.get("parameters", {}), **settings["parameters"]}
-    manifest = Manifest(base.manifest.format, base.manifest.files, metadata | settings)
+    overrides = combine_overrides(base.manifest.overrides, overrides)
+    manifest = Manifest(base.manifest.files, base.manifest.facts, overrides, base.manifest.source)
     emit({"status": "writing manifest"})
     return store.add(name, manifest)
 

@@ -103,19 +103,18 @@ def model_path(store: Store, record: ModelRecord) -> Path:
 
 def model_template(record: ModelRecord) -> str | None:
     """The chat template in effect: one set by `r1 create`, else the model's own."""
-    meta = record.manifest.metadata
-    return meta.get("template") or meta.get("chat_template")
+    return record.manifest.overrides.template or record.manifest.facts.chat_template
 
 
 def model_spec(store: Store, record: ModelRecord, options: dict[str, Any],
                extra_buffers: ExtraBuffers) -> tuple[ModelSpec, Estimate, dict[str, Any]]:
     """The runner spec for a model with these (checked) options, its memory estimate, and the
     sampling options left over."""
-    meta = record.manifest.metadata
-    fmt = record.manifest.format
-    merged = {**check_options(meta.get("parameters")), **options}
-    load, sampling = split_options(merged, meta.get("context_length"))
-    need = estimate(fmt, meta, record.manifest.size, load["num_ctx"], extra_buffers.repacked_types(fmt))
+    manifest = record.manifest
+    fmt = manifest.format
+    merged = {**check_options(manifest.overrides.parameters), **options}
+    load, sampling = split_options(merged, manifest.facts.context_length)
+    need = estimate(manifest.facts, manifest.size, load["num_ctx"], extra_buffers.repacked_types(fmt))
     spec = ModelSpec(record.name, record.manifest_id, fmt, model_path(store, record),
                      tuple(sorted(load.items())), estimate=need.total, record=record)
     return spec, need, sampling
@@ -129,21 +128,21 @@ def prepare(store: Store, request: Request, extra_buffers: ExtraBuffers) -> Prep
         raise BadRequest(f"files of {record.name} are missing from the store ({', '.join(missing)}); "
                          f"pull or import it again")
     spec, _, sampling = model_spec(store, record, request.options, extra_buffers)
-    meta = record.manifest.metadata
+    overrides = record.manifest.overrides
     frame: dict[str, Any] = {"sampling": sampling, "format": request.format}
-    template = request.template or meta.get("template")
+    template = request.template or overrides.template
     if template:
         frame["template"] = template
     if request.think is not None:
         frame["think"] = request.think
-    system = request.system if request.system is not None else meta.get("system")
+    system = request.system if request.system is not None else overrides.system
     if request.messages is not None:
-        if not (template or meta.get("chat_template")):
+        if not (template or record.manifest.facts.chat_template):
             raise BadRequest(
                 f"{record.name} has no chat template, so it cannot chat; give it one with `r1 create` "
                 "and a TEMPLATE line, or send it a plain prompt (/api/generate, /v1/completions)"
             )
-        messages = list(meta.get("messages") or []) + request.messages
+        messages = list(overrides.messages or []) + request.messages
         if system and not any(m.get("role") == "system" for m in messages):
             messages.insert(0, {"role": "system", "content": system})
         frame["messages"] = messages

@@ -10,7 +10,7 @@ from typing import Any
 
 from .errors import BadRequest
 from .metadata import model_files, read_metadata
-from .store import FileEntry, Manifest, MissingBlobError, ModelName, ModelRecord, Store
+from .store import FileEntry, Manifest, MissingBlobError, ModelName, ModelRecord, Overrides, Store
 
 log = logging.getLogger(__name__)
 
@@ -44,23 +44,23 @@ def check_source(path_text: str) -> Path:
 
 def import_model(
     store: Store, path: Path, model: ModelName, *, link: bool = True, emit: Callable[[Event], None] = lambda e: None,
-    settings: dict[str, Any] | None = None,
+    overrides: Overrides = Overrides(),
 ) -> ImportResult:
-    """Hash the files into blobs (linking where possible), read their metadata, record the model.
+    """Hash the files into blobs (linking where possible), read their facts, record the model.
 
     `path` comes from check_source(); the caller validates both arguments before starting.
-    `settings` (template, system, parameters... from `r1 create`) go into the manifest's metadata."""
+    `overrides` (template, system, parameters... from `r1 create`) go into the manifest with the facts."""
     fmt, files = model_files(path)
-    metadata = read_metadata(fmt, files).to_dict() | (settings or {})
+    facts = read_metadata(fmt, files)
     root = path if path.is_dir() else path.parent
     try:
         entries, how = _ingest_all(store, root, files, link, emit)
         emit({"status": "writing manifest"})
-        record = store.add(model, Manifest(fmt, tuple(entries), metadata))
+        record = store.add(model, Manifest(tuple(entries), facts, overrides))
     except MissingBlobError:
         # A concurrent `rm` took a shared blob between hashing and recording: bring it back once.
         entries, how = _ingest_all(store, root, files, link, emit)
-        record = store.add(model, Manifest(fmt, tuple(entries), metadata))
+        record = store.add(model, Manifest(tuple(entries), facts, overrides))
     except PermissionError as exc:
         raise BadRequest(f"the r1 daemon cannot read {exc.filename}: permission denied") from exc
     log.info("imported %s from %s (%s)", record.name, path, ", ".join(sorted(set(how.values()))))

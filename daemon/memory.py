@@ -19,7 +19,9 @@ up, the scheduler uses its measured size instead.
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import Any, NamedTuple
+from typing import NamedTuple
+
+from .metadata import ModelFacts
 
 MiB = 1024 * 1024
 KV_BYTES = 2  # f16 K and V entries, llama.cpp's default and MLX's for bf16/f16 and quantized models
@@ -41,23 +43,23 @@ class Estimate(NamedTuple):
         return self.weights + self.kv_cache + self.compute + self.runtime + self.repacked
 
 
-def kv_cache_bytes(meta: dict[str, Any], num_ctx: int, element: int = KV_BYTES) -> int:
-    layers = meta.get("block_count") or 0
-    kv_heads = meta.get("head_count_kv") or meta.get("head_count") or 0
-    width = (meta.get("key_length") or 0) + (meta.get("value_length") or 0)
+def kv_cache_bytes(facts: ModelFacts, num_ctx: int, element: int = KV_BYTES) -> int:
+    layers = facts.block_count or 0
+    kv_heads = facts.head_count_kv or facts.head_count or 0
+    width = (facts.key_length or 0) + (facts.value_length or 0)
     return layers * num_ctx * kv_heads * width * element
 
 
-def estimate(fmt: str, meta: dict[str, Any], weights: int, num_ctx: int,
-             repacked_types: Collection[str] = ()) -> Estimate:
+def estimate(facts: ModelFacts, weights: int, num_ctx: int, repacked_types: Collection[str] = ()) -> Estimate:
     """The memory a runner for this model at this context length will need; `repacked_types` are the
     weight types llama.cpp repacks on this machine (kernels.ExtraBuffers), none when that is off."""
-    vocab = meta.get("vocab_size") or DEFAULT_VOCAB
+    fmt = facts.format
+    vocab = facts.vocab_size or DEFAULT_VOCAB
     compute = COMPUTE_BASE + COMPUTE_PER_VOCAB * vocab if fmt == "gguf" else COMPUTE_BASE
     # MLX keeps the cache in the weights' float type: 4 bytes for an unquantized float32 model.
-    element = 4 if fmt == "mlx" and meta.get("quantization") == "F32" else KV_BYTES
-    repacked = sum(size for kind, size in (meta.get("matmul_weights") or {}).items() if kind in repacked_types)
-    return Estimate(weights, kv_cache_bytes(meta, num_ctx, element), compute, RUNTIME.get(fmt, RUNTIME["gguf"]), repacked)
+    element = 4 if fmt == "mlx" and facts.quantization == "F32" else KV_BYTES
+    repacked = sum(size for kind, size in (facts.matmul_weights or {}).items() if kind in repacked_types)
+    return Estimate(weights, kv_cache_bytes(facts, num_ctx, element), compute, RUNTIME.get(fmt, RUNTIME["gguf"]), repacked)
 
 
 def human(size: int) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -110,8 +111,9 @@ class Lease:
 StartRunner = Callable[[ModelSpec, bool], Awaitable[RunnerHandle]]
 
 
-async def start_runner(spec: ModelSpec, extra_buffers: bool) -> Runner:
-    return await Runner.start(spec.name, spec.format, spec.path, {**dict(spec.load), "extra_buffers": extra_buffers})
+async def start_runner(spec: ModelSpec, extra_buffers: bool, log_level: str) -> Runner:
+    return await Runner.start(spec.name, spec.format, spec.path, {**dict(spec.load), "extra_buffers": extra_buffers},
+                              log_level)
 
 
 def measured(info: dict[str, Any]) -> int:
@@ -120,7 +122,7 @@ def measured(info: dict[str, Any]) -> int:
 
 
 class Scheduler:
-    def __init__(self, settings: Settings, extra_buffers: ExtraBuffers, start: StartRunner = start_runner,
+    def __init__(self, settings: Settings, extra_buffers: ExtraBuffers, start: StartRunner | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.budget = settings.memory_budget
         self.max_loaded = settings.max_loaded
@@ -130,7 +132,8 @@ class Scheduler:
         self.loads = 0  # runners started, for /metrics and tests
         self.evictions = 0
         self.extra_buffers = extra_buffers
-        self._start = start
+        # Real runners log at the daemon's level.
+        self._start = start or functools.partial(start_runner, log_level=settings.log_level)
         self._clock = clock
         self._instances: dict[Any, Instance] = {}
         self._waiting = 0  # requests waiting for memory or a turn

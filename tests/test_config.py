@@ -1,3 +1,4 @@
+import ast
 import sys
 from pathlib import Path
 
@@ -43,6 +44,37 @@ def test_bad_values_name_the_variable() -> None:
         Settings.from_env({"HOME": "/h", "R1_SOCKET": long_socket})
 
 
+def test_every_setting_is_parsed_from_its_declaration() -> None:
+    defaults = Settings.from_env({"HOME": "/h"})
+    assert defaults._fields == tuple(SETTINGS), "one field per declaration"
+    assert (defaults.keep_alive, defaults.shutdown_grace, defaults.socket_mode) == (300.0, 10.0, 0o600)
+    assert (defaults.host, defaults.origins, defaults.log_file, defaults.hf_offline) == ("", (), None, False)
+    assert Settings.from_env({"HOME": "/h", "R1_KEEP_ALIVE": ""}).keep_alive == 300.0, "empty is unset"
+    changed = Settings.from_env({"HOME": "/h", "R1_KEEP_ALIVE": "1h", "R1_ORIGINS": "app://*, https://x",
+                                 "R1_SOCKET_MODE": "660", "R1_MEMORY_BUDGET": "2GiB", "HF_ENDPOINT": "http://m/"})
+    assert (changed.keep_alive, changed.origins, changed.socket_mode) == (3600.0, ("app://*", "https://x"), 0o660)
+    assert (changed.memory_budget, changed.hf_endpoint) == (2 * 1024**3, "http://m")
+    for variable, text, message in (("R1_MAX_QUEUE", "0", "from 1 to 100000"), ("R1_MEMORY_BUDGET", "0", "more than 0"),
+                                    ("R1_SOCKET_MODE", "0666", "owner and group only"), ("R1_KEEP_ALIVE", "soon", "duration")):
+        with pytest.raises(ConfigError, match=f"{variable}.*{message}"):
+            Settings.from_env({"HOME": "/h", variable: text})
+    with pytest.raises(TypeError, match="no such setting: sockett"):
+        Settings.from_env({"HOME": "/h"}, sockett="/tmp/x.sock")
+
+
+def test_nothing_in_the_daemon_but_config_reads_the_environment() -> None:
+    """Settings are read once and passed down (the runners get their log level as an argument)."""
+    daemon = Path(__file__).resolve().parent.parent / "daemon"
+    readers = []
+    for path in daemon.rglob("*.py"):
+        if path.name == "config.py" and path.parent == daemon:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv", "environb"):
+                readers.append(f"{path.relative_to(daemon)}:{node.lineno}")
+    assert readers == []
+
+
 def test_serve_help_lists_every_variable(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["serve", "--help"])
@@ -50,7 +82,7 @@ def test_serve_help_lists_every_variable(capsys: pytest.CaptureFixture[str]) -> 
     output = capsys.readouterr().out
     for setting in SETTINGS.values():
         assert setting.env in output
-        assert setting.default.split()[0] in output
+        assert setting.shown_default.split()[0] in output
 
 
 def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:

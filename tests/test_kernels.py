@@ -10,7 +10,7 @@ import pytest
 
 from r1.daemon.kernels import ExtraBuffers, Machine
 from r1.daemon.memory import MiB, estimate
-from r1.daemon.metadata import read_metadata
+from r1.daemon.metadata import ModelFacts, read_metadata
 
 AMX_XEON = frozenset({"avx2", "avx512f", "amx_int8", "amx_tile"})
 EPYC = frozenset({"avx2", "avx512f"})
@@ -40,16 +40,16 @@ def test_the_repacked_types_follow_the_cpu(monkeypatch: pytest.MonkeyPatch) -> N
 
 def test_gemma_on_an_amx_xeon_is_estimated_as_measured(gemma_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "linux")
-    meta = read_metadata("gguf", [gemma_path]).to_dict()
-    plain = estimate("gguf", meta, gemma_path.stat().st_size, 4096)
-    amx = estimate("gguf", meta, gemma_path.stat().st_size, 4096, machine(AMX_XEON).repacked_types)
-    epyc = estimate("gguf", meta, gemma_path.stat().st_size, 4096, machine(EPYC).repacked_types)
+    facts = read_metadata("gguf", [gemma_path])
+    plain = estimate(facts, gemma_path.stat().st_size, 4096)
+    amx = estimate(facts, gemma_path.stat().st_size, 4096, machine(AMX_XEON).repacked_types)
+    epyc = estimate(facts, gemma_path.stat().st_size, 4096, machine(EPYC).repacked_types)
     # Measured on a Sapphire Rapids VM (issue 12): 618 MiB resident with AMX buffers, against 419 MiB estimated.
     assert round(plain.total / MiB) == 419
     assert abs(amx.total / MiB - 618) < 618 * 0.02
-    assert amx.repacked == meta["matmul_weights"]["Q8_0"] + meta["matmul_weights"]["Q4_K"] + meta["matmul_weights"]["Q6_K"]
-    assert epyc.repacked == meta["matmul_weights"]["Q4_K"]  # 12.7 MiB, as llama.cpp's CPU_REPACK buffer here
-    assert estimate("mlx", {"matmul_weights": None}, 100, 16, machine(AMX_XEON).repacked_types).repacked == 0
+    assert amx.repacked == facts.matmul_weights["Q8_0"] + facts.matmul_weights["Q4_K"] + facts.matmul_weights["Q6_K"]
+    assert epyc.repacked == facts.matmul_weights["Q4_K"]  # 12.7 MiB, as llama.cpp's CPU_REPACK buffer here
+    assert estimate(ModelFacts("mlx"), 100, 16, machine(AMX_XEON).repacked_types).repacked == 0
 
 
 def test_this_machine_has_a_name_and_an_engine() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -10,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from r1.daemon.errors import BadRequest
+from conftest import Daemon, unix_request
+from r1.daemon.errors import R1Error
 from r1.daemon.metadata import (
     MetadataError,
-    ModelMetadata,
+    ModelFacts,
     model_files,
     read_gguf_metadata,
     read_metadata,
@@ -44,7 +46,7 @@ def test_gemma_metadata(gemma_path: Path) -> None:
     assert gemma_path.stat().st_size == 253_113_024
     assert model_files(gemma_path) == ("gguf", [gemma_path])
     meta = read_metadata("gguf", [gemma_path])
-    assert meta == ModelMetadata(
+    assert meta == ModelFacts(
         format="gguf",
         architecture="gemma3",
         parameter_count=268_098_176,
@@ -65,7 +67,7 @@ def test_gemma_metadata(gemma_path: Path) -> None:
         # The tied output matrix (token_embd, Q8_0) counts: llama.cpp multiplies by a second copy of it.
         matmul_weights={"Q8_0": 179_824_640, "Q5_0": 43_591_680, "Q4_K": 13_271_040, "Q6_K": 9_676_800},
     )
-    assert json.loads(json.dumps(meta.to_dict())) == meta.to_dict()
+    assert ModelFacts.from_dict(json.loads(json.dumps(meta.to_dict()))) == meta, "facts survive the index's JSON"
 
 
 def test_gemma_header_is_read_quickly(gemma_path: Path) -> None:
@@ -269,7 +271,7 @@ def test_text_file_named_gguf(tmp_path: Path) -> None:
     path.write_text("just some text, not a model\n")
     with pytest.raises(MetadataError, match=r"notes\.gguf is not a GGUF file \(bad magic\)") as info:
         read_metadata(*model_files(path))
-    assert isinstance(info.value, BadRequest) and isinstance(info.value, ValueError)
+    assert isinstance(info.value, ValueError) and not isinstance(info.value, R1Error), "not an HTTP error"
     (tmp_path / "empty.gguf").touch()
     with pytest.raises(MetadataError, match=r"empty\.gguf is empty"):
         read_gguf_metadata([tmp_path / "empty.gguf"])
@@ -322,3 +324,16 @@ def test_other_things_r1_cannot_import(tmp_path: Path) -> None:
 def test_gguf_suffix_is_case_insensitive(tmp_path: Path) -> None:
     path = write_tiny_gguf(tmp_path / "Model.GGUF")
     assert model_files(path) == ("gguf", [path])
+
+
+def test_the_api_answers_a_metadata_error_with_a_400(daemon: Daemon) -> None:
+    """MetadataError knows nothing of HTTP; where the API meets it, it is the client's 400."""
+    data = b"just some text, not a model\n"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    assert unix_request(daemon.socket, "POST", f"/api/blobs/{digest}", raw=data)[0] == 201
+    body = {"model": "broken", "files": {"notes.gguf": digest}}
+    status, answer = unix_request(daemon.socket, "POST", "/api/create", {**body, "stream": False})
+    assert status == 400 and "notes.gguf is not a GGUF file (bad magic)" in answer["error"]
+    status, streamed = unix_request(daemon.socket, "POST", "/api/create", body)
+    last = json.loads(streamed.splitlines()[-1])  # the stream had started: the error comes in-band
+    assert status == 200 and "notes.gguf is not a GGUF file (bad magic)" in last["error"]

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import sqlite_utils
 
+from r1.daemon.create import combine_overrides
 from r1.daemon.errors import InsufficientStorage
-from r1.daemon.store import FileEntry, Manifest, ModelNotFoundError, Store, parse_digest
-from r1.daemon.store.blobs import BlobStore, InvalidDigestError
+from r1.daemon.metadata import ModelFacts
+from r1.daemon.store import FileEntry, Manifest, ModelNotFoundError, Overrides, Store, parse_digest
+from r1.daemon.store.blobs import BlobStore, InvalidDigestError, Upload, UploadMismatchError
+from r1.daemon.store.connections import IndexConnections
 from r1.daemon.store.index import migrations
 
 
@@ -41,13 +46,22 @@ def write(path: Path, data: bytes) -> Path:
 
 def add_file_model(store: Store, name: str, path: Path, link: bool = True) -> Manifest:
     ingested = store.ingest(path, link=link)
-    manifest = Manifest("gguf", (FileEntry(path.name, ingested.digest, ingested.size),), {"quantization": "Q4_K_M"})
+    manifest = Manifest((FileEntry(path.name, ingested.digest, ingested.size),), ModelFacts("gguf", quantization="Q4_K_M"))
     store.add(name, manifest)
     return manifest
 
 
 def blob_files(store: Store) -> list[str]:
     return sorted(p.name for p in store.blobs.dir.iterdir())
+
+
+def index_rows(store: Store, sql: str) -> list[tuple]:
+    """What the index file holds, read with a connection of the test's own."""
+    db = sqlite_utils.Database(store.home / "r1.db")
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
 
 
 def test_add_get_list_and_snapshot(store: Store, tmp_path: Path) -> None:
@@ -116,7 +130,7 @@ def test_rm_collects_blobs_only_when_unreferenced(store: Store, tmp_path: Path) 
     store.remove("c2")
     assert blob_files(store) == []
     assert not store.snapshot_path(manifest_id).exists()
-    assert store.index.blobs() == {} and store.index.manifest_ids() == []
+    assert index_rows(store, "SELECT * FROM blobs") == [] and index_rows(store, "SELECT * FROM manifests") == []
     with pytest.raises(ModelNotFoundError) as info:
         store.remove("c2")
     assert "not found" in str(info.value) and info.value.status == 404
@@ -134,7 +148,7 @@ def test_add_refuses_a_manifest_whose_blob_is_gone(store: Store, tmp_path: Path)
     data = b"gone"
     entry = FileEntry("m.gguf", sha(data), len(data))
     with pytest.raises(Exception) as info:
-        store.add("x", Manifest("gguf", (entry,)))
+        store.add("x", Manifest((entry,), ModelFacts("gguf")))
     assert "disappeared" in str(info.value)
     assert store.list() == []
 
@@ -238,7 +252,9 @@ def test_migrations_create_the_schema_once() -> None:
     }
     assert [c.name for c in db["manifest_files"].columns] == ["manifest_id", "path", "digest", "size", "position"]
     assert [c.name for c in db["kernel_crashes"].columns] == ["engine", "cpu", "reason", "recorded_at"]
-    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_kernel_crashes"]
+    assert [c.name for c in db["manifests"].columns] == ["id", "format", "facts", "created_at", "overrides", "source"]
+    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_kernel_crashes",
+                                                        "m003_facts_apart_from_overrides"]
     assert migrations.pending(db) == []
 
 
@@ -256,7 +272,7 @@ def test_a_kernel_crash_is_remembered_across_restarts(tmp_path: Path) -> None:
 
 
 def test_index_is_in_wal_mode(store: Store) -> None:
-    assert store.index.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert index_rows(store, "PRAGMA journal_mode") == [("wal",)]
 
 
 def test_resumable_downloads_are_kept_until_they_go_stale(tmp_path: Path) -> None:
@@ -271,3 +287,152 @@ def test_resumable_downloads_are_kept_until_they_go_stale(tmp_path: Path) -> Non
     report = store.open()
     assert fresh.exists() and not stale.exists() and not stale_state.exists()
     assert sum("not resumed for 14 days" in action for action in report.actions) == 2
+
+
+# Facts apart from overrides, and the migration that split them
+
+
+def old_manifest_id(fmt: str, files: list[dict], metadata: dict) -> str:
+    """How r1 named a manifest when facts, source and overrides were one `metadata` object."""
+    body = {"format": fmt, "files": files, "metadata": metadata}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def test_a_new_manifest_keeps_the_id_r1_gave_the_same_content_before(store: Store, tmp_path: Path) -> None:
+    data = os.urandom(100)
+    ingested = store.ingest(write(tmp_path / "m.gguf", data))
+    facts = ModelFacts("gguf", architecture="llama", license="apache-2.0", vocab_size=32, matmul_weights={"F32": 8})
+    overrides = Overrides(system="Be brief.", parameters={"temperature": 0.5})
+    manifest = Manifest((FileEntry("m.gguf", ingested.digest, ingested.size),), facts, overrides, {"repo": "o/r"})
+    merged = facts.to_dict() | {"source": {"repo": "o/r"}, "system": "Be brief.", "parameters": {"temperature": 0.5}}
+    files = [{"path": "m.gguf", "digest": ingested.digest, "size": 100}]
+    assert manifest.id == old_manifest_id("gguf", files, merged)
+    assert store.add("m", manifest).manifest_id == manifest.id
+    assert store.get("m").manifest == manifest
+
+
+def test_old_stores_are_migrated_and_keep_their_manifest_ids(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    data = os.urandom(1000)
+    digest = sha(data)
+    # A manifest as an r1 before vocab_size and matmul_weights wrote it: a created variant of a pulled model.
+    merged = {
+        "format": "gguf", "architecture": "llama", "family": "llama", "parameter_count": 1000,
+        "parameter_size": "0.00M", "quantization": "Q8_0", "context_length": 2048, "chat_template": "{{ x }}",
+        "name": "Tiny", "license": "MIT", "embedding_length": 64, "block_count": 2, "head_count": 4,
+        "head_count_kv": 2, "key_length": 16, "value_length": 16,
+        "source": {"repo": "org/tiny", "commit": "c" * 40, "tag": "Q8_0"},
+        "template": "{{ messages }}", "system": "Be brief.", "parameters": {"temperature": 0.5},
+        "messages": [{"role": "user", "content": "hi"}],
+    }
+    files = [{"path": "tiny.gguf", "digest": digest, "size": len(data)}]
+    manifest_id = old_manifest_id("gguf", files, merged)
+    db = sqlite_utils.Database(home / "r1.db")
+    migrations.apply(db, stop_before="m003_facts_apart_from_overrides")
+    stamp = "2025-01-01T00:00:00+00:00"
+    db.execute("INSERT INTO blobs VALUES (?, ?, ?)", [digest, len(data), stamp])
+    db.execute("INSERT INTO manifests VALUES (?, 'gguf', ?, ?)", [manifest_id, json.dumps(merged), stamp])
+    db.execute("INSERT INTO manifest_files VALUES (?, 'tiny.gguf', ?, ?, 0)", [manifest_id, digest, len(data)])
+    db.execute("INSERT INTO models VALUES ('tiny:latest', 'tiny:latest', ?, ?, ?)", [manifest_id, stamp, stamp])
+    db.conn.commit()
+    db.close()
+    write(home / "blobs" / digest.replace(":", "-"), data)
+
+    store = Store(home)
+    assert store.open().actions == [f"rebuilt snapshot {manifest_id[:12]}"]  # only the links this test left out
+    record = store.get("tiny")
+    assert record.manifest_id == record.manifest.id == manifest_id
+    manifest = record.manifest
+    assert manifest.facts == ModelFacts(
+        format="gguf", architecture="llama", family="llama", parameter_count=1000, parameter_size="0.00M",
+        quantization="Q8_0", context_length=2048, chat_template="{{ x }}", name="Tiny", license="MIT",
+        embedding_length=64, block_count=2, head_count=4, head_count_kv=2, key_length=16, value_length=16,
+    )  # vocab_size and matmul_weights unknown: the memory estimate has defaults for them
+    assert manifest.overrides == Overrides(template="{{ messages }}", system="Be brief.",
+                                           parameters={"temperature": 0.5}, messages=[{"role": "user", "content": "hi"}])
+    assert manifest.source == {"repo": "org/tiny", "commit": "c" * 40, "tag": "Q8_0"}
+    assert (store.snapshot_path(manifest_id) / "tiny.gguf").read_bytes() == data
+    # The recorded id travels with the manifest: a copy shares it, a variant gets its own.
+    assert store.copy("tiny", "again").manifest_id == manifest_id
+    overrides = combine_overrides(manifest.overrides, Overrides(parameters={"top_k": 5}))
+    variant = Manifest(manifest.files, manifest.facts, overrides)
+    assert variant.overrides.parameters == {"temperature": 0.5, "top_k": 5}
+    assert store.add("variant", variant).manifest_id not in (manifest_id, "")
+    store.close()
+    assert store.open().actions == [], "the migration runs once"
+    store.close()
+
+
+# SQLite off the hot path
+
+
+def test_readers_do_not_wait_for_an_open_write_transaction(tmp_path: Path) -> None:
+    connections = IndexConnections(tmp_path / "r1.db")
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_write(index) -> None:
+        with index.db.atomic():
+            index.record_kernel_crash("engine", "cpu", "crashed")
+            inside.set()
+            release.wait(10)
+
+    writer = threading.Thread(target=connections.write, args=(slow_write,))
+    writer.start()
+    try:
+        assert inside.wait(5)
+        started = time.monotonic()
+        with connections.reading() as index:
+            assert index.kernel_crash("engine", "cpu") is None, "a reader sees the last committed state"
+        assert time.monotonic() - started < 1
+    finally:
+        release.set()
+        writer.join()
+    with connections.reading() as index:
+        assert index.kernel_crash("engine", "cpu") == "crashed"
+    connections.close()
+
+
+def test_lookups_go_on_while_rm_unlinks_a_big_model(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    add_file_model(store, "big", write(tmp_path / "big.gguf", os.urandom(300)))
+    add_file_model(store, "small", write(tmp_path / "small.gguf", os.urandom(200)))
+    unlinking, release = threading.Event(), threading.Event()
+    remove = store.blobs.remove
+
+    def slow_remove(digest: str) -> None:
+        unlinking.set()
+        release.wait(10)  # a multi-gigabyte unlink on a slow disk
+        remove(digest)
+
+    monkeypatch.setattr(store.blobs, "remove", slow_remove)
+    rm = threading.Thread(target=store.remove, args=("big",))
+    rm.start()
+    try:
+        assert unlinking.wait(5)
+        answers: list[object] = []
+        reader = threading.Thread(target=lambda: answers.extend([store.get("small").name, store.has("big")]))
+        reader.start()
+        reader.join(2)
+        assert answers == ["small:latest", False], "a lookup waited behind the rm's unlink"
+    finally:
+        release.set()
+        rm.join()
+    assert len(blob_files(store)) == 1
+
+
+def test_an_upload_becomes_a_blob_only_with_its_digest(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path / "home")
+    blobs.create_dirs()
+    data = os.urandom(3000)
+    upload = Upload(blobs, sha(data), len(data))
+    for start in range(0, len(data), 1024):
+        upload.write(data[start : start + 1024])
+    upload.commit()
+    upload.discard()
+    assert blobs.path(sha(data)).read_bytes() == data
+    wrong = Upload(blobs, sha(b"other"), None)
+    wrong.write(b"not other")
+    with pytest.raises(UploadMismatchError, match=f"have digest {sha(b'not other')}, not {sha(b'other')}"):
+        wrong.commit()
+    wrong.discard()
+    assert not blobs.has(sha(b"other")) and list(blobs.partial.iterdir()) == []

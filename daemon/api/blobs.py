@@ -4,18 +4,16 @@ send model files before naming them in /api/create's `files`."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 
 from aiohttp import web
 
-from ..errors import BadRequest
 from ..store import parse_digest
-from ..store.blobs import IMPORT_PREFIX, disk_full_is
+from ..store.blobs import Upload
 from .context import STORE
 
 routes = web.RouteTableDef()
 
-CHUNK = 1024 * 1024
+CHUNK = 1024 * 1024  # bytes handed to the hashing thread at a time
 
 
 def _digest(request: web.Request) -> str:
@@ -29,24 +27,22 @@ async def has_blob(request: web.Request) -> web.Response:
 
 @routes.post("/api/blobs/{digest}")
 async def upload_blob(request: web.Request) -> web.Response:
-    """Hash the body as it arrives; it becomes a blob only if it has the digest the URL names."""
+    """Hash the body as it arrives; it becomes a blob only if it has the digest the URL names.
+    The event loop only receives: hashing and writing run in a worker thread, a megabyte at a time."""
     digest = _digest(request)
     blobs = request.app[STORE].blobs
-    if blobs.has(digest):
+    if await asyncio.to_thread(blobs.has, digest):
         return web.Response(status=200)
-    if request.content_length:
-        blobs.check_space(request.content_length, f"the upload of {digest}")
-    tmp = blobs.new_partial(IMPORT_PREFIX)
-    hasher = hashlib.sha256()
+    upload = await asyncio.to_thread(Upload, blobs, digest, request.content_length)
     try:
-        with disk_full_is(f"the disk filled up while receiving {digest}"), tmp.open("wb") as out:
-            async for chunk in request.content.iter_chunked(CHUNK):
-                hasher.update(chunk)
-                out.write(chunk)
-        actual = "sha256:" + hasher.hexdigest()
-        if actual != digest:
-            raise BadRequest(f"the uploaded bytes have digest {actual}, not {digest}; nothing was stored")
-        await asyncio.to_thread(blobs.commit, tmp, digest)
+        received = bytearray()
+        async for chunk in request.content.iter_chunked(CHUNK):
+            received += chunk
+            if len(received) >= CHUNK:
+                data, received = received, bytearray()
+                await asyncio.to_thread(upload.write, data)
+        await asyncio.to_thread(upload.write, received)
+        await asyncio.to_thread(upload.commit)
     finally:
-        tmp.unlink(missing_ok=True)  # gone after commit renamed it; removed here after any failure
+        await asyncio.to_thread(upload.discard)
     return web.Response(status=201)

@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 from aiohttp import web
 
 from ..errors import BadRequest, R1Error
+from ..metadata import MetadataError
 from ..metrics import REQUEST_FACTS
 from .context import METRICS, TASKS
 
@@ -37,6 +38,17 @@ def error_body(path: str, status: int, message: str, code: str | None = None) ->
 
 def error_response(request: web.Request, status: int, message: str, code: str | None = None) -> web.Response:
     return web.json_response(error_body(request.path, status, message, code), status=status)
+
+
+# Errors from below the API that are not R1Errors (they know nothing of HTTP), by the status they answer with.
+PLAIN_ERRORS: dict[type[Exception], int] = {MetadataError: 400}
+
+
+def client_error(exc: Exception) -> tuple[int, str | None]:
+    """The status and code of an R1Error or of one of PLAIN_ERRORS."""
+    if isinstance(exc, R1Error):
+        return exc.status, exc.code
+    return next(status for kind, status in PLAIN_ERRORS.items() if isinstance(exc, kind)), None
 
 
 @web.middleware
@@ -67,8 +79,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     """Every failure becomes a JSON error with a fitting status; never a traceback."""
     try:
         return await handler(request)
-    except R1Error as exc:
-        return error_response(request, exc.status, str(exc), exc.code)
+    except (R1Error, *PLAIN_ERRORS) as exc:
+        status, code = client_error(exc)
+        return error_response(request, status, str(exc), code)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -149,8 +162,9 @@ async def _stream(request: web.Request, events: AsyncIterator[Any], encode: Call
                 await response.write(encode(event))
         if framing.trailer:
             await response.write(framing.trailer)
-    except R1Error as exc:
-        await response.write(framing.frame(error_body(request.path, exc.status, str(exc), exc.code)))
+    except (R1Error, *PLAIN_ERRORS) as exc:
+        status, code = client_error(exc)
+        await response.write(framing.frame(error_body(request.path, status, str(exc), code)))
     except ConnectionResetError:
         log.debug("the client left %s %s before the end of its stream", request.method, request.path)
         return response  # nobody to finish the stream for

@@ -151,9 +151,8 @@ class PullManager:
 
     def _record(self, plan: PullPlan, entries: list[FileEntry]) -> ModelRecord:
         with self.store.staged_view((e.path, e.digest) for e in entries) as view:
-            metadata = read_metadata(plan.format, [view / e.path for e in entries]).to_dict()
-        metadata["source"] = plan.source()
-        return self.store.add(plan.name, Manifest(plan.format, tuple(entries), metadata))
+            facts = read_metadata(plan.format, [view / e.path for e in entries])
+        return self.store.add(plan.name, Manifest(tuple(entries), facts, source=plan.source()))
 
     async def _fetch(self, pull: Pull, plan: PullPlan, remote: RemoteFile, headers: dict[str, str]) -> tuple[str, int]:
         """The file's digest and the bytes downloaded for it (0 when the store already had it)."""

@@ -63,13 +63,13 @@ class Runner:
         self.info: dict[str, Any] = {}
 
     @classmethod
-    async def start(cls, label: str, fmt: str, path: Path, load: dict[str, Any]) -> Runner:
-        """Start a runner and load the model in it; RunnerError if it cannot."""
+    async def start(cls, label: str, fmt: str, path: Path, load: dict[str, Any], log_level: str = "INFO") -> Runner:
+        """Start a runner that logs at `log_level` and load the model in it; RunnerError if it cannot."""
         parent, child = socket.socketpair()
         out_read, out_write = os.pipe()
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "r1.daemon.runner", "--fd", str(child.fileno()),
+                sys.executable, "-m", "r1.daemon.runner", "--fd", str(child.fileno()), "--log-level", log_level,
                 pass_fds=(child.fileno(),), stdin=asyncio.subprocess.DEVNULL, stdout=out_write, stderr=out_write,
             )
         finally:

@@ -215,11 +215,16 @@ def _die_with_parent() -> None:
         pass
 
 
+def _arg(argv: list[str], name: str) -> str:
+    return argv[argv.index(name) + 1]
+
+
 def main(argv: list[str]) -> int:
-    logging.basicConfig(level=os.environ.get("R1_LOG_LEVEL", "INFO").upper(), stream=sys.stderr,
+    """`--fd N --log-level LEVEL`: the daemon's end of the socket, and the daemon's own log level."""
+    logging.basicConfig(level=_arg(argv, "--log-level"), stream=sys.stderr,
                         format="runner %(process)d %(levelname)s %(message)s")
     _die_with_parent()
-    fd = int(argv[argv.index("--fd") + 1])
+    fd = int(_arg(argv, "--fd"))
     sock = socket.socket(fileno=fd)
     try:
         Worker(sock).serve()

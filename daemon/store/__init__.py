@@ -2,7 +2,7 @@
 
 from .blobs import Ingested, InvalidDigestError, parse_digest
 from .index import ModelRecord
-from .manifest import FileEntry, Manifest
+from .manifest import FileEntry, Manifest, Overrides
 from .names import InvalidNameError, ModelName, parse_name
 from .store import MissingBlobError, ModelNotFoundError, ReconcileReport, Store
 
@@ -16,6 +16,7 @@ __all__ = [
     "ModelName",
     "ModelNotFoundError",
     "ModelRecord",
+    "Overrides",
     "ReconcileReport",
     "Store",
     "parse_digest",

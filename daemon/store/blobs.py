@@ -42,6 +42,10 @@ class ImportChangedError(BadRequest):
     """The source file changed while it was being imported."""
 
 
+class UploadMismatchError(BadRequest):
+    """Uploaded bytes whose digest is not the one they were sent as."""
+
+
 def parse_digest(text: str) -> str:
     """Canonical 'sha256:<hex>' from 'sha256:<hex>' or 'sha256-<hex>'; anything else is refused."""
     match = _DIGEST.fullmatch(text or "")
@@ -222,3 +226,36 @@ class BlobStore:
 
     def remove(self, digest: str) -> None:
         self.path(digest).unlink(missing_ok=True)
+
+
+class Upload:
+    """A blob arriving in pieces (Ollama's blob upload): hashed and written into partial/ as they come.
+    The bytes become the blob only if they have the digest they were sent as. Its methods do file
+    work and hashing: call them from a worker thread, not an event loop."""
+
+    def __init__(self, blobs: BlobStore, digest: str, size: int | None) -> None:
+        if size:
+            blobs.check_space(size, f"the upload of {digest}")
+        self._blobs, self.digest = blobs, parse_digest(digest)
+        self._path = blobs.new_partial(IMPORT_PREFIX)
+        self._file = self._path.open("xb")
+        self._sha = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        with disk_full_is(f"the disk filled up while receiving {self.digest}"):
+            self._file.write(data)
+        self._sha.update(data)
+
+    def commit(self) -> None:
+        """Store the bytes received as the blob; nothing is stored if they have another digest."""
+        with disk_full_is(f"the disk filled up while receiving {self.digest}"):
+            self._file.close()
+        actual = "sha256:" + self._sha.hexdigest()
+        if actual != self.digest:
+            raise UploadMismatchError(f"the uploaded bytes have digest {actual}, not {self.digest}; nothing was stored")
+        self._blobs.commit(self._path, self.digest)
+
+    def discard(self) -> None:
+        """Remove what was received, unless commit() made it the blob."""
+        self._file.close()
+        self._path.unlink(missing_ok=True)

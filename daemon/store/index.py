@@ -1,22 +1,21 @@
 """The SQLite index: names -> manifests -> files -> blobs, with versioned migrations.
 
 The index is the store's source of truth: a blob counts as stored once it is recorded
-here, and garbage collection decides from here what goes. Not thread-safe by itself;
-`Store` serializes access with a lock.
+here, and garbage collection decides from here what goes. An Index wraps one connection;
+connections.py decides which connection serves which thread.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 import sqlite_utils
 from sqlite_utils import Migrations
 
-from .manifest import FileEntry, Manifest
+from ..metadata.facts import ModelFacts
+from .manifest import FileEntry, Manifest, Overrides
 
 migrations = Migrations("r1")
 
@@ -76,6 +75,29 @@ def m002_kernel_crashes(db: sqlite_utils.Database) -> None:
     )
 
 
+# Keys of a manifest's old merged metadata that `r1 create` set. `license` stays with the facts:
+# the merged object cannot tell the file's license from a LICENSE line, and either is the one in effect.
+_CREATE_KEYS = ("template", "system", "parameters", "messages")
+
+
+@migrations()
+def m003_facts_apart_from_overrides(db: sqlite_utils.Database) -> None:
+    # Manifests kept one merged `metadata` object: the files' facts, a pull's source and what
+    # `r1 create` set. Each gets a column of its own; manifest ids stay as they were.
+    db.execute("ALTER TABLE manifests RENAME COLUMN metadata TO facts")
+    db.execute("ALTER TABLE manifests ADD COLUMN overrides TEXT NOT NULL DEFAULT '{}'")
+    db.execute("ALTER TABLE manifests ADD COLUMN source TEXT")
+    for manifest_id, fmt, text in db.execute("SELECT id, format, facts FROM manifests").fetchall():
+        facts = json.loads(text)
+        source = facts.pop("source", None)
+        overrides = {key: facts.pop(key) for key in _CREATE_KEYS if key in facts}
+        db.execute(
+            "UPDATE manifests SET facts = ?, overrides = ?, source = ? WHERE id = ?",
+            [json.dumps({**facts, "format": fmt}, sort_keys=True), json.dumps(overrides, sort_keys=True),
+             None if source is None else json.dumps(source, sort_keys=True), manifest_id],
+        )
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
@@ -98,17 +120,10 @@ class Collected:
 
 
 class Index:
-    def __init__(self, path: Path) -> None:
-        # One connection, used under Store's lock from whichever thread holds it.
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self.db = sqlite_utils.Database(conn)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")  # a recorded blob must survive power loss
-        self.db.execute("PRAGMA foreign_keys=ON")
-        migrations.apply(self.db)
+    """Queries and transactions on one connection; the caller keeps it to one thread at a time."""
 
-    def close(self) -> None:
-        self.db.close()
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
 
     # reads
 
@@ -125,7 +140,7 @@ class Index:
         return [self._record(*row) for row in rows]
 
     def manifest(self, manifest_id: str) -> Manifest | None:
-        row = self.db.execute("SELECT format, metadata FROM manifests WHERE id = ?", [manifest_id]).fetchone()
+        row = self.db.execute("SELECT facts, overrides, source FROM manifests WHERE id = ?", [manifest_id]).fetchone()
         if row is None:
             return None
         files = tuple(
@@ -135,7 +150,9 @@ class Index:
                 [manifest_id],
             )
         )
-        return Manifest(format=row[0], files=files, metadata=json.loads(row[1]))
+        facts, overrides, source = row
+        return Manifest.recorded(manifest_id, files, ModelFacts.from_dict(json.loads(facts)),
+                                 Overrides.from_dict(json.loads(overrides)), None if source is None else json.loads(source))
 
     def _record(self, name: str, manifest_id: str, created_at: str, modified_at: str) -> ModelRecord:
         manifest = self.manifest(manifest_id)
@@ -172,7 +189,8 @@ class Index:
         )
 
     def put_model(self, key: str, name: str, manifest: Manifest) -> Collected:
-        """Point `name` at `manifest` (recording it and its blobs), replacing what the name had."""
+        """Point `name` at `manifest` (recording it and its blobs), replacing what the name had; what
+        nothing uses any more is dropped in the same transaction, and its files are the caller's to remove."""
         stamp = now()
         with self.db.atomic():
             for f in manifest.files:
@@ -182,8 +200,11 @@ class Index:
                 )
             manifest_id = manifest.id
             inserted = self.db.execute(
-                "INSERT OR IGNORE INTO manifests (id, format, metadata, created_at) VALUES (?, ?, ?, ?)",
-                [manifest_id, manifest.format, json.dumps(manifest.metadata, sort_keys=True), stamp],
+                "INSERT OR IGNORE INTO manifests (id, format, facts, overrides, source, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [manifest_id, manifest.format, json.dumps(manifest.facts.to_dict(), sort_keys=True),
+                 json.dumps(manifest.overrides.to_dict(), sort_keys=True),
+                 None if manifest.source is None else json.dumps(manifest.source, sort_keys=True), stamp],
             ).rowcount
             if inserted:
                 self.db.conn.executemany(

@@ -9,6 +9,10 @@ $R1_HOME/
 Order of writes keeps a crash harmless: bytes become a blob (fsync + rename) before the
 index records them, and blob files are removed only after the index forgot them. What a
 crash leaves behind, `reconcile()` repairs at the next start.
+
+Reads never wait: each runs on a read connection of its own. Writes, and the file work
+that must not interleave with them, run one at a time on the index's writer thread
+(connections.py).
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import contextlib
 import logging
 import os
 import shutil
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -25,6 +28,7 @@ from pathlib import Path
 
 from ..errors import Conflict, ModelNotFound
 from .blobs import EPHEMERAL_PREFIXES, VIEW_PREFIX, BlobStore, Ingested, Progress
+from .connections import IndexConnections
 from .index import Collected, Index, ModelRecord
 from .manifest import Manifest
 from .names import ModelName, parse_name, safe_relpath
@@ -61,103 +65,113 @@ class Store:
         self.home = home
         self.blobs = BlobStore(home)
         self.snapshots = home / "snapshots"
-        self._lock = threading.Lock()  # guards the index and the files whose fate it decides
-        self._index: Index | None = None
+        self._connections: IndexConnections | None = None
 
     @property
-    def index(self) -> Index:
-        if self._index is None:
+    def _index(self) -> IndexConnections:
+        if self._connections is None:
             raise RuntimeError("Store.open() was not called")
-        return self._index
+        return self._connections
 
     def open(self) -> ReconcileReport:
         """Create the layout if needed, open the index (migrating it) and repair what a crash left."""
         self.home.mkdir(parents=True, exist_ok=True)
         self.blobs.create_dirs()
         self.snapshots.mkdir(exist_ok=True)
-        self._index = Index(self.home / "r1.db")
+        self._connections = IndexConnections(self.home / "r1.db")
         return self.reconcile()
 
     def close(self) -> None:
-        if self._index is not None:
-            self._index.close()
-            self._index = None
+        if self._connections is not None:
+            self._connections.close()
+            self._connections = None
 
-    # reading
+    # reading: on a read connection of the caller's own, never waiting for a write
 
     def get(self, name: str | ModelName) -> ModelRecord:
         model = _as_name(name)
-        with self._lock:
-            record = self.index.get_model(model.key)
+        with self._index.reading() as index:
+            record = index.get_model(model.key)
         if record is None:
             raise ModelNotFoundError(str(model))
         return record
 
     def has(self, name: str | ModelName) -> bool:
-        with self._lock:
-            return self.index.get_model(_as_name(name).key) is not None
+        with self._index.reading() as index:
+            return index.get_model(_as_name(name).key) is not None
 
     def list(self) -> list[ModelRecord]:
-        with self._lock:
-            return self.index.list_models()
+        with self._index.reading() as index:
+            return index.list_models()
 
     def snapshot_path(self, manifest_id: str) -> Path:
         return self.snapshots / manifest_id
 
     def kernel_crash(self, engine: str, cpu: str) -> str | None:
         """Why `engine`'s fast kernels are known to crash on `cpu`; None if they are not."""
-        with self._lock:
-            return self.index.kernel_crash(engine, cpu)
-
-    def record_kernel_crash(self, engine: str, cpu: str, reason: str) -> None:
-        with self._lock:
-            self.index.record_kernel_crash(engine, cpu, reason)
+        with self._index.reading() as index:
+            return index.kernel_crash(engine, cpu)
 
     def missing_files(self, manifest: Manifest) -> list[str]:
         """Files of a model whose blobs are not on disk (a damaged store)."""
         return [f.path for f in manifest.files if not self.blobs.has(f.digest, f.size)]
 
-    # writing
+    # writing: on the writer thread, one at a time
 
     def ingest(self, path: Path, *, link: bool = True, progress: Progress | None = None) -> Ingested:
-        """Bring one local file's bytes in as a blob; no lock: hashing may take a while."""
+        """Bring one local file's bytes in as a blob; no index work: hashing may take a while."""
         return self.blobs.ingest(path, link=link, progress=progress)
+
+    def record_kernel_crash(self, engine: str, cpu: str, reason: str) -> None:
+        self._index.write(lambda index: index.record_kernel_crash(engine, cpu, reason))
 
     def add(self, name: str | ModelName, manifest: Manifest) -> ModelRecord:
         """Point a name at a manifest whose blobs are already in blobs/; replaces the name's old model."""
         model = _as_name(name)
-        with self._lock:
+
+        def write(index: Index) -> ModelRecord:
             missing = self.missing_files(manifest)
             if missing:
-                raise MissingBlobError(f"files of {model} disappeared from the store while adding it: {', '.join(missing)}; try again")
+                raise MissingBlobError(f"files of {model} disappeared from the store while adding it: "
+                                       f"{', '.join(missing)}; try again")
             self._build_snapshot(manifest)
-            self._drop_files(self.index.put_model(model.key, str(model), manifest))
-            record = self.index.get_model(model.key)
-        assert record is not None
-        return record
+            return self._put(index, model, manifest)
+
+        return self._index.write(write)
 
     def copy(self, source: str | ModelName, destination: str | ModelName) -> ModelRecord:
         src, dst = _as_name(source), _as_name(destination)
-        with self._lock:
-            record = self.index.get_model(src.key)
+
+        def write(index: Index) -> ModelRecord:
+            record = index.get_model(src.key)
             if record is None:
                 raise ModelNotFoundError(str(src))
-            self._drop_files(self.index.put_model(dst.key, str(dst), record.manifest))
-            copied = self.index.get_model(dst.key)
-        assert copied is not None
-        return copied
+            return self._put(index, dst, record.manifest)
+
+        return self._index.write(write)
+
+    def _put(self, index: Index, model: ModelName, manifest: Manifest) -> ModelRecord:
+        self._drop_files(index.put_model(model.key, str(model), manifest))
+        record = index.get_model(model.key)
+        assert record is not None
+        return record
 
     def remove(self, name: str | ModelName) -> ModelRecord:
         """Forget a name; the manifest and blobs nothing else uses go with it."""
         model = _as_name(name)
-        with self._lock:
-            record = self.index.get_model(model.key)
+
+        def write(index: Index) -> ModelRecord:
+            record = index.get_model(model.key)
             if record is None:
                 raise ModelNotFoundError(str(model))
-            self._drop_files(self.index.delete_model(model.key))
-        return record
+            self._drop_files(index.delete_model(model.key))
+            return record
+
+        return self._index.write(write)
 
     def _drop_files(self, collected: Collected) -> None:
+        """Remove the files of what a committed transaction dropped (on the writer thread: an add
+        queued after it must not find a blob this is about to unlink)."""
         for manifest_id in collected.manifests:
             shutil.rmtree(self.snapshot_path(manifest_id), ignore_errors=True)
         for digest in collected.blobs:
@@ -202,10 +216,13 @@ class Store:
     def reconcile(self) -> ReconcileReport:
         """Make disk and index agree; each repair is logged and returned."""
         report = ReconcileReport()
-        with self._lock:
+
+        def repair(index: Index) -> None:
             self._clear_stale_partials(report)
-            self._reconcile_blobs(report)
-            self._reconcile_snapshots(report)
+            self._reconcile_blobs(index, report)
+            self._reconcile_snapshots(index, report)
+
+        self._index.write(repair)
         return report
 
     def _clear_stale_partials(self, report: ReconcileReport) -> None:
@@ -224,8 +241,8 @@ class Store:
         if kept:
             log.info("keeping %d bytes of interrupted downloads in %s; pulling again resumes them", kept, self.blobs.partial)
 
-    def _reconcile_blobs(self, report: ReconcileReport) -> None:
-        recorded = self.index.blobs()
+    def _reconcile_blobs(self, index: Index, report: ReconcileReport) -> None:
+        recorded = index.blobs()
         present, strays = self.blobs.on_disk()
         for digest, size in present.items():
             if digest not in recorded:
@@ -233,27 +250,27 @@ class Store:
                 report.add(f"removed orphan blob {digest} ({size:,} bytes) that no model records")
             elif size != recorded[digest]:
                 self.blobs.remove(digest)
-                self._report_missing(report, digest, f"had {size:,} bytes instead of {recorded[digest]:,}; removed it")
+                self._report_missing(index, report, digest, f"had {size:,} bytes instead of {recorded[digest]:,}; removed it")
         for digest in recorded.keys() - present.keys():
-            self._report_missing(report, digest, "is missing")
+            self._report_missing(index, report, digest, "is missing")
         for stray in strays:
             report.add(f"found {stray.name} in blobs/, which is not a blob; left it alone")
 
-    def _report_missing(self, report: ReconcileReport, digest: str, what: str) -> None:
-        models = self.index.models_using_blob(digest)
+    def _report_missing(self, index: Index, report: ReconcileReport, digest: str, what: str) -> None:
+        models = index.models_using_blob(digest)
         report.add(
             f"blob {digest} {what}; models that need it ({', '.join(models) or 'none'}) "
             "must be imported or pulled again"
         )
 
-    def _reconcile_snapshots(self, report: ReconcileReport) -> None:
-        manifests = set(self.index.manifest_ids())
+    def _reconcile_snapshots(self, index: Index, report: ReconcileReport) -> None:
+        manifests = set(index.manifest_ids())
         for entry in self.snapshots.iterdir():
             if entry.name not in manifests:
                 shutil.rmtree(entry, ignore_errors=True) if entry.is_dir() else entry.unlink()
                 report.add(f"removed snapshot {entry.name} of a model no longer in the store")
         for manifest_id in manifests:
-            manifest = self.index.manifest(manifest_id)
+            manifest = index.manifest(manifest_id)
             assert manifest is not None
             if not self._snapshot_complete(manifest):
                 self._build_snapshot(manifest)
