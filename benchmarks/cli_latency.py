@@ -5,7 +5,9 @@
 Starts a daemon on a temp socket and store, imports the bundled SmolLM2 model (the
 `bundled` extra), then times each command N times after one warm-up run and prints
 median/min/max. `llm` (Simon Willison's, installed with the bundled model) is the
-nearest peer here that lists local models from a CLI.
+nearest peer here that lists local models from a CLI. The commands are those beside the
+Python that runs this: run it with a regular install's Python (`pip install .`) to time what
+users get; an editable install adds its import hook to every start.
 """
 
 from __future__ import annotations

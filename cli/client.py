@@ -1,7 +1,7 @@
 """HTTP/1.1 to the daemon over its Unix socket, written on `socket` alone.
 
 The standard library's http.client drags in email parsing and ssl (about 30 ms of a
-CLI start that should stay well under 100 ms); the daemon's answers need far less:
+CLI start that should stay well under 150 ms); the daemon's answers need far less:
 a status line, headers, and a body sized by Content-Length, chunked, or ended by close.
 """
 

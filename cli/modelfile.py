@@ -18,19 +18,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from ..daemon.options import OPTION_TYPES
 from . import render
-from .main import Api, Json
+from .api import Api, Json
 
-# Ollama's parameter names that r1 knows, and how to read each value.
-INT, FLOAT, BOOL, LIST = "int", "float", "bool", "list"
-PARAMETERS = {
-    "num_ctx": INT, "num_predict": INT, "top_k": INT, "repeat_last_n": INT, "seed": INT,
-    "num_gpu": INT, "num_thread": INT, "num_batch": INT,
-    "temperature": FLOAT, "top_p": FLOAT, "min_p": FLOAT, "repeat_penalty": FLOAT,
-    "presence_penalty": FLOAT, "frequency_penalty": FLOAT,
-    "use_mmap": BOOL,
-    "stop": LIST,
-}
 ROLES = ("system", "user", "assistant")
 COMMANDS = ("from", "parameter", "system", "template", "license", "message", "adapter")
 
@@ -40,24 +31,23 @@ class ModelfileError(ValueError):
 
 
 def parameter_value(name: str, value: str) -> object:
-    """`value` as the type Ollama gives parameter `name` (a stop value stays a single string);
-    ValueError says what is wrong."""
-    kind = PARAMETERS.get(name)
+    """`value` as the type the option table gives parameter `name` (a stop value stays a single
+    string); ValueError says what is wrong."""
+    kind = OPTION_TYPES.get(name)
     if kind is None:
-        raise ValueError(f"unknown parameter '{name}' (known: {', '.join(sorted(PARAMETERS))})")
-    try:
-        if kind == INT:
-            return int(value)
-        if kind == FLOAT:
-            return float(value)
-    except ValueError:
-        raise ValueError(f"parameter '{name}' must be {'an integer' if kind == INT else 'a number'}, not {value!r}") from None
-    if kind == BOOL:
+        raise ValueError(f"unknown parameter '{name}' (known: {', '.join(sorted(OPTION_TYPES))})")
+    if kind is bool:
         if value.lower() in ("true", "1"):
             return True
         if value.lower() in ("false", "0"):
             return False
         raise ValueError(f"parameter '{name}' must be true or false, not {value!r}")
+    if kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            raise ValueError(f"parameter '{name}' must be {'an integer' if kind is int else 'a number'}, "
+                             f"not {value!r}") from None
     return value
 
 

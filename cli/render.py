@@ -8,6 +8,11 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 
 
+def say(message: str) -> None:
+    """A note for the person at the terminal: on stderr, so stdout stays the result alone."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def human_size(n: int | float) -> str:
     """Decimal units, as Ollama and `ls -h --si` show them: 98 MB, 4.7 GB."""
     value = float(n)

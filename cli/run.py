@@ -6,14 +6,16 @@ Answers stream to stdout, word-wrapped on a terminal; thinking shows dimmed abov
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import shutil
 import sys
 from collections.abc import Callable
 
-from .main import BUNDLED, Api, ApiFailure, CliError, Json, _bundled_path, _import, cmd_pull, warn_if_too_large
-from .modelfile import PARAMETERS, parameter_value
+from ..daemon.options import OPTION_TYPES
+from .api import Api, ApiFailure, Json
+from .errors import CliError
+from .fetch import ensure_model, warn_if_too_large
+from .modelfile import parameter_value
 from .stream_render import Answer, WordWrap, stats
 
 HELP = """Available Commands:
@@ -34,7 +36,7 @@ SET_HELP = """Available Commands:
   /set wordwrap          Enable wordwrap
   /set nowordwrap        Disable wordwrap
 
-Parameters: """ + ", ".join(PARAMETERS)
+Parameters: """ + ", ".join(OPTION_TYPES)
 
 SHOW_HELP = """Available Commands:
   /show info         Show details for this model
@@ -45,22 +47,6 @@ SHOW_HELP = """Available Commands:
   /show template     Show prompt template"""
 
 EXIT_HINT = "Use Ctrl + d or /bye to exit."
-
-
-def ensure_model(api: Api, name: str) -> Json:
-    """/api/show's answer for `name`, importing or pulling the model first if the store lacks it."""
-    try:
-        return api("POST", "/api/show", {"model": name})
-    except ApiFailure as exc:
-        if getattr(exc.__cause__, "status", None) != 404:
-            raise
-    # Fetching is progress, not the answer: keep it off stdout, which may be piped on.
-    with contextlib.redirect_stdout(sys.stderr):
-        if name in BUNDLED:
-            _import(api, _bundled_path(name), name, True)
-        else:
-            cmd_pull(argparse.Namespace(name=name))
-    return api("POST", "/api/show", {"model": name})
 
 
 def _keep_alive(text: str) -> object:
@@ -75,15 +61,16 @@ def _keep_alive(text: str) -> object:
 class Session:
     """The settings of one `r1 run` (flags, then /set) and how it sends a chat request."""
 
-    def __init__(self, api: Api, model: str, args: argparse.Namespace) -> None:
+    def __init__(self, api: Api, model: str, *, think: bool | None, hide_thinking: bool, verbose: bool,
+                 wordwrap: bool, format: str | None, keep_alive: str | None) -> None:
         self.api = api
         self.model = model
-        self.think: bool | None = args.think
-        self.hide_thinking: bool = args.hidethinking
-        self.verbose: bool = args.verbose
-        self.wordwrap: bool = not args.nowordwrap
-        self.format: str | None = args.format
-        self.keep_alive = None if args.keepalive is None else _keep_alive(args.keepalive)
+        self.think = think
+        self.hide_thinking = hide_thinking
+        self.verbose = verbose
+        self.wordwrap = wordwrap
+        self.format = format
+        self.keep_alive = None if keep_alive is None else _keep_alive(keep_alive)
         self.options: Json = {}
 
     def answer(self, messages: list[Json]) -> str:
@@ -129,7 +116,7 @@ class Session:
         return answer.text
 
 
-def one_shot(session: Session, prompt: str, chat: bool) -> int:
+def one_shot(session: Session, prompt: str, chat: bool) -> None:
     """One answer; a model with no chat template continues the prompt as written, as in Ollama."""
     if not sys.stdin.isatty():
         piped = sys.stdin.read()
@@ -143,7 +130,6 @@ def one_shot(session: Session, prompt: str, chat: bool) -> int:
         print(f"({session.model} has no chat template, so it continues the prompt as plain text; "
               "`r1 create` with a TEMPLATE line makes it chat)", file=sys.stderr, flush=True)
         session.complete(prompt)
-    return 0
 
 
 def show_info(info: Json, options: Json) -> None:
@@ -182,7 +168,7 @@ class Chat:
         self.info = info
         self.messages: list[Json] = []
 
-    def run(self) -> int:
+    def run(self) -> None:
         import readline  # line editing and history for input(); only the chat needs it
 
         history = self.session.api.settings.home / "history"
@@ -200,7 +186,6 @@ class Chat:
         finally:
             with contextlib.suppress(OSError):
                 readline.write_history_file(history)
-        return 0
 
     def read(self) -> str | None:
         """The next input: a line, or the lines between \"\"\" marks; "" after Ctrl-C; None at EOF."""
@@ -231,7 +216,7 @@ class Chat:
         except KeyboardInterrupt:
             reply = None
         except ApiFailure as exc:
-            print(f"Error: {exc}", file=sys.stderr)
+            exc.show()  # click's rendering, as main() shows errors
             reply = None
         if reply is None:
             self.messages.pop()  # the question too: templates expect user and assistant to alternate
@@ -274,7 +259,7 @@ class Chat:
             session.options[name] = value
             print(f"Set parameter '{name}' to '{', '.join(values)}'")
         elif args[:1] == ["parameter"]:
-            print("Usage: /set parameter NAME VALUE ...\nParameters: " + ", ".join(PARAMETERS))
+            print("Usage: /set parameter NAME VALUE ...\nParameters: " + ", ".join(OPTION_TYPES))
         else:
             print(SET_HELP)
 
@@ -290,16 +275,17 @@ class Chat:
             print(SHOW_HELP)
 
 
-def run(api: Api, args: argparse.Namespace) -> int:
-    info = ensure_model(api, args.name)
-    warn_if_too_large({**info, "name": args.name})
-    session = Session(api, args.name, args)
-    prompt = " ".join(args.prompt)
+def run(session: Session, prompt: str) -> None:
+    """`r1 run`: fetch the model if the store lacks it, then answer `prompt` (or stdin), or chat."""
+    api, name = session.api, session.model
+    info = ensure_model(api, name)
+    warn_if_too_large({**info, "name": name})
     if prompt or not sys.stdin.isatty():
-        return one_shot(session, prompt, chat=bool(info.get("template")))
+        one_shot(session, prompt, chat=bool(info.get("template")))
+        return
     # Load the model before the first prompt, so a model that cannot load says so at once.
-    body: Json = {"model": args.name, "stream": False}
+    body: Json = {"model": name, "stream": False}
     if session.keep_alive is not None:
         body["keep_alive"] = session.keep_alive
     api("POST", "/api/generate", body)
-    return Chat(session, info).run()
+    Chat(session, info).run()

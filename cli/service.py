@@ -8,7 +8,6 @@ can record the commands instead of running systemctl or launchctl.
 
 from __future__ import annotations
 
-import argparse
 import os
 import plistlib
 import pwd
@@ -25,7 +24,7 @@ from xml.sax.saxutils import escape
 
 from ..daemon.config import ConfigError, Settings
 from .client import ApiError, Client, DaemonUnavailable
-from .main import CliError
+from .errors import CliError
 
 UNIT = "r1.service"
 LABEL = "com.r1.daemon"
@@ -338,16 +337,16 @@ def status(host: Host, service: Target) -> int:
     return 0
 
 
-def command(args: argparse.Namespace, host: Host | None = None) -> int:
-    """`r1 service ACTION [--user|--system] [--dry-run] [--platform NAME]`."""
-    host = host or Host()
-    if args.platform and (args.action == "status" or not args.dry_run):
+def command(action: str, *, system: bool, dry_run: bool, platform: str | None) -> int:
+    """`r1 service ACTION [--user|--system] [--dry-run] [--platform NAME]`; the exit status."""
+    host = Host()
+    if platform and (action == "status" or not dry_run):
         raise ServiceError("--platform previews another system's service: use it with install or uninstall --dry-run")
-    service = target(host, args.system, args.platform)
-    if args.action == "status":
+    service = target(host, system, platform)
+    if action == "status":
         return status(host, service)
-    plan = install_plan(host, service) if args.action == "install" else uninstall_plan(host, service)
-    if args.dry_run:
+    plan = install_plan(host, service) if action == "install" else uninstall_plan(host, service)
+    if dry_run:
         show(plan)
     else:
         apply(host, plan)

@@ -12,7 +12,8 @@ from typing import Any
 
 from .errors import BadRequest
 from .importer import Event, check_source, import_model
-from .runner.options import OPTION_TYPES, check_options
+from .options import OPTION_TYPES
+from .runner.options import check_options
 from .metadata import read_metadata
 from .store import FileEntry, Manifest, ModelRecord, Overrides, Store, parse_digest, parse_name
 

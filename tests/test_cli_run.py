@@ -419,6 +419,22 @@ def test_ctrl_c_stops_a_long_answer_and_the_chat_goes_on(daemon: Daemon, tmp_pat
     assert term.wait() == 0
 
 
+def test_ctrl_c_ends_a_one_shot_answer_with_status_130(daemon: Daemon, tmp_path: Path) -> None:
+    daemon.cli("import", str(write_endless_gguf(tmp_path / "endless.gguf")), "--name", "endless")
+    process = subprocess.Popen([R1, "run", "endless", "go on and on"], env=daemon.env, stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert process.stdout.read(20), "the answer has not started"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 130  # as a shell reports SIGINT
+        assert process.stderr.read() == b""  # no traceback, no "Aborted!"
+    finally:
+        process.kill()
+        process.wait()
+        process.stdout.close()
+        process.stderr.close()
+
+
 def test_thinking_shows_dimmed_on_a_terminal_and_off_it_only_when_asked(daemon: Daemon, tmp_path: Path, terminal) -> None:
     # The template opens <think> and this model never writes </think>: its whole answer is thinking.
     base = write_endless_gguf(tmp_path / "thinker.gguf", chat_template=THINK_TEMPLATE)

@@ -7,9 +7,14 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = {"daemon": "r1.daemon", "cli": "r1.cli"}  # folder -> the name it is installed under
 HEAVY = {"aiohttp", "huggingface_hub", "llama_cpp", "mlx", "mlx_lm", "transformers", "numpy", "gguf", "sqlite_utils", "psutil"}
-# Costly standard modules that the CLI's start (r1 list: well under 100 ms) does without.
+# Costly standard modules that the CLI's start (r1 list: under 150 ms) does without. click
+# itself imports some (typing, inspect); r1's own start-up modules import none of them.
 SLOW_STDLIB = {"typing", "dataclasses", "inspect", "http", "ssl", "email", "asyncio", "subprocess"}
+# What the CLI may use of the daemon's code: its version, settings, the option table; and the
+# daemon itself, for `r1 serve`.
+CLI_USES_OF_DAEMON = {"r1.daemon", "r1.daemon.config", "r1.daemon.options", "r1.daemon.server"}
 
 
 def test_every_package_folder_is_packaged() -> None:
@@ -23,13 +28,129 @@ def test_every_package_folder_is_packaged() -> None:
     assert found == listed
 
 
+def _imported_at_start(code: str) -> set[str]:
+    """The modules `python -c code` imports, as full dotted names."""
+    out = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True, text=True, check=True).stderr
+    return {line.rsplit("|", 1)[-1].strip() for line in out.splitlines() if line.startswith("import time:") and "|" in line}
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """What a module imports when it is imported: everything outside function bodies."""
+    names: set[str] = set()
+    pending = list(ast.parse(path.read_text()).body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+        pending.extend(ast.iter_child_nodes(node))
+    return names
+
+
 def test_cli_imports_nothing_heavy() -> None:
-    out = subprocess.run([sys.executable, "-X", "importtime", "-c", "import r1.cli.main"],
-                         capture_output=True, text=True, check=True).stderr
-    imported = {line.rsplit("|", 1)[-1].strip().split(".")[0] for line in out.splitlines() if "|" in line}
+    modules = _imported_at_start("import r1.cli.main")
+    imported = {name.split(".")[0] for name in modules}
     assert not imported & HEAVY, f"the CLI imports {sorted(imported & HEAVY)} at start-up"
-    assert not imported & SLOW_STDLIB, f"the CLI imports {sorted(imported & SLOW_STDLIB)} at start-up"
-    assert "r1.daemon.store" not in out and "r1.daemon.app" not in out
+    clicks = {name.split(".")[0] for name in _imported_at_start("import click")}
+    assert not (imported - clicks) & SLOW_STDLIB, f"the CLI imports {sorted((imported - clicks) & SLOW_STDLIB)} at start-up"
+    assert "r1.daemon.store" not in modules and "r1.daemon.app" not in modules
+    ours = {name for name in modules if name.startswith("r1.")}
+    assert {"r1.cli.main", "r1.cli.completion"} <= ours
+    for name in sorted(ours):
+        slow = _top_level_imports(_module_path(name)) & SLOW_STDLIB
+        assert not slow, f"{name} imports {sorted(slow)} at start-up: import it where it is needed"
+
+
+def _module_path(name: str) -> Path:
+    """The source file of an r1 module: r1.cli.main -> cli/main.py, r1.daemon -> daemon/__init__.py."""
+    _, folder, *rest = name.split(".")
+    base = ROOT / folder / Path(*rest)
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def import_graph(root: Path, packages: dict[str, str]) -> dict[str, set[str]]:
+    """Module -> the modules of `packages` it imports, anywhere in it (function bodies too),
+    with relative imports resolved. `packages` maps folders under `root` to dotted names."""
+    modules: dict[str, Path] = {}
+    for folder, dotted in packages.items():
+        for path in (root / folder).rglob("*.py"):
+            parts = path.relative_to(root / folder).with_suffix("").parts
+            name = ".".join([dotted, *parts[:-1]] if parts[-1] == "__init__" else [dotted, *parts])
+            modules[name] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                    base = f"{base}.{node.module}" if node.module else base
+                else:
+                    base = node.module or ""
+                # `from . import render` imports a module; `from .client import Client`, a name in one.
+                targets |= {f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names}
+        graph[name] = {target for target in targets if target in modules and target != name}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle (a -> b -> ... -> a), or None."""
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        if name in path:
+            return path[path.index(name):] + [name]
+        if name in done:
+            return None
+        path.append(name)
+        for target in sorted(graph[name]):
+            if cycle := visit(target):
+                return cycle
+        path.pop()
+        done.add(name)
+        return None
+
+    for name in sorted(graph):
+        if cycle := visit(name):
+            return cycle
+    return None
+
+
+def test_no_import_cycles() -> None:
+    graph = import_graph(ROOT, PACKAGES)
+    assert "r1.cli.api" in graph["r1.cli.run"] and "r1.daemon.options" in graph["r1.daemon.runner.options"]
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_cycle_finder_sees_relative_and_function_level_imports(tmp_path: Path) -> None:
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    for name in ("__init__.py", "sub/__init__.py", "a.py", "b.py"):
+        (tmp_path / "pkg" / name).write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("from .sub import c\n")
+    (tmp_path / "pkg" / "sub" / "c.py").write_text("def late():\n    from .. import b\n")
+    assert find_cycle(import_graph(tmp_path, {"pkg": "x"})) is None
+    (tmp_path / "pkg" / "b.py").write_text("import x.a\n")
+    assert find_cycle(import_graph(tmp_path, {"pkg": "x"})) == ["x.a", "x.sub.c", "x.b", "x.a"]
+
+
+def test_cli_uses_only_the_daemons_public_modules() -> None:
+    graph = import_graph(ROOT, PACKAGES)
+    for name, targets in graph.items():
+        if name.startswith("r1.cli."):
+            internals = {t for t in targets if t.startswith("r1.daemon")} - CLI_USES_OF_DAEMON
+            assert not internals, f"{name} imports {sorted(internals)}"
+    for shared in ("config", "options"):
+        third_party = _imports(ROOT / "daemon" / f"{shared}.py") - set(sys.stdlib_module_names) - {"__future__"}
+        assert not third_party, f"daemon/{shared}.py, which the CLI imports, imports {third_party}"
+        assert not {t for t in graph[f"r1.daemon.{shared}"]}, f"daemon/{shared}.py imports more of the daemon"
 
 
 def _imports(path: Path) -> set[str]:

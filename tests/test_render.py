@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from r1.cli import render
-from r1.cli.main import _default_name
+from r1.cli.fetch import default_name
 
 
 @pytest.mark.parametrize(
@@ -41,7 +41,7 @@ def test_table_aligns_columns() -> None:
      ("My Model (v2).gguf", "my-model-v2"), ("mlx-folder", "mlx-folder")],
 )
 def test_default_import_name(path: str, name: str) -> None:
-    assert _default_name(Path(path)) == name
+    assert default_name(Path(path)) == name
 
 
 def test_progress_line_has_bar_bytes_speed_and_eta() -> None:

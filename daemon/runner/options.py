@@ -1,8 +1,8 @@
 """Ollama's `options`: which of them load a model and which steer sampling, checked by type.
 
-Load options decide the runner instance (two requests with different num_ctx need two
-runners); sampling options travel with each request. A model's own defaults (set by
-`r1 create` PARAMETER lines) sit under the request's options.
+Which options there are, and their types, is daemon/options.py's table (the CLI reads it
+too). Load options decide the runner instance; sampling options travel with each request.
+A model's own defaults (set by `r1 create` PARAMETER lines) sit under the request's options.
 """
 
 from __future__ import annotations
@@ -11,36 +11,16 @@ import logging
 from typing import Any
 
 from ..errors import BadRequest
+from ..options import LOAD_OPTIONS, OPTION_TYPES, SAMPLING_OPTIONS
 
 log = logging.getLogger(__name__)
 
-LOAD_OPTIONS: dict[str, type] = {
-    "num_ctx": int,
-    "num_gpu": int,  # layers to offload; absent: all where the build has a GPU or Metal
-    "num_thread": int,
-    "num_batch": int,
-    "use_mmap": bool,
-}
-SAMPLING_OPTIONS: dict[str, type] = {
-    "temperature": float,
-    "top_k": int,
-    "top_p": float,
-    "min_p": float,
-    "repeat_penalty": float,
-    "repeat_last_n": int,
-    "presence_penalty": float,
-    "frequency_penalty": float,
-    "seed": int,
-    "num_predict": int,
-    "stop": list,
-}
 # Ollama accepts these; r1's backends have no use for them, so they are accepted and ignored.
 IGNORED_OPTIONS = frozenset({
     "numa", "num_keep", "typical_p", "tfs_z", "mirostat", "mirostat_tau", "mirostat_eta",
     "penalize_newline", "low_vram", "f16_kv", "vocab_only", "use_mlock", "main_gpu", "logits_all",
     "embedding_only", "rope_frequency_base", "rope_frequency_scale", "num_gqa",
 })
-OPTION_TYPES = {**LOAD_OPTIONS, **SAMPLING_OPTIONS}
 
 DEFAULT_NUM_CTX = 4096  # Ollama's default; a model with a shorter context gets its own
 

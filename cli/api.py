@@ -1,0 +1,108 @@
+"""The daemon as commands see it: settings from the environment, API calls that start the
+daemon when none answers (unless R1_NO_AUTOSTART), and the daemon's errors as CLI errors.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator
+
+from ..daemon.config import ConfigError, Settings
+from .client import ApiError, Client, DaemonUnavailable
+from .errors import CliError
+from .render import say
+
+DAEMON_START_TIMEOUT = 20.0
+
+Json = dict[str, object]
+
+
+class ApiFailure(CliError):
+    """The daemon answered with an error (as opposed to not answering at all)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status: 404 for a model the store lacks
+
+
+def load_settings(**overrides: object) -> Settings:
+    try:
+        return Settings.from_env(**overrides)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from exc
+
+
+def start_daemon(settings: Settings) -> None:
+    """Start `python -m r1.daemon` detached, logging to $R1_HOME/daemon.log, and wait until it answers."""
+    import subprocess  # only this path needs it; keep the common one quick
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    log_path = settings.home / "daemon.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "r1.daemon"],
+            # The daemon writes its log itself (so SIGHUP can reopen it); stderr catches a crash.
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            env={**os.environ, **settings.as_env(), "R1_LOG_FILE": str(settings.log_file or log_path)},
+            start_new_session=True,
+        )
+    say(f"Started the r1 daemon in the background (pid {process.pid}, log {log_path}).")
+    client = Client(settings.socket, timeout=5)
+    deadline = time.monotonic() + DAEMON_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-3:]
+            raise CliError("the r1 daemon failed to start:\n" + "\n".join(tail))
+        try:
+            client.request("GET", "/api/version")
+            return
+        except DaemonUnavailable:
+            time.sleep(0.05)
+    raise CliError(f"the r1 daemon did not answer on {settings.socket} within {DAEMON_START_TIMEOUT:.0f} s; see {log_path}")
+
+
+class Api:
+    """Calls to the daemon: starts it when needed, turns its errors into ApiFailure."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client = Client(settings.socket)
+
+    @classmethod
+    def from_env(cls) -> Api:
+        return cls(load_settings())
+
+    def _unavailable(self) -> None:
+        if self.settings.no_autostart:
+            raise CliError(
+                f"no r1 daemon is listening on {self.settings.socket}; start one with `r1 serve` "
+                "(or as a service), or unset R1_NO_AUTOSTART to let r1 start it"
+            )
+        start_daemon(self.settings)
+
+    def __call__(self, method: str, path: str, body: Json | None = None) -> Json:
+        try:
+            try:
+                return self.client.request(method, path, body)
+            except DaemonUnavailable:
+                self._unavailable()
+                return self.client.request(method, path, body)
+        except ApiError as exc:
+            raise ApiFailure(exc.status, str(exc)) from exc
+
+    def stream(self, method: str, path: str, body: Json) -> Iterator[Json]:
+        try:
+            try:
+                events = self.client.stream(method, path, body)
+                first = next(events, None)
+            except DaemonUnavailable:
+                self._unavailable()
+                events = self.client.stream(method, path, body)
+                first = next(events, None)
+            if first is not None:
+                yield first
+                yield from events
+        except ApiError as exc:
+            raise ApiFailure(exc.status, str(exc)) from exc

@@ -1,0 +1,31 @@
+"""Ollama's `options` that r1 knows, and the type of each: the one table behind the daemon's
+checks (runner/options.py) and the CLI's Modelfile PARAMETER lines and `/set parameter`.
+
+Standard library only and cheap to import, like config.py: the CLI loads it.
+"""
+
+from __future__ import annotations
+
+# Load options decide the runner instance (two requests with different num_ctx need two runners).
+LOAD_OPTIONS: dict[str, type] = {
+    "num_ctx": int,
+    "num_gpu": int,  # layers to offload; absent: all where the build has a GPU or Metal
+    "num_thread": int,
+    "num_batch": int,
+    "use_mmap": bool,
+}
+# Sampling options travel with each request.
+SAMPLING_OPTIONS: dict[str, type] = {
+    "temperature": float,
+    "top_k": int,
+    "top_p": float,
+    "min_p": float,
+    "repeat_penalty": float,
+    "repeat_last_n": int,
+    "presence_penalty": float,
+    "frequency_penalty": float,
+    "seed": int,
+    "num_predict": int,
+    "stop": list,  # a list of strings; a Modelfile gives one per PARAMETER line
+}
+OPTION_TYPES: dict[str, type] = {**LOAD_OPTIONS, **SAMPLING_OPTIONS}
