@@ -262,3 +262,36 @@ async def api(aiohttp_client: Any, tmp_path: Path, r1_env: dict[str, str]) -> As
         yield InProcess(client, runners, settings.home, tmp_path)
     finally:
         store.close()
+
+
+@pytest.fixture
+async def make_api(aiohttp_client: Any, tmp_path: Path, r1_env: dict[str, str]) -> AsyncIterator[Any]:
+    """Like `api`, for tests that need more of the environment in the app's settings (R1_API_KEY,
+    R1_ORIGINS, HF_ENDPOINT, HF_HUB_OFFLINE...) or their own Metrics to read:
+    `await make_api(R1_API_KEY="k", metrics=Metrics(), script=[...])`. Each call is another app
+    over the same R1_HOME; every client is closed before its store."""
+    from r1.daemon.app import create_app
+    from r1.daemon.config import Settings
+    from r1.daemon.store import Store
+
+    opened: list[tuple[Any, Any]] = []
+
+    async def make(*, metrics: Any = None, script: Script | None = None, **env: str) -> InProcess:
+        settings = Settings.from_env({**os.environ, **env})
+        store = Store(settings.home)
+        store.open()
+        runners = ScriptedRunners(list(SCRIPT if script is None else script))
+        try:
+            client = await aiohttp_client(create_app(settings, store, start=runners.start, metrics=metrics))
+        except BaseException:
+            store.close()
+            raise
+        opened.append((client, store))
+        return InProcess(client, runners, settings.home, tmp_path)
+
+    try:
+        yield make
+    finally:
+        for client, store in reversed(opened):
+            await client.close()
+            store.close()

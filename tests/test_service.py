@@ -311,8 +311,9 @@ def test_where_r1_cannot_run_a_service(monkeypatch: pytest.MonkeyPatch, capsys: 
         assert main(["service", *args]) == 1, args
         assert capsys.readouterr().err.startswith(error), args
         assert host.commands == []
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as info:
         main(["service", "install", "--user", "--system"])
+    assert info.value.code == 2 and "not allowed with argument" in capsys.readouterr().err  # argparse's usage error
 
 
 # --- status ------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import pytest
 import sqlite_utils
 
 from r1.daemon.errors import InsufficientStorage
-from r1.daemon.store import FileEntry, Manifest, ModelNotFoundError, Store, parse_digest
+from r1.daemon.store import FileEntry, Manifest, MissingBlobError, ModelNotFoundError, Store, parse_digest
 from r1.daemon.store.blobs import BlobStore, InvalidDigestError
 from r1.daemon.store.index import migrations
 
@@ -133,9 +133,9 @@ def test_renaming_to_a_taken_name_replaces_and_collects(store: Store, tmp_path: 
 def test_add_refuses_a_manifest_whose_blob_is_gone(store: Store, tmp_path: Path) -> None:
     data = b"gone"
     entry = FileEntry("m.gguf", sha(data), len(data))
-    with pytest.raises(Exception) as info:
+    with pytest.raises(MissingBlobError) as info:
         store.add("x", Manifest("gguf", (entry,)))
-    assert "disappeared" in str(info.value)
+    assert "disappeared" in str(info.value) and info.value.status == 409
     assert store.list() == []
 
 
