@@ -248,17 +248,39 @@ class InProcess:
 
 
 @pytest.fixture
-async def api(aiohttp_client: Any, tmp_path: Path, r1_env: dict[str, str]) -> AsyncIterator[InProcess]:
+async def make_api(aiohttp_client: Any, tmp_path: Path, r1_env: dict[str, str]) -> AsyncIterator[Any]:
+    """r1's app in-process, with settings from the test's environment plus `env` (R1_API_KEY,
+    R1_ORIGINS, HF_ENDPOINT, HF_HUB_OFFLINE...), scripted runners and, if given, the test's own
+    Metrics: `await make_api(R1_API_KEY="k", metrics=Metrics(), script=[...])`. Each call is
+    another app over the same R1_HOME; every client is closed before its store."""
     from r1.daemon.app import create_app
     from r1.daemon.config import Settings
     from r1.daemon.store import Store
 
-    settings = Settings.from_env()
-    store = Store(settings.home)
-    store.open()
-    runners = ScriptedRunners(list(SCRIPT))
+    opened: list[tuple[Any, Any]] = []
+
+    async def make(*, metrics: Any = None, script: Script | None = None, **env: str) -> InProcess:
+        settings = Settings.from_env({**os.environ, **env})
+        store = Store(settings.home)
+        store.open()
+        runners = ScriptedRunners(list(SCRIPT if script is None else script))
+        try:
+            client = await aiohttp_client(create_app(settings, store, start=runners.start, metrics=metrics))
+        except BaseException:
+            store.close()
+            raise
+        opened.append((client, store))
+        return InProcess(client, runners, settings.home, tmp_path)
+
     try:
-        client = await aiohttp_client(create_app(settings, store, start=runners.start))
-        yield InProcess(client, runners, settings.home, tmp_path)
+        yield make
     finally:
-        store.close()
+        for client, store in reversed(opened):
+            await client.close()
+            store.close()
+
+
+@pytest.fixture
+async def api(make_api: Any) -> InProcess:
+    """r1's app in-process with the test's own store and scripted runners."""
+    return await make_api()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import R1, Daemon, start_daemon
+from conftest import R1, Daemon, private_daemon, start_daemon
 from fakehub import FakeHub
 from r1.cli.stream_render import DIM, RESET, Answer, WordWrap, go_duration, stats
 from tinymodels import THINK_TEMPLATE, write_tiny_gguf
@@ -139,9 +139,16 @@ def r1(daemon: Daemon, *args: str, stdin: str = "", timeout: float = 120) -> sub
     return subprocess.run([R1, *args], env=daemon.env, input=stdin, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture
-def tiny(daemon: Daemon, tmp_path: Path) -> str:
-    daemon.cli("import", str(write_tiny_gguf(tmp_path / "tiny.gguf")), "--name", "tiny-base")
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One daemon for the module's `r1` runs; each test uses model names of its own."""
+    with private_daemon(tmp_path_factory.mktemp("cli-run")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def tiny(daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> str:
+    daemon.cli("import", str(write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf")), "--name", "tiny-base")
     # Greedy: a random model sampled freely may end before its first token, now and then.
     status, _ = daemon.request("POST", "/api/create", {"model": "tiny", "from": "tiny-base", "stream": False,
                                                        "parameters": {"temperature": 0}})

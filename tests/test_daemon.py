@@ -1,8 +1,9 @@
-"""A real `r1 serve` on a temp socket and store, driven by the real `r1` CLI and raw HTTP."""
+"""A real `r1 serve` on a temp socket and store, driven by the real `r1` CLI and raw HTTP; the API's answers and errors in-process."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -10,10 +11,12 @@ import stat
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from conftest import R1, Daemon, start_daemon
+from conftest import R1, Daemon, InProcess, start_daemon
+from r1.daemon import __version__
 from tinymodels import write_split_gguf, write_tiny_gguf, write_tiny_mlx_folder
 
 GEMMA_SIZE = 253_113_024
@@ -99,16 +102,25 @@ def test_bad_imports_are_clear_and_change_nothing(daemon: Daemon, tmp_path: Path
     assert blob_names(daemon) == [] and list((daemon.home / "partial").iterdir()) == []
 
 
-def test_api_speaks_ollama_and_errors_are_json(daemon: Daemon, tmp_path: Path) -> None:
-    assert daemon.request("GET", "/") == (200, "Ollama is running")  # the words health checks compare
-    status, body = daemon.request("GET", "/api/version")
-    assert status == 200 and body["version"]
-    assert daemon.request("GET", "/api/tags") == (200, {"models": []})
+async def test_api_speaks_ollama_and_errors_are_json(api: InProcess, caplog: pytest.LogCaptureFixture) -> None:
+    """In-process: the routes' answers and every error as JSON with a fitting status."""
+    client = api.client
 
-    tiny = write_tiny_gguf(tmp_path / "tiny.gguf")
-    status, body = daemon.request("POST", "/api/import", {"path": str(tiny), "model": "tiny", "stream": False})
+    async def call(method: str, path: str, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+        response = await client.request(method, path, json=body if raw is None else None, data=raw)
+        if response.content_type == "application/json":
+            return response.status, await response.json()
+        return response.status, await response.text()
+
+    assert await call("GET", "/") == (200, "Ollama is running")  # the words health checks compare
+    status, body = await call("GET", "/api/version")
+    assert status == 200 and body["version"] == __version__
+    assert await call("GET", "/api/tags") == (200, {"models": []})
+
+    tiny = write_tiny_gguf(api.tmp / "tiny.gguf")
+    status, body = await call("POST", "/api/import", {"path": str(tiny), "model": "tiny", "stream": False})
     assert status == 200 and body["status"] == "success" and body["model"] == "tiny:latest"
-    status, body = daemon.request("POST", "/api/show", {"name": "tiny"})  # Ollama's older field name
+    status, body = await call("POST", "/api/show", {"name": "tiny"})  # Ollama's older field name
     assert status == 200 and body["template"] and body["capabilities"] == ["completion"]
     assert body["details"]["quantization_level"] == "F32"
 
@@ -127,15 +139,15 @@ def test_api_speaks_ollama_and_errors_are_json(daemon: Daemon, tmp_path: Path) -
         (("GET", "/api/show", None), 405, "method GET is not allowed"),
     ]
     for (method, path, body), want_status, want_text in cases:
-        status, answer = daemon.request(method, path, body)
+        status, answer = await call(method, path, body)
         assert status == want_status and want_text in answer["error"], (method, path, body, status, answer)
-    status, answer = daemon.request("POST", "/api/show", raw=b"{not json")
+    status, answer = await call("POST", "/api/show", raw=b"{not json")
     assert status == 400 and "invalid JSON" in answer["error"]
 
-    assert daemon.request("POST", "/api/copy", {"source": "tiny", "destination": "tiny2"})[0] == 200
-    assert daemon.request("DELETE", "/api/delete", {"model": "tiny"})[0] == 200
-    assert [m["name"] for m in daemon.request("GET", "/api/tags")[1]["models"]] == ["tiny2:latest"]
-    assert "Traceback" not in daemon.log()
+    assert (await call("POST", "/api/copy", {"source": "tiny", "destination": "tiny2"}))[0] == 200
+    assert (await call("DELETE", "/api/delete", {"model": "tiny"}))[0] == 200
+    assert [m["name"] for m in (await call("GET", "/api/tags"))[1]["models"]] == ["tiny2:latest"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
 
 
 def test_socket_is_private(daemon: Daemon) -> None:

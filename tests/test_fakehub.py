@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.hf_api import RepoFile, RepoFolder
 
+from conftest import wait_until
 from fakehub import FakeHub
 
 TOKEN = "hf_fake_token_for_tests"
@@ -59,6 +59,8 @@ def hf_client_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    # Nor the agent registry the client caches in ~/.cache/huggingface.
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))
 
 
 @pytest.fixture
@@ -293,14 +295,22 @@ def test_served_bytes_throttle_and_reset(hub: FakeHub) -> None:
     urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=10).close()  # HEAD: no body
     assert hub.served_bytes(REPO, "tiny-Q4_K_M.gguf") == len(GGUF) + 100
     assert hub.served_bytes(REPO, "config.json") == 0
-    hub.throttle(20_000)  # 10 KiB at 20 kB/s: about half a second
-    t0 = time.monotonic()
+    hub.reset_counters()
+    assert hub.served_bytes(REPO, "tiny-Q4_K_M.gguf") == 0 and hub.requests == []
+
+    # Throttled, the body goes out a slice at a time: 1 KiB every half second here, so while the
+    # first slice is read the rest is still held back. Unthrottled mid-way, the rest comes at once.
+    hub.throttle(2048)
+    with urllib.request.urlopen(url, timeout=30) as r:
+        first = r.read(1024)
+        wait_until(lambda: hub.served_bytes(REPO, "tiny-Q4_K_M.gguf") > 0)
+        assert hub.served_bytes(REPO, "tiny-Q4_K_M.gguf") < len(GGUF)
+        hub.throttle(None)
+        body = first + r.read()
+    assert body == GGUF
+    # The hub counts a slice once its write returns, which can be just after the client has it.
+    wait_until(lambda: hub.served_bytes(REPO, "tiny-Q4_K_M.gguf") == len(GGUF))
     assert get(url)[2] == GGUF
-    assert time.monotonic() - t0 >= 0.35
-    hub.throttle(None)
-    t0 = time.monotonic()
-    get(url)
-    assert time.monotonic() - t0 < 0.3
     hub.reset_counters()
     assert hub.served_bytes(REPO, "tiny-Q4_K_M.gguf") == 0 and hub.requests == []
 

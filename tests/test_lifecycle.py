@@ -1,21 +1,49 @@
-"""The daemon's lifecycle with real runners (SIGTERM mid-answer, kill -9, SIGHUP), its logs and /metrics."""
+"""The daemon's lifecycle with real runners (SIGTERM mid-answer, kill -9, SIGHUP); its access log and /metrics in-process."""
 
 from __future__ import annotations
 
+import http.client
+import json
+import logging
 import signal
+import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Daemon, start_daemon
-from conftest import runner_pids
-from test_generate import Stream
-from tinymodels import write_tiny_gguf
+from conftest import Daemon, runner_pids, start_daemon, wait_until
+from r1.daemon.metrics import Metrics
 
 LONG = {"model": "gemma", "prompt": "Count to a thousand: 1, 2,", "raw": True,
         "options": {"num_predict": 3000, "temperature": 0, "num_thread": 2}}
+
+
+class Stream:
+    """An NDJSON answer over the daemon's socket, read line by line, that can be dropped mid-stream."""
+
+    def __init__(self, socket_path: Path, path: str, body: dict[str, Any], timeout: float = 120) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(str(socket_path))
+        conn = http.client.HTTPConnection("localhost")
+        conn.sock = self.sock
+        conn.request("POST", path, body=json.dumps(body))
+        self.response = conn.getresponse()
+        assert self.response.status == 200
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while line := self.response.readline():
+            if line.strip():
+                yield json.loads(line)
+
+    def close(self) -> None:
+        self.response.close()  # the socket's file descriptor closes only when its reader is closed too
+        self.sock.close()
 
 
 def gone(pids: list[int], timeout: float = 10) -> bool:
@@ -67,9 +95,7 @@ def test_sighup_reopens_the_log_file(daemon_env: dict[str, str], tmp_path: Path)
         assert "listening on" in log_file.read_text()
         log_file.rename(tmp_path / "r1.log.1")  # what logrotate does
         daemon.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 5
-        while not log_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until(log_file.exists, timeout=5)
         daemon.request("GET", "/api/tags")
         assert "log file reopened" in log_file.read_text()
         assert "GET /api/tags 200" in log_file.read_text()
@@ -77,19 +103,24 @@ def test_sighup_reopens_the_log_file(daemon_env: dict[str, str], tmp_path: Path)
         assert daemon.stop() == 0
 
 
-def test_each_request_is_logged_and_counted_in_metrics(daemon: Daemon, tmp_path: Path) -> None:
-    daemon.cli("import", str(write_tiny_gguf(tmp_path / "tiny.gguf")), "--name", "tiny")
-    generated = answered = 0
+async def test_each_request_is_logged_and_counted_in_metrics(make_api: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """In-process with scripted runners: the access log and the registry this test holds, as /metrics renders it."""
+    metrics = Metrics()
+    api = await make_api(metrics=metrics)
+    await api.add_model("tiny")
+    caplog.set_level(logging.INFO, logger="r1.access")
+    generated = 0
     for _ in range(3):
-        status, answer = daemon.request("POST", "/api/generate", {
-            "model": "tiny", "prompt": "hello", "raw": True, "stream": False, "options": {"num_predict": 5}})
-        assert status == 200
+        response = await api.client.post("/api/generate", json={
+            "model": "tiny", "prompt": "hello", "raw": True, "stream": False, "options": {"num_predict": 3}})
+        assert response.status == 200
+        answer = await response.json()
+        assert answer["response"] == "Hello, world" and answer["eval_count"] == 3
         generated += answer["eval_count"]
-        answered += bool(answer["response"])  # a random model may end at once: no first token then
-    assert daemon.request("POST", "/api/generate", {"model": "nope", "prompt": "x"})[0] == 404
-    status, text = daemon.request("GET", "/metrics")
-    assert status == 200
-    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert (await api.client.post("/api/generate", json={"model": "nope", "prompt": "x"})).status == 404
+    response = await api.client.get("/metrics")
+    assert response.status == 200 and response.content_type == "text/plain"
+    families = {f.name: f for f in text_string_to_metric_families(await response.text())}
 
     def sample(family: str, **labels: str) -> float:
         return sum(s.value for s in families[family].samples
@@ -97,12 +128,15 @@ def test_each_request_is_logged_and_counted_in_metrics(daemon: Daemon, tmp_path:
 
     assert sample("r1_requests", route="/api/generate", status="200") == 3
     assert sample("r1_requests", route="/api/generate", status="404") == 1
-    assert sample("r1_generated_tokens", model="tiny:latest") == generated
-    assert sample("r1_model_loads") == 1 and sample("r1_models_loaded") == 1
+    assert metrics.requests.values[(("route", "/api/generate"), ("status", "200"))] == 3  # the registry it rendered
+    assert sample("r1_generated_tokens", model="tiny:latest") == generated == 9
+    assert sample("r1_model_loads") == 1 and sample("r1_models_loaded") == 1 and len(api.runners.started) == 1
     assert sample("r1_memory_used_bytes") > 0 and sample("r1_memory_budget_bytes") > sample("r1_memory_used_bytes")
     first_token = next(s for s in families["r1_time_to_first_token_seconds"].samples if s.name.endswith("_count"))
-    assert first_token.value == answered
+    assert first_token.value == 3
     assert sample("r1_queue_depth") == 0
-    log = daemon.log()
-    assert "POST /api/generate 200" in log and "model=tiny:latest" in log and f"tokens={answer['eval_count']}" in log
-    assert "POST /api/generate 404" in log
+    lines = [r.getMessage() for r in caplog.records if r.name == "r1.access"]
+    answered = [line for line in lines if line.startswith("POST /api/generate 200 ")]
+    assert len(answered) == 3 and all("model=tiny:latest" in line and "tokens=3" in line for line in answered)
+    assert len([line for line in lines if line.startswith("POST /api/generate 404 ")]) == 1
+    assert any(line.startswith("GET /metrics 200 ") for line in lines)

@@ -20,7 +20,7 @@ import sqlite_utils
 from r1.daemon.create import combine_overrides
 from r1.daemon.errors import InsufficientStorage
 from r1.daemon.metadata import ModelFacts
-from r1.daemon.store import FileEntry, Manifest, ModelNotFoundError, Overrides, Store, parse_digest
+from r1.daemon.store import FileEntry, Manifest, MissingBlobError, ModelNotFoundError, Overrides, Store, parse_digest
 from r1.daemon.store.blobs import BlobStore, InvalidDigestError, Upload, UploadMismatchError
 from r1.daemon.store.connections import IndexConnections
 from r1.daemon.store.index import migrations
@@ -147,9 +147,9 @@ def test_renaming_to_a_taken_name_replaces_and_collects(store: Store, tmp_path: 
 def test_add_refuses_a_manifest_whose_blob_is_gone(store: Store, tmp_path: Path) -> None:
     data = b"gone"
     entry = FileEntry("m.gguf", sha(data), len(data))
-    with pytest.raises(Exception) as info:
+    with pytest.raises(MissingBlobError) as info:
         store.add("x", Manifest((entry,), ModelFacts("gguf")))
-    assert "disappeared" in str(info.value)
+    assert "disappeared" in str(info.value) and info.value.status == 409
     assert store.list() == []
 
 

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from ..errors import BadRequest, ModelNotFound
 from ..generation import Chunk, Final, Request, embed
-from ..runner.options import check_options
+from ..runner.options import check_option, check_options
 from ..store import InvalidNameError, ModelRecord
 from .context import CORE, STORE
 from .fields import get_bool, keep_alive, messages, required_str, think, tools
@@ -87,12 +87,8 @@ def sampling_options(body: Json, fields: dict[str, str]) -> dict[str, Any]:
     options = check_options(body.get("options"))
     for key, option in fields.items():
         value = body.get(key)
-        if value is None:
-            continue
-        try:
-            options.update(check_options({option: value}))
-        except BadRequest as exc:
-            raise BadRequest(str(exc).replace(f"option '{option}'", f"field '{key}'")) from exc
+        if value is not None:
+            options[option] = check_option(option, value, f"field '{key}'")
     return options
 
 

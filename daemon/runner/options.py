@@ -25,7 +25,8 @@ IGNORED_OPTIONS = frozenset({
 DEFAULT_NUM_CTX = 4096  # Ollama's default; a model with a shorter context gets its own
 
 
-def _coerce(name: str, value: Any, kind: type) -> Any:
+def _coerce(label: str, value: Any, kind: type) -> Any:
+    """`value` as `kind`; a BadRequest that calls the value `label` ("option 'top_k'") otherwise."""
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -42,8 +43,13 @@ def _coerce(name: str, value: Any, kind: type) -> Any:
             return [value]
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value
-        raise BadRequest(f"option '{name}' must be a string or a list of strings")
-    raise BadRequest(f"option '{name}' must be {kind.__name__ if kind is not float else 'a number'}, not {value!r}")
+        raise BadRequest(f"{label} must be a string or a list of strings")
+    raise BadRequest(f"{label} must be {kind.__name__ if kind is not float else 'a number'}, not {value!r}")
+
+
+def check_option(name: str, value: Any, label: str | None = None) -> Any:
+    """One known option's value, typed; errors call it `label` (by default "option 'NAME'")."""
+    return _coerce(label or f"option '{name}'", value, OPTION_TYPES[name])
 
 
 def check_options(options: Any) -> dict[str, Any]:
@@ -56,7 +62,7 @@ def check_options(options: Any) -> dict[str, Any]:
     for name, value in options.items():
         if name in OPTION_TYPES:
             if value is not None:
-                checked[name] = _coerce(name, value, OPTION_TYPES[name])
+                checked[name] = check_option(name, value)
         elif name not in IGNORED_OPTIONS:
             log.warning("ignoring unknown option %r", name)
     return checked
