@@ -25,7 +25,7 @@ import pytest
 from conftest import R1, Daemon, private_daemon, start_daemon
 from fakehub import FakeHub
 from r1.cli.stream_render import DIM, RESET, Answer, WordWrap, go_duration, stats
-from tinymodels import THINK_TEMPLATE, write_tiny_gguf
+from tinymodels import THINK_TEMPLATE, write_endless_gguf, write_tiny_gguf
 
 # --- word wrapping and the answer's layout (no daemon) ----------------------------------------
 
@@ -383,22 +383,6 @@ def test_interactive_chat(daemon: Daemon, tiny: str, terminal) -> None:
     assert term.wait() == 0
     history = (daemon.home / "history").read_text()
     assert "/show info" in history and "hello" in history
-
-
-def write_endless_gguf(path: Path, **kw) -> Path:
-    """A tiny model that never ends an answer by itself, with a context of 32k tokens.
-
-    Every token's embedding gets a large value in dimension 0, which the RMS norms turn into
-    the main part of each hidden state; the end-of-sequence token's output row weighs that
-    dimension strongly negative, so its logit stays far below the others.
-    """
-    from gguf import GGUFReader
-
-    write_tiny_gguf(path, context_length=32768, **kw)
-    tensors = {t.name: t.data for t in GGUFReader(path, "r+").tensors}
-    tensors["token_embd.weight"][:, 0] = 10.0
-    tensors["output.weight"][2, 0] = -10.0  # token 2 is </s>
-    return path
 
 
 def test_ctrl_c_stops_a_long_answer_and_the_chat_goes_on(daemon: Daemon, tmp_path: Path, terminal) -> None:

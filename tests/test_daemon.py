@@ -150,8 +150,8 @@ async def test_api_speaks_ollama_and_errors_are_json(api: InProcess, caplog: pyt
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info] == []
 
 
-def test_socket_is_private(daemon: Daemon) -> None:
-    mode = daemon.socket.stat().st_mode
+def test_socket_is_private(gemma_daemon: Daemon) -> None:
+    mode = gemma_daemon.socket.stat().st_mode
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
 
 
@@ -222,10 +222,10 @@ def test_cli_starts_the_daemon_when_allowed(daemon_env: dict[str, str]) -> None:
         assert not Path(env["R1_SOCKET"]).exists(), "the autostarted daemon did not stop on SIGTERM"
 
 
-def test_version_reports_client_and_daemon(daemon: Daemon) -> None:
-    result = daemon.cli("version")
+def test_version_reports_client_and_daemon(gemma_daemon: Daemon) -> None:
+    result = gemma_daemon.cli("version")
     assert result.stdout.startswith("r1 version ") and result.stderr == ""
-    assert daemon.cli("--version").stdout.startswith("r1 version ")
+    assert gemma_daemon.cli("--version").stdout.startswith("r1 version ")
 
 
 def test_version_without_daemon(daemon_env: dict[str, str]) -> None:

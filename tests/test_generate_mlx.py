@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import Daemon
+import pytest
+
+from conftest import Daemon, private_daemon
 from tinymlx import THINK_TEMPLATE, write_mlx_model
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """One daemon for the module; each test imports a model of its own."""
+    with private_daemon(tmp_path_factory.mktemp("mlx")) as running:
+        yield running
 
 
 def test_mlx_model_generates_and_chats_through_the_daemon(daemon: Daemon, tmp_path: Path) -> None:

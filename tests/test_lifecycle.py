@@ -18,9 +18,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Daemon, runner_pids, start_daemon, wait_until
 from r1.daemon.metrics import Metrics
+from tinymodels import write_endless_gguf
 
-LONG = {"model": "gemma", "prompt": "Count to a thousand: 1, 2,", "raw": True,
-        "options": {"num_predict": 3000, "temperature": 0, "num_thread": 2}}
+# Tens of seconds of tokens from a tiny model that never ends an answer by itself.
+LONG = {"model": "endless", "prompt": "Go on and on", "raw": True,
+        "options": {"num_ctx": 32768, "num_predict": 30000, "temperature": 0}}
 
 
 class Stream:
@@ -55,29 +57,28 @@ def gone(pids: list[int], timeout: float = 10) -> bool:
     return False
 
 
-def with_gemma(env: dict[str, str], tmp_path: Path, gemma_path: Path, **extra: str) -> Daemon:
+def with_endless(env: dict[str, str], tmp_path: Path, **extra: str) -> Daemon:
     daemon = start_daemon({**env, **extra}, tmp_path / "daemon.log")
-    daemon.cli("import", str(gemma_path), "--name", "gemma")
+    daemon.cli("import", str(write_endless_gguf(tmp_path / "endless.gguf")), "--name", "endless")
     return daemon
 
 
-def test_sigterm_mid_answer_cancels_within_the_grace_and_stops_runners(
-        daemon_env: dict[str, str], tmp_path: Path, gemma_path: Path) -> None:
-    daemon = with_gemma(daemon_env, tmp_path, gemma_path, R1_SHUTDOWN_GRACE="1s")
+def test_sigterm_mid_answer_cancels_within_the_grace_and_stops_runners(daemon_env: dict[str, str], tmp_path: Path) -> None:
+    daemon = with_endless(daemon_env, tmp_path, R1_SHUTDOWN_GRACE="1s")
     stream = Stream(daemon.socket, "/api/generate", LONG)
     lines = iter(stream)
     assert next(lines)["done"] is False
     runners = runner_pids(daemon)
     started = time.monotonic()
     assert daemon.stop(signal.SIGTERM, timeout=20) == 0, daemon.log()
-    assert time.monotonic() - started < 10  # 3000 tokens would take a minute
+    assert time.monotonic() - started < 10  # 30000 tokens would take more than a minute
     stream.close()
     assert gone(runners) and not daemon.socket.exists()
     assert "requests in flight have 1 s to finish" in daemon.log()
 
 
-def test_kill_9_of_the_daemon_leaves_no_runner(daemon_env: dict[str, str], tmp_path: Path, gemma_path: Path) -> None:
-    daemon = with_gemma(daemon_env, tmp_path, gemma_path)
+def test_kill_9_of_the_daemon_leaves_no_runner(daemon_env: dict[str, str], tmp_path: Path) -> None:
+    daemon = with_endless(daemon_env, tmp_path)
     stream = Stream(daemon.socket, "/api/generate", LONG)
     assert next(iter(stream))["done"] is False
     runners = runner_pids(daemon)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon, unix_request
+from conftest import InProcess
 from r1.daemon.errors import R1Error
 from r1.daemon.metadata import (
     MetadataError,
@@ -326,14 +326,14 @@ def test_gguf_suffix_is_case_insensitive(tmp_path: Path) -> None:
     assert model_files(path) == ("gguf", [path])
 
 
-def test_the_api_answers_a_metadata_error_with_a_400(daemon: Daemon) -> None:
+async def test_the_api_answers_a_metadata_error_with_a_400(api: InProcess) -> None:
     """MetadataError knows nothing of HTTP; where the API meets it, it is the client's 400."""
     data = b"just some text, not a model\n"
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    assert unix_request(daemon.socket, "POST", f"/api/blobs/{digest}", raw=data)[0] == 201
+    assert (await api.client.post(f"/api/blobs/{digest}", data=data)).status == 201
     body = {"model": "broken", "files": {"notes.gguf": digest}}
-    status, answer = unix_request(daemon.socket, "POST", "/api/create", {**body, "stream": False})
-    assert status == 400 and "notes.gguf is not a GGUF file (bad magic)" in answer["error"]
-    status, streamed = unix_request(daemon.socket, "POST", "/api/create", body)
-    last = json.loads(streamed.splitlines()[-1])  # the stream had started: the error comes in-band
-    assert status == 200 and "notes.gguf is not a GGUF file (bad magic)" in last["error"]
+    response = await api.client.post("/api/create", json={**body, "stream": False})
+    assert response.status == 400 and "notes.gguf is not a GGUF file (bad magic)" in (await response.json())["error"]
+    response = await api.client.post("/api/create", json=body)
+    last = json.loads((await response.text()).splitlines()[-1])  # the stream had started: the error comes in-band
+    assert response.status == 200 and "notes.gguf is not a GGUF file (bad magic)" in last["error"]

@@ -96,6 +96,22 @@ def write_tiny_gguf(
     return path
 
 
+def write_endless_gguf(path: Path, **kw) -> Path:
+    """A tiny model that never ends an answer by itself, with a context of 32k tokens.
+
+    Every token's embedding gets a large value in dimension 0, which the RMS norms turn into
+    the main part of each hidden state; the end-of-sequence token's output row weighs that
+    dimension strongly negative, so its logit stays far below the others.
+    """
+    from gguf import GGUFReader
+
+    write_tiny_gguf(path, context_length=32768, **kw)
+    tensors = {t.name: t.data for t in GGUFReader(path, "r+").tensors}
+    tensors["token_embd.weight"][:, 0] = 10.0
+    tensors["output.weight"][2, 0] = -10.0  # token 2 is </s>
+    return path
+
+
 def write_split_gguf(directory: Path, base: str, shards: int = 2, **kw) -> list[Path]:
     """The same model as write_tiny_gguf(**kw), split as llama.cpp's gguf-split does.
 
