@@ -5,6 +5,7 @@ with scripted runners (`api`); end-to-end tests get a real daemon: their own (`d
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -151,6 +152,29 @@ def daemon(daemon_env: dict[str, str], tmp_path: Path) -> Iterator[Daemon]:
     code = running.stop()
     assert code == 0, f"daemon exited with {code} on SIGTERM:\n{running.log()}"
     assert not running.socket.exists(), "the daemon left its socket behind"
+
+
+class Stream:
+    """An NDJSON response read line by line, with the socket at hand to drop mid-stream."""
+
+    def __init__(self, socket_path: Path, path: str, body: dict[str, Any], timeout: float = 120) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(str(socket_path))
+        conn = http.client.HTTPConnection("localhost")
+        conn.sock = self.sock
+        conn.request("POST", path, body=json.dumps(body))
+        self.response = conn.getresponse()
+        self.status = self.response.status
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while line := self.response.readline():
+            if line.strip():
+                yield json.loads(line)
+
+    def close(self) -> None:
+        self.response.close()  # the socket's file descriptor closes only when its reader is closed too
+        self.sock.close()
 
 
 def free_port() -> int:

@@ -3,47 +3,20 @@ generation routes' checks in-process."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
 import os
 import signal
-import socket
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import Daemon, InProcess, runner_pids
+from conftest import Daemon, InProcess, Stream, runner_pids
 from tinymodels import GEMMA_TEMPLATE
 
 GREEDY = {"temperature": 0, "num_thread": 2}
 STATS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration")
-
-
-class Stream:
-    """An NDJSON response read line by line, with the socket at hand to drop mid-stream."""
-
-    def __init__(self, socket_path: Path, path: str, body: dict[str, Any], timeout: float = 120) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(str(socket_path))
-        conn = http.client.HTTPConnection("localhost")
-        conn.sock = self.sock
-        conn.request("POST", path, body=json.dumps(body))
-        self.response = conn.getresponse()
-        self.status = self.response.status
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        while line := self.response.readline():
-            if line.strip():
-                yield json.loads(line)
-
-    def close(self) -> None:
-        self.response.close()  # the socket's file descriptor closes only when its reader is closed too
-        self.sock.close()
 
 
 def stream(daemon: Daemon, path: str, body: dict[str, Any]) -> list[dict[str, Any]]:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import http.client
-import json
 import logging
 import signal
-import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,36 +12,13 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Daemon, runner_pids, start_daemon, wait_until
+from conftest import Daemon, Stream, runner_pids, start_daemon, wait_until
 from r1.daemon.metrics import Metrics
 from tinymodels import write_endless_gguf
 
 # Tens of seconds of tokens from a tiny model that never ends an answer by itself.
 LONG = {"model": "endless", "prompt": "Go on and on", "raw": True,
         "options": {"num_ctx": 32768, "num_predict": 30000, "temperature": 0}}
-
-
-class Stream:
-    """An NDJSON answer over the daemon's socket, read line by line, that can be dropped mid-stream."""
-
-    def __init__(self, socket_path: Path, path: str, body: dict[str, Any], timeout: float = 120) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(str(socket_path))
-        conn = http.client.HTTPConnection("localhost")
-        conn.sock = self.sock
-        conn.request("POST", path, body=json.dumps(body))
-        self.response = conn.getresponse()
-        assert self.response.status == 200
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        while line := self.response.readline():
-            if line.strip():
-                yield json.loads(line)
-
-    def close(self) -> None:
-        self.response.close()  # the socket's file descriptor closes only when its reader is closed too
-        self.sock.close()
 
 
 def gone(pids: list[int], timeout: float = 10) -> bool:
@@ -66,6 +39,7 @@ def with_endless(env: dict[str, str], tmp_path: Path, **extra: str) -> Daemon:
 def test_sigterm_mid_answer_cancels_within_the_grace_and_stops_runners(daemon_env: dict[str, str], tmp_path: Path) -> None:
     daemon = with_endless(daemon_env, tmp_path, R1_SHUTDOWN_GRACE="1s")
     stream = Stream(daemon.socket, "/api/generate", LONG)
+    assert stream.status == 200
     lines = iter(stream)
     assert next(lines)["done"] is False
     runners = runner_pids(daemon)
@@ -80,7 +54,7 @@ def test_sigterm_mid_answer_cancels_within_the_grace_and_stops_runners(daemon_en
 def test_kill_9_of_the_daemon_leaves_no_runner(daemon_env: dict[str, str], tmp_path: Path) -> None:
     daemon = with_endless(daemon_env, tmp_path)
     stream = Stream(daemon.socket, "/api/generate", LONG)
-    assert next(iter(stream))["done"] is False
+    assert stream.status == 200 and next(iter(stream))["done"] is False
     runners = runner_pids(daemon)
     assert runners
     daemon.process.kill()
