@@ -115,7 +115,7 @@ def model_spec(store: Store, record: ModelRecord, options: dict[str, Any],
     merged = {**check_options(manifest.overrides.parameters), **options}
     load, sampling = split_options(merged, manifest.facts.context_length)
     need = estimate(manifest.facts, manifest.size, load["num_ctx"], extra_buffers.repacked_types(fmt))
-    spec = ModelSpec(record.name, record.manifest_id, fmt, model_path(store, record),
+    spec = ModelSpec(record.name, record.manifest_id, manifest.weights_id, fmt, model_path(store, record),
                      tuple(sorted(load.items())), estimate=need.total, record=record)
     return spec, need, sampling
 
@@ -162,7 +162,7 @@ async def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]
     scheduler = core.scheduler
     prepared = await asyncio.to_thread(prepare, core.store, request, scheduler.extra_buffers)
     if request.is_empty and request.keep_alive == 0:  # Ollama's way to unload (`r1 stop`): no load first
-        await scheduler.stop(prepared.spec.manifest_id)
+        await scheduler.stop(prepared.spec.weights)
         yield Final("unload", total_duration=time.perf_counter_ns() - started)
         return
     if request.is_empty:

@@ -63,10 +63,11 @@ class RunnerHandle(Protocol):
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a runner is started with; the same spec means the same instance."""
+    """What a runner is started with; the same weights and load options mean the same instance."""
 
     name: str
     manifest_id: str
+    weights: str  # Manifest.weights_id: `r1 create` variants of a model share it, and so share runners
     format: str
     path: Path  # a GGUF file (the first shard) or an MLX folder, inside the store's snapshot
     load: tuple[tuple[str, Any], ...]  # load options, sorted, so the spec is hashable
@@ -75,7 +76,7 @@ class ModelSpec:
 
     @property
     def key(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
-        return self.manifest_id, self.load
+        return self.weights, self.load
 
     @property
     def num_ctx(self) -> int:
@@ -383,9 +384,9 @@ class Scheduler:
             await instance.runner.stop()
         self._notify()
 
-    async def stop(self, manifest_id: str) -> int:
-        """Unload a model's instances: idle ones now, busy ones when their requests end. How many."""
-        found = [i for i in self._instances.values() if i.spec.manifest_id == manifest_id]
+    async def stop(self, weights: str) -> int:
+        """Unload the instances running these weights: idle ones now, busy ones when their requests end. How many."""
+        found = [i for i in self._instances.values() if i.spec.weights == weights]
         for instance in found:
             instance.stopping = True
         await asyncio.gather(*(self._unload(i) for i in found if i.leases == 0 and i.ready))

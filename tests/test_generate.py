@@ -57,6 +57,18 @@ def test_streamed_generate_matches_the_whole_answer(gemma_daemon: Daemon) -> Non
     assert all(c["model"] == "gemma" and c["created_at"].endswith("Z") for c in chunks)
 
 
+def test_a_model_made_with_r1_create_shares_its_base_models_runner(gemma_daemon: Daemon) -> None:
+    options = {**GREEDY, "num_predict": 1}
+    status, _ = gemma_daemon.request("POST", "/api/generate", {"model": "gemma", "prompt": "Hi", "raw": True,
+                                                               "stream": False, "options": options})
+    assert status == 200
+    runners = set(runner_pids(gemma_daemon))
+    status, answer = gemma_daemon.request("POST", "/api/chat", {
+        "model": "gemma-chat", "messages": [{"role": "user", "content": "Hi"}], "stream": False, "options": options})
+    assert status == 200 and answer["load_duration"] < 50_000_000  # nothing loaded: the weights already are
+    assert set(runner_pids(gemma_daemon)) == runners
+
+
 def test_chat_through_a_created_template_stops_at_end_of_turn(gemma_daemon: Daemon) -> None:
     status, show = gemma_daemon.request("POST", "/api/show", {"model": "gemma-chat"})
     assert status == 200

@@ -4,6 +4,7 @@ runners that die, and the fallback from llama.cpp's extra buffers."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import logging
 import signal
@@ -102,7 +103,8 @@ class Harness:
 
 
 def spec(name: str, size: float = 1, ctx: int = 2048) -> ModelSpec:
-    return ModelSpec(name, f"id-{name}", "gguf", Path(f"/m/{name}.gguf"), (("num_ctx", ctx),), estimate=int(size * GB))
+    return ModelSpec(name, f"id-{name}", f"weights-{name}", "gguf", Path(f"/m/{name}.gguf"), (("num_ctx", ctx),),
+                     estimate=int(size * GB))
 
 
 async def settle() -> None:
@@ -136,6 +138,18 @@ def test_other_load_options_are_another_instance() -> None:
             second = await h.use(spec("a", ctx=8192))
             assert first.pid != second.pid and h.started == ["a", "a"]
             assert await h.use(spec("a", ctx=2048)) is first
+    run(main())
+
+
+def test_models_made_from_one_share_its_runner() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            base = spec("a")
+            # `r1 create` from it: another name, manifest and settings; the same files.
+            variant = dataclasses.replace(base, name="a-chat", manifest_id="id-a-chat")
+            first = await h.use(base)
+            assert await h.use(variant) is first and h.started == ["a"]
+            assert await h.scheduler.stop(variant.weights) == 1 and h.loaded() == []
     run(main())
 
 
@@ -293,7 +307,7 @@ def test_stop_unloads_idle_models_now_and_busy_ones_after_their_requests() -> No
     async def main() -> None:
         async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
             idle = await h.use(spec("a"))
-            assert await h.scheduler.stop("id-a") == 1 and not idle.alive
+            assert await h.scheduler.stop("weights-a") == 1 and not idle.alive
             release = asyncio.Event()
 
             async def hold() -> FakeRunner:
@@ -303,7 +317,7 @@ def test_stop_unloads_idle_models_now_and_busy_ones_after_their_requests() -> No
 
             holder = asyncio.ensure_future(hold())
             await settle()
-            assert await h.scheduler.stop("id-b") == 1
+            assert await h.scheduler.stop("weights-b") == 1
             assert h.loaded() == ["b"] and h.scheduler.instances()[0].stopping
             release.set()
             busy = await holder
@@ -411,7 +425,7 @@ def test_extra_buffers_off_and_other_formats_never_use_them() -> None:
             await h.use(spec("a"))
             assert h.started == ["a (safe)"]
         async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
-            mlx = ModelSpec("m", "id-m", "mlx", Path("/m/m"), (("num_ctx", 2048),), estimate=GB)
+            mlx = ModelSpec("m", "id-m", "weights-m", "mlx", Path("/m/m"), (("num_ctx", 2048),), estimate=GB)
             h.crash_with = signal.SIGSEGV
             await h.use(mlx)
             assert h.started == ["m (safe)"]

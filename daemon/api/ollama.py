@@ -173,9 +173,11 @@ async def delete(request: web.Request) -> web.Response:
     name = required_str(body, "model", "name")
     store = _store(request)
     record = await asyncio.to_thread(store.remove, name)
-    if not any(r.manifest_id == record.manifest_id for r in await asyncio.to_thread(store.list)):
-        # No name is left for it: unload it (once its requests end; the runner's open files outlive the blobs).
-        await request.app[SCHEDULER].stop(record.manifest_id)
+    weights = record.manifest.weights_id
+    if not any(r.manifest.weights_id == weights for r in await asyncio.to_thread(store.list)):
+        # No name is left for these weights: unload them (once their requests end; the runner's open
+        # files outlive the blobs).
+        await request.app[SCHEDULER].stop(weights)
     return web.Response()
 
 

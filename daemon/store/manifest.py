@@ -76,6 +76,12 @@ class Manifest:
     def size(self) -> int:
         return sum(f.size for f in self.files)
 
+    @property
+    def weights_id(self) -> str:
+        """What a runner loads, as one digest: its files'. Models made from this one with `r1 create`
+        (another template, system prompt or parameters) have the same, and so share a runner."""
+        return hashlib.sha256(" ".join(sorted(f.digest for f in self.files)).encode()).hexdigest()
+
     def canonical_json(self) -> str:
         # Facts, source and overrides hashed as one object, as before r1 kept them apart: a model
         # made of the same files with the same settings keeps its id. (Facts follow from the files,
