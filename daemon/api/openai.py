@@ -296,18 +296,28 @@ def finish_reason(final: Final) -> str:
     return "tool_calls" if final.tool_calls else FINISH_REASONS.get(final.done_reason, "stop")
 
 
-class ChatShape:
-    """`chat.completion.chunk` events, or one `chat.completion`; the fixed part of each event is
-    formatted once per stream."""
+class OpenAIShape:
+    """What OpenAI's events share: an id, the object kind, the model; formatted once per stream,
+    up to the field each event fills (`head`)."""
 
     framing = SSE
     stream_default = False
+    id_prefix, kind, field = "", "", ""
 
     def __init__(self, body: Json, parsed: Request) -> None:
         self.with_usage = include_usage(body)
-        self.common = {"id": _new_id("chatcmpl-"), "object": "chat.completion.chunk", "created": int(time.time()),
+        self.common = {"id": _new_id(self.id_prefix), "object": self.kind, "created": int(time.time()),
                        "model": parsed.model, "system_fingerprint": "r1"}
-        self.head = "data: " + json.dumps(self.common)[:-1] + ', "choices": [{"index": 0, "delta": '
+        self.head = "data: " + json.dumps(self.common)[:-1] + f', "choices": [{{"index": 0, "{self.field}": '
+
+
+class ChatShape(OpenAIShape):
+    """`chat.completion.chunk` events, or one `chat.completion`."""
+
+    id_prefix, kind, field = "chatcmpl-", "chat.completion.chunk", "delta"
+
+    def __init__(self, body: Json, parsed: Request) -> None:
+        super().__init__(body, parsed)
         self.role_sent = False
 
     def event(self, item: Chunk | Final) -> bytes:
@@ -351,17 +361,10 @@ class ChatShape:
         }
 
 
-class CompletionShape:
+class CompletionShape(OpenAIShape):
     """`text_completion` events, or one `text_completion`."""
 
-    framing = SSE
-    stream_default = False
-
-    def __init__(self, body: Json, parsed: Request) -> None:
-        self.with_usage = include_usage(body)
-        self.common = {"id": _new_id("cmpl-"), "object": "text_completion", "created": int(time.time()),
-                       "model": parsed.model, "system_fingerprint": "r1"}
-        self.head = "data: " + json.dumps(self.common)[:-1] + ', "choices": [{"index": 0, "text": '
+    id_prefix, kind, field = "cmpl-", "text_completion", "text"
 
     def event(self, item: Chunk | Final) -> bytes:
         if isinstance(item, Chunk):
