@@ -16,6 +16,7 @@ from .api import Api, ApiFailure, Json
 from .errors import CliError
 from .fetch import ensure_model, warn_if_too_large
 from .modelfile import parameter_value
+from .render import say
 from .stream_render import Answer, WordWrap, stats
 
 HELP = """Available Commands:
@@ -127,8 +128,8 @@ def one_shot(session: Session, prompt: str, chat: bool) -> None:
     if chat:
         session.answer([{"role": "user", "content": prompt}])
     else:
-        print(f"({session.model} has no chat template, so it continues the prompt as plain text; "
-              "`r1 create` with a TEMPLATE line makes it chat)", file=sys.stderr, flush=True)
+        say(f"({session.model} has no chat template, so it continues the prompt as plain text; "
+            "`r1 create` with a TEMPLATE line makes it chat)")
         session.complete(prompt)
 
 

@@ -231,18 +231,17 @@ class Scheduler:
         request sent to it would fail; a dying process answers nothing."""
         runner = instance.runner
         assert runner is not None
-        if runner.alive and instance.leases:
-            return True  # serving requests this very moment
-        if runner.alive:
+        dead = not runner.alive
+        if not dead and not instance.leases:  # busy ones are serving requests this very moment
             try:
                 await asyncio.wait_for(runner.call("ping"), PING_TIMEOUT)
-                return True
             except asyncio.TimeoutError:
-                return True  # alive but slow to answer: let it serve
+                pass  # slow to answer is still alive
             except RunnerDied:
-                pass
-        log.warning("the runner for %s %s; starting a new one", instance.spec.name, runner.death or "has stopped")
-        return False
+                dead = True
+        if dead:
+            log.warning("the runner for %s %s; starting a new one", instance.spec.name, runner.death or "has stopped")
+        return not dead
 
     def _enter_queue(self) -> None:
         if self._waiting >= self.max_queue:

@@ -116,7 +116,7 @@ def test_a_runner_killed_while_idle_is_replaced_by_the_next_request(tmp_path: Pa
 async def test_a_killed_runner_answers_no_ping_and_says_how_it_ended(tmp_path: Path) -> None:
     from r1.daemon.runner.client import Runner, RunnerDied
 
-    runner = await Runner.start("tiny", "gguf", write_tiny_gguf(tmp_path / "tiny.gguf"), {"num_ctx": 256})
+    runner = await Runner.start("tiny", "gguf", write_tiny_gguf(tmp_path / "tiny.gguf"), {"num_ctx": 256}, "INFO")
     assert await runner.call("ping") == {}
     os.kill(runner.pid, signal.SIGKILL)
     assert runner.alive  # nothing has told the event loop yet

@@ -63,7 +63,7 @@ class Runner:
         self.info: dict[str, Any] = {}
 
     @classmethod
-    async def start(cls, label: str, fmt: str, path: Path, load: dict[str, Any], log_level: str = "INFO") -> Runner:
+    async def start(cls, label: str, fmt: str, path: Path, load: dict[str, Any], log_level: str) -> Runner:
         """Start a runner that logs at `log_level` and load the model in it; RunnerError if it cannot."""
         parent, child = socket.socketpair()
         out_read, out_write = os.pipe()
