@@ -86,18 +86,19 @@ def test_chat_through_a_created_template_stops_at_end_of_turn(gemma_daemon: Daem
 
 
 def test_json_format_and_schema_constrain_the_output(gemma_daemon: Daemon) -> None:
+    # SmolLM2: a grammar is checked against every token of the vocabulary at each step (49k here, 262k in Gemma).
     status, answer = gemma_daemon.request("POST", "/api/generate", {
-        "model": "gemma", "prompt": "A JSON object describing a cat:", "raw": True, "format": "json", "stream": False,
-        "options": {**GREEDY, "num_predict": 30},
+        "model": "smollm2:135m", "prompt": "A JSON object describing a cat:", "raw": True, "format": "json",
+        "stream": False, "options": {**GREEDY, "num_predict": 30},
     })
     assert status == 200, answer
+    assert answer["response"].lstrip().startswith("{")
     if answer["done_reason"] == "stop":
         assert isinstance(json.loads(answer["response"]), dict)
-    assert answer["response"].lstrip().startswith("{")
     schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer"}},
               "required": ["name", "age"]}
     status, answer = gemma_daemon.request("POST", "/api/generate", {
-        "model": "gemma", "prompt": "A cat as JSON:", "raw": True, "format": schema, "stream": False,
+        "model": "smollm2:135m", "prompt": "A cat as JSON:", "raw": True, "format": schema, "stream": False,
         "options": {**GREEDY, "num_predict": 80},
     })
     assert status == 200, answer

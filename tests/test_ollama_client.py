@@ -111,7 +111,7 @@ def test_chat_with_tools_returns_tool_calls(client: ollama.Client) -> None:
 def test_json_schema_output_parses(client: ollama.Client) -> None:
     schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 10}, "age": {"type": "integer"}},
               "required": ["name", "age"]}
-    answer = client.generate("gemma", "A person as JSON:", raw=True, format=schema, options={**GREEDY, "num_predict": 60})
+    answer = client.generate("smollm2:135m", "A person as JSON:", raw=True, format=schema, options={**GREEDY, "num_predict": 60})
     person = json.loads(answer.response)
     assert isinstance(person["name"], str) and isinstance(person["age"], int)
 
