@@ -330,7 +330,7 @@ def version() -> None:
     print(f"r1 version {__version__}")
     settings = load_settings()
     try:
-        daemon = Client(settings.socket, timeout=5).request("GET", "/api/version")["version"]
+        daemon = Client(settings.socket, timeout=5).request("GET", "/api/version").get("r1_version", "unknown")
     except (DaemonUnavailable, ApiError, OSError):
         say(f"no daemon is running on {settings.socket}")
         return

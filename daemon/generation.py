@@ -47,6 +47,7 @@ class Request:
     think: bool | None = None
     keep_alive: float | None = None
     tools: list[Any] | None = None
+    context: list[int] | None = None  # /api/generate: token ids an earlier answer returned
 
     @property
     def is_empty(self) -> bool:
@@ -72,6 +73,7 @@ class Final:
     eval_duration: int = 0
     unfinished_thinking: bool = False  # the output ended inside <think>: all of it was reasoning
     tool_calls: tuple[dict[str, Any], ...] = ()  # [{"function": {"name", "arguments": {...}}}], Ollama's shape
+    context: tuple[int, ...] | None = None  # /api/generate, not raw: the prompt and answer as token ids
 
     def stats(self) -> dict[str, Any]:
         unfinished = {"thinking_unfinished": True} if self.unfinished_thinking else {}  # r1's addition
@@ -129,7 +131,7 @@ def prepare(store: Store, request: Request, extra_buffers: ExtraBuffers) -> Prep
                          f"pull or import it again")
     spec, _, sampling = model_spec(store, record, request.options, extra_buffers)
     overrides = record.manifest.overrides
-    frame: dict[str, Any] = {"sampling": sampling, "format": request.format}
+    frame: dict[str, Any] = {"sampling": sampling, "format": request.format, "num_ctx": spec.num_ctx}
     template = request.template or overrides.template
     if template:
         frame["template"] = template
@@ -153,6 +155,8 @@ def prepare(store: Store, request: Request, extra_buffers: ExtraBuffers) -> Prep
         frame["raw"] = request.raw
         if system:
             frame["system"] = system
+        if request.context is not None:
+            frame["context"] = request.context
     return Prepared(record, spec, frame)
 
 
@@ -206,6 +210,8 @@ async def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]
         if not calls:
             yield Chunk("", held)
     _count(core.metrics, prepared.record.name, done, first_token)
+    if "context" in done:
+        done = {**done, "context": tuple(done["context"])}
     yield Final(
         **done,
         total_duration=time.perf_counter_ns() - started,

@@ -231,9 +231,9 @@ def test_a_runner_killed_mid_request_is_an_error_and_the_next_request_recovers(g
 
 def test_keep_alive_zero_unloads_after_the_request(gemma_daemon: Daemon) -> None:
     before = set(runner_pids(gemma_daemon))
-    # Another num_ctx is another instance of the model: a runner of its own.
+    # Another num_thread is another instance of the model: a runner of its own.
     s = Stream(gemma_daemon.socket, "/api/generate", {"model": "gemma", "prompt": "Hello", "raw": True, "keep_alive": 0,
-                                                 "options": {**GREEDY, "num_ctx": 1024, "num_predict": 40}})
+                                                 "options": {**GREEDY, "num_thread": 1, "num_predict": 40}})
     lines = iter(s)
     next(lines)
     started = set(runner_pids(gemma_daemon)) - before

@@ -11,7 +11,7 @@ from ..errors import BadRequest
 from ..generation import Chunk, Final, Request, embed
 from ..runner.options import check_options
 from .context import CORE
-from .fields import get_bool, get_str, keep_alive, messages, output_format, required_str, think, tools
+from .fields import context, get_bool, get_str, keep_alive, messages, output_format, required_str, think, tools
 from .http import NDJSON, read_json
 from .respond import respond
 
@@ -33,6 +33,8 @@ def created_at() -> str:
 
 def parse_request(body: Json, chat: bool) -> Request:
     model = required_str(body, "model", "name")
+    if not chat and body.get("raw") is True and any(body.get(k) for k in ("template", "system", "context")):
+        raise BadRequest("raw mode does not support template, system, or context")  # Ollama's words
     return Request(
         model=model,
         prompt=None if chat else get_str(body, "prompt"),
@@ -45,6 +47,7 @@ def parse_request(body: Json, chat: bool) -> Request:
         think=think(body),
         keep_alive=keep_alive(body),
         tools=tools(body) if chat else None,
+        context=None if chat else context(body),
     )
 
 
@@ -64,7 +67,10 @@ class GenerateShape:
                 out["thinking"] = item.thinking
             out["done"] = False
             return out
-        return {"model": self.model, "created_at": created_at(), "response": "", "done": True, **item.stats()}
+        out = {"model": self.model, "created_at": created_at(), "response": "", "done": True, **item.stats()}
+        if item.context is not None:
+            out["context"] = list(item.context)
+        return out
 
     def event(self, item: Chunk | Final) -> bytes:
         return NDJSON.frame(self.chunk(item))

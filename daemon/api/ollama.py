@@ -146,9 +146,14 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(text="Ollama is running", headers={"X-R1-Version": __version__})
 
 
+# The Ollama release whose API r1 implements (think, tools, format schemas, embed truncate and
+# dimensions, logprobs): clients compare `version` with Ollama's releases to pick features.
+OLLAMA_API_LEVEL = "0.12.11"
+
+
 @routes.get("/api/version")
 async def version(request: web.Request) -> web.Response:
-    return web.json_response({"version": __version__})
+    return web.json_response({"version": OLLAMA_API_LEVEL, "r1_version": __version__})
 
 
 @routes.get("/api/tags")
