@@ -65,6 +65,8 @@ def test_a_budget_for_both_keeps_both_hot_with_no_reload(budget_daemon: Daemon) 
         ask(budget_daemon, threads=1)
     assert {m["pid"] for m in ps(budget_daemon)["models"]} == pids
     assert budget_daemon.log().count("gemma:latest loaded:") == 2
+    assert ("gemma:latest is loaded 2 times: its requests asked for other load options (num_thread 1; num_thread 2)"
+            in budget_daemon.cli("ps").stdout)
     assert loaded["memory"]["used"] == sum(m["size"] for m in loaded["models"])
 
 

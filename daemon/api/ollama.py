@@ -216,6 +216,7 @@ async def ps(request: web.Request) -> web.Response:
                      "busy" if instance.leases else "idle",
             "estimate": spec.estimate,
             "pid": instance.runner.pid if instance.runner is not None else None,
+            "options": dict(spec.load),  # what the runner was loaded with: another set is another runner
         }
         if info.get("extra_buffers") is not None:  # llama.cpp runners: AMX / repacked kernels, or the safe ones
             model["extra_buffers"] = info["extra_buffers"]
