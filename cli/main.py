@@ -192,6 +192,8 @@ def ps(as_json: bool) -> None:
         rows.append((m["name"], m["digest"][:12], render.human_size(m["size"]), processor, str(m["context_length"]), until))
     print(render.table(("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"), rows))
     memory = answer["memory"]
+    for note in render.twice_loaded(answer["models"]):
+        print(f"\n{note}")
     if any(m.get("extra_buffers") is False for m in answer["models"]):
         print(f"\n{SAFE_MARK} without llama.cpp's extra buffer types (AMX, repacked weights): they crashed on this CPU, "
               "or R1_LLAMA_EXTRA_BUFFERS is off")
@@ -330,7 +332,7 @@ def version() -> None:
     print(f"r1 version {__version__}")
     settings = load_settings()
     try:
-        daemon = Client(settings.socket, timeout=5).request("GET", "/api/version")["version"]
+        daemon = Client(settings.socket, timeout=5).request("GET", "/api/version").get("r1_version", "unknown")
     except (DaemonUnavailable, ApiError, OSError):
         say(f"no daemon is running on {settings.socket}")
         return

@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 
 def say(message: str) -> None:
@@ -117,3 +118,22 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
         self.label = None
+
+
+def twice_loaded(models: Sequence[dict[str, Any]]) -> list[str]:
+    """Why `r1 ps` lists a model more than once: its requests asked for other load options
+    (num_thread, num_gpu...), and each set of them gets a runner of its own."""
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for model in models:
+        by_name.setdefault(model["name"], []).append(model)
+    notes = []
+    for name, rows in by_name.items():
+        if len(rows) < 2:
+            continue
+        sets = []
+        for row in rows:
+            options = row.get("options") or {}
+            sets.append(", ".join(f"{k} {v}" for k, v in sorted(options.items()) if k != "num_ctx") or "defaults")
+        notes.append(f"{name} is loaded {len(rows)} times: its requests asked for other load options "
+                     f"({'; '.join(sorted(sets))}), and each set gets a runner of its own")
+    return notes

@@ -50,6 +50,7 @@ class Request:
     tools: list[Any] | None = None
     suffix: str | None = None  # text after the gap to fill in (/api/generate, /v1/completions)
     logprobs: int | None = None  # token log probabilities with this many alternatives each; None: none
+    context: list[int] | None = None  # /api/generate: token ids an earlier answer returned
 
     @property
     def is_empty(self) -> bool:
@@ -78,6 +79,7 @@ class Final:
     eval_duration: int = 0
     unfinished_thinking: bool = False  # the output ended inside <think>: all of it was reasoning
     tool_calls: tuple[dict[str, Any], ...] = ()  # [{"function": {"name", "arguments": {...}}}], Ollama's shape
+    context: tuple[int, ...] | None = None  # /api/generate, not raw: the prompt and answer as token ids
 
     def stats(self) -> dict[str, Any]:
         unfinished = {"thinking_unfinished": True} if self.unfinished_thinking else {}  # r1's addition
@@ -140,7 +142,7 @@ def prepare(store: Store, request: Request, extra_buffers: ExtraBuffers) -> Prep
         check(request.model, record.name, capabilities(facts, in_effect), chat=request.messages is not None,
               tools=bool(request.tools), think=request.think, suffix=bool(request.suffix))
     overrides = record.manifest.overrides
-    frame: dict[str, Any] = {"sampling": sampling, "format": request.format}
+    frame: dict[str, Any] = {"sampling": sampling, "format": request.format, "num_ctx": spec.num_ctx}
     if request.logprobs is not None:
         frame["logprobs"] = request.logprobs
     template = request.template or overrides.template
@@ -169,6 +171,8 @@ def prepare(store: Store, request: Request, extra_buffers: ExtraBuffers) -> Prep
         if request.suffix:
             frame["suffix"] = request.suffix
             frame["fill"] = fill_in_middle(facts, in_effect, request.raw)
+        if request.context is not None:
+            frame["context"] = request.context
     return Prepared(record, spec, frame)
 
 
@@ -229,6 +233,8 @@ async def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]
     if pending:  # tokens whose text is not shown (hidden thinking, a tool call) were still sampled
         yield Chunk(logprobs=tuple(pending))
     _count(core.metrics, prepared.record.name, done, first_token)
+    if "context" in done:
+        done = {**done, "context": tuple(done["context"])}
     yield Final(
         **done,
         total_duration=time.perf_counter_ns() - started,

@@ -1,5 +1,7 @@
 """Loaded models: one runner per (model, load options), shared by every request that needs it,
-within a memory budget.
+within a memory budget. A runner with a larger context serves requests for a smaller one (the
+runner holds each request to its own num_ctx), and one loaded for a larger context replaces
+those with smaller ones, as Ollama reloads: one `ps` row per model and load options.
 
 A request leases an instance. The first lease of a cold model loads it once, however many
 requests arrive together; if it does not fit the budget, idle models are unloaded least
@@ -81,6 +83,11 @@ class ModelSpec:
     @property
     def num_ctx(self) -> int:
         return dict(self.load).get("num_ctx", 0)
+
+    @property
+    def family(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
+        """Specs that differ only in num_ctx: a runner of one can serve the others up to its context."""
+        return self.weights, tuple(item for item in self.load if item[0] != "num_ctx")
 
 
 @dataclass(eq=False)
@@ -190,12 +197,12 @@ class Scheduler:
         waiting = False
         try:
             while True:
-                instance = self._instances.get(spec.key)
+                instance = self._find(spec)
                 if instance is not None:
                     if instance.ready and not await self._answers(instance):
-                        await self._unload(instance)
+                        await self._unload(instance, "its runner no longer answers")
                         continue
-                    if self._instances.get(spec.key) is not instance:
+                    if self._instances.get(instance.spec.key) is not instance:
                         continue  # unloaded while its runner was being pinged (keep-alive, r1 stop)
                     instance.leases += 1
                     instance.stopping = False  # asked for again: it stays
@@ -211,8 +218,12 @@ class Scheduler:
                         f"{spec.name} needs {human(spec.estimate)} (num_ctx {spec.num_ctx}) but the memory budget is "
                         f"{human(self.budget)}; choose a smaller quantization or num_ctx, or raise R1_MEMORY_BUDGET"
                     )
-                evicted = self._make_room(spec.estimate)
+                narrower = [i for i in self._instances.values()
+                            if i.spec.family == spec.family and i.spec.num_ctx < spec.num_ctx]
+                evicted = self._make_room(spec.estimate, [i for i in narrower if i.ready and i.leases == 0])
                 if evicted is not None:
+                    for old in narrower:  # busy ones go when their requests end
+                        old.stopping = True
                     self._begin_load(spec, evicted)
                     continue
                 if not waiting:
@@ -224,6 +235,12 @@ class Scheduler:
         finally:
             if waiting:
                 self._waiting -= 1
+
+    def _find(self, spec: ModelSpec) -> Instance | None:
+        """The instance to serve `spec`: the one with the largest context of its family, if that is
+        large enough. One on its way out (replaced, `r1 stop`) serves only when nothing else can."""
+        family = [i for i in self._instances.values() if i.spec.family == spec.family and i.spec.num_ctx >= spec.num_ctx]
+        return max(family, key=lambda i: (not i.stopping, i.spec.num_ctx), default=None)
 
     async def _answers(self, instance: Instance) -> bool:
         """Whether a loaded instance's runner is there to take a request. An idle one is pinged: one
@@ -262,11 +279,13 @@ class Scheduler:
         count_ok = not self.max_loaded or len(self._instances) - unloaded < self.max_loaded
         return self.used - freed + need <= self.budget and count_ok
 
-    def _make_room(self, need: int) -> list[Instance] | None:
-        """Idle instances to unload, least recently used first, so that `need` fits; None if it cannot yet."""
-        idle = sorted((i for i in self._instances.values() if i.ready and i.leases == 0), key=lambda i: i.last_used)
-        chosen: list[Instance] = []
-        freed = 0
+    def _make_room(self, need: int, replaced: list[Instance]) -> list[Instance] | None:
+        """Idle instances to unload so that `need` fits: the `replaced` ones, then the least recently
+        used; None if it cannot fit yet."""
+        idle = replaced + sorted((i for i in self._instances.values() if i.ready and i.leases == 0 and i not in replaced),
+                                 key=lambda i: i.last_used)
+        chosen: list[Instance] = replaced[:]
+        freed = sum(i.memory for i in replaced)
         while not self._fits(need, freed, len(chosen)):
             if len(chosen) == len(idle):
                 return None
@@ -279,9 +298,11 @@ class Scheduler:
         self._instances[spec.key] = instance
         stops = []
         for old in evicted:
-            log.info("unloading %s (idle, least recently used) to make room for %s", old.spec.name, spec.name)
-            self.evictions += 1
-            stops.append(self._unload(old))
+            if old.spec.family == spec.family:
+                stops.append(self._unload(old, f"replaced by a runner with num_ctx {spec.num_ctx}"))
+            else:
+                self.evictions += 1
+                stops.append(self._unload(old, f"idle, least recently used, to make room for {spec.name}"))
         instance.load_task = asyncio.ensure_future(self._load(instance, stops))
 
     async def _load(self, instance: Instance, stops: list[Awaitable[None]]) -> None:
@@ -322,20 +343,20 @@ class Scheduler:
         assert instance.runner is not None
         log.warning("the runner for %s %s while idle; the next request starts a new one",
                     instance.spec.name, instance.runner.death or "exited")
-        self._spawn(self._unload(instance))
+        self._spawn(self._unload(instance, "its runner exited"))
 
     def _released(self, instance: Instance) -> None:
         self._notify()
         if instance.runner is None or self._instances.get(instance.spec.key) is not instance:
             return
         if not instance.runner.alive:
-            self._spawn(self._unload(instance))
+            self._spawn(self._unload(instance, "its runner exited"))
             return
         if instance.leases:
             return
         self._spawn(self._measure(instance))
         if instance.stopping or instance.keep_alive == 0:
-            self._spawn(self._unload(instance))
+            self._spawn(self._unload(instance, "asked to stop" if instance.stopping else "keep_alive 0"))
         elif instance.keep_alive > 0:
             self._set_expiry(instance, self._clock() + instance.keep_alive)
 
@@ -359,9 +380,7 @@ class Scheduler:
         now = self._clock()
         expired = [i for i in self._instances.values()
                    if i.leases == 0 and i.expires is not None and i.expires <= now]
-        for instance in expired:
-            log.info("unloading %s: idle for its keep-alive", instance.spec.name)
-        await asyncio.gather(*(self._unload(i) for i in expired))
+        await asyncio.gather(*(self._unload(i, "idle for its keep-alive") for i in expired))
         return len(expired)
 
     async def _reap_forever(self) -> None:
@@ -375,7 +394,8 @@ class Scheduler:
                 await asyncio.wait_for(self._reaper_wake.wait(), max(min(deadlines) - self._clock(), 0.0))
             await self.reap()
 
-    async def _unload(self, instance: Instance) -> None:
+    async def _unload(self, instance: Instance, why: str) -> None:
+        log.info("unloading %s: %s", instance.spec.name, why)
         if self._instances.get(instance.spec.key) is instance:
             del self._instances[instance.spec.key]
         instance.expires = None
@@ -388,7 +408,7 @@ class Scheduler:
         found = [i for i in self._instances.values() if i.spec.weights == weights]
         for instance in found:
             instance.stopping = True
-        await asyncio.gather(*(self._unload(i) for i in found if i.leases == 0 and i.ready))
+        await asyncio.gather(*(self._unload(i, "asked to stop") for i in found if i.leases == 0 and i.ready))
         return len(found)
 
     def _notify(self) -> None:
@@ -408,4 +428,5 @@ class Scheduler:
         for task in loads:
             task.cancel()
         await asyncio.gather(*loads, *self._background, return_exceptions=True)
-        await asyncio.gather(*(self._unload(i) for i in list(self._instances.values())), return_exceptions=True)
+        await asyncio.gather(*(self._unload(i, "the daemon is stopping") for i in list(self._instances.values())),
+                             return_exceptions=True)

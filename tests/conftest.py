@@ -230,8 +230,9 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
 def gemma_daemon(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path, hub: FakeHub) -> Iterator[Daemon]:
     """One real daemon for every end-to-end test of generation, over the socket and TCP:
     gemma (raw: its GGUF has no template), gemma-chat (Gemma's turns, at most 24 tokens),
-    gemma-tools (a tool-calling template), Gemma under HF_NAME, tiny (random, ChatML) and
-    thinker (random, a template that opens <think>). Tests add their own names beside them."""
+    gemma-tools (a tool-calling template), Gemma under HF_NAME, smollm2:135m (the bundled SmolLM2 135M
+    Instruct: a chat template and a 49k vocabulary, so JSON grammars are quick), tiny (random,
+    ChatML) and thinker (random, a template that opens <think>). Tests add their own names beside them."""
     root = tmp_path_factory.mktemp("gemma-daemon")
     with private_daemon(root, **hub.env(), R1_LOG_LEVEL="DEBUG", R1_HOST=f"127.0.0.1:{free_port()}",
                         HF_HOME=str(root / "hf")) as daemon:
@@ -244,6 +245,7 @@ def gemma_daemon(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path, hub
                 "model": name, "from": "gemma", "template": template, "parameters": parameters, "stream": False})
             assert status == 200, answer
         daemon.cli("cp", "gemma", HF_NAME)
+        daemon.cli("import", "--bundled", "--copy")  # a copy: a link would make the package's file read-only
         daemon.cli("import", str(write_tiny_gguf(root / "tiny.gguf")), "--name", "tiny")
         daemon.cli("import", str(write_tiny_gguf(root / "think.gguf", chat_template=THINK_TEMPLATE, seed=1)),
                    "--name", "thinker")

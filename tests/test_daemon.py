@@ -17,6 +17,7 @@ import pytest
 
 from conftest import R1, Daemon, InProcess, start_daemon
 from r1.daemon import __version__
+from r1.daemon.api.ollama import OLLAMA_API_LEVEL
 from tinymodels import write_split_gguf, write_tiny_gguf, write_tiny_mlx_folder
 
 GEMMA_SIZE = 253_113_024
@@ -114,7 +115,7 @@ async def test_api_speaks_ollama_and_errors_are_json(api: InProcess, caplog: pyt
 
     assert await call("GET", "/") == (200, "Ollama is running")  # the words health checks compare
     status, body = await call("GET", "/api/version")
-    assert status == 200 and body["version"] == __version__
+    assert status == 200 and body == {"version": OLLAMA_API_LEVEL, "r1_version": __version__}
     assert await call("GET", "/api/tags") == (200, {"models": []})
 
     tiny = write_tiny_gguf(api.tmp / "tiny.gguf")

@@ -22,10 +22,11 @@ def budget_daemon(request: pytest.FixtureRequest, tmp_path: Path, gemma_path: Pa
         yield daemon
 
 
-def ask(daemon: Daemon, num_ctx: int, model: str = "gemma", **extra: Any) -> dict[str, Any]:
+def ask(daemon: Daemon, num_ctx: int = 2048, model: str = "gemma", threads: int = 2, prompt: str = "Hello",
+        **extra: Any) -> dict[str, Any]:
     status, answer = daemon.request("POST", "/api/generate", {
-        "model": model, "prompt": "Hello", "raw": True, "stream": False,
-        "options": {"num_ctx": num_ctx, "num_predict": 2, "temperature": 0, "num_thread": 2}, **extra})
+        "model": model, "prompt": prompt, "raw": True, "stream": False,
+        "options": {"num_ctx": num_ctx, "num_predict": 2, "temperature": 0, "num_thread": threads}, **extra})
     assert status == 200, answer
     return answer
 
@@ -37,15 +38,16 @@ def ps(daemon: Daemon) -> dict[str, Any]:
 
 
 # Gemma 3 270M needs about 400 MB at num_ctx 2048 and 515 MB at 8192 (r1 show); 700 MB holds one.
+# Another num_thread is another runner; another num_ctx is not (the larger context serves both).
 @pytest.mark.parametrize("budget_daemon", ["700MB"], indirect=True)
 def test_a_budget_for_one_instance_evicts_the_first_for_the_second(budget_daemon: Daemon) -> None:
-    ask(budget_daemon, 2048)
+    ask(budget_daemon, threads=2)
     [first] = ps(budget_daemon)["models"]
     assert first["context_length"] == 2048 and first["state"] == "idle"
-    ask(budget_daemon, 8192)
+    ask(budget_daemon, threads=1)
     wait_until(lambda: len(runner_pids(budget_daemon)) == 1)
     [second] = ps(budget_daemon)["models"]
-    assert second["context_length"] == 8192 and second["pid"] != first["pid"]
+    assert second["pid"] != first["pid"]
     assert second["size"] <= 700 * MB
     assert "to make room for gemma" in budget_daemon.log()
 
@@ -53,17 +55,36 @@ def test_a_budget_for_one_instance_evicts_the_first_for_the_second(budget_daemon
 @pytest.mark.parametrize("budget_daemon", ["2GB"], indirect=True)
 def test_a_budget_for_both_keeps_both_hot_with_no_reload(budget_daemon: Daemon) -> None:
     for _ in range(3):
-        ask(budget_daemon, 2048)
-        ask(budget_daemon, 8192)
+        ask(budget_daemon, threads=2)
+        ask(budget_daemon, threads=1)
     loaded = ps(budget_daemon)
-    assert sorted(m["context_length"] for m in loaded["models"]) == [2048, 8192]
+    assert len(loaded["models"]) == 2
     pids = {m["pid"] for m in loaded["models"]}
     for _ in range(3):
-        assert ask(budget_daemon, 2048)["load_duration"] < 50_000_000  # hot: no load
-        ask(budget_daemon, 8192)
+        assert ask(budget_daemon, threads=2)["load_duration"] < 50_000_000  # hot: no load
+        ask(budget_daemon, threads=1)
     assert {m["pid"] for m in ps(budget_daemon)["models"]} == pids
     assert budget_daemon.log().count("gemma:latest loaded:") == 2
+    assert ("gemma:latest is loaded 2 times: its requests asked for other load options (num_thread 1; num_thread 2)"
+            in budget_daemon.cli("ps").stdout)
     assert loaded["memory"]["used"] == sum(m["size"] for m in loaded["models"])
+
+
+@pytest.mark.parametrize("budget_daemon", ["2GB"], indirect=True)
+def test_a_larger_context_replaces_the_smaller_and_serves_it_within_its_own(budget_daemon: Daemon) -> None:
+    ask(budget_daemon, 2048)
+    ask(budget_daemon, 8192)
+    wait_until(lambda: len(runner_pids(budget_daemon)) == 1)
+    [loaded] = ps(budget_daemon)["models"]
+    assert loaded["context_length"] == 8192
+    assert "unloading gemma:latest: replaced by a runner with num_ctx 8192" in budget_daemon.log()
+    ask(budget_daemon, 2048)  # served by the larger one: no load
+    assert budget_daemon.log().count("gemma:latest loaded:") == 2
+    status, answer = budget_daemon.request("POST", "/api/generate", {
+        "model": "gemma", "prompt": "one two three " * 20, "raw": True, "stream": False,
+        "options": {"num_ctx": 32, "num_predict": 2, "num_thread": 2}})
+    assert status == 400 and "fills the model's context of 32" in answer["error"]
+    assert [m["pid"] for m in ps(budget_daemon)["models"]] == [loaded["pid"]]
 
 
 @pytest.mark.parametrize("budget_daemon", ["300MB"], indirect=True)
@@ -81,7 +102,7 @@ def test_a_model_that_can_never_fit_fails_at_once_and_show_says_so(budget_daemon
 @pytest.mark.parametrize("budget_daemon", ["2GB"], indirect=True)
 def test_ps_stop_and_rm_of_a_loaded_model(budget_daemon: Daemon) -> None:
     budget_daemon.cli("cp", "gemma", "gemma-copy")
-    ask(budget_daemon, 2048, keep_alive="10m")
+    ask(budget_daemon, keep_alive="10m")
     model = ps(budget_daemon)["models"][0]
     assert set(model) >= {"name", "model", "size", "digest", "details", "expires_at", "size_vram", "context_length"}
     assert model["name"] == "gemma:latest" and model["size_vram"] == 0 and model["details"]["family"] == "gemma3"
@@ -94,7 +115,7 @@ def test_ps_stop_and_rm_of_a_loaded_model(budget_daemon: Daemon) -> None:
     wait_until(lambda: not runner_pids(budget_daemon))
     assert ps(budget_daemon)["models"] == []
 
-    ask(budget_daemon, 2048, keep_alive=-1)
+    ask(budget_daemon, keep_alive=-1)
     assert "Forever" in budget_daemon.cli("ps").stdout
     budget_daemon.cli("rm", "gemma")  # gemma-copy still names the same model: it stays loaded
     assert len(runner_pids(budget_daemon)) == 1

@@ -55,8 +55,8 @@ def test_a_kernel_crash_at_load_falls_back_answers_and_is_remembered(tmp_path: P
         assert model["extra_buffers"] is False
         table = daemon.cli("ps").stdout
         assert "100% CPU*" in table and "without llama.cpp's extra buffer types" in table
-        # Another instance (another num_ctx) loads straight in the safe mode: no second crash.
-        status, _ = ask(daemon, num_ctx=128)
+        # Another instance (another num_thread) loads straight in the safe mode: no second crash.
+        status, _ = ask(daemon, num_thread=1)
         assert status == 200
         assert daemon.log().count("loading it again without extra buffers") == 1
         assert all(m["extra_buffers"] is False for m in loaded(daemon)) and len(loaded(daemon)) == 2

@@ -82,6 +82,21 @@ def test_generate_streamed_and_not(client: ollama.Client) -> None:
     assert len("".join(p.response for p in parts)) > 5
 
 
+def test_generate_returns_its_context_and_continues_from_it(client: ollama.Client, gemma_chat: str) -> None:
+    first = client.generate(gemma_chat, "Name a color.", options={**GREEDY, "num_predict": 6})
+    assert first.context and first.context[0] == 2  # Gemma's <bos>: the rendered prompt, then the answer
+    assert len(first.context) >= first.prompt_eval_count + 1
+    again = client.generate(gemma_chat, "And another one?", context=first.context, options={**GREEDY, "num_predict": 6})
+    assert again.prompt_eval_count > len(first.context)  # the earlier exchange came before this prompt
+    assert again.context[:len(first.context)] == first.context
+    assert client.generate("gemma", "Hi", raw=True, options={**GREEDY, "num_predict": 1}).context is None
+    for bad in ({"raw": True, "context": first.context}, {"context": [10**9]}):
+        with pytest.raises(ollama.ResponseError) as caught:
+            client.generate(gemma_chat, "Hi", options={**GREEDY, "num_predict": 1}, **bad)
+        assert caught.value.status_code == 400
+    assert "outside this model's vocabulary" in caught.value.error
+
+
 def test_chat_streamed_and_not(client: ollama.Client, gemma_chat: str) -> None:
     messages = [{"role": "user", "content": "Name a color."}]
     answer = client.chat(gemma_chat, messages, options=GREEDY)
@@ -111,7 +126,7 @@ def test_chat_with_tools_returns_tool_calls(client: ollama.Client) -> None:
 def test_json_schema_output_parses(client: ollama.Client) -> None:
     schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 10}, "age": {"type": "integer"}},
               "required": ["name", "age"]}
-    answer = client.generate("gemma", "A person as JSON:", raw=True, format=schema, options={**GREEDY, "num_predict": 60})
+    answer = client.generate("smollm2:135m", "A person as JSON:", raw=True, format=schema, options={**GREEDY, "num_predict": 60})
     person = json.loads(answer.response)
     assert isinstance(person["name"], str) and isinstance(person["age"], int)
 

@@ -134,10 +134,36 @@ def test_concurrent_requests_for_a_cold_model_load_it_once() -> None:
 def test_other_load_options_are_another_instance() -> None:
     async def main() -> None:
         async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
-            first = await h.use(spec("a", ctx=2048))
-            second = await h.use(spec("a", ctx=8192))
+            first = await h.use(spec("a"))
+            threads = dataclasses.replace(spec("a"), load=(("num_ctx", 2048), ("num_thread", 2)))
+            second = await h.use(threads)
             assert first.pid != second.pid and h.started == ["a", "a"]
-            assert await h.use(spec("a", ctx=2048)) is first
+            assert await h.use(spec("a")) is first and await h.use(threads) is second
+    run(main())
+
+
+def test_a_larger_context_replaces_the_smaller_and_serves_it() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            small = await h.use(spec("a", ctx=2048))
+            large = await h.use(spec("a", ctx=8192))
+            assert large.pid != small.pid and h.started == ["a", "a"]
+            await settle()
+            assert [i.spec.num_ctx for i in h.scheduler.instances()] == [8192] and not small.alive
+            assert await h.use(spec("a", ctx=2048)) is large  # held to 2048 by the runner
+            assert await h.use(spec("a", ctx=4096)) is large and h.started == ["a", "a"]
+    run(main())
+
+
+def test_a_busy_smaller_context_goes_when_its_request_ends() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            async with h.scheduler.lease(spec("a", ctx=2048)) as busy:
+                large = await h.use(spec("a", ctx=8192))
+                assert sorted(i.spec.num_ctx for i in h.scheduler.instances()) == [2048, 8192]
+                assert await h.use(spec("a", ctx=2048)) is large  # not the one on its way out
+            await settle()
+            assert [i.spec.num_ctx for i in h.scheduler.instances()] == [8192] and not busy.runner.alive
     run(main())
 
 

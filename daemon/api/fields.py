@@ -118,6 +118,16 @@ def logprobs(body: Json) -> int | None:
     return top if wanted else None
 
 
+def context(body: Json) -> list[int] | None:
+    """Ollama's `context`: the token ids an earlier /api/generate returned, to continue from."""
+    value = body.get("context")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in value):
+        raise BadRequest("field 'context' must be the list of token ids an earlier /api/generate returned")
+    return value
+
+
 def tools(body: Json) -> list[Any] | None:
     value = body.get("tools")
     if value is not None and not isinstance(value, list):

@@ -11,8 +11,8 @@ from ..errors import BadRequest
 from ..generation import Chunk, Final, Request, Whole, embed
 from ..runner.options import check_options
 from .context import CORE
-from .fields import (get_bool, get_str, images_refused, keep_alive, logprobs, messages, output_format, required_str,
-                     think, tools)
+from .fields import (context, get_bool, get_str, images_refused, keep_alive, logprobs, messages, output_format,
+                     required_str, think, tools)
 from .http import NDJSON, read_json
 from .respond import respond
 
@@ -36,6 +36,8 @@ def parse_request(body: Json, chat: bool) -> Request:
     model = required_str(body, "model", "name")
     if not chat and body.get("images"):
         raise images_refused("field 'images'")
+    if not chat and body.get("raw") is True and any(body.get(k) for k in ("template", "system", "context")):
+        raise BadRequest("raw mode does not support template, system, or context")  # Ollama's words
     return Request(
         model=model,
         prompt=None if chat else get_str(body, "prompt"),
@@ -50,6 +52,7 @@ def parse_request(body: Json, chat: bool) -> Request:
         tools=tools(body) if chat else None,
         suffix=None if chat else get_str(body, "suffix") or None,  # "" is no suffix, as in Ollama
         logprobs=logprobs(body),
+        context=None if chat else context(body),
     )
 
 
@@ -69,7 +72,10 @@ class GenerateShape:
                 out["thinking"] = item.thinking
             out["done"] = False
             return out
-        return {"model": self.model, "created_at": created_at(), "response": "", "done": True, **item.stats()}
+        out = {"model": self.model, "created_at": created_at(), "response": "", "done": True, **item.stats()}
+        if item.context is not None:
+            out["context"] = list(item.context)
+        return out
 
     def event(self, item: Chunk | Final) -> bytes:
         out = self.chunk(item)

@@ -137,9 +137,14 @@ async def health(request: web.Request) -> web.Response:
     return web.Response(text="Ollama is running", headers={"X-R1-Version": __version__})
 
 
+# The Ollama release whose API r1 implements (think, tools, format schemas, embed truncate and
+# dimensions, logprobs): clients compare `version` with Ollama's releases to pick features.
+OLLAMA_API_LEVEL = "0.12.11"
+
+
 @routes.get("/api/version")
 async def version(request: web.Request) -> web.Response:
-    return web.json_response({"version": __version__})
+    return web.json_response({"version": OLLAMA_API_LEVEL, "r1_version": __version__})
 
 
 @routes.get("/api/tags")
@@ -202,6 +207,7 @@ async def ps(request: web.Request) -> web.Response:
                      "busy" if instance.leases else "idle",
             "estimate": spec.estimate,
             "pid": instance.runner.pid if instance.runner is not None else None,
+            "options": dict(spec.load),  # what the runner was loaded with: another set is another runner
         }
         if info.get("extra_buffers") is not None:  # llama.cpp runners: AMX / repacked kernels, or the safe ones
             model["extra_buffers"] = info["extra_buffers"]

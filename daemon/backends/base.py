@@ -17,6 +17,14 @@ class BackendError(Exception):
     """A failure a user can act on (bad file, unsupported option); the message says what to do."""
 
 
+def check_vocabulary(tokens: list[int], size: int) -> None:
+    """Token ids from a client (Ollama's `context`) must exist: llama.cpp does not check them."""
+    bad = next((t for t in tokens if not 0 <= t < size), None)
+    if bad is not None:
+        raise BackendError(f"token id {bad} in 'context' is outside this model's vocabulary of {size}; "
+                           "send back the context this model returned")
+
+
 class Backend(ABC):
     #: The model's own chat template (Jinja), or None when it has none.
     chat_template: str | None = None
@@ -39,6 +47,11 @@ class Backend(ABC):
     def tokenize(self, text: str) -> list[int]:
         """Tokens for a prompt, special tokens parsed; adds BOS only if the model wants one
         and the text does not already start with it."""
+
+    @abstractmethod
+    def detokenize(self, tokens: list[int]) -> str:
+        """The text of tokens, special ones written out (Ollama's `context` comes back this way);
+        BackendError for an id outside the vocabulary."""
 
     @abstractmethod
     def stream(self, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None) -> Iterator[str]:

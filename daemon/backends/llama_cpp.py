@@ -26,7 +26,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp import Llama, LlamaGrammar
 
-from .base import Backend, BackendError
+from .base import Backend, BackendError, check_vocabulary
 from .logprobs import log_softmax, token_entry
 
 # Ollama's sampling defaults, so a model answers the same way through r1 as through Ollama.
@@ -117,6 +117,10 @@ class LlamaCppBackend(Backend):
     def tokenize(self, text: str) -> list[int]:
         add_bos = not (self.bos_token and text.startswith(self.bos_token))
         return self.llm.tokenize(text.encode(), add_bos=add_bos, special=True)
+
+    def detokenize(self, tokens: list[int]) -> str:
+        check_vocabulary(tokens, self.llm.n_vocab())
+        return self.llm.detokenize(tokens, special=True).decode(errors="replace")
 
     def stream(self, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None) -> Iterator[str]:
         s = {**DEFAULTS, **sampling}

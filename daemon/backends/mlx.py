@@ -22,7 +22,7 @@ from mlx_lm.generate import generate_step, generation_stream, wired_limit
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 from mlx_lm.tokenizer_utils import StreamingDetokenizer
 
-from .base import Backend, BackendError
+from .base import Backend, BackendError, check_vocabulary
 from .logprobs import token_entry
 
 # Ollama's sampling defaults, as the llama.cpp backend uses them: a model answers alike on both.
@@ -66,6 +66,10 @@ class MlxBackend(Backend):
         if self._add_bos and not text.startswith(self.bos_token):
             tokens.insert(0, self._tokenizer.bos_token_id)
         return tokens
+
+    def detokenize(self, tokens: list[int]) -> str:
+        check_vocabulary(tokens, len(self._tokenizer._tokenizer))  # added tokens too, unlike vocab_size
+        return self._tokenizer.decode(tokens, skip_special_tokens=False)
 
     def stream(self, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None) -> Iterator[str]:
         if fmt is not None:

@@ -58,6 +58,7 @@ class Runner:
         self._waiting: dict[int, asyncio.Queue[Any]] = {}
         self._last_words: collections.deque[str] = collections.deque(maxlen=12)
         self._death: str | None = None
+        self._stopping = False  # set by stop(): an exit then is the plan, not news
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # set once the process is gone
         self._tasks: list[asyncio.Task] = []
         self.info: dict[str, Any] = {}
@@ -120,8 +121,8 @@ class Runner:
         code = await self.process.wait()
         self._death = self._describe_exit(code)
         self._mark_exited()
-        if self._waiting:
-            log.error("runner for %s %s", self.label, self._death)
+        if self._waiting:  # someone was waiting for an answer
+            (log.info if self._stopping else log.error)("runner for %s %s", self.label, self._death)
         for queue in self._waiting.values():
             queue.put_nowait(_DIED)
 
@@ -213,6 +214,7 @@ class Runner:
 
     async def stop(self) -> None:
         """Close the socket (the runner exits when it sees that), then make sure it is gone."""
+        self._stopping = True
         self._writer.close()
         try:
             await asyncio.wait_for(self.process.wait(), STOP_GRACE)

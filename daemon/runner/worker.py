@@ -115,22 +115,27 @@ class Worker:
             return template.render(source, frame["messages"], bos_token=backend.bos_token, eos_token=backend.eos_token,
                                    tools=frame.get("tools"), think=frame.get("think"))
         system, prompt = frame.get("system"), frame.get("prompt", "")
-        if frame.get("raw") or not source:
-            return f"{system}\n\n{prompt}" if system and not frame.get("raw") else prompt
+        if frame.get("raw"):
+            return prompt
+        # Ollama's `context`: the earlier prompt and answer, as text, before this turn's prompt.
+        earlier = backend.detokenize(frame["context"]) if frame.get("context") else ""
+        if not source:
+            return earlier + (f"{system}\n\n{prompt}" if system else prompt)
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-        return template.render(source, messages, bos_token=backend.bos_token, eos_token=backend.eos_token,
-                               think=frame.get("think"), suffix=frame.get("suffix"))
+        return earlier + template.render(source, messages, bos_token=backend.bos_token, eos_token=backend.eos_token,
+                                         think=frame.get("think"), suffix=frame.get("suffix"))
 
-    def _fit(self, frame: Frame, backend: Backend) -> tuple[str, list[int]]:
+    def _fit(self, frame: Frame, backend: Backend, context: int) -> tuple[str, list[int]]:
         """The prompt and its tokens; a chat too long for the context loses its oldest turns,
         as in Ollama: system messages and the last message stay."""
         if frame.get("fill") == "tokens":  # fill in the middle with the model's own FIM tokens, no template
-            return "", backend.fill_in_middle(frame.get("prompt", ""), frame["suffix"])
+            tokens = backend.fill_in_middle(frame.get("prompt", ""), frame["suffix"])
+            return backend.detokenize(tokens), tokens
         prompt = self._prompt(frame, backend)
         tokens = backend.tokenize(prompt)
         messages = frame.get("messages")
         dropped = 0
-        while messages and len(tokens) >= backend.context_length:
+        while messages and len(tokens) >= context:
             droppable = [i for i, m in enumerate(messages[:-1]) if m.get("role") != "system"]
             if not droppable:
                 break
@@ -139,17 +144,19 @@ class Worker:
             prompt = self._prompt({**frame, "messages": messages}, backend)
             tokens = backend.tokenize(prompt)
         if dropped:
-            log.info("dropped the %d oldest messages of a chat to fit the context of %d tokens", dropped, backend.context_length)
+            log.info("dropped the %d oldest messages of a chat to fit the context of %d tokens", dropped, context)
         return prompt, tokens
 
     def _generate(self, frame: Frame) -> None:
         rid = frame["id"]
         backend = self._model()
-        prompt, tokens = self._fit(frame, backend)
-        room = backend.context_length - len(tokens)
+        # A runner loaded with a larger context may serve a request that asked for a smaller one.
+        context = min(backend.context_length, frame.get("num_ctx") or backend.context_length)
+        prompt, tokens = self._fit(frame, backend, context)
+        room = context - len(tokens)
         if room <= 0:
             raise BackendError(
-                f"the prompt is {len(tokens)} tokens, which fills the model's context of {backend.context_length}; "
+                f"the prompt is {len(tokens)} tokens, which fills the model's context of {context}; "
                 "shorten it or raise the num_ctx option"
             )
         sampling = frame.get("sampling", {})
@@ -163,6 +170,7 @@ class Worker:
         first = last = started
         count = 0
         reason = "stop"
+        written: list[str] = []  # the answer, for Ollama's `context`
         if limit == 0:
             reason = "length"
         else:
@@ -178,6 +186,7 @@ class Worker:
                     held.append(backend.logprobs(top))
                 out = stops.feed(text)
                 if out:
+                    written.append(out)
                     self._send_text(rid, out, held)
                 if stops.stopped:  # tokens none of whose text was shown go with the stop string, logprobs and all
                     break
@@ -185,15 +194,19 @@ class Worker:
                     reason = "length"
                     break
         if tail := stops.finish():
+            written.append(tail)
             self._send_text(rid, tail, held)
-        self.send({"id": rid, "done": {
+        done = {
             "done_reason": reason,
             "prompt_eval_count": len(tokens),
             # The first token's time is the prompt's: llama.cpp evaluates the prompt, then samples.
             "prompt_eval_duration": first - started,
             "eval_count": count,
             "eval_duration": last - first,
-        }})
+        }
+        if "prompt" in frame and not frame.get("raw"):  # /api/generate returns the whole exchange as tokens
+            done["context"] = backend.tokenize(prompt + "".join(written))
+        self.send({"id": rid, "done": done})
 
     def _send_text(self, rid: int, text: str, logprobs: list[dict[str, Any]]) -> None:
         """Text for the daemon, with the log probabilities of the tokens it came from."""
