@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .capabilities import capabilities, check, fill_in_middle
 from .errors import BadRequest
 from .kernels import ExtraBuffers
 from .memory import Estimate, estimate
@@ -47,6 +48,8 @@ class Request:
     think: bool | None = None
     keep_alive: float | None = None
     tools: list[Any] | None = None
+    suffix: str | None = None  # text after the gap to fill in (/api/generate, /v1/completions)
+    logprobs: int | None = None  # token log probabilities with this many alternatives each; None: none
     context: list[int] | None = None  # /api/generate: token ids an earlier answer returned
 
     @property
@@ -60,6 +63,9 @@ class Chunk(NamedTuple):
 
     thinking: str = ""
     content: str = ""
+    # When asked for: one entry per token this text came from, as Ollama writes them:
+    # {"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}, ...]}
+    logprobs: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -139,9 +145,17 @@ def prepare(store: Store, request: Request, extra_buffers: ExtraBuffers) -> Prep
         raise BadRequest(f"files of {record.name} are missing from the store ({', '.join(missing)}); "
                          f"pull or import it again")
     spec, _, sampling = model_spec(store, record, request.options, extra_buffers)
+    facts = record.manifest.facts
+    asked_template = request_template(request.template)
+    in_effect = asked_template or model_template(record)
+    if not (request.is_empty and request.keep_alive == 0):  # unloading asks nothing of the model
+        check(request.model, record.name, capabilities(facts, in_effect), chat=request.messages is not None,
+              tools=bool(request.tools), think=request.think, suffix=bool(request.suffix))
     overrides = record.manifest.overrides
     frame: dict[str, Any] = {"sampling": sampling, "format": request.format, "num_ctx": spec.num_ctx}
-    template = request_template(request.template) or overrides.template
+    if request.logprobs is not None:
+        frame["logprobs"] = request.logprobs
+    template = asked_template or overrides.template
     if template:
         frame["template"] = template
     if request.think is not None:
@@ -164,6 +178,9 @@ def prepare(store: Store, request: Request, extra_buffers: ExtraBuffers) -> Prep
         frame["raw"] = request.raw
         if system:
             frame["system"] = system
+        if request.suffix:
+            frame["suffix"] = request.suffix
+            frame["fill"] = fill_in_middle(facts, in_effect, request.raw)
         if request.context is not None:
             frame["context"] = request.context
     return Prepared(record, spec, frame)
@@ -191,11 +208,14 @@ async def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]
     # With tools offered, an answer that starts like a tool call is held back until it is
     # whole: it comes out as tool_calls, or, if it is not one after all, as text at the end.
     held: str | None = "" if request.tools else None
+    pending: list[dict[str, Any]] = []  # log probabilities of tokens whose text no chunk has carried yet
     async with scheduler.lease(prepared.spec, request.keep_alive) as lease:
         splitter = ThinkSplitter()
         async for frame in lease.runner.generate(prepared.frame):
             if "t" in frame:
                 piece = splitter.feed(frame["t"]) if split else Piece(content=frame["t"])
+                if "lp" in frame:
+                    pending += frame["lp"]
             elif "start" in frame:
                 splitter = ThinkSplitter(opened=frame["start"]["opened_think"])
                 continue
@@ -212,12 +232,16 @@ async def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]
                 if first_token is None:
                     first_token = (time.perf_counter_ns() - started) / 1e9
                     core.metrics.first_token.observe(first_token)
-                yield Chunk(piece.thinking if show_thinking else "", content)
+                yield Chunk(piece.thinking if show_thinking else "", content, tuple(pending))
+                pending.clear()
     calls: list[dict[str, Any]] = []
     if held:
         calls = parse_tool_calls(held, request.tools or [])
         if not calls:
-            yield Chunk("", held)
+            yield Chunk("", held, tuple(pending))
+            pending.clear()
+    if pending:  # tokens whose text is not shown (hidden thinking, a tool call) were still sampled
+        yield Chunk(logprobs=tuple(pending))
     _count(core.metrics, prepared.record.name, done, first_token)
     if "context" in done:
         done = {**done, "context": tuple(done["context"])}
@@ -230,19 +254,29 @@ async def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]
     )
 
 
-async def collect(items: AsyncIterator[Chunk | Final]) -> tuple[str, str, Final]:
-    """(thinking, content, final) of a whole generation, for answers that are not streamed."""
+class Whole(NamedTuple):
+    """A whole generation, for answers that are not streamed."""
+
+    thinking: str
+    content: str
+    final: Final
+    logprobs: list[dict[str, Any]]  # empty unless asked for
+
+
+async def collect(items: AsyncIterator[Chunk | Final]) -> Whole:
     thinking: list[str] = []
     content: list[str] = []
+    logprobs: list[dict[str, Any]] = []
     final = Final("stop")
     async with contextlib.aclosing(items):
         async for item in items:
             if isinstance(item, Chunk):
                 thinking.append(item.thinking)
                 content.append(item.content)
+                logprobs += item.logprobs
             else:
                 final = item
-    return "".join(thinking), "".join(content), final
+    return Whole("".join(thinking), "".join(content), final, logprobs)
 
 
 def _count(metrics: Metrics, model: str, done: dict[str, Any], first_token: float | None) -> None:

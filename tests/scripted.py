@@ -1,6 +1,7 @@
 """A runner with no model behind it, for in-process API tests: each generation answers with the
-pieces of a script, one frame each, as a real runner streams tokens. It keeps what it was sent,
-so a test can check what the API made of a request (options, messages, format) without a model."""
+pieces of a script, one frame each, as a real runner streams tokens (with made-up log probabilities
+when asked: see logprob_entry). It keeps what it was sent, so a test can check what the API made of
+a request (options, messages, format) without a model."""
 
 from __future__ import annotations
 
@@ -17,6 +18,16 @@ _pids = itertools.count(90_000)
 
 Frame = dict[str, Any]
 Script = list[str | RunnerError]  # the pieces of every answer; an error ends it there
+
+
+def logprob_entry(piece: str, n: int, top: int) -> Frame:
+    """What the scripted runner says of the n-th piece: log probability -n/10, and `top` alternatives,
+    the piece first, then "?" pieces less likely."""
+    def one(token: str, logprob: float) -> Frame:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    alternatives = [one(piece, -n / 10)] + [one("?" * k, -n / 10 - k) for k in range(1, top)]
+    return {**one(piece, -n / 10), "top_logprobs": alternatives[:top]}
 
 
 class ScriptedRunner:
@@ -45,11 +56,12 @@ class ScriptedRunner:
         yield {"start": {"prompt_eval_count": len(prompt), "opened_think": False}}
         limit = request.get("sampling", {}).get("num_predict", -1)
         pieces = self.script if limit is None or limit < 0 else self.script[:limit]
-        for piece in pieces:
+        top = request.get("logprobs")
+        for n, piece in enumerate(pieces):
             await asyncio.sleep(0)  # a token's worth of turn-taking, as with a real runner
             if isinstance(piece, RunnerError):
                 raise piece  # the runner failing mid-answer
-            yield {"t": piece}
+            yield {"t": piece} if top is None else {"t": piece, "lp": [logprob_entry(piece, n, top)]}
         reason = "length" if len(pieces) < len(self.script) else "stop"
         yield {"done": {"done_reason": reason, "prompt_eval_count": len(prompt), "prompt_eval_duration": 1000,
                         "eval_count": len(pieces), "eval_duration": 1000 * len(pieces)}}

@@ -197,3 +197,18 @@ def test_memory_and_close(backend: MlxBackend, folder: Path) -> None:
     extra.close()
     gc.collect()
     assert loaded - mx.get_active_memory() >= 0.9 * weights
+
+
+def test_logprobs_are_mlx_lms_own(backend: MlxBackend, reference) -> None:
+    tokens = backend.tokenize("hello world")
+    model, tokenizer = reference
+    expected = list(generate_step(mx.array(tokens), model, max_tokens=4))
+    stream = backend.stream(tokens, GREEDY, None)
+    for token, logprobs in expected:
+        next(stream)
+        entry = backend.logprobs(3)
+        assert entry["token"] == tokenizer.decode([token]) and entry["logprob"] == pytest.approx(logprobs[token].item())
+        best = sorted(range(logprobs.size), key=lambda t: -logprobs[t].item())[:3]
+        assert [a["logprob"] for a in entry["top_logprobs"]] == pytest.approx([logprobs[t].item() for t in best])
+        assert entry["top_logprobs"][0]["token"] == entry["token"]  # greedy: the likeliest was picked
+    stream.close()

@@ -66,6 +66,7 @@ def test_gemma_metadata(gemma_path: Path) -> None:
         vocab_size=262_144,
         # The tied output matrix (token_embd, Q8_0) counts: llama.cpp multiplies by a second copy of it.
         matmul_weights={"Q8_0": 179_824_640, "Q5_0": 43_591_680, "Q4_K": 13_271_040, "Q6_K": 9_676_800},
+        fim_tokens=False,  # a chat model: no fill-in-the-middle tokens (and no pooling_type: not an embedder)
     )
     assert ModelFacts.from_dict(json.loads(json.dumps(meta.to_dict()))) == meta, "facts survive the index's JSON"
 

@@ -288,7 +288,7 @@ async def test_errors_come_in_openais_shape(aclient: openai.AsyncOpenAI, api: In
         (chat([{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]), "text"),
         (chat(response_format={"type": "yaml"}), "response_format"),
         (chat(stop=[1, 2]), "stop"),
-        (chat(logprobs=True), "logprobs"),
+        (chat(top_logprobs=3), "top_logprobs"),
         (chat(tool_choice={"type": "function", "function": {"name": "nope"}}, tools=[WEATHER]), "tool_choice"),
         (aclient.chat.completions.create(model="chat", messages=[]), "messages"),
         (aclient.chat.completions.create(model="base", messages=[{"role": "user", "content": "hi"}]), "chat template"),

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from gguf import GGUFWriter, LlamaFileType, TokenType
+from gguf import GGUFWriter, LlamaFileType, PoolingType, TokenType
 
 # ChatML, the format most small instruct models use.
 DEFAULT_TEMPLATE = (
@@ -63,6 +63,8 @@ TOOL_TEMPLATE = (
 # <unk>, <s>, </s>, then one BYTE token per byte value: every text tokenizes by byte fallback.
 VOCAB = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
 TOKEN_TYPES = [TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + [TokenType.BYTE] * 256
+# Fill-in-the-middle tokens (Qwen's spelling), appended to VOCAB when a model has them.
+FIM_TOKENS = ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]
 
 GEMMA_SIZE = 253_113_024
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
@@ -79,8 +81,12 @@ def write_tiny_gguf(
     n_layers: int = 2,
     width: int = 64,
     context_length: int = 256,
+    fim: bool = False,
+    pooling_type: int | None = None,
 ) -> Path:
-    """A random-weight llama GGUF (F32, byte vocabulary) that llama-cpp-python can load."""
+    """A random-weight llama GGUF (F32, byte vocabulary) that llama-cpp-python can load; with `fim`,
+    FIM_TOKENS too (named by the tokenizer.ggml.fim_*_token_id keys); with `pooling_type` (llama.cpp's
+    enum: 1 mean, 2 CLS, 3 last), an embedding model's `llama.pooling_type`."""
     path = Path(path)
     writer = _llama_writer(
         path,
@@ -91,8 +97,30 @@ def write_tiny_gguf(
         n_layers=n_layers,
         width=width,
         context_length=context_length,
+        fim=fim,
+        pooling_type=pooling_type,
     )
     _finish(writer)
+    return path
+
+
+FIM_ANSWER = "Z"  # what write_fim_gguf's model writes first after <|fim_middle|>
+
+
+def write_fim_gguf(path: Path, **kw) -> Path:
+    """A tiny model with FIM tokens that answers FIM_ANSWER first when its prompt ends with <|fim_middle|>,
+    and something else after any other last token: a test can tell a fill-in-the-middle prompt.
+
+    As in write_endless_gguf: <|fim_middle|>'s embedding gets a large value in dimension 1 (the RMS
+    norms make it most of the last hidden state), and FIM_ANSWER's output row weighs that dimension.
+    """
+    from gguf import GGUFReader
+
+    write_tiny_gguf(path, fim=True, **kw)
+    tensors = {t.name: t.data for t in GGUFReader(path, "r+").tensors}
+    middle, answer = len(VOCAB) + FIM_TOKENS.index("<|fim_middle|>"), VOCAB.index(f"<0x{ord(FIM_ANSWER):02X}>")
+    tensors["token_embd.weight"][middle, 1] = 10.0
+    tensors["output.weight"][answer, 1] = 10.0
     return path
 
 
@@ -140,8 +168,12 @@ def _llama_writer(
     n_layers: int = 2,
     width: int = 64,
     context_length: int = 256,
+    fim: bool = False,
+    pooling_type: int | None = None,
 ) -> GGUFWriter:
     rng = np.random.default_rng(seed)
+    vocab = VOCAB + FIM_TOKENS if fim else VOCAB
+    token_types = TOKEN_TYPES + [TokenType.CONTROL] * len(FIM_TOKENS) if fim else TOKEN_TYPES
     ff, kv_width = 2 * width, width * _KV_HEADS // _HEADS
 
     def matrix(rows: int, cols: int) -> np.ndarray:
@@ -162,9 +194,14 @@ def _llama_writer(
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_rope_dimension_count(width // _HEADS)
     writer.add_tokenizer_model("llama")
-    writer.add_token_list(VOCAB)
-    writer.add_token_scores([0.0] * len(VOCAB))
-    writer.add_token_types(TOKEN_TYPES)
+    writer.add_token_list(vocab)
+    writer.add_token_scores([0.0] * len(vocab))
+    writer.add_token_types(token_types)
+    if fim:
+        for key, token in zip(("fim_pre", "fim_suf", "fim_mid"), FIM_TOKENS):
+            writer.add_uint32(f"tokenizer.ggml.{key}_token_id", vocab.index(token))
+    if pooling_type is not None:
+        writer.add_pooling_type(PoolingType(pooling_type))
     writer.add_unk_token_id(0)
     writer.add_bos_token_id(1)
     writer.add_eos_token_id(2)
@@ -172,7 +209,7 @@ def _llama_writer(
         writer.add_chat_template(chat_template)
 
     # numpy shape is (out, in); GGUF stores the dimensions reversed, as llama.cpp expects.
-    writer.add_tensor("token_embd.weight", matrix(len(VOCAB), width))
+    writer.add_tensor("token_embd.weight", matrix(len(vocab), width))
     for i in range(n_layers):
         writer.add_tensor(f"blk.{i}.attn_norm.weight", norm())
         writer.add_tensor(f"blk.{i}.attn_q.weight", matrix(width, width))
@@ -184,7 +221,7 @@ def _llama_writer(
         writer.add_tensor(f"blk.{i}.ffn_up.weight", matrix(ff, width))
         writer.add_tensor(f"blk.{i}.ffn_down.weight", matrix(width, ff))
     writer.add_tensor("output_norm.weight", norm())
-    writer.add_tensor("output.weight", matrix(len(VOCAB), width))
+    writer.add_tensor("output.weight", matrix(len(vocab), width))
     return writer
 
 

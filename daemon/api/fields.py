@@ -73,7 +73,7 @@ def output_format(body: Json) -> str | Json | None:
     raise BadRequest(f"field 'format' must be \"json\" or a JSON schema object, not {value!r}")
 
 
-def messages(body: Json, model: str) -> list[Json]:
+def messages(body: Json) -> list[Json]:
     value = body.get("messages")
     if value is None:
         return []
@@ -87,10 +87,35 @@ def messages(body: Json, model: str) -> list[Json]:
         if not isinstance(content, str):
             raise BadRequest(f"messages[{n}].content must be a string")
         if message.get("images"):
-            raise BadRequest(f"{model} cannot see images: r1 runs text models only so far")
+            raise images_refused(f"messages[{n}].images")
         # Past thinking is not sent back to the model, as Ollama does.
         checked.append({k: v for k, v in message.items() if k not in ("thinking", "images")} | {"content": content})
     return checked
+
+
+TEXT_ONLY = "r1 serves text models only"
+
+
+def images_refused(where: str) -> BadRequest:
+    """The one answer to images, on every route."""
+    return BadRequest(f"{where} holds images, but {TEXT_ONLY}; send text")
+
+
+MAX_TOP_LOGPROBS = 20  # Ollama's and OpenAI's bound
+
+
+def logprobs(body: Json) -> int | None:
+    """`logprobs` (true/false) and `top_logprobs` (0-20), as Ollama and OpenAI's chat take them: how many
+    alternatives to give with each token's log probability, or None for no log probabilities."""
+    wanted = get_bool(body, "logprobs", False)
+    top = body.get("top_logprobs")
+    if top is None:
+        return 0 if wanted else None
+    if not isinstance(top, int) or isinstance(top, bool) or not 0 <= top <= MAX_TOP_LOGPROBS:
+        raise BadRequest(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}, not {json.dumps(top)}")
+    if top and not wanted:
+        raise BadRequest("field 'top_logprobs' needs 'logprobs': true")
+    return top if wanted else None
 
 
 def context(body: Json) -> list[int] | None:

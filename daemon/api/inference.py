@@ -8,10 +8,11 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest
-from ..generation import Chunk, Final, Request, embed
+from ..generation import Chunk, Final, Request, Whole, embed
 from ..runner.options import check_options
 from .context import CORE
-from .fields import context, get_bool, get_str, keep_alive, messages, output_format, required_str, think, tools
+from .fields import (context, get_bool, get_str, images_refused, keep_alive, logprobs, messages, output_format,
+                     required_str, think, tools)
 from .http import NDJSON, read_json
 from .respond import respond
 
@@ -33,12 +34,14 @@ def created_at() -> str:
 
 def parse_request(body: Json, chat: bool) -> Request:
     model = required_str(body, "model", "name")
+    if not chat and body.get("images"):
+        raise images_refused("field 'images'")
     if not chat and body.get("raw") is True and any(body.get(k) for k in ("template", "system", "context")):
         raise BadRequest("raw mode does not support template, system, or context")  # Ollama's words
     return Request(
         model=model,
         prompt=None if chat else get_str(body, "prompt"),
-        messages=messages(body, model) if chat else None,
+        messages=messages(body) if chat else None,
         system=None if chat else get_str(body, "system"),
         template=get_str(body, "template"),
         raw=False if chat else get_bool(body, "raw", False),
@@ -47,6 +50,8 @@ def parse_request(body: Json, chat: bool) -> Request:
         think=think(body),
         keep_alive=keep_alive(body),
         tools=tools(body) if chat else None,
+        suffix=None if chat else get_str(body, "suffix") or None,  # "" is no suffix, as in Ollama
+        logprobs=logprobs(body),
         context=None if chat else context(body),
     )
 
@@ -73,14 +78,23 @@ class GenerateShape:
         return out
 
     def event(self, item: Chunk | Final) -> bytes:
-        return NDJSON.frame(self.chunk(item))
+        out = self.chunk(item)
+        if isinstance(item, Chunk) and item.logprobs:
+            out["logprobs"] = list(item.logprobs)
+        return NDJSON.frame(out)
 
-    def answer(self, thinking: str, content: str, final: Final) -> Json:
-        out = self.chunk(final)
+    def answer(self, whole: Whole) -> Json:
+        out = self.chunk(whole.final)
+        self.fill(out, whole.thinking, whole.content)
+        if whole.logprobs:
+            out["logprobs"] = whole.logprobs
+        return out
+
+    def fill(self, out: Json, thinking: str, content: str) -> None:
+        """Put the whole answer's text in the last chunk."""
         out["response"] = content
         if thinking:
             out["thinking"] = thinking
-        return out
 
 
 class ChatShape(GenerateShape):
@@ -97,12 +111,10 @@ class ChatShape(GenerateShape):
             message["tool_calls"] = list(item.tool_calls)
         return {"model": self.model, "created_at": created_at(), "message": message, "done": True, **item.stats()}
 
-    def answer(self, thinking: str, content: str, final: Final) -> Json:
-        out = self.chunk(final)
+    def fill(self, out: Json, thinking: str, content: str) -> None:
         out["message"]["content"] = content
         if thinking:
             out["message"]["thinking"] = thinking
-        return out
 
 
 @routes.post("/api/generate")

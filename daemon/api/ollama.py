@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from .. import __version__
+from ..capabilities import capabilities
 from ..create import check_request, create_model
 from ..generation import model_path, model_spec, model_template
 from ..importer import Event, check_source, import_model
@@ -77,16 +78,6 @@ def model_license(record: ModelRecord) -> str | None:
     return record.manifest.overrides.license or record.manifest.facts.license
 
 
-def capabilities(record: ModelRecord) -> list[str]:
-    template = model_template(record) or ""
-    found = ["completion"]
-    if "tools" in template:
-        found.append("tools")
-    if "<think>" in template:
-        found.append("thinking")
-    return found
-
-
 def parameter_lines(parameters: dict[str, Any]) -> list[tuple[str, str]]:
     """(name, value) pairs as a Modelfile writes them: one line per stop string."""
     pairs = []
@@ -126,7 +117,7 @@ def show(store: Store, record: ModelRecord, budget: int, extra_buffers: ExtraBuf
         "messages": overrides.messages or [],
         "details": details(record),
         "model_info": model_info(record),
-        "capabilities": capabilities(record),
+        "capabilities": capabilities(record.manifest.facts, template),
         "modified_at": record.modified_at,
         # r1's additions: where the bytes are, and whether all of them are there.
         "digest": record.manifest_id,

@@ -25,11 +25,11 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest, ModelNotFound
-from ..generation import Chunk, Final, Request, embed
+from ..generation import Chunk, Final, Request, Whole, embed
 from ..runner.options import check_option, check_options
 from ..store import InvalidNameError, ModelRecord
 from .context import CORE, STORE
-from .fields import get_bool, keep_alive, messages, required_str, think, tools
+from .fields import TEXT_ONLY, get_bool, images_refused, keep_alive, logprobs, messages, required_str, think, tools
 from .http import SSE, read_json
 from .respond import respond
 
@@ -45,8 +45,9 @@ CHAT_FIELDS = {"temperature": "temperature", "top_p": "top_p", "seed": "seed",
                "stop": "stop", "max_tokens": "num_predict", "max_completion_tokens": "num_predict"}
 COMPLETION_FIELDS = {k: v for k, v in CHAT_FIELDS.items() if k != "max_completion_tokens"}
 COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
-MEDIA_PARTS = ("image_url", "input_image", "input_audio", "file")
-TEXT_ONLY = "r1 runs text models only so far; send the content as text parts"
+IMAGE_PARTS = ("image_url", "input_image")
+MEDIA_PARTS = ("input_audio", "file")
+COMPLETION_MAX_LOGPROBS = 5  # OpenAI's bound for /v1/completions
 # What follows a chunk's delta (or text) in its event; the part before it is formatted once per stream.
 CHOICE_TAIL = ', "logprobs": null, "finish_reason": null}]}\n\n'
 
@@ -179,8 +180,10 @@ def content_text(content: Any, where: str) -> str:
     texts = []
     for n, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
+        if kind in IMAGE_PARTS:
+            raise images_refused(f"{where}[{n}]")
         if kind in MEDIA_PARTS:
-            raise BadRequest(f"{where}[{n}] is an {kind} part: {TEXT_ONLY}")
+            raise BadRequest(f"{where}[{n}] is an {kind!r} part, but {TEXT_ONLY}; send the content as text parts")
         if kind not in ("text", "refusal") or not isinstance(part.get(kind), str):
             raise BadRequest(f"{where}[{n}] must be a content part like {{\"type\": \"text\", \"text\": \"...\"}}")
         texts.append(part[kind])
@@ -212,7 +215,7 @@ def ollama_tool_calls(calls: Any, where: str) -> list[Json]:
     return converted
 
 
-def chat_messages(body: Json, model: str) -> list[Json]:
+def chat_messages(body: Json) -> list[Json]:
     """OpenAI's messages in the shape the core and chat templates take (Ollama's)."""
     value = body.get("messages")
     if not isinstance(value, list) or not value:
@@ -233,22 +236,21 @@ def chat_messages(body: Json, model: str) -> list[Json]:
         if out.get("role") == "tool" and "tool_name" not in out and message.get("tool_call_id") in names:
             out["tool_name"] = names[message["tool_call_id"]]  # what Ollama's templates read
         converted.append(out)
-    return messages({"messages": converted}, model)
+    return messages({"messages": converted})
 
 
 def chat_request(body: Json) -> Request:
     model = required_str(body, "model")
     only_one_choice(body)
-    if body.get("logprobs"):
-        raise BadRequest("field 'logprobs' is not supported: r1 does not return token log probabilities")
     return Request(
         model=model,
-        messages=chat_messages(body, model),
+        messages=chat_messages(body),
         format=response_format(body),
         options=sampling_options(body, CHAT_FIELDS),
         think=reasoning(body),
         keep_alive=keep_alive(body),
         tools=function_tools(body),
+        logprobs=logprobs(body),
     )
 
 
@@ -265,17 +267,27 @@ def completion_request(body: Json) -> Request:
         raise BadRequest("field 'prompt' must not be empty")
     if body.get("echo"):
         raise BadRequest("field 'echo' is not supported: the response holds the completion only")
-    if body.get("suffix"):
-        raise BadRequest("field 'suffix' is not supported: r1 does not fill in the middle")
+    suffix = body.get("suffix")
+    if suffix is not None and not isinstance(suffix, str):
+        raise BadRequest(f"field 'suffix' must be a string, not {json.dumps(suffix)}")
     if body.get("best_of") not in (None, 1):
         raise BadRequest("field 'best_of' must be 1: r1 generates one completion per request")
-    if body.get("logprobs") is not None:
-        raise BadRequest("field 'logprobs' is not supported: r1 does not return token log probabilities")
     options = sampling_options(body, COMPLETION_FIELDS)
     options.setdefault("num_predict", COMPLETION_MAX_TOKENS)
     # Completions take the prompt as it is: no chat template.
     return Request(model=model, prompt=prompt, raw=True, format=response_format(body), options=options,
-                   keep_alive=keep_alive(body))
+                   keep_alive=keep_alive(body), suffix=suffix or None, logprobs=completion_logprobs(body))
+
+
+def completion_logprobs(body: Json) -> int | None:
+    """/v1/completions' `logprobs`: how many alternatives to list with each token (0-5), or None."""
+    value = body.get("logprobs")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= COMPLETION_MAX_LOGPROBS:
+        raise BadRequest(f"field 'logprobs' must be an integer from 0 to {COMPLETION_MAX_LOGPROBS}, "
+                         f"not {json.dumps(value)}")
+    return value
 
 
 # --- responses --------------------------------------------------------------------------------
@@ -306,9 +318,23 @@ class OpenAIShape:
 
     def __init__(self, body: Json, parsed: Request) -> None:
         self.with_usage = include_usage(body)
+        self.with_logprobs = parsed.logprobs is not None
         self.common = {"id": _new_id(self.id_prefix), "object": self.kind, "created": int(time.time()),
                        "model": parsed.model, "system_fingerprint": "r1"}
         self.head = "data: " + json.dumps(self.common)[:-1] + f', "choices": [{{"index": 0, "{self.field}": '
+
+    def logprobs(self, entries: list[Json]) -> Json:
+        """A choice's `logprobs` from the core's entries (Ollama's shape)."""
+        raise NotImplementedError
+
+    def tail(self, chunk: Chunk) -> str:
+        """What follows a chunk's delta or text: its log probabilities, when it carries some."""
+        if not chunk.logprobs:
+            return CHOICE_TAIL
+        return f', "logprobs": {json.dumps(self.logprobs(list(chunk.logprobs)))}, "finish_reason": null}}]}}\n\n'
+
+    def whole_logprobs(self, whole: Whole) -> Json | None:
+        return self.logprobs(whole.logprobs) if self.with_logprobs else None
 
 
 class ChatShape(OpenAIShape):
@@ -330,8 +356,11 @@ class ChatShape(OpenAIShape):
                 delta["reasoning_content"] = item.thinking
             if item.content:
                 delta["content"] = item.content
-            return (self.head + json.dumps(delta) + CHOICE_TAIL).encode()
+            return (self.head + json.dumps(delta) + self.tail(item)).encode()
         return self.last(item)
+
+    def logprobs(self, entries: list[Json]) -> Json:
+        return {"content": entries, "refusal": None}  # the core's entries are OpenAI's chat shape already
 
     def last(self, final: Final) -> bytes:
         events = []
@@ -347,16 +376,18 @@ class ChatShape(OpenAIShape):
             events.append(self.common | {"choices": [], "usage": usage(final)})
         return b"".join(SSE.frame(event) for event in events)
 
-    def answer(self, thinking: str, content: str, final: Final) -> Json:
-        message: Json = {"role": "assistant", "content": content}
-        if thinking:
-            message["reasoning_content"] = thinking
+    def answer(self, whole: Whole) -> Json:
+        final = whole.final
+        message: Json = {"role": "assistant", "content": whole.content}
+        if whole.thinking:
+            message["reasoning_content"] = whole.thinking
         if final.tool_calls:
-            message["content"] = content or None
+            message["content"] = whole.content or None
             message["tool_calls"] = openai_tool_calls(final)
         return self.common | {
             "object": "chat.completion",
-            "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason(final)}],
+            "choices": [{"index": 0, "message": message, "logprobs": self.whole_logprobs(whole),
+                         "finish_reason": finish_reason(final)}],
             "usage": usage(final),
         }
 
@@ -366,22 +397,37 @@ class CompletionShape(OpenAIShape):
 
     id_prefix, kind, field = "cmpl-", "text_completion", "text"
 
+    def __init__(self, body: Json, parsed: Request) -> None:
+        super().__init__(body, parsed)
+        self.offset = 0  # characters of the completion so far: where the next token starts
+
     def event(self, item: Chunk | Final) -> bytes:
         if isinstance(item, Chunk):
             # Completions have no reasoning field: what the core split off as thinking is text here.
             text = item.thinking + item.content if item.thinking else item.content
-            return (self.head + json.dumps(text) + CHOICE_TAIL).encode()
+            return (self.head + json.dumps(text) + self.tail(item)).encode()
         events = [self.common | {"choices": [
             {"text": "", "index": 0, "logprobs": None, "finish_reason": finish_reason(item)}]}]
         if self.with_usage:
             events.append(self.common | {"choices": [], "usage": usage(item)})
         return b"".join(SSE.frame(event) for event in events)
 
-    def answer(self, thinking: str, content: str, final: Final) -> Json:
+    def answer(self, whole: Whole) -> Json:
         return self.common | {
-            "choices": [{"text": thinking + content, "index": 0, "logprobs": None, "finish_reason": finish_reason(final)}],
-            "usage": usage(final),
+            "choices": [{"text": whole.thinking + whole.content, "index": 0, "logprobs": self.whole_logprobs(whole),
+                         "finish_reason": finish_reason(whole.final)}],
+            "usage": usage(whole.final),
         }
+
+    def logprobs(self, entries: list[Json]) -> Json:
+        """The legacy completions shape: parallel lists, alternatives as {token: logprob}."""
+        offsets = []
+        for entry in entries:
+            offsets.append(self.offset)
+            self.offset += len(entry["token"])
+        return {"tokens": [e["token"] for e in entries], "token_logprobs": [e["logprob"] for e in entries],
+                "top_logprobs": [{t["token"]: t["logprob"] for t in e["top_logprobs"]} for e in entries],
+                "text_offset": offsets}
 
 
 # --- generation routes ------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from ..generation import Chunk, Final, Request, collect, generate
+from ..generation import Chunk, Final, Request, Whole, collect, generate
 from .context import CORE
 from .fields import get_bool
 from .http import Framing, read_json, stream_events
@@ -25,7 +25,7 @@ class Dialect(Protocol):
     def event(self, item: Chunk | Final) -> bytes:
         """One streamed event, framed (called once per token: keep it lean)."""
 
-    def answer(self, thinking: str, content: str, final: Final) -> Json:
+    def answer(self, whole: Whole) -> Json:
         """The whole answer, when the client did not ask for a stream."""
 
 
@@ -39,4 +39,4 @@ async def respond(request: web.Request, parse: Callable[[Json], Request],
     items = generate(request.app[CORE], parsed)
     if stream:
         return await stream_events(request, items, shape.event, shape.framing)
-    return web.json_response(shape.answer(*await collect(items)))
+    return web.json_response(shape.answer(await collect(items)))

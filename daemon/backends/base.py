@@ -62,6 +62,16 @@ class Backend(ABC):
         presence_penalty, frequency_penalty, seed (any may be absent). `fmt` is "json", a JSON
         schema, or None. The caller stops iterating to end early (limits, stop strings, cancel)."""
 
+    def logprobs(self, top: int) -> dict[str, Any]:
+        """The log probability of the token `stream` yielded last, with the `top` likeliest tokens in its
+        place (backends/logprobs.py shapes it); called before the stream is resumed."""
+        raise BackendError(f"{type(self).__name__} does not give token log probabilities; leave 'logprobs' out")
+
+    def fill_in_middle(self, prefix: str, suffix: str) -> list[int]:
+        """Tokens of a prompt asking for the text between `prefix` and `suffix`, built with the model's
+        fill-in-the-middle tokens."""
+        raise BackendError(f"{type(self).__name__} cannot fill in the middle; leave 'suffix' out")
+
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         """Unit-length vectors for `texts`, and the tokens evaluated to compute them."""
         raise BackendError(f"{type(self).__name__} does not compute embeddings")

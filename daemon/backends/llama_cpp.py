@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import numpy as np
 from llama_cpp import Llama, LlamaGrammar
 
 from .base import Backend, BackendError, check_vocabulary
+from .logprobs import log_softmax, token_entry
 
 # Ollama's sampling defaults, so a model answers the same way through r1 as through Ollama.
 DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repeat_penalty": 1.1,
@@ -86,6 +88,7 @@ class LlamaCppBackend(Backend):
             raise BackendError(f"llama.cpp could not load {path.name}: {exc}") from exc
         self._warm_up(path)
         self._embedder: Llama | None = None
+        self._last_token = -1  # the token stream() yielded last, for logprobs()
         self.context_length = self.llm.n_ctx()
         self.on_gpu = bool(llama_cpp.llama_supports_gpu_offload()) and self._params["n_gpu_layers"] != 0
         self.chat_template = self.llm.metadata.get("tokenizer.chat_template")
@@ -136,7 +139,31 @@ class LlamaCppBackend(Backend):
             # prev_tokens lets SentencePiece vocabularies drop the leading space correctly.
             piece = self.llm.detokenize([token], prev_tokens=previous)
             previous.append(token)
+            self._last_token = token
             yield decoder.decode(piece)
+
+    def logprobs(self, top: int) -> dict[str, Any]:
+        # Until the stream resumes (and decodes this token), the context's last row of logits is the
+        # one this token was sampled from.
+        row = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        logits = np.ctypeslib.as_array(row, shape=(self.llm.n_vocab(),))
+        return token_entry(log_softmax(logits), self._last_token, top,
+                           lambda token: self.llm.detokenize([token], special=True))
+
+    def fill_in_middle(self, prefix: str, suffix: str) -> list[int]:
+        # The prefix-suffix-middle order llama.cpp's server uses for /infill: the model writes the middle.
+        vocab = self.llm._model.vocab
+        pre, suf, mid = (llama_cpp.llama_vocab_fim_pre(vocab), llama_cpp.llama_vocab_fim_suf(vocab),
+                         llama_cpp.llama_vocab_fim_mid(vocab))
+        if min(pre, suf, mid) < 0:
+            raise BackendError("this model has no fill-in-the-middle tokens, so it cannot take a suffix")
+
+        def text(part: str) -> list[int]:
+            return self.llm.tokenize(part.encode(), add_bos=False, special=False) if part else []
+
+        bos = self.llm.token_bos()
+        start = [bos] if bos >= 0 and llama_cpp.llama_vocab_get_add_bos(vocab) else []
+        return [*start, pre, *text(prefix), suf, *text(suffix), mid]
 
     @staticmethod
     def _grammar(fmt: str | dict | None) -> LlamaGrammar | None:

@@ -17,11 +17,13 @@ from typing import Any
 
 import mlx.core as mx
 import mlx_lm
+import numpy as np
 from mlx_lm.generate import generate_step, generation_stream, wired_limit
 from mlx_lm.sample_utils import make_logits_processors, make_sampler
 from mlx_lm.tokenizer_utils import StreamingDetokenizer
 
 from .base import Backend, BackendError, check_vocabulary
+from .logprobs import token_entry
 
 # Ollama's sampling defaults, as the llama.cpp backend uses them: a model answers alike on both.
 DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repeat_penalty": 1.1,
@@ -29,6 +31,8 @@ DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repeat
 
 
 class MlxBackend(Backend):
+    _last: tuple[int, mx.array]  # the token stream() yielded last, and its log probabilities
+
     def __init__(self, path: Path, load: dict[str, Any]) -> None:
         # mlx_lm.load() downloads from the Hub whatever is not a local path; r1 passes folders only.
         if not Path(path).is_dir():
@@ -84,7 +88,7 @@ class MlxBackend(Backend):
         )
         # As stream_generate does: on Metal, keeps the weights wired in memory while generating.
         with wired_limit(self._model, [generation_stream]):
-            for token, _ in steps:
+            for token, logprobs in steps:
                 if token in eos:
                     detokenizer.finalize()
                     # A trailing space or incomplete character held back for the next token.
@@ -93,7 +97,13 @@ class MlxBackend(Backend):
                         yield rest
                     return
                 detokenizer.add_token(token)
+                self._last = (token, logprobs)
                 yield detokenizer.last_segment
+
+    def logprobs(self, top: int) -> dict[str, Any]:
+        token, logprobs = self._last  # mlx-lm's, already normalised over the vocabulary
+        return token_entry(np.array(logprobs.astype(mx.float32)), token, top,
+                           lambda t: self._tokenizer.decode([t]).encode())
 
     def _sampling(self, sampling: dict[str, Any]) -> tuple[Any, list[Any]]:
         s = {**DEFAULTS, **sampling}

@@ -38,6 +38,10 @@ class ModelFacts:
     # GGUF: bytes of the matrices multiplied by activations, by ggml type ("Q4_K": 13_275_136); the
     # ones llama.cpp repacks for faster CPU kernels take that much again (memory.estimate).
     matmul_weights: dict[str, int] | None = None
+    # For capabilities (daemon/capabilities.py): a GGUF's `{arch}.pooling_type` (embedding models
+    # name how they pool token vectors), and whether its tokenizer has fill-in-the-middle tokens.
+    pooling_type: int | None = None
+    fim_tokens: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

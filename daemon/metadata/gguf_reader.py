@@ -27,6 +27,14 @@ _STRING, _ARRAY = 8, 9
 _MAX_KEPT_ARRAY = 4096
 _GGML_MAX_DIMS = 4
 _DEFAULT_ALIGNMENT = 32
+# Fill-in-the-middle: the token ids a GGUF may name (current and older keys), else the token texts
+# llama.cpp looks for in the vocabulary (Qwen, StarCoder, Granite, GLM, DeepSeek, CodeLlama spellings).
+_FIM_KEYS = (("fim_pre", "fim_suf", "fim_mid"), ("prefix", "suffix", "middle"))
+_FIM_TEXTS = (
+    ("<|fim_prefix|>", "<fim-prefix>", "<fim_prefix>", "<|code_prefix|>", "<｜fim▁begin｜>", "<PRE>", "▁<PRE>"),
+    ("<|fim_suffix|>", "<fim-suffix>", "<fim_suffix>", "<|code_suffix|>", "<｜fim▁hole｜>", "<SUF>", "▁<SUF>"),
+    ("<|fim_middle|>", "<fim-middle>", "<fim_middle>", "<|code_middle|>", "<｜fim▁end｜>", "<MID>", "▁<MID>"),
+)
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,7 @@ class _GGUFHeader:
     tensors: list[_GGUFTensor]
     data_start: int
     file_size: int
+    fim_tokens: bool  # the tokenizer can fill in the middle
 
 
 class _Cursor:
@@ -137,10 +146,14 @@ def _parse_gguf_header(cur: _Cursor, size: int) -> _GGUFHeader:
     if tensor_count * 24 + kv_count * 13 > size:
         raise cur.truncated()
     kv: dict[str, Any] = {}
+    vocabulary = (0, 0)  # where the token texts are in the file: skipped, but searched for FIM tokens
     for _ in range(kv_count):
         key = cur.string()
         (vtype,) = cur.take("I")
+        start = cur.pos
         kv[key] = cur.value(vtype)
+        if key == "tokenizer.ggml.tokens":
+            vocabulary = (start, cur.pos)
     tensors = []
     for _ in range(tensor_count):
         name = cur.string()
@@ -154,7 +167,21 @@ def _parse_gguf_header(cur: _Cursor, size: int) -> _GGUFHeader:
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
         raise MetadataError(f"{cur.path} is not a valid GGUF file (alignment {alignment!r})")
     data_start = -(-cur.pos // alignment) * alignment
-    return _GGUFHeader(kv, tensors, data_start, size)
+    return _GGUFHeader(kv, tensors, data_start, size, _has_fim_tokens(cur, kv, vocabulary))
+
+
+def _has_fim_tokens(cur: _Cursor, kv: dict[str, Any], vocabulary: tuple[int, int]) -> bool:
+    """Whether prefix, suffix and middle tokens are all there: by id, or by text in the vocabulary."""
+    if any(all(f"tokenizer.ggml.{name}_token_id" in kv for name in names) for names in _FIM_KEYS):
+        return True
+    length = struct.Struct(cur.order + "Q")
+
+    def in_vocabulary(text: str) -> bool:
+        # A GGUF string is its length then its bytes: searching for both matches whole tokens only.
+        raw = text.encode()
+        return cur.buf.find(length.pack(len(raw)) + raw, *vocabulary) >= 0
+
+    return all(any(in_vocabulary(text) for text in texts) for texts in _FIM_TEXTS)
 
 
 def read_gguf_metadata(paths: Sequence[Path]) -> ModelFacts:
@@ -196,6 +223,8 @@ def read_gguf_metadata(paths: Sequence[Path]) -> ModelFacts:
         quantization=_gguf_quantization(kv.get("general.file_type"), tensors),
         context_length=int_or_none(kv.get(prefix + "context_length")),
         chat_template=str_or_none(kv.get("tokenizer.chat_template")),
+        pooling_type=int_or_none(kv.get(prefix + "pooling_type")),
+        fim_tokens=headers[0].fim_tokens,
         name=str_or_none(kv.get("general.name")),
         license=str_or_none(kv.get("general.license")),
         embedding_length=int_or_none(kv.get(prefix + "embedding_length")),

@@ -48,6 +48,7 @@ def render(
     eos_token: str,
     tools: list[Any] | None = None,
     think: bool | None = None,
+    suffix: str | None = None,
 ) -> str:
     context: dict[str, Any] = {
         "messages": messages,
@@ -59,6 +60,8 @@ def render(
         context["tools"] = tools
     if think is not None:
         context["enable_thinking"] = think  # Qwen3-style templates read it
+    if suffix is not None:
+        context["suffix"] = suffix  # what follows the gap, for templates that fill in the middle
     try:
         mode = gotemplate.converted_mode(source)
         if mode:

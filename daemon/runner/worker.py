@@ -123,11 +123,14 @@ class Worker:
             return earlier + (f"{system}\n\n{prompt}" if system else prompt)
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         return earlier + template.render(source, messages, bos_token=backend.bos_token, eos_token=backend.eos_token,
-                                         think=frame.get("think"))
+                                         think=frame.get("think"), suffix=frame.get("suffix"))
 
     def _fit(self, frame: Frame, backend: Backend, context: int) -> tuple[str, list[int]]:
         """The prompt and its tokens; a chat too long for the context loses its oldest turns,
         as in Ollama: system messages and the last message stay."""
+        if frame.get("fill") == "tokens":  # fill in the middle with the model's own FIM tokens, no template
+            tokens = backend.fill_in_middle(frame.get("prompt", ""), frame["suffix"])
+            return backend.detokenize(tokens), tokens
         prompt = self._prompt(frame, backend)
         tokens = backend.tokenize(prompt)
         messages = frame.get("messages")
@@ -161,6 +164,8 @@ class Worker:
         limit = room if limit is None or limit < 0 else min(limit, room)
         self.send({"id": rid, "start": {"prompt_eval_count": len(tokens), "opened_think": template_opens_think(prompt)}})
         stops = StopMatcher(sampling.get("stop") or [])
+        top = frame.get("logprobs")  # alternatives per token, when log probabilities were asked for
+        held: list[dict[str, Any]] = []  # those of tokens whose text the stop matcher still holds
         started = time.perf_counter_ns()
         first = last = started
         count = 0
@@ -177,18 +182,20 @@ class Worker:
                 if rid in self.cancelled:
                     reason = "cancel"
                     break
+                if top is not None:
+                    held.append(backend.logprobs(top))
                 out = stops.feed(text)
                 if out:
                     written.append(out)
-                    self.send({"id": rid, "t": out})
-                if stops.stopped:
+                    self._send_text(rid, out, held)
+                if stops.stopped:  # tokens none of whose text was shown go with the stop string, logprobs and all
                     break
                 if count >= limit:
                     reason = "length"
                     break
         if tail := stops.finish():
             written.append(tail)
-            self.send({"id": rid, "t": tail})
+            self._send_text(rid, tail, held)
         done = {
             "done_reason": reason,
             "prompt_eval_count": len(tokens),
@@ -200,6 +207,14 @@ class Worker:
         if "prompt" in frame and not frame.get("raw"):  # /api/generate returns the whole exchange as tokens
             done["context"] = backend.tokenize(prompt + "".join(written))
         self.send({"id": rid, "done": done})
+
+    def _send_text(self, rid: int, text: str, logprobs: list[dict[str, Any]]) -> None:
+        """Text for the daemon, with the log probabilities of the tokens it came from."""
+        frame: Frame = {"id": rid, "t": text}
+        if logprobs:
+            frame["lp"] = logprobs[:]
+            logprobs.clear()
+        self.send(frame)
 
     def _embed(self, frame: Frame) -> None:
         backend = self._model()

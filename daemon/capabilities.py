@@ -1,0 +1,83 @@
+"""What a model can do, as Ollama's /api/show lists it, and the 400s for requests that ask for more.
+
+Computed from the model's files and the template in effect, as Ollama does:
+
+* `embedding`: the GGUF names a pooling type (`{arch}.pooling_type`) or the architecture is an
+  encoder; such a model embeds and does not generate. Every other model has `completion`.
+* `tools`: the chat template reads `tools` (it renders the tools offered).
+* `thinking`: the template writes a think block (`<think>`, the tag r1's reasoning splitter
+  reads) or reads a think switch (`enable_thinking`, as Qwen3's does).
+* `insert` (fill in the middle): the tokenizer has FIM tokens, or the template reads `suffix`.
+
+The refusals use Ollama's words ("... does not support tools"), so clients that match them work,
+then say what to do instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+from .errors import BadRequest
+from .metadata import ModelFacts
+from .reasoning import OPEN_TAG
+
+COMPLETION, TOOLS, THINKING, INSERT, EMBEDDING = "completion", "tools", "thinking", "insert", "embedding"
+# llama.cpp's names of encoder architectures: embedding models, whether or not their GGUF names a pooling.
+ENCODERS = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "neo-bert",
+                      "modern-bert", "t5encoder"})
+
+
+@functools.lru_cache(maxsize=64)
+def template_variables(source: str) -> frozenset[str]:
+    """The variables a Jinja template reads from its context (none if it does not parse)."""
+    from jinja2 import Environment, TemplateSyntaxError, meta  # imported when a template is looked at
+
+    try:
+        parsed = Environment(extensions=["jinja2.ext.loopcontrols"]).parse(source)
+    except TemplateSyntaxError:
+        return frozenset()
+    return frozenset(meta.find_undeclared_variables(parsed))
+
+
+def capabilities(facts: ModelFacts, template: str | None) -> list[str]:
+    """Ollama's capability names for a model with these facts and this template in effect."""
+    found = [EMBEDDING if facts.pooling_type is not None or facts.architecture in ENCODERS else COMPLETION]
+    variables = template_variables(template) if template else frozenset()
+    if "tools" in variables:
+        found.append(TOOLS)
+    if facts.fim_tokens or "suffix" in variables:
+        found.append(INSERT)
+    if template and (OPEN_TAG in template or "enable_thinking" in variables):
+        found.append(THINKING)
+    return found
+
+
+def fill_in_middle(facts: ModelFacts, template: str | None, raw: bool) -> str:
+    """How the runner builds a prompt with a suffix: "template" (the template reads `suffix`; not for
+    raw prompts, which skip it) or "tokens" (the GGUF's FIM tokens, as llama.cpp's server does)."""
+    if not raw and template and "suffix" in template_variables(template):
+        return "template"
+    if facts.fim_tokens:
+        return "tokens"
+    raise BadRequest("a raw prompt cannot take a suffix on this model: its template fills in the middle, "
+                     "and raw prompts skip the template; send the prompt without raw")
+
+
+def check(model: str, name: str, found: list[str], *, chat: bool, tools: bool, think: bool | None,
+          suffix: bool) -> None:
+    """Refuse, as Ollama does, a request that needs what the model cannot do. `model` is the name
+    the request gave, `name` the stored one (Ollama's messages use one or the other)."""
+    if COMPLETION not in found:
+        route = "chat" if chat else "generate"
+        raise BadRequest(f"{json.dumps(model)} does not support {route}: it is an embedding model; "
+                         "send its input to /api/embed or /v1/embeddings")
+    if tools and TOOLS not in found:
+        raise BadRequest(f"{name} does not support tools: its chat template does not show the model any tools; "
+                         "leave 'tools' out, or give it a template that renders them (`r1 create`, TEMPLATE)")
+    if think and THINKING not in found:
+        raise BadRequest(f"{json.dumps(model)} does not support thinking: its template has no think block; "
+                         "leave 'think' out or set it to false")
+    if suffix and INSERT not in found:
+        raise BadRequest(f"{name} does not support insert: it has no fill-in-the-middle tokens and its template "
+                         "reads no suffix; leave 'suffix' out")
