@@ -18,14 +18,20 @@ from .metadata import read_metadata
 from .store import FileEntry, Manifest, ModelRecord, Overrides, Store, parse_digest, parse_name
 
 
-def check_template(source: str) -> None:
-    """Refuse a template that will not compile, now rather than at the first chat."""
+def check_template(source: str) -> str:
+    """The template as r1 stores it: an Ollama Go template converted to Jinja (a 400 names what
+    cannot be converted), Jinja as it is; one that will not compile is refused now rather than
+    at the first chat."""
     from jinja2 import Environment, TemplateSyntaxError  # only create needs it in the daemon
 
+    from .gotemplate import as_jinja
+
+    source = as_jinja(source)
     try:
         Environment(extensions=["jinja2.ext.loopcontrols"]).parse(source)
     except TemplateSyntaxError as exc:
         raise BadRequest(f"TEMPLATE is not valid Jinja (line {exc.lineno}): {exc.message}") from exc
+    return source
 
 
 def check_settings(body: dict[str, Any]) -> Overrides:
@@ -41,7 +47,7 @@ def check_settings(body: dict[str, Any]) -> Overrides:
             raise BadRequest(f"field '{key}' must be a string")
         settings[key] = value
     if "template" in settings:
-        check_template(settings["template"])
+        settings["template"] = check_template(settings["template"])
     parameters = body.get("parameters")
     if parameters is not None:
         if not isinstance(parameters, dict):

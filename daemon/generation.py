@@ -106,6 +106,15 @@ def model_template(record: ModelRecord) -> str | None:
     return record.manifest.overrides.template or record.manifest.facts.chat_template
 
 
+def request_template(source: str | None) -> str | None:
+    """A request's `template` as r1 renders it: an Ollama Go template is converted to Jinja."""
+    if not source:
+        return None
+    from .gotemplate import as_jinja  # loaded only when a request brings its own template
+
+    return as_jinja(source)
+
+
 def model_spec(store: Store, record: ModelRecord, options: dict[str, Any],
                extra_buffers: ExtraBuffers) -> tuple[ModelSpec, Estimate, dict[str, Any]]:
     """The runner spec for a model with these (checked) options, its memory estimate, and the
@@ -130,7 +139,7 @@ def prepare(store: Store, request: Request, extra_buffers: ExtraBuffers) -> Prep
     spec, _, sampling = model_spec(store, record, request.options, extra_buffers)
     overrides = record.manifest.overrides
     frame: dict[str, Any] = {"sampling": sampling, "format": request.format}
-    template = request.template or overrides.template
+    template = request_template(request.template) or overrides.template
     if template:
         frame["template"] = template
     if request.think is not None:

@@ -3,6 +3,9 @@
 GGUF files and MLX tokenizers carry the model's template as Jinja; `r1 create` TEMPLATE
 lines override it. Rendering here, in one place for both backends, keeps prompts identical
 across backends and lets the runner see whether the prompt left a `<think>` block open.
+
+Jinja converted from an Ollama Go template (daemon/gotemplate) renders in an environment of
+its own, with Go's whitespace rules and the Go helpers, over Ollama's template values.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ import functools
 from datetime import datetime
 from typing import Any
 
-from jinja2 import TemplateError
+from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from .. import gotemplate
 from ..backends.base import BackendError
 
 
@@ -23,6 +27,13 @@ def _raise(message: str) -> None:
 
 @functools.lru_cache(maxsize=16)
 def _compile(source: str) -> Any:
+    if gotemplate.converted_mode(source):
+        # Go keeps all whitespace the template does not trim itself, a final newline included;
+        # every {{ }} prints as Go's fmt would.
+        env = ImmutableSandboxedEnvironment(keep_trailing_newline=True, extensions=["jinja2.ext.loopcontrols"],
+                                            finalize=gotemplate.show, undefined=StrictUndefined)
+        env.globals.update(gotemplate.FUNCTIONS)
+        return env.from_string(source)
     env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
     env.globals["raise_exception"] = _raise
     env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
@@ -49,6 +60,9 @@ def render(
     if think is not None:
         context["enable_thinking"] = think  # Qwen3-style templates read it
     try:
+        mode = gotemplate.converted_mode(source)
+        if mode:
+            return gotemplate.execute(_compile(source), mode, messages, tools=tools, think=think)
         return _compile(source).render(**context)
-    except TemplateError as exc:
+    except (TemplateError, gotemplate.ExecError) as exc:
         raise BackendError(f"the chat template failed: {exc}") from exc
