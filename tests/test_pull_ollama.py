@@ -28,6 +28,11 @@ from tinymodels import DEFAULT_TEMPLATE, write_tiny_gguf
 GO_TEMPLATE = ("{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"
                "{{ if .Prompt }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n{{ end }}"
                "<|im_start|>assistant\n{{ .Response }}<|im_end|>\n")
+# Another turn format, and a Jinja template that renders by hand what Ollama renders from it for a
+# system prompt and one user message: its older templates (no .Messages) end the prompt after .Response.
+E2E_GO_TEMPLATE = ("{{ if .System }}### System:\n{{ .System }}\n{{ end }}"
+                   "### User:\n{{ .Prompt }}\n### Assistant:\n{{ .Response }}")
+E2E_BY_HAND = "### System:\nBe brief.\n### User:\nhi\n### Assistant:{{ '\\n' }}"  # Jinja drops a final newline
 PARAMETERS = {"temperature": 0.2, "stop": ["<|im_end|>", "<|im_start|>"], "num_ctx": 128, "mirostat": 1, "top_k": "many"}
 FIRST_MESSAGES = [{"role": "user", "content": "Who are you?"}, {"role": "assistant", "content": "A tiny model."}]
 
@@ -274,9 +279,10 @@ def test_pulled_models_chat_and_r1_pull_says_what_happened(gemma_daemon: Daemon,
     gguf = ggufs["chat"]
     size = human_size(len(gguf))
     host = session_registry.url.removeprefix("http://")
-    # The GGUF's own ChatML template; a params layer that the runner must obey.
-    session_registry.add_model("library/e2e-chat", "latest", [(MODEL, gguf), (SYSTEM, b"Be brief."),
-                                                              (PARAMS, b'{"num_predict": 6, "temperature": 0}')])
+    # Ollama's Go template (not the GGUF's ChatML), system prompt and parameters: the runner must obey all three.
+    session_registry.add_model("library/e2e-chat", "latest", [
+        (MODEL, gguf), (TEMPLATE, E2E_GO_TEMPLATE.encode()), (SYSTEM, b"Be brief."),
+        (PARAMS, b'{"num_predict": 6, "temperature": 0}')])
     session_registry.add_model("acme/e2e-tiny", "q8", [(MODEL, ggufs["other"])])
 
     first = gemma_daemon.cli("pull", "e2e-chat")
@@ -290,12 +296,22 @@ def test_pulled_models_chat_and_r1_pull_says_what_happened(gemma_daemon: Daemon,
     assert second.stderr == (f"no model repo 'acme/e2e-tiny' on {hub.url} (if it is private, set HF_TOKEN): "
                              f"pulling {host}/acme/e2e-tiny:q8 from Ollama's registry\n")
 
-    for model, predicted in (("e2e-chat", 6), ("acme/e2e-tiny:q8", None)):
-        status, answer = gemma_daemon.request("POST", "/api/chat", {
-            "model": model, "messages": [{"role": "user", "content": "hi"}], "stream": False,
-            "options": {"num_predict": 4, "temperature": 0} if predicted is None else {}})
-        assert status == 200 and answer["done"] and isinstance(answer["message"]["content"], str), answer
-        assert answer["eval_count"] == (predicted or 4), answer
+    # The same weights under the Jinja that writes, by hand, the prompt Ollama renders from E2E_GO_TEMPLATE,
+    # and under the GGUF's ChatML: greedy answers to the same prompt are the same, to another prompt not.
+    for name, template in (("e2e-chat-by-hand", E2E_BY_HAND), ("e2e-chat-chatml", DEFAULT_TEMPLATE)):
+        status, answer = gemma_daemon.request("POST", "/api/create", {"model": name, "from": "e2e-chat",
+                                                                      "template": template, "stream": False})
+        assert status == 200, answer
+    answers = {}
+    for model in ("e2e-chat", "e2e-chat-by-hand", "e2e-chat-chatml", "acme/e2e-tiny:q8"):
+        status, answers[model] = gemma_daemon.request("POST", "/api/chat", {
+            "model": model, "messages": [{"role": "user", "content": "hi"}], "stream": False})
+        assert status == 200 and answers[model]["done"], answers[model]
+    assert answers["e2e-chat"]["eval_count"] == 6, "the params layer's num_predict"
+    pulled, by_hand, chatml = (answers[m] for m in ("e2e-chat", "e2e-chat-by-hand", "e2e-chat-chatml"))
+    assert (pulled["prompt_eval_count"], pulled["message"]) == (by_hand["prompt_eval_count"], by_hand["message"])
+    assert pulled["prompt_eval_count"] != chatml["prompt_eval_count"]
+    assert answers["acme/e2e-tiny:q8"]["message"]["role"] == "assistant"
 
     again = gemma_daemon.cli("pull", "e2e-chat")
     assert again.stdout == "e2e-chat:latest is up to date\n"
