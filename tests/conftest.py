@@ -241,8 +241,7 @@ def gemma_daemon(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path, hub
     """One real daemon for every end-to-end test of generation, over the socket and TCP:
     gemma (raw: its GGUF has no template), gemma-chat (Gemma's turns, at most 24 tokens),
     gemma-tools (a tool-calling template), Gemma under HF_NAME, tiny (random, ChatML) and
-    thinker (random, a template that opens <think>). Tests add their own names beside them, imported
-    or pulled from the session's Hub and Ollama registry."""
+    thinker (random, a template that opens <think>). Tests add their own names beside them."""
     root = tmp_path_factory.mktemp("gemma-daemon")
     with private_daemon(root, **hub.env(), **session_registry.env(), R1_LOG_LEVEL="DEBUG",
                         R1_HOST=f"127.0.0.1:{free_port()}", HF_HOME=str(root / "hf")) as daemon:
