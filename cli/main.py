@@ -97,7 +97,8 @@ def list_models(as_json: bool, available: bool) -> None:
 @cli.command()
 @click.argument("name", shell_complete=catalog_models)
 def pull(name: str) -> None:
-    """Pull a model from the Hugging Face Hub (org/repo[:quant], hf.co/org/repo[:quant], or a short name)."""
+    """Pull a model from the Hugging Face Hub (org/repo[:quant], hf.co/org/repo[:quant], or a short name)
+    or Ollama's library (llama3.1, qwen3:8b, namespace/model:tag); a stored one is checked for a newer version."""
     from . import fetch
     from .api import Api
 

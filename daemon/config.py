@@ -22,6 +22,7 @@ MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 EXTRA_BUFFER_MODES = ("auto", "on", "off")
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
+DEFAULT_OLLAMA_REGISTRY = "https://registry.ollama.ai"
 
 
 class ConfigError(ValueError):
@@ -87,6 +88,12 @@ def _flag(text: str, variable: str) -> bool:
 
 def _endpoint(text: str, variable: str) -> str:
     return text.rstrip("/")
+
+
+def _url(text: str, variable: str) -> str:
+    if not re.fullmatch(r"https?://[^/\s]+(/\S*)?", text.strip()):
+        raise ConfigError(f"{variable}={text!r} must be an http:// or https:// URL, such as {DEFAULT_OLLAMA_REGISTRY}")
+    return text.strip().rstrip("/")
 
 
 def _socket_mode(text: str, variable: str) -> int:
@@ -277,7 +284,18 @@ SETTINGS: dict[str, Setting] = {
         "HF_ENDPOINT", DEFAULT_HF_ENDPOINT, "The Hugging Face Hub (or a mirror) that pulls come from.", _endpoint
     ),
     "hf_offline": Setting(
-        "HF_HUB_OFFLINE", "", "When 1, never contact the Hub: pulls fail, the store still serves.", _flag
+        "HF_HUB_OFFLINE", "", "When 1, never contact the Hub or Ollama's registry: pulls of models the store lacks "
+        "fail, pulls of stored ones keep them unchecked, the store still serves.", _flag
+    ),
+    "ollama_registry": Setting(
+        "R1_OLLAMA_REGISTRY",
+        DEFAULT_OLLAMA_REGISTRY,
+        "Ollama's registry (or a mirror): names that are neither stored, in r1's catalog nor on the Hub "
+        "(llama3.1, qwen3:8b, namespace/model:tag) are pulled from it.",
+        _url,
+    ),
+    "no_ollama_registry": Setting(
+        "R1_NO_OLLAMA_REGISTRY", "", "When 1, never look names up in Ollama's registry.", _flag
     ),
 }
 # Read by huggingface_hub itself, listed for completeness: HF_TOKEN (or `hf auth login`)

@@ -24,6 +24,7 @@ import psutil
 import pytest
 
 from fakehub import FakeHub
+from fakeollama import FakeOllama
 from scripted import Script, ScriptedRunners
 from tinymodels import GEMMA_TEMPLATE, THINK_TEMPLATE, TOOL_TEMPLATE, gemma_gguf, write_tiny_gguf
 
@@ -38,6 +39,7 @@ def r1_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str
     monkeypatch.setenv("R1_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("R1_SOCKET", str(sock_dir / "r1.sock"))
     monkeypatch.setenv("R1_NO_AUTOSTART", "1")
+    monkeypatch.setenv("R1_NO_OLLAMA_REGISTRY", "1")  # no test reaches the real registry; fakeollama's turn it on
     monkeypatch.delenv("R1_LOG_LEVEL", raising=False)
     yield {"R1_HOME": str(tmp_path / "home"), "R1_SOCKET": str(sock_dir / "r1.sock")}
     shutil.rmtree(sock_dir, ignore_errors=True)
@@ -129,7 +131,7 @@ def private_daemon(root: Path, **env: str) -> Iterator[Daemon]:
     stopped with SIGTERM afterwards, which must end it cleanly."""
     sock_dir = tempfile.mkdtemp(prefix="r1-", dir="/tmp")
     full_env = {**os.environ, "R1_HOME": str(root / "home"), "R1_SOCKET": f"{sock_dir}/r1.sock",
-                "R1_NO_AUTOSTART": "1", **env}
+                "R1_NO_AUTOSTART": "1", "R1_NO_OLLAMA_REGISTRY": "1", **env}
     daemon = start_daemon(full_env, root / "daemon.log")
     try:
         yield daemon
@@ -227,15 +229,23 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
 
 
 @pytest.fixture(scope="session")
-def gemma_daemon(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path, hub: FakeHub) -> Iterator[Daemon]:
+def session_registry() -> Iterator[FakeOllama]:
+    """An Ollama registry on loopback for the session daemon; tests publish what they pull."""
+    with FakeOllama() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def gemma_daemon(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path, hub: FakeHub,
+                 session_registry: FakeOllama) -> Iterator[Daemon]:
     """One real daemon for every end-to-end test of generation, over the socket and TCP:
     gemma (raw: its GGUF has no template), gemma-chat (Gemma's turns, at most 24 tokens),
     gemma-tools (a tool-calling template), Gemma under HF_NAME, smollm2:135m (the bundled SmolLM2 135M
     Instruct: a chat template and a 49k vocabulary, so JSON grammars are quick), tiny (random,
     ChatML) and thinker (random, a template that opens <think>). Tests add their own names beside them."""
     root = tmp_path_factory.mktemp("gemma-daemon")
-    with private_daemon(root, **hub.env(), R1_LOG_LEVEL="DEBUG", R1_HOST=f"127.0.0.1:{free_port()}",
-                        HF_HOME=str(root / "hf")) as daemon:
+    with private_daemon(root, **hub.env(), **session_registry.env(), R1_LOG_LEVEL="DEBUG",
+                        R1_HOST=f"127.0.0.1:{free_port()}", HF_HOME=str(root / "hf")) as daemon:
         daemon.cli("import", str(gemma_path), "--name", "gemma")
         for name, template, parameters in (
             ("gemma-chat", GEMMA_TEMPLATE, {"stop": ["<end_of_turn>"], "num_predict": 24}),
@@ -271,6 +281,26 @@ class InProcess:
         path = write_tiny_gguf(self.tmp / f"{name.replace(':', '-').replace('/', '-')}.gguf", **tiny)
         response = await self.client.post("/api/import", json={"path": str(path), "model": name, "stream": False})
         assert response.status == 200, await response.text()
+
+    async def pull(self, model: str, **fields: Any) -> tuple[int, list[dict[str, Any]]]:
+        """POST /api/pull (streamed unless stream=False): the status and every event (one when not streamed)."""
+        response = await self.client.post("/api/pull", json={"model": model, **fields})
+        text = await response.text()
+        if response.content_type == "application/json":
+            return response.status, [json.loads(text)]
+        assert response.content_type == "application/x-ndjson", text
+        return response.status, [json.loads(line) for line in text.splitlines()]
+
+    async def show(self, model: str) -> dict[str, Any]:
+        response = await self.client.post("/api/show", json={"model": model})
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+    async def names(self) -> set[str]:
+        """The names /api/tags lists."""
+        response = await self.client.get("/api/tags")
+        assert response.status == 200
+        return {m["name"] for m in (await response.json())["models"]}
 
 
 @pytest.fixture

@@ -1,8 +1,7 @@
 """A fake Hugging Face Hub on 127.0.0.1 for tests, good enough for the real huggingface_hub 2.4 client.
 
-It runs an aiohttp app in a background thread with its own event loop, so synchronous tests and
-other processes (a daemon started with ``HF_ENDPOINT=hub.url``) can all use it. Nothing leaves
-loopback. It serves what ``HfApi.model_info(files_metadata=True)``, ``HfApi.list_repo_tree``,
+It runs on loopback.py's server in a background thread, so synchronous tests and other processes
+(a daemon started with ``HF_ENDPOINT=hub.url``) can all use it. Nothing leaves loopback. It serves what ``HfApi.model_info(files_metadata=True)``, ``HfApi.list_repo_tree``,
 ``get_hf_file_metadata`` / ``hf_hub_download`` and a plain ranged GET on a ``resolve`` URL need,
 and answers errors the way the client expects them (the ``X-Error-Code`` header).
 
@@ -18,8 +17,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import re
-import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -30,6 +27,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
+
+from loopback import LoopbackServer, Unsatisfiable, cut_off, parse_range
 
 CHUNK = 64 * 1024
 LFS_SUFFIXES = (".gguf", ".safetensors", ".bin")
@@ -130,32 +129,6 @@ def _now_iso() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
-class _Unsatisfiable(Exception):
-    pass
-
-
-def _parse_range(header: str | None, total: int) -> tuple[int, int] | None:
-    """(start, end inclusive) for a single "bytes=" range; None means serve the whole file (as HTTP says
-    for a range we don't understand); _Unsatisfiable means 416."""
-    if not header:
-        return None
-    m = re.fullmatch(r"\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*", header)
-    if not m or (m[1] == "" and m[2] == ""):
-        return None
-    if m[1] == "":  # suffix range: the last N bytes
-        n = int(m[2])
-        if n == 0 or total == 0:
-            raise _Unsatisfiable
-        return max(0, total - n), total - 1
-    start = int(m[1])
-    if start >= total:
-        raise _Unsatisfiable
-    end = int(m[2]) if m[2] else total - 1
-    if end < start:
-        return None
-    return start, min(end, total - 1)
-
-
 def _error(status: int, code: str | None, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
     # The client reads X-Error-Code (and X-Error-Message) to pick its exception; the body is for humans.
     h = {"X-Error-Message": message, **(headers or {})}
@@ -171,68 +144,18 @@ def _truthy(value: str | None) -> bool:
 # --- the server ----------------------------------------------------------------------------------
 
 
-class FakeHub:
+class FakeHub(LoopbackServer):
     """A set of model repos served over HTTP like huggingface.co serves them."""
 
     def __init__(self, token: str | None = None) -> None:
+        super().__init__()
         self.token = token  # the one bearer token that opens gated repos; None: gated repos never open
-        self.url = ""
-        self.requests: list[tuple[str, str, str | None]] = []  # (method, path_qs, Range header)
         self._repos: dict[str, _Repo] = {}
-        self._lock = threading.Lock()  # guards repos, knobs and counters: set from tests, read by the loop thread
         self._drops: dict[tuple[str, str], tuple[int, int]] = {}  # -> (nbytes, times left)
         self._corrupts: dict[tuple[str, str], int] = {}  # -> times left
-        self._served: dict[tuple[str, str], int] = {}
         self._bps: int | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._runner: web.AppRunner | None = None
-        self._closing = False
-
-    # -- lifecycle --
-
-    def start(self) -> FakeHub:
-        if self._thread is not None:
-            return self
-        self._closing = False
-        # Bind here, in the caller's thread, so the port is known (and listening) when start() returns.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="fakehub", daemon=True)
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._astart(sock), self._loop).result(timeout=30)
-        return self
-
-    async def _astart(self, sock: socket.socket) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        # A short shutdown_timeout: stop() must not wait a minute for a throttled transfer.
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await self._runner.setup()
-        await web.SockSite(self._runner, sock).start()
-
-    def stop(self) -> None:
-        if self._thread is None or self._loop is None:
-            return
-        self._closing = True  # lets in-flight bodies end at their next chunk
-        if self._runner is not None:
-            try:
-                asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=30)
-            except Exception:  # noqa: BLE001 - stopping must not fail a test's teardown
-                pass
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
-        self._thread = self._loop = self._runner = None
-
     def __enter__(self) -> FakeHub:
         return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def env(self) -> dict[str, str]:
         """Environment for a process that should use this Hub (huggingface_hub reads these at import)."""
@@ -282,20 +205,12 @@ class FakeHub:
             self._bps = bytes_per_second if bytes_per_second else None
 
     def served_bytes(self, repo_id: str, path: str) -> int:
-        with self._lock:
-            return self._served.get((repo_id, path), 0)
-
-    def reset_counters(self) -> None:
-        """Forget served bytes and the request log (the knobs stay as they are)."""
-        with self._lock:
-            self._served.clear()
-            self.requests.clear()
+        return self._served_bytes((repo_id, path))
 
     # -- request handling (event loop thread) --
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        with self._lock:
-            self.requests.append((request.method, request.path_qs, request.headers.get("Range")))
+        self._log(request.method, request.path_qs, request.headers.get("Range"))  # (method, path_qs, Range header)
         # Split the raw path so that an encoded "/" (revision "refs%2Fpr%2F1") stays inside its segment.
         segs = [unquote(s) for s in request.raw_path.split("?", 1)[0].strip("/").split("/")]
         method = request.method
@@ -433,8 +348,8 @@ class FakeHub:
             headers["X-Linked-Etag"] = f'"{f.sha256}"'
             headers["X-Linked-Size"] = str(f.size)
         try:
-            rng = _parse_range(request.headers.get("Range"), f.size)
-        except _Unsatisfiable:
+            rng = parse_range(request.headers.get("Range"), f.size)
+        except Unsatisfiable:
             return web.Response(status=416, headers={**headers, "Content-Range": f"bytes */{f.size}"})
         start, end = rng if rng is not None else (0, f.size - 1)
         length = end - start + 1
@@ -493,8 +408,7 @@ class FakeHub:
                     chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
                 await resp.write(chunk)
                 sent += len(chunk)
-                with self._lock:
-                    self._served[key] = self._served.get(key, 0) + len(chunk)
+                self._count(key, len(chunk))
                 if bps:
                     if bps != paced_bps:  # rate changed: pace from here
                         paced_since, paced_bytes, paced_bps = time.monotonic(), 0, bps
@@ -508,12 +422,4 @@ class FakeHub:
             if fh is not None:
                 fh.close()
         if sent < length:
-            # Cut the connection before Content-Length is reached, after letting what we wrote reach the
-            # socket: the client gets exactly `sent` bytes, then the peer closes mid-body.
-            transport = request.transport
-            if transport is not None:
-                deadline = time.monotonic() + 5
-                while transport.get_write_buffer_size() and not transport.is_closing() and time.monotonic() < deadline:
-                    await asyncio.sleep(0.001)
-                transport.abort()
-            raise ConnectionResetError("fakehub: dropped on purpose")
+            await cut_off(request, "fakehub")

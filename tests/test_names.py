@@ -15,6 +15,9 @@ from r1.daemon.store.names import InvalidNameError, ModelName, parse_name, safe_
         ("HF.CO/org/repo", "hf.co/org/repo:latest"),
         ("org/repo:model-Q4_K_M.gguf", "hf.co/org/repo:model-Q4_K_M.gguf"),
         ("  padded:tag  ", "padded:tag"),
+        ("llama3.1", "llama3.1:latest"),  # Ollama's library names are local names
+        ("registry.ollama.ai/library/llama3.1:8b", "llama3.1:8b"),  # as Ollama shows its own namespace
+        ("Registry.Ollama.AI/jmorganca/Model:q4", "registry.ollama.ai/jmorganca/Model:q4"),
     ],
 )
 def test_valid_names_have_one_canonical_form(text: str, expected: str) -> None:
@@ -29,6 +32,14 @@ def test_hf_names_expose_the_repo() -> None:
     assert not local.is_hf
     with pytest.raises(ValueError):
         local.repo_id
+
+
+def test_registry_names_are_neither_hub_repos_nor_library_names() -> None:
+    name = parse_name("registry.ollama.ai/jmorganca/model:q4")
+    assert not name.is_hf and (name.org, name.model, name.tag, name.registry) == ("jmorganca", "model", "q4", "registry.ollama.ai")
+    assert name.key != parse_name("jmorganca/model:q4").key  # that one is a Hub repo, hf.co/jmorganca/model:q4
+    with pytest.raises(ValueError):
+        name.repo_id
 
 
 def test_matching_is_case_insensitive() -> None:
@@ -58,6 +69,9 @@ def test_matching_is_case_insensitive() -> None:
         ("x" * 97, "must be 1-96"),
         ("m:" + "t" * 129, "tag"),
         ("a:b:c", "must be 1-96"),
+        ("registry.ollama.ai/llama3.1", "expected registry.ollama.ai/{namespace}/{model}"),
+        ("registry.ollama.ai/../x/y", "'..'"),
+        ("a/b/c", "or 'registry.ollama.ai/namespace/model[:tag]'"),
         ("", "required"),
         ("   ", "required"),
         ("a" * 400, "longer than"),

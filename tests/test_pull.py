@@ -15,7 +15,6 @@ import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -78,28 +77,6 @@ async def served(make_api: MakeApi, hub: FakeHub, hf_client: None) -> InProcess:
     return await make_api(**hub.env())
 
 
-async def pull(api: InProcess, model: str, **fields: Any) -> tuple[int, list[dict[str, Any]]]:
-    """POST /api/pull (streamed unless stream=False): the status and every event (one when not streamed)."""
-    response = await api.client.post("/api/pull", json={"model": model, **fields})
-    text = await response.text()
-    if response.content_type == "application/json":
-        return response.status, [json.loads(text)]
-    assert response.content_type == "application/x-ndjson", text
-    return response.status, [json.loads(line) for line in text.splitlines()]
-
-
-async def show(api: InProcess, model: str) -> dict[str, Any]:
-    response = await api.client.post("/api/show", json={"model": model})
-    assert response.status == 200, await response.text()
-    return await response.json()
-
-
-async def names(api: InProcess) -> set[str]:
-    response = await api.client.get("/api/tags")
-    assert response.status == 200
-    return {m["name"] for m in (await response.json())["models"]}
-
-
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 30) -> None:
     """wait_until for the app's own loop: polls without blocking it."""
     deadline = time.monotonic() + timeout
@@ -119,13 +96,13 @@ def store_files(home: Path, folder: str) -> list[str]:
 async def test_default_quant_then_explicit_quant_of_the_same_bytes_downloads_nothing(
         served: InProcess, hub: FakeHub) -> None:
     """The real Gemma: checked against its sha256, stored once under two tags."""
-    status, [done] = await pull(served, f"hf.co/{GEMMA_REPO}", stream=False)
+    status, [done] = await served.pull(f"hf.co/{GEMMA_REPO}", stream=False)
     assert status == 200, done
     assert {k: done[k] for k in ("status", "model", "tag", "size", "repo", "downloaded", "digest")} == {
         "status": "success", "model": f"hf.co/{GEMMA_REPO}:latest", "tag": "Q4_K_M", "size": GEMMA_SIZE,
         "repo": GEMMA_REPO, "downloaded": GEMMA_SIZE, "digest": done["digest"]}
     assert hub.served_bytes(GEMMA_REPO, Q4) == GEMMA_SIZE
-    info = await show(served, f"hf.co/{GEMMA_REPO}")
+    info = await served.show(f"hf.co/{GEMMA_REPO}")
     assert info["files"] == [{"path": Q4, "digest": GEMMA_DIGEST, "size": GEMMA_SIZE, "present": True}]
     assert info["details"]["quantization_level"] == "Q4_K_M" and info["model_info"]["general.architecture"] == "gemma3"
     assert info["digest"] == done["digest"]
@@ -142,13 +119,13 @@ async def test_default_quant_then_explicit_quant_of_the_same_bytes_downloads_not
     assert progress[-1]["completed"] == GEMMA_SIZE and progress[-1]["status"] == "pulling a5fd3b62230a"
     assert events[-1]["tag"] == "Q8_0" and events[-1]["size"] == GEMMA_SIZE and events[-1]["downloaded"] == 0
     assert hub.served_bytes(GEMMA_REPO, Q8) == 0 and hub.served_bytes(GEMMA_REPO, Q4) == 0
-    assert await names(served) == {f"hf.co/{GEMMA_REPO}:latest", f"hf.co/{GEMMA_REPO}:q8_0"}
+    assert await served.names() == {f"hf.co/{GEMMA_REPO}:latest", f"hf.co/{GEMMA_REPO}:q8_0"}
     assert store_files(served.home, "blobs") == [GEMMA_DIGEST.replace(":", "-")]
     assert store_files(served.home, "partial") == []
 
     hub.reset_counters()  # pulling again checks the Hub and moves no bytes
-    status, [again] = await pull(served, f"hf.co/{GEMMA_REPO}", stream=False)
-    assert status == 200 and again["status"] == "success" and again["downloaded"] == 0
+    status, [again] = await served.pull(f"hf.co/{GEMMA_REPO}", stream=False)
+    assert status == 200 and again["status"] == "success" and again["downloaded"] == 0 and again["up_to_date"] is True
     assert hub.served_bytes(GEMMA_REPO, Q4) == 0
     assert any(path.startswith(f"/api/models/{GEMMA_REPO}") for _, path, _ in hub.requests)
 
@@ -156,7 +133,7 @@ async def test_default_quant_then_explicit_quant_of_the_same_bytes_downloads_not
 async def test_progress_while_downloading(served: InProcess, hub: FakeHub, tiny_files: dict[str, Path]) -> None:
     size, digest = tiny_files[TINY_Q4].stat().st_size, digest_of(tiny_files[TINY_Q4])
     hub.throttle(400_000)  # about a second: progress events come every quarter of one
-    status, events = await pull(served, TINY_REPO)
+    status, events = await served.pull(TINY_REPO)
     assert status == 200
     statuses = [e["status"] for e in events]
     assert statuses[0] == "pulling manifest" and statuses[-3:] == ["verifying sha256 digest", "writing manifest", "success"]
@@ -167,7 +144,7 @@ async def test_progress_while_downloading(served: InProcess, hub: FakeHub, tiny_
     assert completed == sorted(completed) and completed[-1] == size
     assert len(set(completed)) >= 3, completed  # some in between: it reports as it goes, not only at the end
     assert events[-1]["model"] == TINY_NAME and events[-1]["downloaded"] == size
-    info = await show(served, TINY_REPO)
+    info = await served.show(TINY_REPO)
     assert info["files"] == [{"path": TINY_Q4, "digest": digest, "size": size, "present": True}]
     assert (Path(info["path"]) / TINY_Q4).read_bytes() == tiny_files[TINY_Q4].read_bytes()
 
@@ -175,25 +152,25 @@ async def test_progress_while_downloading(served: InProcess, hub: FakeHub, tiny_
 async def test_split_gguf_and_mlx_repos(served: InProcess, hub: FakeHub, tmp_path: Path) -> None:
     shards = write_split_gguf(tmp_path / "split", "tiny-Q8_0", shards=3)
     hub.add_repo("test/split-GGUF", {f"Q8_0/{p.name}": p for p in shards} | {"README.md": b"x"})
-    status, events = await pull(served, "test/split-GGUF")  # no Q4_K_M: the best that fits, and it says so
+    status, events = await served.pull("test/split-GGUF")  # no Q4_K_M: the best that fits, and it says so
     assert status == 200 and events[-1]["status"] == "success" and events[-1]["tag"] == "Q8_0"
     [note] = [e["status"] for e in events if e["status"].startswith("no Q4_K_M")]
     assert note.startswith("no Q4_K_M in test/split-GGUF: picked Q8_0, the best quantization that fits")
-    info = await show(served, "test/split-GGUF")
+    info = await served.show("test/split-GGUF")
     assert [f["path"] for f in info["files"]] == [f"Q8_0/{p.name}" for p in shards]
     assert all((Path(info["path"]) / "Q8_0" / p.name).read_bytes() == p.read_bytes() for p in shards)
 
     folder = write_tiny_mlx_folder(tmp_path / "mlx", quantized_bits=4)
     hub.add_repo("mlx-test/tiny-4bit", {p.name: p for p in folder.iterdir()} | {"images/logo.png": b"\x89PNG"})
-    status, [done] = await pull(served, "mlx-test/tiny-4bit", stream=False)
+    status, [done] = await served.pull("mlx-test/tiny-4bit", stream=False)
     assert status == 200 and done["status"] == "success" and done["tag"] == "mlx"
-    info = await show(served, "mlx-test/tiny-4bit")
+    info = await served.show("mlx-test/tiny-4bit")
     assert info["details"]["format"] == "mlx" and info["details"]["quantization_level"] == "4bit"
     paths = sorted(f["path"] for f in info["files"])
     assert "config.json" in paths and "model.safetensors" in paths
     assert not {"README.md", ".gitattributes", "images/logo.png"} & set(paths)
     assert (Path(info["path"]) / "config.json").read_bytes() == (folder / "config.json").read_bytes()
-    status, [error] = await pull(served, "mlx-test/tiny-4bit:Q4_K_M")
+    status, [error] = await served.pull("mlx-test/tiny-4bit:Q4_K_M")
     assert status == 404 and "is an MLX model with a single variant" in error["error"]
 
 
@@ -201,13 +178,13 @@ async def test_a_dropped_connection_resumes_with_a_range(served: InProcess, hub:
                                                          tiny_files: dict[str, Path]) -> None:
     size = tiny_files[TINY_Q4].stat().st_size
     hub.drop_after(TINY_REPO, TINY_Q4, 100_000, times=2)
-    status, [done] = await pull(served, TINY_REPO, stream=False)
+    status, [done] = await served.pull(TINY_REPO, stream=False)
     assert status == 200 and done["status"] == "success"
     # The one range, then twice from where the connection dropped: nothing is fetched twice.
     ranges = [r for method, path, r in hub.requests if method == "GET" and path.endswith(TINY_Q4)]
     assert ranges == [f"bytes=0-{size - 1}", f"bytes=100000-{size - 1}", f"bytes=200000-{size - 1}"]
     assert hub.served_bytes(TINY_REPO, TINY_Q4) == size
-    assert (await show(served, TINY_REPO))["files"][0]["digest"] == digest_of(tiny_files[TINY_Q4])
+    assert (await served.show(TINY_REPO))["files"][0]["digest"] == digest_of(tiny_files[TINY_Q4])
 
 
 async def test_a_corrupt_download_is_discarded_and_retried_once(
@@ -215,22 +192,22 @@ async def test_a_corrupt_download_is_discarded_and_retried_once(
     size = tiny_files[TINY_Q4].stat().st_size
     hub.corrupt(TINY_REPO, TINY_Q4, times=1)
     with caplog.at_level(logging.WARNING, logger="r1.daemon.pull"):
-        status, [done] = await pull(served, TINY_REPO, stream=False)
+        status, [done] = await served.pull(TINY_REPO, stream=False)
     assert status == 200 and done["status"] == "success"
     assert f"{TINY_Q4} failed its sha256 check" in caplog.text and "downloading it again" in caplog.text
     assert hub.served_bytes(TINY_REPO, TINY_Q4) == 2 * size
-    assert await names(served) == {TINY_NAME}
-    assert (await show(served, TINY_REPO))["files"][0]["digest"] == digest_of(tiny_files[TINY_Q4])
+    assert await served.names() == {TINY_NAME}
+    assert (await served.show(TINY_REPO))["files"][0]["digest"] == digest_of(tiny_files[TINY_Q4])
 
 
 async def test_a_download_corrupt_twice_is_a_clear_error(served: InProcess, hub: FakeHub) -> None:
     hub.corrupt(TINY_REPO, TINY_Q4, times=1000)  # every range of both attempts
-    status, [error] = await pull(served, TINY_REPO, stream=False)
+    status, [error] = await served.pull(TINY_REPO, stream=False)
     assert status == 502 and f"{TINY_Q4} from {TINY_REPO} failed its sha256 check twice" in error["error"]
-    status, events = await pull(served, TINY_REPO)  # streamed: the error is the last line
+    status, events = await served.pull(TINY_REPO)  # streamed: the error is the last line
     assert status == 200 and "failed its sha256 check twice" in events[-1]["error"]
     assert "success" not in [e.get("status") for e in events]
-    assert await names(served) == set()
+    assert await served.names() == set()
     assert store_files(served.home, "blobs") == [] and store_files(served.home, "partial") == []
 
 
@@ -238,7 +215,7 @@ async def test_unknown_repo_tag_and_gated_repo_errors(served: InProcess, hub: Fa
     cases = [
         ({"model": "test/nosuch"}, 404, "no model repo 'test/nosuch' on"),
         ({"model": f"{GEMMA_REPO}:Q9_9"}, 404, f"{GEMMA_REPO} has no GGUF file for tag 'Q9_9'; its tags are: Q8_0, Q4_K_M"),
-        ({"model": "nosuch:7b"}, 404, "`r1 search` lists the catalog"),
+        ({"model": "nosuch:7b"}, 404, "not in r1's catalog (`r1 search` lists it)"),
         ({"model": "../../etc/passwd"}, 400, "invalid model name"),
         ({}, 400, "field 'model' is required"),
         ({"model": TINY_REPO, "stream": "yes"}, 400, "field 'stream' must be true or false"),
@@ -247,13 +224,14 @@ async def test_unknown_repo_tag_and_gated_repo_errors(served: InProcess, hub: Fa
         response = await served.client.post("/api/pull", json=body)
         answer = await response.json()
         assert response.status == want_status and want_text in answer["error"], (body, response.status, answer)
-    status, [answer] = await pull(served, "test/nosuch")
-    assert status == 404 and answer["error"].startswith("no model repo 'test/nosuch'")
+    status, [answer] = await served.pull("test/nosuch")
+    assert status == 404 and answer["error"].startswith("model 'hf.co/test/nosuch:latest' not found: not in the store; "
+                                                        f"no model repo 'test/nosuch' on {hub.url}")
 
     hub.add_repo("test/gated-GGUF", {"m-Q4_K_M.gguf": b"GGUF" + b"\0" * 100}, gated=True)
-    status, [answer] = await pull(served, "test/gated-GGUF")
+    status, [answer] = await served.pull("test/gated-GGUF")
     assert status == 403 and "test/gated-GGUF is gated" in answer["error"] and "HF_TOKEN" in answer["error"]
-    assert await names(served) == set()
+    assert await served.names() == set()
     assert not any("/resolve/" in path for _, path, _ in hub.requests), "no byte was asked for"
 
 
@@ -262,7 +240,7 @@ async def test_gated_repo_with_a_token(make_api: MakeApi, hub: FakeHub, hf_clien
     hub.add_repo("test/gated-GGUF", {TINY_Q4: tiny_files[TINY_Q4]}, gated=True)
     monkeypatch.setenv("HF_TOKEN", TOKEN)  # what the daemon's environment would hold
     api = await make_api(**hub.env())
-    status, [done] = await pull(api, "test/gated-GGUF", stream=False)
+    status, [done] = await api.pull("test/gated-GGUF", stream=False)
     assert status == 200 and done["status"] == "success" and done["model"] == "hf.co/test/gated-GGUF:latest"
     assert hub.served_bytes("test/gated-GGUF", TINY_Q4) == tiny_files[TINY_Q4].stat().st_size
 
@@ -271,7 +249,7 @@ async def test_two_clients_pulling_one_model_share_one_transfer(served: InProces
                                                                 tiny_files: dict[str, Path]) -> None:
     size = tiny_files[TINY_Q4].stat().st_size
     hub.throttle(1_000_000)  # the first pull is still under way when the second asks
-    (status1, first), (status2, second) = await asyncio.gather(pull(served, TINY_REPO), pull(served, TINY_REPO))
+    (status1, first), (status2, second) = await asyncio.gather(served.pull(TINY_REPO), served.pull(TINY_REPO))
     assert status1 == status2 == 200
     # One pull, followed by both: the same events, each saying it downloaded the file.
     assert first == second and first[-1]["status"] == "success" and first[-1]["downloaded"] == size
@@ -296,7 +274,7 @@ async def test_the_pull_goes_on_when_the_client_leaves(served: InProcess, hub: F
     hub.throttle(None)
 
     async def stored() -> bool:
-        return TINY_NAME in await names(served)
+        return TINY_NAME in await served.names()
 
     await eventually(stored)
     assert hub.served_bytes(TINY_REPO, TINY_Q4) == size, "the transfer went on; it did not start again"
@@ -304,11 +282,11 @@ async def test_the_pull_goes_on_when_the_client_leaves(served: InProcess, hub: F
 
 async def test_offline_mode(make_api: MakeApi, hub: FakeHub, hf_client: None, tmp_path: Path) -> None:
     api = await make_api(**hub.env(), HF_HUB_OFFLINE="1")
-    status, [answer] = await pull(api, TINY_REPO)
+    status, [answer] = await api.pull(TINY_REPO)
     assert status == 503 and "HF_HUB_OFFLINE is set" in answer["error"]
     # A model already in the store is kept as it is, without asking the Hub.
     await api.add_model(TINY_NAME)
-    status, events = await pull(api, TINY_REPO)
+    status, events = await api.pull(TINY_REPO)
     assert status == 200 and events[-1]["status"] == "success" and events[-1]["downloaded"] == 0
     assert "HF_HUB_OFFLINE is set" in events[-1]["note"]
     assert hub.requests == []
@@ -369,14 +347,15 @@ def daemon(hub_env: dict[str, str], tmp_path: Path) -> Iterator[Daemon]:
 def test_r1_pull_and_search_render_what_the_daemon_says(daemon: Daemon, hub: FakeHub, tmp_path: Path,
                                                         tiny_files: dict[str, Path]) -> None:
     shards = write_split_gguf(tmp_path / "split", "tiny-Q8_0", shards=3)
-    hub.add_repo("test/split-GGUF", {f"Q8_0/{p.name}": p for p in shards} | {"README.md": b"x"})
+    commit = hub.add_repo("test/split-GGUF", {f"Q8_0/{p.name}": p for p in shards} | {"README.md": b"x"})
     size = human_size(sum(p.stat().st_size for p in shards))
     result = daemon.cli("pull", "test/split-GGUF")
     assert "no Q4_K_M in test/split-GGUF: picked Q8_0, the best quantization that fits" in result.stderr
     assert result.stdout.startswith(f"pulled hf.co/test/split-GGUF:latest (Q8_0, {size}) from test/split-GGUF: "
                                     f"{size} downloaded in "), result.stdout
-    again = daemon.cli("pull", "hf.co/test/split-GGUF").stdout
-    assert again.startswith(f"pulled hf.co/test/split-GGUF:latest (Q8_0, {size}) from test/split-GGUF: 0 B downloaded")
+    again = daemon.cli("pull", "hf.co/test/split-GGUF")  # the Hub has nothing newer: nothing moves
+    assert again.stdout == "hf.co/test/split-GGUF:latest is up to date\n"
+    assert f"test/split-GGUF is still at commit {commit[:12]}" in again.stderr
 
     failed = daemon.cli("pull", f"{TINY_REPO}:Q9_9", check=False)
     assert failed.returncode == 1 and failed.stdout == ""

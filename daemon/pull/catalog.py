@@ -37,7 +37,7 @@ def entries() -> dict[str, Entry]:
 
 def lookup(name: ModelName) -> Entry | None:
     """The entry for a short name; `name:size-quant` picks another quantization of `name:size`."""
-    if name.is_hf:
+    if name.org is not None:  # a Hub repo or a registry's namespaced model
         return None
     catalog = entries()
     if (entry := catalog.get(name.key)) is not None:

@@ -1,8 +1,9 @@
 """Pulls in flight: one per model, shared by every client asking for it, outliving them all.
 
-A pull resolves the name, fetches each file it lacks (one transfer per blob, shared with
-any other pull that needs the same bytes), records the model, and tells its followers
-how it goes in Ollama's progress shapes.
+A pull finds where the model comes from (locate.py: the Hub or Ollama's registry; for a
+stored model, whether its source has anything newer), fetches each file it lacks (one
+transfer per blob, shared with any other pull that needs the same bytes), records the
+model, and tells its followers how it goes in Ollama's progress shapes.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import aiohttp
 from ..config import Settings
 from ..metadata import read_metadata
 from ..metrics import Metrics
-from ..store import FileEntry, Manifest, ModelName, ModelRecord, Store, parse_name
+from ..store import FileEntry, Manifest, ModelName, ModelNotFoundError, ModelRecord, Store, parse_name
+from .locate import Kept, locate, refresh
+from .plan import PullPlan
 from .quant import RemoteFile
-from .resolve import OfflineError, PullPlan, resolve
 from .transfer import DigestMismatchError, RangedDownload, fetch_small
 
 log = logging.getLogger(__name__)
@@ -92,31 +94,29 @@ class PullManager:
         pull = Pull(name)
         self._pulls[name.key] = pull
         try:
-            plan, headers = await self._plan(name)
+            plan = await self._plan(name)
         except BaseException as exc:
             del self._pulls[name.key]
             await pull.finish(exc)  # clients that joined while it resolved hear why too
             raise
-        self.spawn(self._run(pull, plan, headers))
+        self.spawn(self._run(pull, plan))
         return pull
 
-    async def _plan(self, name: ModelName) -> tuple[PullPlan | None, dict[str, str]]:
-        """What to fetch; None when offline and the model is already here."""
+    async def _plan(self, name: ModelName) -> PullPlan | Kept:
+        """What to fetch, or why the stored model stays as it is."""
         try:
-            return await asyncio.to_thread(_resolve_with_headers, name, self.settings)
-        except OfflineError:
-            if await asyncio.to_thread(self.store.has, name):
-                return None, {}
-            raise
+            record = await asyncio.to_thread(self.store.get, name)
+        except ModelNotFoundError:
+            return await locate(name, self.settings, self._http())
+        return await refresh(name, record, self.store, self.settings, self._http())
 
-    async def _run(self, pull: Pull, plan: PullPlan | None, headers: dict[str, str]) -> None:
+    async def _run(self, pull: Pull, plan: PullPlan | Kept) -> None:
         try:
             await pull.emit({"status": "pulling manifest"})
-            if plan is None:
-                await pull.emit({"status": "success", "model": str(pull.name), "downloaded": 0,
-                                 "note": "HF_HUB_OFFLINE is set: kept the stored copy without checking for updates"})
+            if isinstance(plan, Kept):
+                await self._keep(pull, plan)
             else:
-                await self._pull(pull, plan, headers)
+                await self._pull(pull, plan)
         except BaseException as exc:  # followers get the error; the task itself ends quietly
             if not isinstance(exc, asyncio.CancelledError):
                 log.warning("pull of %s failed: %s", pull.name, exc)
@@ -128,37 +128,47 @@ class PullManager:
         finally:
             self._pulls.pop(pull.name.key, None)
 
-    async def _pull(self, pull: Pull, plan: PullPlan, headers: dict[str, str]) -> None:
+    async def _keep(self, pull: Pull, kept: Kept) -> None:
+        record = kept.record
+        if kept.up_to_date:  # every file is here, as Ollama reports a layer it already has
+            for entry in record.manifest.files:
+                await pull.emit(_progress(entry.digest, entry.path, entry.size, entry.size))
+            await pull.emit({"status": "up to date", "model": record.name})
+        log.info("pull of %s: %s", record.name, kept.note)
+        await pull.emit({"status": "success", "model": record.name, "digest": record.manifest_id,
+                         "size": record.manifest.size, "downloaded": 0, "up_to_date": kept.up_to_date,
+                         "note": kept.note})
+
+    async def _pull(self, pull: Pull, plan: PullPlan) -> None:
         started = time.monotonic()
-        if plan.choice.note:
-            await pull.emit({"status": plan.choice.note})
+        for note in plan.notes:
+            await pull.emit({"status": note})
         entries: list[FileEntry] = []
         downloaded = 0
         for remote in plan.files:
-            digest, fetched = await self._fetch(pull, plan, remote, headers)
+            digest, fetched = await self._fetch(pull, plan, remote)
             entries.append(FileEntry(remote.path, digest, remote.size))
             downloaded += fetched
         await pull.emit({"status": "verifying sha256 digest"})
         await pull.emit({"status": "writing manifest"})
         record = await asyncio.to_thread(self._record, plan, entries)
         seconds = time.monotonic() - started
-        log.info("pulled %s from %s@%s (%s, %d bytes downloaded in %.1f s)",
-                 record.name, plan.repo_id, plan.commit[:12], plan.choice.tag, downloaded, seconds)
+        log.info("pulled %s from %s (%s, %d bytes downloaded in %.1f s)",
+                 record.name, plan.origin, plan.choice.tag, downloaded, seconds)
         await pull.emit({
             "status": "success", "model": record.name, "digest": record.manifest_id, "size": record.manifest.size,
-            "tag": plan.choice.tag, "repo": plan.repo_id, "downloaded": downloaded, "seconds": round(seconds, 3),
+            "tag": plan.choice.tag, "repo": plan.origin, "downloaded": downloaded, "seconds": round(seconds, 3),
         })
 
     def _record(self, plan: PullPlan, entries: list[FileEntry]) -> ModelRecord:
         with self.store.staged_view((e.path, e.digest) for e in entries) as view:
             facts = read_metadata(plan.format, [view / e.path for e in entries])
-        return self.store.add(plan.name, Manifest(tuple(entries), facts, source=plan.source()))
+        return self.store.add(plan.name, Manifest(tuple(entries), facts, plan.overrides, plan.source))
 
-    async def _fetch(self, pull: Pull, plan: PullPlan, remote: RemoteFile, headers: dict[str, str]) -> tuple[str, int]:
+    async def _fetch(self, pull: Pull, plan: PullPlan, remote: RemoteFile) -> tuple[str, int]:
         """The file's digest and the bytes downloaded for it (0 when the store already had it)."""
-        url = _file_url(self.settings.hf_endpoint, plan, remote.path)
         if remote.sha256 is None:  # a small git file: its digest is known only once it is here
-            digest, size = await fetch_small(self._http(), url, headers, self.store.blobs)
+            digest, size = await fetch_small(self._http(), remote.url, plan.headers, self.store.blobs)
             self.metrics.bytes_pulled.inc(size)
             await pull.emit(_progress(digest, remote.path, size, size))
             return digest, size
@@ -169,7 +179,7 @@ class PullManager:
             entry = self._transfers.get(remote.sha256)
             started_here = entry is None
             if entry is None:
-                download = RangedDownload(self._http(), url, headers, remote.size, remote.sha256,
+                download = RangedDownload(self._http(), remote.url, plan.headers, remote.size, remote.sha256,
                                           self.store.blobs, self.settings.pull_connections)
                 entry = self._transfers[remote.sha256] = (download, self.spawn(download.run()))
                 entry[1].add_done_callback(lambda _, key=remote.sha256: self._transfers.pop(key, None))
@@ -182,8 +192,8 @@ class PullManager:
             except DigestMismatchError as exc:
                 if attempt == 2:
                     raise DigestMismatchError(
-                        f"{remote.path} from {plan.repo_id} failed its sha256 check twice ({exc}); the bytes were "
-                        "discarded. The Hub's copy or something between it and you is corrupting it; try again later"
+                        f"{remote.path} from {plan.origin} failed its sha256 check twice ({exc}); the bytes were "
+                        "discarded. The copy there or something between it and you is corrupting it; try again later"
                     ) from exc
                 log.warning("%s failed its sha256 check (%s); downloading it again", remote.path, exc)
         raise AssertionError("unreachable")
@@ -204,17 +214,3 @@ def _progress(digest: str | None, path: str, total: int, completed: int) -> Even
     short = digest.removeprefix("sha256:")[:12] if digest else path
     return {"status": f"pulling {short}", "digest": digest, "total": total, "completed": completed, "file": path}
 
-
-def _file_url(endpoint: str, plan: PullPlan, path: str) -> str:
-    from urllib.parse import quote
-
-    return f"{endpoint}/{plan.repo_id}/resolve/{plan.commit}/{quote(path)}"
-
-
-def _resolve_with_headers(name: ModelName, settings: Settings) -> tuple[PullPlan, dict[str, str]]:
-    from huggingface_hub import get_token
-    from huggingface_hub.utils import build_hf_headers
-
-    token = get_token()
-    plan = resolve(name, settings, token)
-    return plan, build_hf_headers(token=token, library_name="r1")

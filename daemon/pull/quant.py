@@ -38,6 +38,7 @@ class RemoteFile:
     path: str
     size: int
     sha256: str | None = None  # "sha256:<hex>" for LFS files: known before downloading
+    url: str = ""  # where its bytes are
 
 
 @dataclass(frozen=True)

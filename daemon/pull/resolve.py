@@ -1,4 +1,5 @@
-"""From a model name to the exact files to pull: catalog, Hub metadata, quantization choice.
+"""Pulls from the Hugging Face Hub: which repo a name means (r1's catalog or org/repo), and the
+exact files to pull from it (Hub metadata, quantization choice).
 
 huggingface_hub does the talking (endpoint, auth, errors); it is imported only when a pull
 resolves, so the daemon starts without it. This runs in a worker thread.
@@ -6,17 +7,17 @@ resolves, so the daemon starts without it. This runs in a worker thread.
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
+from urllib.parse import quote
 
 from ..config import Settings
 from ..errors import NotFound, R1Error
 from ..metadata import is_mlx_model_file
 from ..store import ModelName
 from . import catalog
+from .plan import PullPlan
 from .quant import Choice, RemoteFile, UnknownTagError, choose
 
-log = logging.getLogger(__name__)
+MLX_TAG = "mlx"  # what an MLX repo's one variant is recorded as
 
 
 class UnknownModelError(NotFound):
@@ -35,49 +36,35 @@ class OfflineError(R1Error):
     status = 503
 
 
-@dataclass(frozen=True)
-class PullPlan:
-    name: ModelName  # what the model is stored as
-    repo_id: str
-    commit: str
-    format: str  # "gguf" or "mlx"
-    choice: Choice
-
-    @property
-    def files(self) -> tuple[RemoteFile, ...]:
-        return self.choice.files
-
-    def source(self) -> dict[str, str]:
-        return {"repo": self.repo_id, "commit": self.commit, "tag": self.choice.tag}
-
-
-def repo_and_tag(name: ModelName) -> tuple[str, str | None]:
-    """Where a name points: a catalog entry's repo and quant, or the Hub repo it names."""
+def hub_repo(name: ModelName) -> tuple[str, str | None] | None:
+    """The Hub repo and quantization a name means (a catalog entry or an org/repo name); None for other names."""
     entry = catalog.lookup(name)
     if entry is not None:
         return entry.repo, entry.tag
     if name.is_hf:
         return name.repo_id, None if name.tag == "latest" else name.tag
-    raise UnknownModelError(
-        f"model '{name}' is neither in the store nor in r1's catalog; `r1 search` lists the catalog, "
-        "and any Hugging Face repo works as org/repo[:quant]"
-    )
+    return None
 
 
-def resolve(name: ModelName, settings: Settings, token: str | None) -> PullPlan:
-    repo_id, tag = repo_and_tag(name)
-    if settings.hf_offline:
-        raise OfflineError(f"HF_HUB_OFFLINE is set, so r1 cannot pull {name} from {repo_id}; unset it, or `r1 import` a local file")
+def hub_plan(name: ModelName, repo_id: str, tag: str | None, settings: Settings) -> PullPlan:
+    """The files of `repo_id` that `tag` means, to be stored as `name`."""
+    from huggingface_hub import get_token
+    from huggingface_hub.utils import build_hf_headers
+
+    token = get_token()
     files, commit = _repo_files(repo_id, settings.hf_endpoint, token)
     top_level = {f.path for f in files if "/" not in f.path}
     has_gguf = any(f.path.lower().endswith(".gguf") for f in files)
     is_mlx = "config.json" in top_level and any(path.endswith(".safetensors") for path in top_level)
     if is_mlx and not has_gguf:
-        if tag is not None:
+        if tag not in (None, MLX_TAG):
             raise UnknownTagError(f"{repo_id} is an MLX model with a single variant; pull it without a tag (not ':{tag}')")
-        mlx_files = tuple(f for f in files if f.path in top_level and is_mlx_model_file(f.path))
-        return PullPlan(name, repo_id, commit, "mlx", Choice("mlx", mlx_files))
-    return PullPlan(name, repo_id, commit, "gguf", choose(repo_id, files, tag, settings.memory_budget))
+        fmt, choice = "mlx", Choice(MLX_TAG, tuple(f for f in files if f.path in top_level and is_mlx_model_file(f.path)))
+    else:
+        fmt, choice = "gguf", choose(repo_id, files, tag, settings.memory_budget)
+    source = {"repo": repo_id, "commit": commit, "tag": choice.tag}
+    notes = (choice.note,) if choice.note else ()
+    return PullPlan(name, repo_id, fmt, choice, source, build_hf_headers(token=token, library_name="r1"), notes=notes)
 
 
 def _repo_files(repo_id: str, endpoint: str, token: str | None) -> tuple[list[RemoteFile], str]:
@@ -100,8 +87,10 @@ def _repo_files(repo_id: str, endpoint: str, token: str | None) -> tuple[list[Re
         raise HubUnavailableError(f"the Hub at {endpoint} answered {exc.response.status_code} for {repo_id}: {exc}") from exc
     except Exception as exc:  # refused, DNS, TLS, timeouts: the client's transport errors have no public base
         raise HubUnavailableError(f"cannot reach the Hub at {endpoint}: {exc}") from exc
+    commit = info.sha or "main"
     files = [
-        RemoteFile(s.rfilename, s.size or 0, f"sha256:{s.lfs.sha256}" if s.lfs else None)
+        RemoteFile(s.rfilename, s.size or 0, f"sha256:{s.lfs.sha256}" if s.lfs else None,
+                   f"{endpoint}/{repo_id}/resolve/{commit}/{quote(s.rfilename)}")
         for s in info.siblings or []
     ]
-    return files, info.sha or "main"
+    return files, commit

@@ -31,6 +31,7 @@ MIN_CHUNK, MAX_CHUNK = 1 * MIB, 64 * MIB
 READ_SIZE = 1 * MIB
 SAVE_INTERVAL = 0.2  # seconds between state file writes: what a killed daemon may fetch twice
 ATTEMPTS = 5  # per chunk, for dropped connections and server errors
+SMALL_FILE_LIMIT = 256 * MIB  # git files on the Hub are small; a larger answer is not the file asked for
 
 
 class DigestMismatchError(R1Error):
@@ -152,9 +153,9 @@ class RangedDownload:
         async with self.session.get(self.url, headers=headers) as response:
             whole = response.status == 200 and offset == 0 and end == self.size
             if response.status in (401, 403):
-                raise TransferError(f"the Hub refused {self.url} ({response.status}); check HF_TOKEN")
+                raise TransferError(f"{self.url} was refused ({response.status}); for a Hub repo, check HF_TOKEN")
             if response.status == 404:
-                raise NotFound(f"the Hub has no file at {self.url}")
+                raise NotFound(f"no file at {self.url}")
             if response.status != 206 and not whole:
                 raise aiohttp.ClientResponseError(response.request_info, (), status=response.status,
                                                   message=f"expected 206 Partial Content, got {response.status}")
@@ -206,26 +207,38 @@ def _hash_range(sha: "hashlib._Hash", fd: int, start: int, end: int) -> None:
         start += len(data)
 
 
-async def fetch_small(session: aiohttp.ClientSession, url: str, headers: dict[str, str], blobs: BlobStore) -> tuple[str, int]:
-    """A small file whose digest the Hub does not give (config, tokenizer): one GET, hashed, committed."""
+async def read_limited(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """A response's body, refused when it is larger than `limit`: a small file is not worth more."""
+    data = bytearray()
+    async for piece in response.content.iter_chunked(READ_SIZE):
+        data += piece
+        if len(data) > limit:
+            raise TransferError(f"{response.url} is larger than the {limit:,} bytes r1 expects of it")
+    return bytes(data)
+
+
+async def get_bytes(session: aiohttp.ClientSession, url: str, headers: dict[str, str], limit: int) -> bytes:
+    """A small file in one GET (redirects followed), retried like a range; at most `limit` bytes."""
     last_error: Exception | None = None
     for attempt in range(ATTEMPTS):
         try:
             async with session.get(url, headers=headers) as response:
                 if response.status == 404:
-                    raise NotFound(f"the Hub has no file at {url}")
+                    raise NotFound(f"no file at {url}")
                 response.raise_for_status()
-                data = await response.read()
-            break
+                return await read_limited(response, limit)
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
             last_error = exc
             await asyncio.sleep(min(0.25 * 2**attempt, 4.0))
-    else:
-        raise TransferError(f"gave up downloading {url} after {ATTEMPTS} attempts: {last_error}")
+    raise TransferError(f"gave up downloading {url} after {ATTEMPTS} attempts: {last_error}")
+
+
+async def fetch_small(session: aiohttp.ClientSession, url: str, headers: dict[str, str], blobs: BlobStore) -> tuple[str, int]:
+    """A small file whose digest the Hub does not give (config, tokenizer): one GET, hashed, committed."""
+    data = await get_bytes(session, url, headers, SMALL_FILE_LIMIT)
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     if not blobs.has(digest, len(data)):
         tmp = blobs.new_partial(DOWNLOAD_PREFIX)
         tmp.write_bytes(data)
         await asyncio.to_thread(blobs.commit, tmp, digest)
     return digest, len(data)
-

@@ -3,7 +3,10 @@
 A model name is one of
   hf.co/{org}/{repo}[:{tag}]   (huggingface.co/... is the same host)
   {org}/{repo}[:{tag}]         (a Hugging Face repo; stored as hf.co/{org}/{repo}:{tag})
-  {name}[:{tag}]               (a local name: `r1 import`, `r1 cp`, the catalog's short names)
+  {name}[:{tag}]               (a local name: `r1 import`, `r1 cp`, the catalog's short names,
+                               or a model of Ollama's library: llama3.1, qwen3:8b)
+  registry.ollama.ai/{namespace}/{model}[:{tag}]   (Ollama's registry; its `library` namespace
+                               is the plain local name, as Ollama shows it)
 with `latest` as the tag when none is given, as in Ollama. Matching is case-insensitive,
 as on the Hub. Names never become file system paths (the store keys files by digest), but
 they are validated strictly anyway so nothing a client sends can look like a path.
@@ -19,6 +22,8 @@ from ..errors import BadRequest
 
 HF_HOST = "hf.co"
 HOST_ALIASES = {"hf.co": HF_HOST, "huggingface.co": HF_HOST}
+OLLAMA_HOST = "registry.ollama.ai"
+OLLAMA_LIBRARY = "library"  # Ollama's namespace for its own models
 DEFAULT_TAG = "latest"
 MAX_NAME_LENGTH = 350
 
@@ -36,17 +41,18 @@ class InvalidNameError(BadRequest, ValueError):
 class ModelName:
     model: str
     tag: str = DEFAULT_TAG
-    org: str | None = None  # set for Hugging Face names, whose host is always hf.co
+    org: str | None = None  # the Hub organization, or with `registry` the registry's namespace
+    registry: str | None = None  # OLLAMA_HOST for names given with it; None: hf.co when org is set
 
     @property
     def is_hf(self) -> bool:
-        return self.org is not None
+        return self.org is not None and self.registry is None
 
     @property
     def repo_id(self) -> str:
         """The Hub repo id, `org/repo`; only for Hugging Face names."""
-        if self.org is None:
-            raise ValueError(f"{self} is a local name, not a Hugging Face repo")
+        if not self.is_hf:
+            raise ValueError(f"{self} is not a Hugging Face repo")
         return f"{self.org}/{self.model}"
 
     @property
@@ -55,7 +61,7 @@ class ModelName:
         return str(self).lower()
 
     def __str__(self) -> str:
-        base = f"{HF_HOST}/{self.org}/{self.model}" if self.org is not None else self.model
+        base = f"{self.registry or HF_HOST}/{self.org}/{self.model}" if self.org is not None else self.model
         return f"{base}:{self.tag}"
 
 
@@ -93,6 +99,14 @@ def parse_name(text: str) -> ModelName:
         )
 
     parts = path.split("/")
+    if parts[0].lower() == OLLAMA_HOST:
+        if len(parts) != 3:
+            raise InvalidNameError(f"invalid model name {text!r}: expected {OLLAMA_HOST}/{{namespace}}/{{model}}[:{{tag}}]")
+        namespace = _check_part(parts[1], "namespace", text)
+        model = _check_part(parts[2], "name", text)
+        if namespace.lower() == OLLAMA_LIBRARY:
+            return ModelName(model=model, tag=tag)
+        return ModelName(model=model, tag=tag, org=namespace, registry=OLLAMA_HOST)
     if parts[0].lower() in HOST_ALIASES:
         if len(parts) != 3:
             raise InvalidNameError(f"invalid model name {text!r}: expected hf.co/{{org}}/{{repo}}[:{{tag}}]")
@@ -103,7 +117,8 @@ def parse_name(text: str) -> ModelName:
         org = _check_part(parts[0], "organization", text)
         return ModelName(model=_check_part(parts[1], "repository", text), tag=tag, org=org)
     raise InvalidNameError(
-        f"invalid model name {text!r}: use 'name[:tag]', 'org/repo[:tag]' or 'hf.co/org/repo[:tag]'"
+        f"invalid model name {text!r}: use 'name[:tag]', 'org/repo[:tag]', 'hf.co/org/repo[:tag]' "
+        f"or '{OLLAMA_HOST}/namespace/model[:tag]'"
     )
 
 
