@@ -72,8 +72,9 @@ class Backend(ABC):
         fill-in-the-middle tokens."""
         raise BackendError(f"{type(self).__name__} cannot fill in the middle; leave 'suffix' out")
 
-    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        """Unit-length vectors for `texts`, and the tokens evaluated to compute them."""
+    def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
+        """Unit-length vectors for `texts`, and the tokens evaluated to compute them. An input longer
+        than the context is cut to it when `truncate` is on, else refused with a BackendError."""
         raise BackendError(f"{type(self).__name__} does not compute embeddings")
 
     def memory(self) -> dict[str, int]:

@@ -27,6 +27,7 @@ import numpy as np
 from llama_cpp import Llama, LlamaGrammar
 
 from .base import Backend, BackendError, check_vocabulary
+from .llama_embed import Embedder
 from .logprobs import log_softmax, token_entry
 
 # Ollama's sampling defaults, so a model answers the same way through r1 as through Ollama.
@@ -86,8 +87,8 @@ class LlamaCppBackend(Backend):
                 self.llm = Llama(**self._params)
         except ValueError as exc:  # llama-cpp-python's way of saying the file would not load
             raise BackendError(f"llama.cpp could not load {path.name}: {exc}") from exc
+        self._embedder: Embedder | None = None
         self._warm_up(path)
-        self._embedder: Llama | None = None
         self._last_token = -1  # the token stream() yielded last, for logprobs()
         self.context_length = self.llm.n_ctx()
         self.on_gpu = bool(llama_cpp.llama_supports_gpu_offload()) and self._params["n_gpu_layers"] != 0
@@ -103,6 +104,12 @@ class LlamaCppBackend(Backend):
         size = max(1, min(WARM_UP_BATCH[self.extra_buffers], self.llm.n_ctx() - 1, self.llm.n_batch))
         tokens = [t % self.llm.n_vocab() for t in range(size + 1)]
         try:
+            if self.llm._ctx.memory is None:
+                # Non-causal models (BERT-like embedders) keep no KV cache: they only embed, so their
+                # embedding context is made now and warms up instead.
+                self._embedder = Embedder(self.llm, self._params["n_threads"])
+                self._embedder.warm_up(tokens[:size])
+                return
             self.llm.eval(tokens[:size])
             self.llm.eval(tokens[size:])
         except RuntimeError as exc:  # llama_decode returned an error
@@ -178,20 +185,16 @@ class LlamaCppBackend(Backend):
                 raise BackendError(f"cannot turn this JSON schema into a grammar: {exc}") from exc
         raise BackendError(f"format must be \"json\" or a JSON schema object, not {fmt!r}")
 
-    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
-        # A second context in embedding mode; with mmap the weights' pages are shared with the first.
+    def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
+        # Made on first use: a runner that only generates never pays for its KV cache.
         if self._embedder is None:
-            arch = self.llm.metadata.get("general.architecture", "")
-            # Embedding models name their pooling; a chat model gets the mean of its token vectors.
-            pooling = {} if f"{arch}.pooling_type" in self.llm.metadata else {"pooling_type": llama_cpp.LLAMA_POOLING_TYPE_MEAN}
-            with _extra_buffers(self.extra_buffers):
-                self._embedder = Llama(**self._params, embedding=True, **pooling)
-        return self._embedder.embed(texts, normalize=True, truncate=False, return_count=True)
+            self._embedder = Embedder(self.llm, self._params["n_threads"])
+        return self._embedder.embed(texts, truncate)
 
     def close(self) -> None:
-        for llm in (self._embedder, self.llm):
-            if llm is not None:
-                llm.close()
+        if self._embedder is not None:  # its context goes before the weights it runs on
+            self._embedder.close()
+        self.llm.close()
 
 
 BACKEND = LlamaCppBackend

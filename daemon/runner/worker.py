@@ -219,7 +219,7 @@ class Worker:
     def _embed(self, frame: Frame) -> None:
         backend = self._model()
         started = time.perf_counter_ns()
-        vectors, count = backend.embed(frame["input"])
+        vectors, count = backend.embed(frame["input"], frame.get("truncate", True))
         self.send({"id": frame["id"], "result": {
             "embeddings": vectors, "prompt_eval_count": count, "duration": time.perf_counter_ns() - started,
         }})
