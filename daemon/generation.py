@@ -288,21 +288,3 @@ def _count(metrics: Metrics, model: str, done: dict[str, Any], first_token: floa
     note(prompt_tokens=done["prompt_eval_count"], tokens=done["eval_count"], done=done["done_reason"],
          tokens_per_s=round(rate, 1), first_token_s=None if first_token is None else round(first_token, 3))
 
-
-async def embed(core: Core, model: str, inputs: list[str],
-                options: dict[str, Any], keep_alive: float | None) -> dict[str, Any]:
-    """{"embeddings", "prompt_eval_count", "load_duration", "total_duration"} for the inputs."""
-    started = time.perf_counter_ns()
-    record = await asyncio.to_thread(core.store.get, model)
-    note(model=record.name, inputs=len(inputs))
-    spec, _, _ = model_spec(core.store, record, options, core.scheduler.extra_buffers)
-    async with core.scheduler.lease(spec, keep_alive) as lease:
-        # No input: Ollama's way of loading an embedding model.
-        result = await lease.runner.call("embed", input=inputs) if inputs else {"embeddings": [], "prompt_eval_count": 0}
-    return {
-        "model": record.name,
-        "embeddings": result["embeddings"],
-        "total_duration": time.perf_counter_ns() - started,
-        "load_duration": lease.load_duration,
-        "prompt_eval_count": result["prompt_eval_count"],
-    }

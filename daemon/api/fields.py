@@ -7,7 +7,9 @@ import json
 from typing import Any
 
 from ..config import ConfigError, parse_duration
+from ..embedding import EmbedRequest
 from ..errors import BadRequest
+from ..runner.options import check_options
 
 Json = dict[str, Any]
 
@@ -133,3 +135,21 @@ def tools(body: Json) -> list[Any] | None:
     if value is not None and not isinstance(value, list):
         raise BadRequest("field 'tools' must be a list")
     return value or None
+
+
+def dimensions(body: Json) -> int | None:
+    """The vector width an embedding request asks for; whether the model can give it is the core's check."""
+    value = body.get("dimensions")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise BadRequest(f"field 'dimensions' must be a positive whole number, not {json.dumps(value)}")
+    return value
+
+
+def embed_request(body: Json, model: str, inputs: list[str]) -> EmbedRequest:
+    """What every embedding route reads beyond its model and inputs. `truncate` is Ollama's field
+    (default on); /v1/embeddings reads it too, though OpenAI has none."""
+    return EmbedRequest(model=model, inputs=inputs, options=check_options(body.get("options")),
+                        keep_alive=keep_alive(body), truncate=get_bool(body, "truncate", True),
+                        dimensions=dimensions(body))

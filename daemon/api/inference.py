@@ -1,4 +1,4 @@
-"""Ollama's /api/generate, /api/chat and /api/embed: request shapes in, NDJSON chunks out."""
+"""Ollama's /api/generate, /api/chat, /api/embed and /api/embeddings: request shapes in, NDJSON chunks out."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest
-from ..generation import Chunk, Final, Request, Whole, embed
+from ..embedding import embed
+from ..generation import Chunk, Final, Request, Whole
 from ..runner.options import check_options
 from .context import CORE
-from .fields import (context, get_bool, get_str, images_refused, keep_alive, logprobs, messages, output_format,
-                     required_str, think, tools)
+from .fields import (context, embed_request, get_bool, get_str, images_refused, keep_alive, logprobs, messages,
+                     output_format, required_str, think, tools)
 from .http import NDJSON, read_json
 from .respond import respond
 
@@ -129,12 +130,12 @@ async def chat_route(request: web.Request) -> web.StreamResponse:
 
 @routes.post("/api/embeddings")
 async def embeddings_route(request: web.Request) -> web.Response:
-    """Ollama's older, single-text endpoint: {"model", "prompt"} -> {"embedding"}."""
+    """Ollama's older, single-text endpoint: {"model", "prompt"} -> {"embedding"}; r1 reads truncate
+    and dimensions here too, as on /api/embed."""
     body = await read_json(request)
-    model = required_str(body, "model", "name")
     prompt = get_str(body, "prompt") or ""
-    result = await embed(request.app[CORE], model, [prompt] if prompt else [],
-                         check_options(body.get("options")), keep_alive(body))
+    parsed = embed_request(body, required_str(body, "model", "name"), [prompt] if prompt else [])
+    result = await embed(request.app[CORE], parsed, request.path)
     return web.json_response({"embedding": result["embeddings"][0] if result["embeddings"] else []})
 
 
@@ -146,5 +147,4 @@ async def embed_route(request: web.Request) -> web.Response:
     inputs = [value] if isinstance(value, str) else value
     if not isinstance(inputs, list) or not all(isinstance(v, str) for v in inputs):
         raise BadRequest("field 'input' must be a string or a list of strings")
-    result = await embed(request.app[CORE], model, inputs, check_options(body.get("options")), keep_alive(body))
-    return web.json_response(result)
+    return web.json_response(await embed(request.app[CORE], embed_request(body, model, inputs), request.path))

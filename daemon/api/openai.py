@@ -6,8 +6,8 @@ shapes them: chat completions, text completions, embeddings, models. Streams are
 server-sent events (`data: {json}` then `data: [DONE]`); errors are OpenAI's
 `{"error": {...}}`, by status before the first byte and in-band after it.
 
-Beyond OpenAI's fields, r1 reads two of Ollama's (clients send them with `extra_body`):
-`options` (num_ctx, top_k, ...; OpenAI's own fields win) and `keep_alive`.
+Beyond OpenAI's fields, r1 reads some of Ollama's (clients send them with `extra_body`):
+`options` (num_ctx, top_k, ...; OpenAI's own fields win), `keep_alive`, and on /v1/embeddings `truncate`.
 """
 
 from __future__ import annotations
@@ -25,11 +25,13 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import BadRequest, ModelNotFound
-from ..generation import Chunk, Final, Request, Whole, embed
+from ..embedding import embed
+from ..generation import Chunk, Final, Request, Whole
 from ..runner.options import check_option, check_options
 from ..store import InvalidNameError, ModelRecord
 from .context import CORE, STORE
-from .fields import TEXT_ONLY, get_bool, images_refused, keep_alive, logprobs, messages, required_str, think, tools
+from .fields import (TEXT_ONLY, embed_request, get_bool, images_refused, keep_alive, logprobs, messages, required_str,
+                     think, tools)
 from .http import SSE, read_json
 from .respond import respond
 
@@ -465,25 +467,20 @@ def base64_floats(vector: list[float]) -> str:
 
 @routes.post("/v1/embeddings")
 async def embeddings(request: web.Request) -> web.Response:
+    """Inputs longer than the context are cut to it, as Ollama's OpenAI layer does (it sends no
+    `truncate`, so its default holds); r1 also reads Ollama's `truncate`, false to refuse them instead."""
     body = await read_json(request)
     model = required_str(body, "model")
     inputs = embedding_inputs(body)
     encoding = body.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
         raise BadRequest(f"field 'encoding_format' must be \"float\" or \"base64\", not {json.dumps(encoding)}")
-    dimensions = body.get("dimensions")
-    if dimensions is not None and (not isinstance(dimensions, int) or isinstance(dimensions, bool)):
-        raise BadRequest(f"field 'dimensions' must be an integer, not {json.dumps(dimensions)}")
-    result = await embed(request.app[CORE], model, inputs, check_options(body.get("options")), keep_alive(body))
-    vectors = result["embeddings"]
-    if dimensions is not None and dimensions != len(vectors[0]):
-        raise BadRequest(f"{model} makes vectors of {len(vectors[0])} dimensions, not {dimensions}; "
-                         "r1 does not shorten them")
+    result = await embed(request.app[CORE], embed_request(body, model, inputs), request.path)
     as_base64 = encoding == "base64"
     return web.json_response({
         "object": "list",
         "data": [{"object": "embedding", "index": i, "embedding": base64_floats(v) if as_base64 else v}
-                 for i, v in enumerate(vectors)],
+                 for i, v in enumerate(result["embeddings"])],
         "model": model,
         "usage": {"prompt_tokens": result["prompt_eval_count"], "total_tokens": result["prompt_eval_count"]},
     })
