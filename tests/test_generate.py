@@ -4,7 +4,6 @@ generation routes' checks in-process."""
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import time
@@ -105,20 +104,6 @@ def test_json_format_and_schema_constrain_the_output(gemma_daemon: Daemon) -> No
     assert answer["done_reason"] == "stop"
     parsed = json.loads(answer["response"])
     assert set(parsed) == {"name", "age"} and isinstance(parsed["age"], int)
-
-
-def test_embed_returns_unit_vectors_of_the_model_width(gemma_daemon: Daemon) -> None:
-    status, result = gemma_daemon.request("POST", "/api/embed", {"model": "gemma", "input": ["the sky is blue", "cats purr"]})
-    assert status == 200, result
-    width = gemma_daemon.request("POST", "/api/show", {"model": "gemma"})[1]["model_info"]["gemma3.embedding_length"]
-    assert len(result["embeddings"]) == 2
-    for vector in result["embeddings"]:
-        assert len(vector) == width
-        assert math.isclose(math.sqrt(sum(x * x for x in vector)), 1.0, rel_tol=1e-3)
-    assert result["embeddings"][0] != result["embeddings"][1]
-    assert result["prompt_eval_count"] > 4
-    status, single = gemma_daemon.request("POST", "/api/embed", {"model": "gemma", "input": "the sky is blue"})
-    assert status == 200 and single["embeddings"] == [pytest.approx(result["embeddings"][0], abs=1e-4)]
 
 
 def test_prompt_opened_think_block_is_returned_as_thinking(gemma_daemon: Daemon) -> None:

@@ -131,13 +131,6 @@ def test_json_schema_output_parses(client: ollama.Client) -> None:
     assert isinstance(person["name"], str) and isinstance(person["age"], int)
 
 
-def test_embed_and_the_older_embeddings(client: ollama.Client) -> None:
-    result = client.embed("gemma", ["hello", "world"])
-    assert len(result.embeddings) == 2 and len(result.embeddings[0]) == 640
-    single = client.embeddings("gemma", "hello")
-    assert single.embedding == pytest.approx(result.embeddings[0], abs=1e-4)
-
-
 def test_ps_lists_loaded_models(client: ollama.Client) -> None:
     client.generate("gemma", "Hi", raw=True, options={**GREEDY, "num_predict": 1})
     # Gemma's other names share its runners (one per set of load options, num_thread among them):

@@ -3,12 +3,9 @@ Unix socket with real models, and its checks and framing in-process."""
 
 from __future__ import annotations
 
-import base64
 import json
-import math
 import os
 import signal
-import struct
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -213,7 +210,7 @@ def test_reasoning_model_thinking_is_reasoning_content(client: openai.OpenAI) ->
     assert "reasoning_content" not in (hidden.choices[0].message.model_extra or {})
 
 
-# --- completions and embeddings ---------------------------------------------------------------
+# --- completions ------------------------------------------------------------------------------
 
 
 def test_completions_take_the_prompt_raw(client: openai.OpenAI) -> None:
@@ -234,28 +231,6 @@ def test_completions_take_the_prompt_raw(client: openai.OpenAI) -> None:
     assert listed.choices[0].text == choice.text
     default = client.completions.create(model="gemma", prompt="Once upon a time", **GREEDY)
     assert default.usage.completion_tokens == 16  # OpenAI's default max_tokens
-
-
-def test_embeddings_as_floats_and_base64(client: openai.OpenAI, gemma_daemon: Daemon) -> None:
-    width = gemma_daemon.request("POST", "/api/show", {"model": "gemma"})[1]["model_info"]["gemma3.embedding_length"]
-    inputs = ["the sky is blue", "cats purr"]
-    floats = client.embeddings.create(model="gemma", input=inputs, encoding_format="float")
-    assert floats.object == "list" and floats.model == "gemma"
-    assert [d.index for d in floats.data] == [0, 1] and all(d.object == "embedding" for d in floats.data)
-    for item in floats.data:
-        assert len(item.embedding) == width
-        assert math.isclose(math.sqrt(sum(x * x for x in item.embedding)), 1.0, rel_tol=1e-3)
-    assert floats.data[0].embedding != floats.data[1].embedding
-    assert floats.usage.prompt_tokens > 4 and floats.usage.total_tokens == floats.usage.prompt_tokens
-    decoded = client.embeddings.create(model="gemma", input=inputs)  # the client asks for base64 and decodes it
-    for a, b in zip(decoded.data, floats.data):
-        assert a.embedding == pytest.approx(b.embedding, abs=1e-6)
-    status, raw = gemma_daemon.request("POST", "/v1/embeddings", {"model": "gemma", "input": "the sky is blue",
-                                                            "encoding_format": "base64"})
-    assert status == 200, raw
-    packed = base64.b64decode(raw["data"][0]["embedding"])
-    assert len(packed) == 4 * width
-    assert list(struct.unpack(f"<{width}f", packed)) == pytest.approx(floats.data[0].embedding, abs=1e-6)
 
 
 # --- errors -----------------------------------------------------------------------------------

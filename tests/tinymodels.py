@@ -140,6 +140,60 @@ def write_endless_gguf(path: Path, **kw) -> Path:
     return path
 
 
+def write_tiny_bert(path: Path, *, context_length: int = 64, width: int = 32, n_layers: int = 2, seed: int = 0) -> Path:
+    """A random-weight BERT GGUF (F32): an embedding model proper, with non-causal attention, mean
+    pooling and a WordPiece vocabulary of [PAD] [UNK] [CLS] [SEP] and the letters a-z, word-initial
+    ("▁a", as llama.cpp stores them) and within a word ("a"): "abc de" is [CLS] ▁a b c ▁d e [SEP]."""
+    from gguf import PoolingType
+
+    rng = np.random.default_rng(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", *("\u2581" + c for c in letters), *letters]
+    ff = 2 * width
+
+    def weights(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.1).astype(np.float32)
+
+    writer = GGUFWriter(path, "bert")
+    writer.add_name("tiny-bert")
+    writer.add_file_type(LlamaFileType.ALL_F32)
+    writer.add_context_length(context_length)
+    writer.add_embedding_length(width)
+    writer.add_block_count(n_layers)
+    writer.add_feed_forward_length(ff)
+    writer.add_head_count(_HEADS)
+    writer.add_layer_norm_eps(1e-12)
+    writer.add_causal_attention(False)
+    writer.add_pooling_type(PoolingType.MEAN)
+    writer.add_tokenizer_model("bert")
+    writer.add_token_list(vocab)
+    writer.add_token_types([TokenType.CONTROL] * 4 + [TokenType.NORMAL] * (len(vocab) - 4))
+    writer.add_token_type_count(2)
+    writer.add_pad_token_id(0)
+    writer.add_unk_token_id(1)
+    writer.add_bos_token_id(2)  # [CLS]
+    writer.add_sep_token_id(3)
+    writer.add_eos_token_id(3)
+    writer.add_tensor("token_embd.weight", weights(len(vocab), width))
+    writer.add_tensor("token_types.weight", weights(2, width))
+    writer.add_tensor("position_embd.weight", weights(context_length, width))
+    writer.add_tensor("token_embd_norm.weight", np.ones(width, dtype=np.float32))
+    writer.add_tensor("token_embd_norm.bias", weights(width))
+    for i in range(n_layers):
+        for name in ("attn_q", "attn_k", "attn_v", "attn_output"):
+            writer.add_tensor(f"blk.{i}.{name}.weight", weights(width, width))
+            writer.add_tensor(f"blk.{i}.{name}.bias", weights(width))
+        writer.add_tensor(f"blk.{i}.ffn_up.weight", weights(ff, width))
+        writer.add_tensor(f"blk.{i}.ffn_up.bias", weights(ff))
+        writer.add_tensor(f"blk.{i}.ffn_down.weight", weights(width, ff))
+        writer.add_tensor(f"blk.{i}.ffn_down.bias", weights(width))
+        for name in ("attn_output_norm", "layer_output_norm"):
+            writer.add_tensor(f"blk.{i}.{name}.weight", np.ones(width, dtype=np.float32))
+            writer.add_tensor(f"blk.{i}.{name}.bias", weights(width))
+    _finish(writer)
+    return Path(path)
+
+
 def write_split_gguf(directory: Path, base: str, shards: int = 2, **kw) -> list[Path]:
     """The same model as write_tiny_gguf(**kw), split as llama.cpp's gguf-split does.
 
