@@ -154,14 +154,7 @@ def write_tiny_bert(path: Path, *, context_length: int = 64, width: int = 32, n_
     def weights(*shape: int) -> np.ndarray:
         return (rng.standard_normal(shape) * 0.1).astype(np.float32)
 
-    writer = GGUFWriter(path, "bert")
-    writer.add_name("tiny-bert")
-    writer.add_file_type(LlamaFileType.ALL_F32)
-    writer.add_context_length(context_length)
-    writer.add_embedding_length(width)
-    writer.add_block_count(n_layers)
-    writer.add_feed_forward_length(ff)
-    writer.add_head_count(_HEADS)
+    writer = _f32_writer(path, "bert", "tiny-bert", context_length, width, n_layers, ff)
     writer.add_layer_norm_eps(1e-12)
     writer.add_causal_attention(False)
     writer.add_pooling_type(PoolingType.MEAN)
@@ -236,14 +229,7 @@ def _llama_writer(
     def norm() -> np.ndarray:
         return np.ones(width, dtype=np.float32)
 
-    writer = GGUFWriter(path, "llama", split_max_tensors=split_max_tensors)
-    writer.add_name(name)
-    writer.add_file_type(LlamaFileType.ALL_F32)
-    writer.add_context_length(context_length)
-    writer.add_embedding_length(width)
-    writer.add_block_count(n_layers)
-    writer.add_feed_forward_length(ff)
-    writer.add_head_count(_HEADS)
+    writer = _f32_writer(path, "llama", name, context_length, width, n_layers, ff, split_max_tensors)
     writer.add_head_count_kv(_KV_HEADS)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_rope_dimension_count(width // _HEADS)
@@ -276,6 +262,20 @@ def _llama_writer(
         writer.add_tensor(f"blk.{i}.ffn_down.weight", matrix(width, ff))
     writer.add_tensor("output_norm.weight", norm())
     writer.add_tensor("output.weight", matrix(len(vocab), width))
+    return writer
+
+
+def _f32_writer(path: Path, arch: str, name: str, context_length: int, width: int, n_layers: int, ff: int,
+                split_max_tensors: int = 0) -> GGUFWriter:
+    """A writer for an F32 model of this shape, its shape written, _HEADS attention heads."""
+    writer = GGUFWriter(path, arch, split_max_tensors=split_max_tensors)
+    writer.add_name(name)
+    writer.add_file_type(LlamaFileType.ALL_F32)
+    writer.add_context_length(context_length)
+    writer.add_embedding_length(width)
+    writer.add_block_count(n_layers)
+    writer.add_feed_forward_length(ff)
+    writer.add_head_count(_HEADS)
     return writer
 
 
