@@ -104,7 +104,9 @@ async def embed(core: Core, request: EmbedRequest, route: str) -> dict[str, Any]
         spec = dataclasses.replace(spec, estimate=spec.estimate + embedding_context(record.manifest.facts, spec.num_ctx))
     try:
         async with core.scheduler.lease(spec, request.keep_alive) as lease:
-            result = (await lease.runner.call("embed", input=request.inputs, truncate=request.truncate)
+            # A runner loaded for a larger num_ctx may serve this one: it cuts to the request's own.
+            result = (await lease.runner.call("embed", input=request.inputs, truncate=request.truncate,
+                                              num_ctx=spec.num_ctx)
                       if request.inputs else {"embeddings": [], "prompt_eval_count": 0})
     except RunnerError as exc:
         log.log(logging.WARNING if exc.status < 500 else logging.ERROR, "%s: %s could not embed %d input(s): %s",

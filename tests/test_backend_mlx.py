@@ -177,7 +177,7 @@ def test_bad_requests_raise_backend_error(backend: MlxBackend) -> None:
     with pytest.raises(BackendError, match="repeat|penalty"):
         next(backend.stream(tokens, {"repeat_penalty": -1.0}, None))
     with pytest.raises(BackendError, match="embeddings"):
-        backend.embed(["hello"], truncate=True)
+        backend.embed(["hello"], truncate=True, context=64)
 
 
 def test_load_errors_name_the_problem(tmp_path: Path) -> None:

@@ -31,7 +31,9 @@ from scripted import ScriptedRunner
 from tinymodels import write_tiny_bert, write_tiny_gguf
 
 # One Gemma embedding instance for the module, at a context of 768 tokens: 700 fit (they did not fit
-# llama.cpp's default batch of 512), 5,000 do not. Its runner unloads a little after the module.
+# llama.cpp's default batch of 512), 5,000 do not. num_thread 1 (the default on two cores) sets it
+# apart from other tests' Gemma runners, one of which would serve it otherwise (a runner with a larger
+# num_ctx serves smaller ones); it unloads a little after the module.
 GEMMA = "gemma-embed"
 CONTEXT = 768
 WIDTH = 640  # Gemma 3 270M's embedding_length
@@ -101,7 +103,7 @@ def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def models(gemma_daemon: Daemon, tiny_path: Path) -> Iterator[Daemon]:
     status, answer = gemma_daemon.request("POST", "/api/create", {
-        "model": GEMMA, "from": "gemma", "parameters": {"num_ctx": CONTEXT}, "stream": False})
+        "model": GEMMA, "from": "gemma", "parameters": {"num_ctx": CONTEXT, "num_thread": 1}, "stream": False})
     assert status == 200, answer
     gemma_daemon.cli("import", str(tiny_path), "--name", TINY)
     gemma_daemon.cli("import", str(write_tiny_bert(tiny_path.with_name("bert.gguf"))), "--name", BERT)
@@ -146,6 +148,16 @@ def test_inputs_up_to_the_context_embed_and_longer_ones_are_cut_or_refused(
         assert answer["prompt_eval_count"] == counted
     elif route == "/v1/embeddings":
         assert answer["usage"] == {"prompt_tokens": counted, "total_tokens": counted}
+
+
+def test_a_runner_with_a_larger_context_holds_a_request_to_its_own(models: Daemon, tiny_texts: dict[int, str]) -> None:
+    assert post(models, "/api/embed", TINY, "a")[0] == 200  # its runner, at a context of 1,024
+    status, answer = post(models, "/api/embed", TINY, tiny_texts[700], options={"num_ctx": 512})
+    assert status == 200 and answer["prompt_eval_count"] == 512, answer
+    status, answer = post(models, "/api/embed", TINY, tiny_texts[700], truncate=False, options={"num_ctx": 512})
+    assert status == 400 and "more than the model's context of 512 tokens" in answer["error"]
+    rows = [m for m in models.request("GET", "/api/ps")[1]["models"] if m["name"] == f"{TINY}:latest"]
+    assert [m["context_length"] for m in rows] == [TINY_CONTEXT]  # the one runner served both
 
 
 def test_gemma_embeds_more_tokens_than_llama_cpps_default_batch(models: Daemon, texts: dict[int, str]) -> None:
@@ -289,7 +301,7 @@ async def test_truncate_reaches_the_runner_and_is_on_by_default(api: InProcess, 
     for fields, expected in (({}, True), ({"truncate": True}, True), ({"truncate": False}, False)):
         response = await api.client.post(route, json=request_body(route, "m", **fields))
         assert response.status == 200, await response.text()
-        assert api.runners.requests[-1] == {"op": "embed", "input": ["hello"], "truncate": expected}
+        assert api.runners.requests[-1] == {"op": "embed", "input": ["hello"], "truncate": expected, "num_ctx": 256}
 
 
 @pytest.mark.parametrize("route", ROUTES)

@@ -72,9 +72,10 @@ class Backend(ABC):
         fill-in-the-middle tokens."""
         raise BackendError(f"{type(self).__name__} cannot fill in the middle; leave 'suffix' out")
 
-    def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
+    def embed(self, texts: list[str], truncate: bool, context: int) -> tuple[list[list[float]], int]:
         """Unit-length vectors for `texts`, and the tokens evaluated to compute them. An input longer
-        than the context is cut to it when `truncate` is on, else refused with a BackendError."""
+        than `context` tokens (the request's num_ctx, at most the loaded one) is cut to it when
+        `truncate` is on, else refused with a BackendError."""
         raise BackendError(f"{type(self).__name__} does not compute embeddings")
 
     def memory(self) -> dict[str, int]:

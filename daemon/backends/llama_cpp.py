@@ -185,11 +185,11 @@ class LlamaCppBackend(Backend):
                 raise BackendError(f"cannot turn this JSON schema into a grammar: {exc}") from exc
         raise BackendError(f"format must be \"json\" or a JSON schema object, not {fmt!r}")
 
-    def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
+    def embed(self, texts: list[str], truncate: bool, context: int) -> tuple[list[list[float]], int]:
         # Made on first use: a runner that only generates never pays for its KV cache.
         if self._embedder is None:
             self._embedder = Embedder(self.llm, self._params["n_threads"])
-        return self._embedder.embed(texts, truncate)
+        return self._embedder.embed(texts, truncate, context)
 
     def close(self) -> None:
         if self._embedder is not None:  # its context goes before the weights it runs on

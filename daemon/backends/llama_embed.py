@@ -79,9 +79,11 @@ class Embedder:
                                "lower the num_ctx option")
         self.batch = llama_cpp.llama_batch_init(self.chunk, 0, 1)
 
-    def embed(self, texts: list[str], truncate: bool) -> tuple[list[list[float]], int]:
-        """Unit-length vectors, and the tokens evaluated (after truncation)."""
-        inputs = [self._fit(text, n, len(texts), truncate) for n, text in enumerate(texts)]
+    def embed(self, texts: list[str], truncate: bool, context: int) -> tuple[list[list[float]], int]:
+        """Unit-length vectors, and the tokens evaluated (after truncation to `context`, or less if the
+        model was trained on less)."""
+        limit = min(context, self.n_ctx)
+        inputs = [self._fit(text, n, len(texts), truncate, limit) for n, text in enumerate(texts)]
         vectors: list[np.ndarray] = []
         for group in self._groups(inputs):
             llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.ctx), True)
@@ -92,25 +94,25 @@ class Embedder:
         """One decode, as a load does to meet a crashing CPU kernel there rather than mid-request."""
         self._decode(self._rows([tokens]))
 
-    def _fit(self, text: str, index: int, count: int, truncate: bool) -> list[int]:
-        """The input's tokens with the model's own special tokens, cut to the context if allowed."""
+    def _fit(self, text: str, index: int, count: int, truncate: bool, limit: int) -> list[int]:
+        """The input's tokens with the model's own special tokens, cut to `limit` if allowed."""
         tokens = self.tokenize(text.encode(), add_bos=True, special=False)
         which = f"input {index}" if count > 1 else "the input"
         if not tokens:
             raise BackendError(f"{which} has no tokens; send some text")
-        if len(tokens) <= self.n_ctx:
+        if len(tokens) <= limit:
             return tokens
         if not truncate:
-            wider = ", raise the num_ctx option" if self.n_ctx < llama_cpp.llama_model_n_ctx_train(self.model) else ""
+            wider = ", raise the num_ctx option" if limit < llama_cpp.llama_model_n_ctx_train(self.model) else ""
             raise BackendError(
-                f"{which} is {len(tokens)} tokens, more than the model's context of {self.n_ctx} tokens; "
+                f"{which} is {len(tokens)} tokens, more than the model's context of {limit} tokens; "
                 f"shorten it{wider}, or leave truncate on to cut it to the context"
             )
         vocab = self.vocab
         closing = {llama_cpp.llama_vocab_eos(vocab) if llama_cpp.llama_vocab_get_add_eos(vocab) else None,
                    llama_cpp.llama_vocab_sep(vocab) if llama_cpp.llama_vocab_get_add_sep(vocab) else None}
         keep_last = 1 if tokens[-1] in closing else 0
-        return tokens[: self.n_ctx - keep_last] + tokens[len(tokens) - keep_last:]
+        return tokens[: limit - keep_last] + tokens[len(tokens) - keep_last:]
 
     def _groups(self, inputs: list[list[int]]) -> Iterator[list[list[int]]]:
         """Consecutive inputs that fit the context together: one KV cache's worth each."""

@@ -150,8 +150,7 @@ class Worker:
     def _generate(self, frame: Frame) -> None:
         rid = frame["id"]
         backend = self._model()
-        # A runner loaded with a larger context may serve a request that asked for a smaller one.
-        context = min(backend.context_length, frame.get("num_ctx") or backend.context_length)
+        context = self._context(frame, backend)
         prompt, tokens = self._fit(frame, backend, context)
         room = context - len(tokens)
         if room <= 0:
@@ -216,10 +215,15 @@ class Worker:
             logprobs.clear()
         self.send(frame)
 
+    @staticmethod
+    def _context(frame: Frame, backend: Backend) -> int:
+        """A runner loaded with a larger context may serve a request that asked for a smaller one."""
+        return min(backend.context_length, frame.get("num_ctx") or backend.context_length)
+
     def _embed(self, frame: Frame) -> None:
         backend = self._model()
         started = time.perf_counter_ns()
-        vectors, count = backend.embed(frame["input"], frame.get("truncate", True))
+        vectors, count = backend.embed(frame["input"], frame.get("truncate", True), self._context(frame, backend))
         self.send({"id": frame["id"], "result": {
             "embeddings": vectors, "prompt_eval_count": count, "duration": time.perf_counter_ns() - started,
         }})
