@@ -28,10 +28,20 @@ ENCODERS = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "j
                       "modern-bert", "t5encoder"})
 
 
+# What a Go template's fields are called in r1's Jinja context.
+GO_FIELDS = {"think": "enable_thinking"}
+
+
 @functools.lru_cache(maxsize=64)
 def template_variables(source: str) -> frozenset[str]:
-    """The variables a Jinja template reads from its context (none if it does not parse)."""
+    """The variables a Jinja template reads from its context (none if it does not parse); for one
+    converted from Ollama's Go, the fields it reads, as Ollama's own capability check sees them."""
     from jinja2 import Environment, TemplateSyntaxError, meta  # imported when a template is looked at
+
+    from .gotemplate import converted_uses
+
+    if go_fields := converted_uses(source):
+        return frozenset(GO_FIELDS.get(name, name) for name in go_fields)
 
     try:
         parsed = Environment(extensions=["jinja2.ext.loopcontrols"]).parse(source)

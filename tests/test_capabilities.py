@@ -14,6 +14,7 @@ from gguf import GGUFWriter, TokenType
 
 from conftest import Daemon
 from r1.daemon.capabilities import capabilities
+from r1.daemon.gotemplate import to_jinja
 from r1.daemon.metadata import ModelFacts
 from r1.daemon.metadata.gguf_reader import read_gguf_metadata
 from tinymodels import (DEFAULT_TEMPLATE, FIM_ANSWER, THINK_TEMPLATE, TOOL_TEMPLATE, write_fim_gguf,
@@ -21,6 +22,12 @@ from tinymodels import (DEFAULT_TEMPLATE, FIM_ANSWER, THINK_TEMPLATE, TOOL_TEMPL
 
 GGUF = ModelFacts(format="gguf", architecture="llama")
 QWEN3_SWITCH = "{% if enable_thinking is defined and enable_thinking is false %}/no_think{% endif %}{{ messages }}"
+OLLAMA_TEMPLATES = Path(__file__).parent / "fixtures" / "ollama_templates" / "templates"
+
+
+def go(name: str) -> str:
+    """One of Ollama's library templates, converted as `r1 create` and pulls convert it."""
+    return to_jinja((OLLAMA_TEMPLATES / f"{name}.gotmpl").read_text())
 
 
 # --- from facts and templates -------------------------------------------------------------------
@@ -39,10 +46,22 @@ QWEN3_SWITCH = "{% if enable_thinking is defined and enable_thinking is false %}
     # The word in the text is not a variable the template reads: nothing to render tools with.
     (GGUF, "You have no tools. {{ messages[0]['content'] }}", ["completion"]),
     (GGUF, "{% if tools %}broken", ["completion"]),  # a template that does not parse offers nothing
+    # Converted from Ollama's Go: what the Go template reads, as Ollama's own check sees it.
+    (GGUF, go("qwen2.5"), ["completion", "tools", "insert"]),
+    (GGUF, go("llama3-instruct"), ["completion"]),
+    (GGUF, to_jinja("{{ if .Think }}/think{{ else }}/no_think{{ end }} {{ .Prompt }}"), ["completion", "thinking"]),
 ])
 def test_capabilities_follow_the_files_and_the_template(facts: ModelFacts, template: str | None,
                                                         expected: list[str]) -> None:
     assert capabilities(facts, template) == expected
+
+
+def test_a_converted_go_template_fills_in_the_middle_as_ollama_runs_it() -> None:
+    from r1.daemon.runner.template import render
+
+    prompt = render(go("qwen2.5"), [{"role": "user", "content": "def add(a, b):"}], bos_token="", eos_token="",
+                    suffix="    return total")
+    assert prompt == "<|fim_prefix|>def add(a, b):<|fim_suffix|>    return total<|fim_middle|>"
 
 
 # --- what the GGUF reader finds -------------------------------------------------------------------

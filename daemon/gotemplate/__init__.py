@@ -24,12 +24,12 @@ import functools
 import re
 
 from .emit import convert
-from .execute import converted_mode, execute
+from .execute import converted_mode, converted_uses, execute
 from .funcs import FUNCTIONS
 from .syntax import GoTemplateError
 from .values import ExecError, show
 
-__all__ = ["FUNCTIONS", "ExecError", "GoTemplateError", "as_jinja", "converted_mode", "execute",
+__all__ = ["FUNCTIONS", "ExecError", "GoTemplateError", "as_jinja", "converted_mode", "converted_uses", "execute",
            "is_go_template", "show", "to_jinja"]
 
 # An action only Go writes: a field, a variable, a comment, a Go keyword, or a Go function

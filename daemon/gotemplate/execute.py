@@ -16,13 +16,20 @@ from .emit import HEADER
 from .values import (ArgsMap, GoMap, GoSlice, Message, OrderedMap, PropertiesMap, PropertyType, Tool, ToolCall, ToolCallFunction,
                      ToolFunction, ToolParameters, ToolProperty, ToolsSlice, from_json)
 
-_MODE = re.compile(re.escape(HEADER) + r"(messages|legacy);")
+_MODE = re.compile(re.escape(HEADER) + r"(messages|legacy); uses: ([^)]*)\)")
 
 
 def converted_mode(source: str) -> str | None:
     """"messages" or "legacy" for Jinja converted from a Go template; None for any other."""
     match = _MODE.match(source)
     return match.group(1) if match else None
+
+
+def converted_uses(source: str) -> frozenset[str]:
+    """The fields a converted template reads, lowercased as Ollama's Template.Vars() gives them
+    ("tools", "suffix", "think"...); empty for any other template."""
+    match = _MODE.match(source)
+    return frozenset(match.group(2).split(", ")) if match and match.group(2) else frozenset()
 
 
 def _object(value: Any) -> dict[str, Any]:
@@ -109,10 +116,13 @@ def _tool(tool: Any) -> Tool:
 
 
 def execute(template: Any, mode: str, messages: list[dict[str, Any]], *,
-            tools: list[Any] | None = None, think: bool | None = None) -> str:
+            tools: list[Any] | None = None, think: bool | None = None, suffix: str | None = None) -> str:
     """The prompt: `template` is the compiled Jinja of a converted template, `mode` its header's."""
     system, collated = collate(messages)
     thinking = {"Think": bool(think), "ThinkLevel": "medium" if think else "", "IsThinkSet": think is not None}
+    if suffix is not None:  # fill in the middle: Ollama runs the whole template on the prompt and suffix alone
+        prompt = next((m["content"] for m in reversed(collated) if m["role"] == "user"), "")
+        return str(template.render(root=GoMap({"Prompt": prompt, "Suffix": suffix, "Response": ""}), cut=False))
     if mode == "messages":
         return str(template.render(root=GoMap({
             "System": system, "Messages": GoSlice([_message(m) for m in collated] or None),

@@ -65,7 +65,7 @@ def render(
     try:
         mode = gotemplate.converted_mode(source)
         if mode:
-            return gotemplate.execute(_compile(source), mode, messages, tools=tools, think=think)
+            return gotemplate.execute(_compile(source), mode, messages, tools=tools, think=think, suffix=suffix)
         return _compile(source).render(**context)
     except (TemplateError, gotemplate.ExecError) as exc:
         raise BackendError(f"the chat template failed: {exc}") from exc
