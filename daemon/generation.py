@@ -162,7 +162,7 @@ def prepare(store: Store, request: Request, extra_buffers: ExtraBuffers) -> Prep
         frame["think"] = request.think
     system = request.system if request.system is not None else overrides.system
     if request.messages is not None:
-        if not (template or record.manifest.facts.chat_template):
+        if not in_effect:
             raise BadRequest(
                 f"{record.name} has no chat template, so it cannot chat; give it one with `r1 create` "
                 "and a TEMPLATE line, or send it a plain prompt (/api/generate, /v1/completions)"
