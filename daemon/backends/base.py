@@ -123,3 +123,8 @@ class BatchBackend(Backend):
     @abstractmethod
     def busy(self) -> bool:
         """Whether any sequence is queued or generating."""
+
+    def reused(self, seq: int) -> int:
+        """Prompt tokens of `seq` found already evaluated in its slot's cache (prompt_eval_count leaves them
+        out); known once `seq` has its slot, until that slot takes another sequence."""
+        return 0
