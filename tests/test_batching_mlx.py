@@ -4,12 +4,14 @@ across turns, in-process on the tiny random-weight model that mlx-lm really load
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from r1.daemon.backends.base import BackendError
 from r1.daemon.backends.mlx import MlxBackend
+from conftest import private_daemon
 from r1.daemon.runner import template
 from tinymlx import write_mlx_model
 
@@ -162,3 +164,34 @@ def test_bad_requests_are_refused_before_anything_is_queued(backend: MlxBackend)
     with pytest.raises(BackendError, match="batching others"):
         next(backend.stream(tokens, GREEDY, None))
     backend.cancel(1)
+
+
+def test_through_a_daemon_four_requests_batch_and_a_chat_turn_reuses_its_prefix(tmp_path: Path) -> None:
+    folder = write_mlx_model(tmp_path / "tiny-mlx")
+    local = MlxBackend(folder, {})  # the model's tokenizer and template, to count tokens here
+    with private_daemon(tmp_path, R1_NUM_PARALLEL="4") as daemon:
+        daemon.cli("import", str(folder), "--name", "tiny-mlx")
+        chat = [{"role": "user", "content": "Hello there"}]
+        status, first = daemon.request("POST", "/api/chat", {
+            "model": "tiny-mlx", "messages": chat, "stream": False, "options": {**GREEDY, "num_predict": 8}})
+        assert status == 200, first
+        answer = first["message"]["content"]
+        assert first["prompt_eval_count"] == len(local.tokenize(render(local, chat)))  # nothing cached yet
+        follow = chat + [first["message"], {"role": "user", "content": "And at night?"}]
+        status, second = daemon.request("POST", "/api/chat", {
+            "model": "tiny-mlx", "messages": follow, "stream": False, "options": {**GREEDY, "num_predict": 8}})
+        assert status == 200, second
+        history = len(local.tokenize(render(local, chat))) + len(local.tokenize(answer)) - 1  # BOS once
+        assert second["prompt_eval_count"] == len(local.tokenize(render(local, follow))) - history
+
+        def generate(prompt: str) -> str:
+            status, answer = daemon.request("POST", "/api/generate", {
+                "model": "tiny-mlx", "prompt": prompt, "raw": True, "stream": False,
+                "options": {**GREEDY, "num_predict": TOKENS}})
+            assert status == 200, answer
+            return answer["response"]
+
+        solo = [generate(prompt) for prompt in PROMPTS]
+        with ThreadPoolExecutor(len(PROMPTS)) as pool:
+            assert list(pool.map(generate, PROMPTS)) == solo
+    local.close()
