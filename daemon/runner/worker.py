@@ -45,7 +45,7 @@ class Request:
     first: int = 0
     last: int = 0
     count: int = 0
-    reused: int = 0  # prompt tokens the backend found cached
+    announced: bool = False  # whether its start frame went out
     written: list[str] = field(default_factory=list)  # the answer, for Ollama's `context`
     logprobs: list[dict[str, Any]] = field(default_factory=list)  # of tokens whose text the stop matcher holds
 
@@ -207,8 +207,10 @@ class Worker:
         limit = room if limit is None or limit < 0 else min(limit, room)
         return Request(frame, prompt, tokens, limit, StopMatcher(sampling.get("stop") or []))
 
-    def _start(self, request: Request) -> None:
-        self.send({"id": request.frame["id"], "start": {"prompt_eval_count": len(request.tokens),
+    def _start(self, request: Request, cached: int = 0) -> None:
+        """The start frame; `prompt_cached` says how many of the prompt's tokens a slot held evaluated already."""
+        request.announced = True
+        self.send({"id": request.frame["id"], "start": {"prompt_eval_count": len(request.tokens), "prompt_cached": cached,
                                                          "opened_think": template_opens_think(request.prompt)}})
 
     def _generate(self, frame: Frame) -> None:
@@ -241,8 +243,7 @@ class Worker:
             self._finish(request, "length", backend)
             return
         backend.add(frame["id"], request.tokens, frame.get("sampling", {}), frame.get("format"))
-        active[frame["id"]] = request
-        self._start(request)
+        active[frame["id"]] = request  # its start frame goes out with its first token, once its slot is known
 
     def _advance(self, active: dict[int, Request]) -> None:
         """One batch step, and what it means for each request in it."""
@@ -268,8 +269,8 @@ class Worker:
             request = active.get(rid)
             if request is None:
                 continue
-            if request.count == 0 and not request.first:
-                request.reused = backend.reused(rid)
+            if not request.announced:
+                self._start(request, backend.reused(rid))
             if ended:
                 if out := request.stops.feed(text):
                     request.written.append(out)
@@ -295,13 +296,15 @@ class Worker:
 
     def _finish(self, request: Request, reason: str, backend: Backend) -> None:
         rid = request.frame["id"]
+        if not request.announced:  # cancelled before its first token
+            self._start(request)
         if tail := request.stops.finish():  # tokens none of whose text was shown go with a stop string
             request.written.append(tail)
             self._send_text(rid, tail, request.logprobs)
         first = request.first or request.started
         done = {
             "done_reason": reason,
-            "prompt_eval_count": len(request.tokens) - request.reused,
+            "prompt_eval_count": len(request.tokens),
             # The first token's time is the prompt's: llama.cpp evaluates the prompt, then samples.
             "prompt_eval_duration": first - request.started,
             "eval_count": request.count,
