@@ -9,9 +9,8 @@ recently used first; if it still cannot fit until requests in flight finish, the
 waits (at most R1_MAX_QUEUE wait); if it can never fit, it fails at once. Each instance gets
 R1_NUM_PARALLEL sequence slots, or fewer where the KV cache of all of them would not fit the
 budget; its runner decodes that many requests together, and more wait for a slot in arrival
-order. When an instance's last
-lease ends, its keep-alive decides when it goes. No HTTP here: the API asks for leases, and
-tests drive this with a fake runner and a fake clock.
+order. When an instance's last lease ends, its keep-alive decides when it goes. No HTTP here:
+the API asks for leases, and tests drive this with a fake runner and a fake clock.
 
 Loading a GGUF model also picks llama.cpp's kernels (kernels.ExtraBuffers): a runner that
 crashes while loading with the extra buffer types on is started once more without them.
@@ -76,7 +75,8 @@ class ModelSpec:
     format: str
     path: Path  # a GGUF file (the first shard) or an MLX folder, inside the store's snapshot
     load: tuple[tuple[str, Any], ...]  # load options, sorted, so the spec is hashable
-    estimate: int = field(default=0, compare=False)  # bytes it will take (memory.estimate), with one slot
+    # Bytes it will take (memory.estimate): with one slot, or with its slots once given them (with_slots).
+    estimate: int = field(default=0, compare=False)
     per_slot: int = field(default=0, compare=False)  # bytes each further sequence slot adds
     record: Any = field(default=None, compare=False, hash=False)  # the store's ModelRecord, for /api/ps
 
