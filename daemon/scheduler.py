@@ -339,8 +339,8 @@ class Scheduler:
             self.loads += 1
             instance.memory = measured(instance.runner.info) or instance.memory
             instance.runner.exited.add_done_callback(lambda _: self._exited(instance))
-            log.info("%s loaded with %d slots: %s measured, %s estimated", instance.spec.name, instance.slots,
-                     human(instance.memory), human(instance.spec.estimate))
+            log.info("%s loaded: %s measured, %s estimated, %d sequence slots", instance.spec.name,
+                     human(instance.memory), human(instance.spec.estimate), instance.slots)
             instance.loaded.set_result(None)
         except BaseException as exc:
             if self._instances.get(instance.spec.key) is instance:
