@@ -155,6 +155,10 @@ def main() -> None:
            "R1_NUM_PARALLEL": str(max(CLIENTS))}
     daemon = subprocess.Popen([r1, "serve"], env=env, stderr=subprocess.DEVNULL)
     sock = str(work / "r1.sock")
+    # Each line is printed as soon as it is measured: a slow machine still shows what it got.
+    print(f"r1 at {r1_commit()}")
+    print(f"Gemma 3 270M Q4_K_M, n_threads={THREADS}, num_ctx {CTX}, temperature 0, {args.tokens} tokens per request, "
+          f"R1_NUM_PARALLEL={max(CLIENTS)}\n", flush=True)
     try:
         deadline = time.monotonic() + 60
         while not (work / "r1.sock").exists():
@@ -165,30 +169,27 @@ def main() -> None:
         one(sock, fresh_prompt(), 8)  # load and warm the runner
         idle_ttft = one(sock, fresh_prompt(), args.tokens).ttft
         loaded_ttft = loaded_first_token(sock, args.tokens)
-        rows = {count: concurrent(sock, args.tokens, count) for count in CLIENTS}
+        print(f"first token of a request sent while 7 others stream: {loaded_ttft * 1000:.0f} ms; "
+              f"on the idle model: {idle_ttft * 1000:.0f} ms (x{loaded_ttft / idle_ttft:.1f})\n", flush=True)
+        print(f"{'clients':>8}{'aggregate tok/s':>18}{'tokens':>9}{'seconds':>10}", flush=True)
+        rates = {}
+        for count in CLIENTS:
+            rates[count], total, seconds = concurrent(sock, args.tokens, count)
+            print(f"{count:>8}{rates[count]:>18.1f}{total:>9}{seconds:>10.2f}", flush=True)
+        print(f"\n{max(CLIENTS)} clients / 1 client: x{rates[max(CLIENTS)] / rates[1]:.2f}", flush=True)
         llm = Llama(str(gemma), n_ctx=CTX, n_threads=THREADS, verbose=False)
         token_loop(llm, 8)  # warm
         r1_rates, own_rates = [], []
         for _ in range(args.runs):  # alternating, so a busy moment on a shared machine hits both
             r1_rates.append(one(sock, PROMPT, args.tokens).decode_rate)
             own_rates.append(token_loop(llm, args.tokens)[1])
+        r1_rate, own_rate = statistics.median(r1_rates), statistics.median(own_rates)
+        print(f"single-client decode: r1 {r1_rate:.1f} tok/s, llama-cpp-python in-process {own_rate:.1f} tok/s "
+              f"(median of {args.runs}): x{r1_rate / own_rate:.3f}")
     finally:
         daemon.terminate()
         daemon.wait()
         shutil.rmtree(work, ignore_errors=True)
-
-    print(f"r1 at {r1_commit()}")
-    print(f"Gemma 3 270M Q4_K_M, n_threads={THREADS}, num_ctx {CTX}, temperature 0, {args.tokens} tokens per request, "
-          f"R1_NUM_PARALLEL={max(CLIENTS)}\n")
-    print(f"{'clients':>8}{'aggregate tok/s':>18}{'tokens':>9}{'seconds':>10}")
-    for count, (rate, total, seconds) in rows.items():
-        print(f"{count:>8}{rate:>18.1f}{total:>9}{seconds:>10.2f}")
-    print(f"\n{max(CLIENTS)} clients / 1 client: x{rows[max(CLIENTS)][0] / rows[1][0]:.2f}")
-    r1_rate, own_rate = statistics.median(r1_rates), statistics.median(own_rates)
-    print(f"single-client decode: r1 {r1_rate:.1f} tok/s, llama-cpp-python in-process {own_rate:.1f} tok/s "
-          f"(median of {args.runs}): x{r1_rate / own_rate:.3f}")
-    print(f"first token of a request sent while 7 others stream: {loaded_ttft * 1000:.0f} ms; "
-          f"on the idle model: {idle_ttft * 1000:.0f} ms (x{loaded_ttft / idle_ttft:.1f})")
 
 
 if __name__ == "__main__":
