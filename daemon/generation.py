@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -124,16 +125,17 @@ def request_template(source: str | None) -> str | None:
 
 
 def model_spec(store: Store, record: ModelRecord, options: dict[str, Any],
-               extra_buffers: ExtraBuffers) -> tuple[ModelSpec, Estimate, dict[str, Any]]:
-    """The runner spec for a model with these (checked) options, its memory estimate, and the
-    sampling options left over."""
+               extra_buffers: ExtraBuffers) -> tuple[ModelSpec, Callable[[int], Estimate], dict[str, Any]]:
+    """The runner spec for a model with these (checked) options, its memory estimate for a number
+    of sequence slots, and the sampling options left over."""
     manifest = record.manifest
     fmt = manifest.format
     merged = {**check_options(manifest.overrides.parameters), **options}
     load, sampling = split_options(merged, manifest.facts.context_length)
-    need = estimate(manifest.facts, manifest.size, load["num_ctx"], extra_buffers.repacked_types(fmt))
+    need = functools.partial(estimate, manifest.facts, manifest.size, load["num_ctx"], extra_buffers.repacked_types(fmt))
+    one = need(1).total
     spec = ModelSpec(record.name, record.manifest_id, manifest.weights_id, fmt, model_path(store, record),
-                     tuple(sorted(load.items())), estimate=need.total, record=record)
+                     tuple(sorted(load.items())), estimate=one, per_slot=need(2).total - one, record=record)
     return spec, need, sampling
 
 
