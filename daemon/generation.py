@@ -74,7 +74,8 @@ class Final:
     done_reason: str  # "stop", "length", "cancel", "load" or "unload"
     total_duration: int = 0  # nanoseconds, as Ollama reports them
     load_duration: int = 0
-    prompt_eval_count: int = 0
+    prompt_eval_count: int = 0  # evaluated: the prompt less what a slot held from an earlier turn
+    prompt_cached: int = 0  # r1's addition: prompt tokens a slot held evaluated already
     prompt_eval_duration: int = 0
     eval_count: int = 0
     eval_duration: int = 0
@@ -83,8 +84,10 @@ class Final:
     context: tuple[int, ...] | None = None  # /api/generate, not raw: the prompt and answer as token ids
 
     def stats(self) -> dict[str, Any]:
-        unfinished = {"thinking_unfinished": True} if self.unfinished_thinking else {}  # r1's addition
-        return unfinished | {
+        # r1's additions, present only when they say something
+        unfinished = {"thinking_unfinished": True} if self.unfinished_thinking else {}
+        cached = {"prompt_cached": self.prompt_cached} if self.prompt_cached else {}
+        return unfinished | cached | {
             "done_reason": self.done_reason,
             "total_duration": self.total_duration,
             "load_duration": self.load_duration,

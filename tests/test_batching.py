@@ -40,18 +40,15 @@ async def generate(runner: Runner, request: dict[str, Any], log: list[tuple[int,
     """The text frames and the `done` of one generation, noting each frame in `log`; stops reading
     (which cancels it) after `stop_after` text frames."""
     pieces: list[str] = []
-    start: dict[str, Any] = {}
     async for frame in runner.generate(request):
-        if "start" in frame:
-            start = frame["start"]
-        elif "t" in frame:
+        if "t" in frame:
             pieces.append(frame["t"])
             log.append((name, "t"))
             if stop_after is not None and len(pieces) >= stop_after:
                 return pieces, {}
         elif "done" in frame:
             log.append((name, "done"))
-            return pieces, {**frame["done"], "prompt_cached": start["prompt_cached"]}
+            return pieces, frame["done"]
     raise AssertionError("the generation ended without a done frame")
 
 
@@ -109,10 +106,9 @@ async def test_a_cancelled_sequence_frees_its_slot_for_the_next_request(gemma_pa
         cancelled, _ = await generate(runner, requests[0], log, 0, stop_after=2)
         assert len(cancelled) == 2
         # The same prompt again, while the others still run: it finds the cancelled one's slot free and its
-        # prompt in the slot's cells, so only the last prompt token is evaluated again. (prompt_eval_count stays
-        # the whole prompt, as OpenAI's usage.prompt_tokens needs; the start frame says how much was cached.)
+        # prompt in the slot's cells, so only the last prompt token is evaluated again.
         _, again = await generate(runner, {**requests[0], "sampling": {**GREEDY, "num_predict": 4}}, log, 4)
-        assert again["done_reason"] == "length" and again["prompt_cached"] == again["prompt_eval_count"] - 1 > 0
+        assert again["done_reason"] == "length" and again["prompt_eval_count"] == 1 and again["prompt_cached"] > 0
         finished = await asyncio.gather(*others)
         assert all(overlapped(log, i, 4) for i in range(1, 4)), log
         for (solo, _), (batched, done) in zip(alone, finished):
@@ -135,7 +131,9 @@ async def test_a_chats_second_turn_reuses_its_slot_on_a_busy_model() -> None:
         _, follow = await generate(runner, {"messages": second, "sampling": {**GREEDY, "num_predict": 8}}, log, 3)
         # Both earlier chats share the template's system prompt; only the first holds this chat's history.
         assert turn["prompt_cached"] == 0
+        # Only the new turn is evaluated: the history (the first turn's prompt and answer) came from the slot.
         assert follow["prompt_cached"] >= turn["prompt_eval_count"]
+        assert follow["prompt_eval_count"] < follow["prompt_cached"]
         assert overlapped(log, 0, 3), log  # the long story was still being told
         await busy
     finally:

@@ -113,7 +113,7 @@ class BatchBackend(Backend):
 
     @abstractmethod
     def step(self) -> list[tuple[int, str, bool]]:
-        """One batch step: at most one prompt chunk plus one token for every generating sequence.
+        """One batch step: one token for every generating sequence, and chunks of waiting prompts in the room left.
 
         Returns (seq, text, ended) for each sequence that sampled a token: the text it completes
         ("" while a multi-byte character is incomplete); ended=True at an end-of-generation token,

@@ -2,8 +2,8 @@
 
 The context holds `slots` sequences (n_seq_max) in one unified KV cache of slots x num_ctx cells;
 the runner keeps each sequence within num_ctx, so they always fit. A step decodes, in one batch, the
-last sampled token of every generating sequence plus at most one chunk of a waiting prompt, so a long
-prompt delays the others by one chunk at a time, never by its whole length.
+last sampled token of every generating sequence plus chunks of the prompts still to evaluate, at most
+n_batch tokens in all, so a long prompt delays the others by one chunk at a time, never by its whole length.
 
 A slot keeps the tokens its cells hold after its sequence ends (or is cancelled: its slot is free at
 once, and its cells stay only as a cache that the next sequence there overwrites). A new sequence
@@ -89,6 +89,8 @@ class Batcher:
         self.memory = LIB.llama_get_memory(ctx)
         self.n_vocab = LIB.llama_vocab_n_tokens(vocab)
         self.n_swa = LIB.llama_model_n_swa(model)
+        # A recurrent state (Mamba, hybrid models) holds no cells to share: llama.cpp aborts on a partial copy.
+        self.can_share = bool(LIB.llama_memory_can_shift(self.memory))
         self.n_batch = max(n_batch, slots)
         self.slots = [Slot(i) for i in range(slots)]
         self.waiting: deque[Sequence] = deque()  # added while every slot was busy, in arrival order
@@ -133,10 +135,14 @@ class Batcher:
                 return
             sequence = self.waiting.popleft()
             best = max(free, key=lambda s: _shared(s.cached, sequence.prompt))
+            shared = _shared(best.cached, sequence.prompt)
             # At least the prompt's last token is evaluated: its logits give the first sample.
-            keep = min(_shared(best.cached, sequence.prompt), len(sequence.prompt) - 1)
+            keep = min(shared, len(sequence.prompt) - 1)
             slot = best
-            if keep < len(best.cached) and len(free) > 1:  # keep `best` whole; work on a copy of its prefix
+            # Where `best` holds more than this prompt shares, keep it whole and work on a copy of the shared
+            # prefix. Not when it holds the whole prompt: then only what followed it is lost (an answer to
+            # be given again), and a prompt sent twice is computed the same way twice.
+            if keep < len(best.cached) and shared < len(sequence.prompt) and len(free) > 1 and self.can_share:
                 slot = min((s for s in free if s is not best), key=lambda s: s.used)
                 LIB.llama_memory_seq_rm(self.memory, slot.index, -1, -1)
                 slot.cached = []
@@ -175,20 +181,23 @@ class Batcher:
                 slot.cached.append(sequence.next_token)
                 rows.append((slot, n))
                 n += 1
-        # One chunk of the first prompt still being evaluated, in the room the generating tokens left.
-        prompting = next((s for s in self.slots if s.sequence is not None and s.sequence.todo), None)
-        if prompting is not None and n < self.n_batch:
-            sequence = prompting.sequence
+        # Prompts still being evaluated fill the room the generating tokens left, oldest request first: a
+        # request that arrives while others stream waits one step, not for every prompt before it.
+        prompting = sorted((s for s in self.slots if s.sequence is not None and s.sequence.todo), key=lambda s: s.used)
+        for slot in prompting:
+            if n >= self.n_batch:
+                break
+            sequence = slot.sequence
             assert sequence is not None
             chunk = sequence.todo[: self.n_batch - n]
             del sequence.todo[: len(chunk)]
             for i, token in enumerate(chunk):
                 last = i == len(chunk) - 1 and not sequence.todo
-                self._put(n, token, len(prompting.cached), prompting.index, last)
-                prompting.cached.append(token)
+                self._put(n, token, len(slot.cached), slot.index, last)
+                slot.cached.append(token)
                 n += 1
             if not sequence.todo:
-                rows.append((prompting, n - 1))
+                rows.append((slot, n - 1))
         if n == 0:
             return []
         batch.n_tokens = n

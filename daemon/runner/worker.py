@@ -41,6 +41,7 @@ class Request:
     tokens: list[int]
     limit: int
     stops: StopMatcher
+    cached: int = 0  # prompt tokens its slot held evaluated already; prompt_eval_count leaves them out
     started: int = field(default_factory=time.perf_counter_ns)
     first: int = 0
     last: int = 0
@@ -103,8 +104,13 @@ class Worker:
             if held and not busy:
                 self._dispatch(held.popleft(), active, held, from_held=True)
             else:
-                try:  # while the batch runs, only look for new requests between its steps
-                    self._dispatch(self.jobs.get(block=not busy), active, held, from_held=False)
+                # While the batch runs, new requests are taken between its steps: all that arrived, so that
+                # prompts sent together are evaluated together, and none waits a step per request ahead of it.
+                try:
+                    frame = self.jobs.get(block=not busy)
+                    while True:
+                        self._dispatch(frame, active, held, from_held=False)
+                        frame = self.jobs.get_nowait()
                 except queue.Empty:
                     pass
             if active:
@@ -207,11 +213,9 @@ class Worker:
         limit = room if limit is None or limit < 0 else min(limit, room)
         return Request(frame, prompt, tokens, limit, StopMatcher(sampling.get("stop") or []))
 
-    def _start(self, request: Request, cached: int = 0) -> None:
-        """The start frame; `prompt_cached` says how many of the prompt's tokens a slot held evaluated already."""
+    def _start(self, request: Request) -> None:
         request.announced = True
-        self.send({"id": request.frame["id"], "start": {"prompt_eval_count": len(request.tokens), "prompt_cached": cached,
-                                                         "opened_think": template_opens_think(request.prompt)}})
+        self.send({"id": request.frame["id"], "start": {"opened_think": template_opens_think(request.prompt)}})
 
     def _generate(self, frame: Frame) -> None:
         """One generation alone, through the backend's stream()."""
@@ -270,7 +274,8 @@ class Worker:
             if request is None:
                 continue
             if not request.announced:
-                self._start(request, backend.reused(rid))
+                request.cached = backend.reused(rid)
+                self._start(request)
             if ended:
                 if out := request.stops.feed(text):
                     request.written.append(out)
@@ -304,7 +309,9 @@ class Worker:
         first = request.first or request.started
         done = {
             "done_reason": reason,
-            "prompt_eval_count": len(request.tokens),
+            # As Ollama counts: the tokens evaluated, not those a slot held from an earlier turn.
+            "prompt_eval_count": len(request.tokens) - request.cached,
+            "prompt_cached": request.cached,
             # The first token's time is the prompt's: llama.cpp evaluates the prompt, then samples.
             "prompt_eval_duration": first - request.started,
             "eval_count": request.count,
