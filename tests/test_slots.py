@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Daemon, Stream, private_daemon, wait_until
+from conftest import Daemon, Stream, private_daemon, runner_pids, wait_until
 from r1.daemon.memory import MiB, estimate, slots_that_fit
 from r1.daemon.metadata import ModelFacts, read_metadata
 
@@ -67,3 +67,33 @@ def test_ps_shows_the_slots_busy_and_the_runner_was_loaded_with_them(gemma_daemo
         return all(m["slots_busy"] == 0 for m in models if m["pid"] == gemma["pid"])
 
     wait_until(idle)
+
+
+def test_the_estimate_for_four_slots_is_within_15_percent_of_the_runner_measured(tmp_path: Path, gemma_path: Path) -> None:
+    with private_daemon(tmp_path) as daemon:  # R1_NUM_PARALLEL's default: 4 slots
+        daemon.cli("import", str(gemma_path), "--name", "gemma")
+        status, answer = daemon.request("POST", "/api/generate", {
+            "model": "gemma", "prompt": "Hi", "raw": True, "stream": False,
+            "options": {"num_ctx": 8192, "num_predict": 2, "num_thread": 2}})  # 4 x 8192 tokens: 576 MiB of KV
+        assert status == 200, answer
+        [gemma] = daemon.request("GET", "/api/ps")[1]["models"]
+    assert gemma["slots"] == 4 and gemma["context_length"] == 8192
+    # size: the runner's resident memory, measured once it loaded (llama.cpp clears its KV cache, so all of it counts).
+    assert abs(gemma["estimate"] - gemma["size"]) <= 0.15 * gemma["size"], (gemma["estimate"], gemma["size"])
+
+
+def test_an_embedding_is_answered_while_the_model_streams_an_answer(gemma_daemon: Daemon) -> None:
+    stream = Stream(gemma_daemon.socket, "/api/generate", {
+        "model": "gemma", "prompt": "Once upon a time", "raw": True,
+        "options": {"num_predict": 4000, "num_ctx": 4096, "temperature": 0, "num_thread": 2}})
+    try:
+        answers = iter(stream)
+        assert not next(answers)["done"]
+        runners = set(runner_pids(gemma_daemon))
+        status, embedded = gemma_daemon.request("POST", "/api/embed", {
+            "model": "gemma", "input": ["a sentence to embed"], "options": {"num_ctx": 4096, "num_thread": 2}})
+        assert status == 200 and len(embedded["embeddings"][0]) == 640, embedded
+        assert not next(answers)["done"]  # the answer goes on: the embedding did not wait for it, nor end it
+        assert set(runner_pids(gemma_daemon)) == runners  # the streaming runner computed it: no other was started
+    finally:
+        stream.close()
