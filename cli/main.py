@@ -159,7 +159,9 @@ def show(name: str, as_json: bool) -> None:
     if "memory" in info:
         memory = info["memory"]
         verdict = "fits" if memory["fits"] else "DOES NOT FIT"
+        slots = memory["slots"]
         facts.append(("memory", f"about {render.human_size(memory['estimate'])} at num_ctx {memory['num_ctx']} "
+                                f"x {slots} slot{'s' if slots != 1 else ''} "
                                 f"({verdict} the {render.human_size(memory['budget'])} budget)"))
     if info["license"]:
         facts.append(("license", info["license"].splitlines()[0]))
@@ -190,8 +192,9 @@ def ps(as_json: bool) -> None:
         if m.get("extra_buffers") is False:
             processor += SAFE_MARK
         until = {"stopping": "Stopping...", "loading": "Loading..."}.get(m["state"]) or render.human_until(m["expires_at"])
-        rows.append((m["name"], m["digest"][:12], render.human_size(m["size"]), processor, str(m["context_length"]), until))
-    print(render.table(("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"), rows))
+        rows.append((m["name"], m["digest"][:12], render.human_size(m["size"]), processor, str(m["context_length"]),
+                     f"{m['slots_busy']}/{m['slots']}", until))
+    print(render.table(("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "SLOTS", "UNTIL"), rows))
     memory = answer["memory"]
     for note in render.twice_loaded(answer["models"]):
         print(f"\n{note}")

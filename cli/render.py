@@ -133,7 +133,9 @@ def twice_loaded(models: Sequence[dict[str, Any]]) -> list[str]:
         sets = []
         for row in rows:
             options = row.get("options") or {}
-            sets.append(", ".join(f"{k} {v}" for k, v in sorted(options.items()) if k != "num_ctx") or "defaults")
+            # Not num_ctx or num_parallel: r1 sizes those within one set (a larger context replaces a smaller one).
+            sets.append(", ".join(f"{k} {v}" for k, v in sorted(options.items())
+                                  if k not in ("num_ctx", "num_parallel")) or "defaults")
         notes.append(f"{name} is loaded {len(rows)} times: its requests asked for other load options "
                      f"({'; '.join(sorted(sets))}), and each set gets a runner of its own")
     return notes

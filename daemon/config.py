@@ -266,9 +266,10 @@ SETTINGS: dict[str, Setting] = {
     ),
     "num_parallel": Setting(
         "R1_NUM_PARALLEL",
-        "1",
-        "Requests one loaded model serves at once; more wait their turn in arrival order. "
-        "The llama.cpp and MLX runners compute one sequence at a time.",
+        "4",
+        "Sequence slots per loaded model: requests it serves at once, decoded together in batches; more wait "
+        "their turn in arrival order. Each slot holds num_ctx tokens of KV cache: a model whose slots do not all "
+        "fit the memory budget gets fewer, down to 1.",
         _count(1, 64),
     ),
     "max_queue": Setting(

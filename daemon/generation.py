@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -73,7 +74,8 @@ class Final:
     done_reason: str  # "stop", "length", "cancel", "load" or "unload"
     total_duration: int = 0  # nanoseconds, as Ollama reports them
     load_duration: int = 0
-    prompt_eval_count: int = 0
+    prompt_eval_count: int = 0  # evaluated: the prompt less what a slot held from an earlier turn
+    prompt_cached: int = 0  # r1's addition: prompt tokens a slot held evaluated already
     prompt_eval_duration: int = 0
     eval_count: int = 0
     eval_duration: int = 0
@@ -82,8 +84,10 @@ class Final:
     context: tuple[int, ...] | None = None  # /api/generate, not raw: the prompt and answer as token ids
 
     def stats(self) -> dict[str, Any]:
-        unfinished = {"thinking_unfinished": True} if self.unfinished_thinking else {}  # r1's addition
-        return unfinished | {
+        # r1's additions, present only when they say something
+        unfinished = {"thinking_unfinished": True} if self.unfinished_thinking else {}
+        cached = {"prompt_cached": self.prompt_cached} if self.prompt_cached else {}
+        return unfinished | cached | {
             "done_reason": self.done_reason,
             "total_duration": self.total_duration,
             "load_duration": self.load_duration,
@@ -124,16 +128,17 @@ def request_template(source: str | None) -> str | None:
 
 
 def model_spec(store: Store, record: ModelRecord, options: dict[str, Any],
-               extra_buffers: ExtraBuffers) -> tuple[ModelSpec, Estimate, dict[str, Any]]:
-    """The runner spec for a model with these (checked) options, its memory estimate, and the
-    sampling options left over."""
+               extra_buffers: ExtraBuffers) -> tuple[ModelSpec, Callable[[int], Estimate], dict[str, Any]]:
+    """The runner spec for a model with these (checked) options, its memory estimate for a number
+    of sequence slots, and the sampling options left over."""
     manifest = record.manifest
     fmt = manifest.format
     merged = {**check_options(manifest.overrides.parameters), **options}
     load, sampling = split_options(merged, manifest.facts.context_length)
-    need = estimate(manifest.facts, manifest.size, load["num_ctx"], extra_buffers.repacked_types(fmt))
+    need = functools.partial(estimate, manifest.facts, manifest.size, load["num_ctx"], extra_buffers.repacked_types(fmt))
+    one = need(1).total
     spec = ModelSpec(record.name, record.manifest_id, manifest.weights_id, fmt, model_path(store, record),
-                     tuple(sorted(load.items())), estimate=need.total, record=record)
+                     tuple(sorted(load.items())), estimate=one, per_slot=need(2).total - one, record=record)
     return spec, need, sampling
 
 

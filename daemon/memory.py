@@ -1,8 +1,10 @@
 """How much memory a model will take once loaded, from its metadata alone.
 
     weights      the model files (llama.cpp maps them and touches every page; MLX loads them)
-    KV cache     2 (K and V) x layers x num_ctx x KV heads x head size x 2 bytes (f16)
-    compute      llama.cpp's scratch buffers, which grow with the vocabulary (the logits)
+    KV cache     2 (K and V) x layers x num_ctx x KV heads x head size x 2 bytes (f16), for each
+                 sequence slot (R1_NUM_PARALLEL): a runner holds num_ctx tokens per slot
+    compute      llama.cpp's scratch buffers, which grow with the vocabulary (the logits), and
+                 with each slot by the logits of one more output
     runtime      the runner process itself: Python, the backend library, the tokenizer
     repacked     with llama.cpp's extra buffer types on, a second copy of the weights it lays out
                  for faster CPU kernels (AMX tiles, AVX2 or Arm blocks); the mapped file stays too
@@ -12,8 +14,11 @@ vocabulary) and SmolLM2 135M (49k) at num_ctx 2048 to 32768 on llama.cpp's CPU b
 runner's resident size grew by exactly the KV formula per token of context, and what was
 left over beyond the weights fitted runtime + compute below. With extra buffers on, Gemma's
 runner grew by its repacked types exactly: 12.7 MiB of Q4_K on an AVX-512 EPYC, and about
-200 MiB on an AMX Xeon, where the tied output matrix (Q8_0) is repacked too. Once a runner is
-up, the scheduler uses its measured size instead.
+200 MiB on an AMX Xeon, where the tied output matrix (Q8_0) is repacked too. With several
+slots (one llama.cpp context of num_ctx x slots tokens, n_seq_max = slots), Gemma's context
+grew by the KV formula per slot plus 2.6 MiB per slot at num_ctx 2048 and 4096 alike, 1 to 8
+slots: about 10 bytes per vocabulary entry. Once a runner is up, the scheduler uses its
+measured size instead.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ RUNTIME = {"gguf": 44 * MiB, "mlx": 85 * MiB}
 COMPUTE_BASE = 16 * MiB
 COMPUTE_PER_VOCAB = 183  # bytes of llama.cpp scratch per vocabulary entry, at the default n_batch 512
 DEFAULT_VOCAB = 128_000  # for models imported before r1 recorded the vocabulary size
+COMPUTE_PER_SLOT_VOCAB = 10  # bytes per vocabulary entry that each further slot adds (its logits)
 EMBED_LOGITS = 256 * MiB  # backends/llama_embed.py's LOGITS_BYTES: the logits of one chunk of tokens
 
 
@@ -38,6 +44,7 @@ class Estimate(NamedTuple):
     compute: int
     runtime: int
     repacked: int = 0
+    slots: int = 1  # sequence slots counted in kv_cache and compute
 
     @property
     def total(self) -> int:
@@ -51,16 +58,30 @@ def kv_cache_bytes(facts: ModelFacts, num_ctx: int, element: int = KV_BYTES) -> 
     return layers * num_ctx * kv_heads * width * element
 
 
-def estimate(facts: ModelFacts, weights: int, num_ctx: int, repacked_types: Collection[str] = ()) -> Estimate:
-    """The memory a runner for this model at this context length will need; `repacked_types` are the
-    weight types llama.cpp repacks on this machine (kernels.ExtraBuffers), none when that is off."""
+def estimate(facts: ModelFacts, weights: int, num_ctx: int, repacked_types: Collection[str] = (),
+             slots: int = 1) -> Estimate:
+    """The memory a runner for this model with `slots` sequences of `num_ctx` tokens each will need;
+    `repacked_types` are the weight types llama.cpp repacks on this machine (kernels.ExtraBuffers),
+    none when that is off."""
     fmt = facts.format
     vocab = facts.vocab_size or DEFAULT_VOCAB
-    compute = COMPUTE_BASE + COMPUTE_PER_VOCAB * vocab if fmt == "gguf" else COMPUTE_BASE
+    if fmt == "gguf":
+        compute = COMPUTE_BASE + COMPUTE_PER_VOCAB * vocab + COMPUTE_PER_SLOT_VOCAB * vocab * (slots - 1)
+    else:
+        compute = COMPUTE_BASE
     # MLX keeps the cache in the weights' float type: 4 bytes for an unquantized float32 model.
     element = 4 if fmt == "mlx" and facts.quantization == "F32" else KV_BYTES
     repacked = sum(size for kind, size in (facts.matmul_weights or {}).items() if kind in repacked_types)
-    return Estimate(weights, kv_cache_bytes(facts, num_ctx, element), compute, RUNTIME.get(fmt, RUNTIME["gguf"]), repacked)
+    return Estimate(weights, slots * kv_cache_bytes(facts, num_ctx, element), compute, RUNTIME.get(fmt, RUNTIME["gguf"]),
+                    repacked, slots)
+
+
+def slots_that_fit(one: int, per_slot: int, budget: int, most: int) -> int:
+    """How many slots, up to `most` and at least 1, a runner gets: as many as fit the memory budget
+    when one slot takes `one` bytes in all and each further slot `per_slot` more."""
+    if per_slot <= 0:
+        return most
+    return max(1, min(most, 1 + (budget - one) // per_slot))
 
 
 def embedding_context(facts: ModelFacts, num_ctx: int) -> int:

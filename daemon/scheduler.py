@@ -6,10 +6,11 @@ those with smaller ones, as Ollama reloads: one `ps` row per model and load opti
 A request leases an instance. The first lease of a cold model loads it once, however many
 requests arrive together; if it does not fit the budget, idle models are unloaded least
 recently used first; if it still cannot fit until requests in flight finish, the request
-waits (at most R1_MAX_QUEUE wait); if it can never fit, it fails at once. Requests to one
-instance take turns, R1_NUM_PARALLEL at a time, in arrival order. When an instance's last
-lease ends, its keep-alive decides when it goes. No HTTP here: the API asks for leases, and
-tests drive this with a fake runner and a fake clock.
+waits (at most R1_MAX_QUEUE wait); if it can never fit, it fails at once. Each instance gets
+R1_NUM_PARALLEL sequence slots, or fewer where the KV cache of all of them would not fit the
+budget; its runner decodes that many requests together, and more wait for a slot in arrival
+order. When an instance's last lease ends, its keep-alive decides when it goes. No HTTP here:
+the API asks for leases, and tests drive this with a fake runner and a fake clock.
 
 Loading a GGUF model also picks llama.cpp's kernels (kernels.ExtraBuffers): a runner that
 crashes while loading with the extra buffer types on is started once more without them.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import time
@@ -30,7 +32,7 @@ from typing import Any, Protocol
 from .config import Settings
 from .errors import R1Error, ServiceUnavailable
 from .kernels import ExtraBuffers
-from .memory import human
+from .memory import human, slots_that_fit
 from .runner.client import Runner, RunnerDied
 
 log = logging.getLogger(__name__)
@@ -73,7 +75,9 @@ class ModelSpec:
     format: str
     path: Path  # a GGUF file (the first shard) or an MLX folder, inside the store's snapshot
     load: tuple[tuple[str, Any], ...]  # load options, sorted, so the spec is hashable
-    estimate: int = field(default=0, compare=False)  # bytes it will take (memory.estimate)
+    # Bytes it will take (memory.estimate): with one slot, or with its slots once given them (with_slots).
+    estimate: int = field(default=0, compare=False)
+    per_slot: int = field(default=0, compare=False)  # bytes each further sequence slot adds
     record: Any = field(default=None, compare=False, hash=False)  # the store's ModelRecord, for /api/ps
 
     @property
@@ -86,15 +90,22 @@ class ModelSpec:
 
     @property
     def family(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
-        """Specs that differ only in num_ctx: a runner of one can serve the others up to its context."""
-        return self.weights, tuple(item for item in self.load if item[0] != "num_ctx")
+        """Specs that differ only in num_ctx and slots: a runner of one can serve the others up to its context."""
+        return self.weights, tuple(item for item in self.load if item[0] not in ("num_ctx", "num_parallel"))
+
+    def with_slots(self, slots: int) -> ModelSpec:
+        """The spec a runner is loaded with: `slots` sequences (its load dict's num_parallel), and their memory."""
+        load = tuple(sorted({**dict(self.load), "num_parallel": slots}.items()))
+        return dataclasses.replace(self, load=load, estimate=self.estimate + (slots - 1) * self.per_slot)
 
 
 @dataclass(eq=False)
 class Instance:
-    spec: ModelSpec
+    spec: ModelSpec  # with its slots (ModelSpec.with_slots)
     memory: int  # the estimate until the runner is up, then its measured size
-    turn: asyncio.Semaphore
+    slots: int  # requests its runner serves at once
+    turn: asyncio.Semaphore = field(init=False)  # one unit per slot
+    busy: int = 0  # slots serving a request now
     loaded: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     runner: RunnerHandle | None = None
     leases: int = 0  # requests holding or waiting for it; a leased instance is never unloaded
@@ -103,6 +114,9 @@ class Instance:
     expires: float | None = None  # scheduler clock; None while leased, or kept forever
     stopping: bool = False  # unload as soon as the last lease ends
     load_task: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        self.turn = asyncio.Semaphore(self.slots)
 
     @property
     def ready(self) -> bool:
@@ -180,11 +194,13 @@ class Scheduler:
         try:
             load_duration = time.perf_counter_ns() - started
             await self._take_turn(instance)
+            instance.busy += 1
             try:
                 instance.last_used = self._clock()
                 assert instance.runner is not None
                 yield Lease(instance.runner, load_duration)
             finally:
+                instance.busy -= 1
                 instance.turn.release()
         finally:
             instance.leases -= 1
@@ -220,11 +236,12 @@ class Scheduler:
                     )
                 narrower = [i for i in self._instances.values()
                             if i.spec.family == spec.family and i.spec.num_ctx < spec.num_ctx]
-                evicted = self._make_room(spec.estimate, [i for i in narrower if i.ready and i.leases == 0])
+                sized = spec.with_slots(self.slots_for(spec))
+                evicted = self._make_room(sized.estimate, [i for i in narrower if i.ready and i.leases == 0])
                 if evicted is not None:
                     for old in narrower:  # busy ones go when their requests end
                         old.stopping = True
-                    self._begin_load(spec, evicted)
+                    self._begin_load(sized, evicted)
                     continue
                 if not waiting:
                     self._enter_queue()
@@ -260,6 +277,10 @@ class Scheduler:
             log.warning("the runner for %s %s; starting a new one", instance.spec.name, runner.death or "has stopped")
         return not dead
 
+    def slots_for(self, spec: ModelSpec) -> int:
+        """Sequence slots a runner for `spec` gets: R1_NUM_PARALLEL, or as many as the budget holds."""
+        return slots_that_fit(spec.estimate, spec.per_slot, self.budget, self.num_parallel)
+
     def _enter_queue(self) -> None:
         if self._waiting >= self.max_queue:
             raise Busy(f"r1 is busy: {self._waiting} requests are already waiting (R1_MAX_QUEUE); try again shortly")
@@ -294,7 +315,13 @@ class Scheduler:
         return chosen
 
     def _begin_load(self, spec: ModelSpec, evicted: list[Instance]) -> None:
-        instance = Instance(spec, spec.estimate, asyncio.Semaphore(self.num_parallel))
+        slots = dict(spec.load)["num_parallel"]
+        if slots < self.num_parallel:
+            log.info("%s gets %d sequence slots of R1_NUM_PARALLEL's %d: the KV cache of each takes %s at num_ctx %d, "
+                     "and %d slots would need %s of the %s budget", spec.name, slots, self.num_parallel,
+                     human(spec.per_slot), spec.num_ctx, slots + 1, human(spec.estimate + spec.per_slot),
+                     human(self.budget))
+        instance = Instance(spec, spec.estimate, slots)
         self._instances[spec.key] = instance
         stops = []
         for old in evicted:
@@ -312,8 +339,8 @@ class Scheduler:
             self.loads += 1
             instance.memory = measured(instance.runner.info) or instance.memory
             instance.runner.exited.add_done_callback(lambda _: self._exited(instance))
-            log.info("%s loaded: %s measured, %s estimated", instance.spec.name,
-                     human(instance.memory), human(instance.spec.estimate))
+            log.info("%s loaded: %s measured, %s estimated, %d sequence slots", instance.spec.name,
+                     human(instance.memory), human(instance.spec.estimate), instance.slots)
             instance.loaded.set_result(None)
         except BaseException as exc:
             if self._instances.get(instance.spec.key) is instance:

@@ -205,6 +205,11 @@ def runner_pid(daemon: Daemon, model: str) -> int:
     return pid
 
 
+def prompt_tokens(answer: dict[str, Any]) -> int:
+    """The whole prompt of an Ollama-style answer: the tokens evaluated and those its slot held already."""
+    return answer["prompt_eval_count"] + answer.get("prompt_cached", 0)
+
+
 def wait_until(check: Any, timeout: float = 10, interval: float = 0.05) -> None:
     """Poll `check` until it is true; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -53,7 +53,7 @@ class ScriptedRunner:
     async def generate(self, request: Frame) -> AsyncIterator[Frame]:
         self.requests.append(request)
         prompt = request.get("prompt") or " ".join(m["content"] for m in request.get("messages", []))
-        yield {"start": {"prompt_eval_count": len(prompt), "opened_think": False}}
+        yield {"start": {"opened_think": False}}
         limit = request.get("sampling", {}).get("num_predict", -1)
         pieces = self.script if limit is None or limit < 0 else self.script[:limit]
         top = request.get("logprobs")

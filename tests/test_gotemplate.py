@@ -13,7 +13,7 @@ import httpx
 import ollama
 import pytest
 
-from conftest import Daemon, InProcess
+from conftest import Daemon, InProcess, prompt_tokens
 from r1.daemon.backends.base import BackendError
 from r1.daemon.gotemplate import GoTemplateError, as_jinja, is_go_template, to_jinja
 from r1.daemon.runner.template import render
@@ -347,7 +347,7 @@ def test_a_modelfile_with_a_go_template_chats_through_the_real_runner(gemma_daem
     for path, body in (("/api/chat", chat), ("/api/generate", raw), ("/api/chat", chat)):
         status, answer = gemma_daemon.request("POST", path, body)
         assert status == 200, answer
-        answers.append((answer["message"]["content"] if "message" in answer else answer["response"], answer["prompt_eval_count"]))
+        answers.append((answer["message"]["content"] if "message" in answer else answer["response"], prompt_tokens(answer)))
     assert answers[1] == answers[2] and answers[1][0].strip() and answers[0][1] == answers[1][1]
     status, shown = gemma_daemon.request("POST", "/api/show", {"model": "gemma-go"})
     assert shown["template"] == to_jinja(GEMMA_GO)
@@ -365,5 +365,5 @@ def test_generate_with_a_legacy_go_template_through_the_real_runner(gemma_daemon
     for request in (body, {**body, "template": None, "system": None, "prompt": raw, "raw": True}, body):
         status, answer = gemma_daemon.request("POST", "/api/generate", request)
         assert status == 200, answer
-        answers.append((answer["response"], answer["prompt_eval_count"]))
+        answers.append((answer["response"], prompt_tokens(answer)))
     assert answers[1] == answers[2] and answers[1][0].strip() and answers[0][1] == answers[1][1]

@@ -15,7 +15,7 @@ from pathlib import Path
 import ollama
 import pytest
 
-from conftest import Daemon, InProcess
+from conftest import Daemon, InProcess, prompt_tokens
 from fakehub import FakeHub
 from fakeollama import ADAPTER, LICENSE, MANIFEST_TYPE, MESSAGES, MODEL, PARAMS, PROJECTOR, SYSTEM, TEMPLATE, FakeOllama
 from r1.cli.render import human_size
@@ -309,8 +309,8 @@ def test_pulled_models_chat_and_r1_pull_says_what_happened(gemma_daemon: Daemon,
         assert status == 200 and answers[model]["done"], answers[model]
     assert answers["e2e-chat"]["eval_count"] == 6, "the params layer's num_predict"
     pulled, by_hand, chatml = (answers[m] for m in ("e2e-chat", "e2e-chat-by-hand", "e2e-chat-chatml"))
-    assert (pulled["prompt_eval_count"], pulled["message"]) == (by_hand["prompt_eval_count"], by_hand["message"])
-    assert pulled["prompt_eval_count"] != chatml["prompt_eval_count"]
+    assert (prompt_tokens(pulled), pulled["message"]) == (prompt_tokens(by_hand), by_hand["message"])
+    assert prompt_tokens(pulled) != prompt_tokens(chatml)
     assert answers["acme/e2e-tiny:q8"]["message"]["role"] == "assistant"
 
     again = gemma_daemon.cli("pull", "e2e-chat")

@@ -102,9 +102,9 @@ class Harness:
             return lease.runner  # type: ignore[return-value]
 
 
-def spec(name: str, size: float = 1, ctx: int = 2048) -> ModelSpec:
+def spec(name: str, size: float = 1, ctx: int = 2048, per_slot: float = 0) -> ModelSpec:
     return ModelSpec(name, f"id-{name}", f"weights-{name}", "gguf", Path(f"/m/{name}.gguf"), (("num_ctx", ctx),),
-                     estimate=int(size * GB))
+                     estimate=int(size * GB), per_slot=int(per_slot * GB))
 
 
 async def settle() -> None:
@@ -255,9 +255,9 @@ def test_the_queue_is_bounded() -> None:
     run(main())
 
 
-def test_requests_to_one_model_take_turns_in_arrival_order() -> None:
+def test_requests_to_one_slot_take_turns_in_arrival_order() -> None:
     async def main() -> None:
-        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+        async with Harness(R1_MEMORY_BUDGET="4GiB", R1_NUM_PARALLEL="1") as h:
             a = spec("a")
             order: list[int] = []
             running = 0
@@ -292,6 +292,56 @@ def test_num_parallel_lets_that_many_in_at_once() -> None:
 
             await asyncio.gather(*(one() for _ in range(5)))
             assert most == 2
+    run(main())
+
+
+def test_each_runner_gets_four_slots_and_requests_beyond_them_wait_in_arrival_order() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            release = asyncio.Event()
+            entered: list[int] = []
+
+            async def hold(n: int) -> None:
+                async with h.scheduler.lease(spec("a")):
+                    entered.append(n)
+                    await release.wait()
+
+            holders = [asyncio.ensure_future(hold(n)) for n in range(6)]
+            await settle()
+            [instance] = h.scheduler.instances()
+            assert dict(instance.runner.spec.load)["num_parallel"] == 4  # type: ignore[union-attr]
+            assert (instance.slots, instance.busy, entered, h.scheduler.waiting) == (4, 4, [0, 1, 2, 3], 2)
+            release.set()
+            await asyncio.gather(*holders)
+            assert entered == list(range(6)) and instance.busy == 0 and h.started == ["a"]
+    run(main())
+
+
+def test_slots_shrink_to_what_the_budget_holds_and_the_log_says_why(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            with caplog.at_level(logging.INFO, logger="r1.daemon.scheduler"):
+                roomy = await h.use(spec("a", 1, per_slot=0.5))  # 2.5 GiB with 4 slots
+                tight = await h.use(spec("b", 1, per_slot=1.25))  # evicts a: 3 slots take 3.5 GiB, 4 would 4.75
+            assert dict(roomy.spec.load)["num_parallel"] == 4 and roomy.spec.estimate == int(2.5 * GB)
+            assert dict(tight.spec.load)["num_parallel"] == 3 and tight.spec.estimate == int(3.5 * GB)
+            assert not roomy.alive and h.scheduler.used == int(3.5 * GB)
+            assert "b gets 3 sequence slots of R1_NUM_PARALLEL's 4" in caplog.text
+            assert "a gets" not in caplog.text
+            lone = await h.use(spec("c", 3.5, per_slot=1))
+            assert dict(lone.spec.load)["num_parallel"] == 1 and lone.spec.estimate == int(3.5 * GB)
+    run(main())
+
+
+def test_a_larger_context_with_fewer_slots_replaces_the_smaller_and_serves_it() -> None:
+    async def main() -> None:
+        async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
+            small = await h.use(spec("a", 1, ctx=2048, per_slot=0.25))
+            large = await h.use(spec("a", 1.5, ctx=8192, per_slot=1))
+            assert [dict(r.spec.load)["num_parallel"] for r in (small, large)] == [4, 3]
+            await settle()
+            assert not small.alive and h.started == ["a", "a"]
+            assert await h.use(spec("a", 1, ctx=2048, per_slot=0.25)) is large
     run(main())
 
 

@@ -15,9 +15,9 @@ from ..capabilities import capabilities
 from ..create import check_request, create_model
 from ..generation import model_path, model_spec, model_template
 from ..importer import Event, check_source, import_model
-from ..kernels import ExtraBuffers
 from ..store import ModelRecord, Store, parse_name
 from ..pull import catalog
+from ..scheduler import Scheduler
 from .context import PULLS, SCHEDULER, SETTINGS, STORE
 from .fields import get_bool, required_str
 from .http import read_json, start_owned_task, stream_ndjson
@@ -87,14 +87,17 @@ def parameter_lines(parameters: dict[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
-def memory_fit(store: Store, record: ModelRecord, budget: int, extra_buffers: ExtraBuffers) -> dict[str, Any]:
-    """r1's addition to /api/show: what loading the model will take at its default context."""
-    spec, need, _ = model_spec(store, record, {}, extra_buffers)  # the runner's own num_ctx, PARAMETERs included
-    return {"estimate": need.total, "num_ctx": spec.num_ctx, "budget": budget, "fits": need.total <= budget,
-            **need._asdict()}
+def memory_fit(store: Store, record: ModelRecord, scheduler: Scheduler) -> dict[str, Any]:
+    """r1's addition to /api/show: what loading the model will take at its default context, with the
+    sequence slots the scheduler would give it (`slots`, counted in kv_cache and compute)."""
+    # The runner's own num_ctx, PARAMETERs included.
+    spec, need, _ = model_spec(store, record, {}, scheduler.extra_buffers)
+    sized = need(scheduler.slots_for(spec))  # one slot where even one does not fit
+    return {"estimate": sized.total, "num_ctx": spec.num_ctx, "budget": scheduler.budget,
+            "fits": sized.total <= scheduler.budget, **sized._asdict()}
 
 
-def show(store: Store, record: ModelRecord, budget: int, extra_buffers: ExtraBuffers) -> dict[str, Any]:
+def show(store: Store, record: ModelRecord, scheduler: Scheduler) -> dict[str, Any]:
     overrides = record.manifest.overrides
     template = model_template(record) or ""
     parameters = parameter_lines(overrides.parameters or {})
@@ -122,7 +125,7 @@ def show(store: Store, record: ModelRecord, budget: int, extra_buffers: ExtraBuf
         # r1's additions: where the bytes are, and whether all of them are there.
         "digest": record.manifest_id,
         "size": record.manifest.size,
-        "memory": memory_fit(store, record, budget, extra_buffers),
+        "memory": memory_fit(store, record, scheduler),
         "path": str(store.snapshot_path(record.manifest_id)),
         "files": [
             {"path": f.path, "digest": f.digest, "size": f.size, "present": f.path not in missing}
@@ -159,8 +162,7 @@ async def show_model(request: web.Request) -> web.Response:
     name = required_str(body, "model", "name")
     store = _store(request)
     record = await asyncio.to_thread(store.get, name)
-    return web.json_response(await asyncio.to_thread(show, store, record, request.app[SETTINGS].memory_budget,
-                                                     request.app[SCHEDULER].extra_buffers))
+    return web.json_response(await asyncio.to_thread(show, store, record, request.app[SCHEDULER]))
 
 
 @routes.delete("/api/delete")
@@ -203,9 +205,11 @@ async def ps(request: web.Request) -> web.Response:
             "size_vram": instance.memory if on_gpu else 0,
             "context_length": spec.num_ctx,
             # r1's additions
+            "slots": instance.slots,  # sequences its runner decodes together, each with context_length tokens
+            "slots_busy": instance.busy,
             "state": "loading" if not instance.ready else "stopping" if instance.stopping else
                      "busy" if instance.leases else "idle",
-            "estimate": spec.estimate,
+            "estimate": spec.estimate,  # for all its slots
             "pid": instance.runner.pid if instance.runner is not None else None,
             "options": dict(spec.load),  # what the runner was loaded with: another set is another runner
         }

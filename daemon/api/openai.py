@@ -296,8 +296,10 @@ def completion_logprobs(body: Json) -> int | None:
 
 
 def usage(final: Final) -> Json:
-    return {"prompt_tokens": final.prompt_eval_count, "completion_tokens": final.eval_count,
-            "total_tokens": final.prompt_eval_count + final.eval_count}
+    """OpenAI counts the whole prompt, with the part served from a cache in its details."""
+    prompt = final.prompt_eval_count + final.prompt_cached
+    return {"prompt_tokens": prompt, "completion_tokens": final.eval_count, "total_tokens": prompt + final.eval_count,
+            "prompt_tokens_details": {"cached_tokens": final.prompt_cached}}
 
 
 def openai_tool_calls(final: Final) -> list[Json]:

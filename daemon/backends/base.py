@@ -88,3 +88,43 @@ class Backend(ABC):
 
     def close(self) -> None:
         """Free the model now rather than at process exit."""
+
+
+class BatchBackend(Backend):
+    """A backend that generates for several sequences at once, one batch step at a time.
+
+    The runner's engine loop (runner/worker.py) adds sequences as requests arrive and calls step()
+    while busy; it owns stop strings, num_predict, context limits and timings per request, as for one
+    sequence. Sequence ids are the runner's to choose (its request ids).
+    """
+
+    #: Sequences the model holds at once (the load option num_parallel).
+    slots: int = 1
+
+    @abstractmethod
+    def add(self, seq: int, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None) -> None:
+        """Queue a new sequence after `tokens`; later step() calls evaluate its prompt in chunks.
+        `sampling` and `fmt` are as for stream(). Raises BackendError for a bad grammar or option
+        before anything is queued."""
+
+    @abstractmethod
+    def cancel(self, seq: int) -> None:
+        """Drop `seq` now, queued or generating: its slot and KV cells are free at once."""
+
+    @abstractmethod
+    def step(self) -> list[tuple[int, str, bool]]:
+        """One batch step: one token for every generating sequence, and chunks of waiting prompts in the room left.
+
+        Returns (seq, text, ended) for each sequence that sampled a token: the text it completes
+        ("" while a multi-byte character is incomplete); ended=True at an end-of-generation token,
+        after which the sequence is finished and its slot free."""
+
+    @property
+    @abstractmethod
+    def busy(self) -> bool:
+        """Whether any sequence is queued or generating."""
+
+    def reused(self, seq: int) -> int:
+        """Prompt tokens of `seq` found already evaluated in its slot's cache (prompt_eval_count leaves them
+        out); known once `seq` has its slot, until that slot takes another sequence."""
+        return 0

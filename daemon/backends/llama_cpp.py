@@ -1,10 +1,9 @@
 """GGUF models through llama-cpp-python.
 
-Generation drives `Llama.generate` token by token rather than `create_completion`: the
-runner does stop strings, limits and cancellation itself, the same way for every backend,
-and this loop stays a few lines with nothing per token but sampling and decoding bytes.
-`generate` reuses the KV cache for the prompt prefix it shares with the previous request,
-so a chat that grows by a turn only evaluates the new turn.
+`Llama` loads the model, tokenizes and embeds; generation runs on its context through
+llama.cpp's low-level batch API (backends/llama_batch.py), since `Llama.generate` holds one
+sequence only. The context is made with num_parallel sequence slots of num_ctx tokens each, as
+Ollama sizes it; the runner does stop strings, limits and cancellation itself, per sequence.
 
 Loading ends with a warm-up decode, as llama.cpp's server does: a CPU kernel that crashes
 (AMX on some Xeons, see daemon/kernels.py) kills the runner while it loads, where the
@@ -13,11 +12,9 @@ scheduler can retry without extra buffers, never in the middle of someone's answ
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import json
 import os
-import random
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,13 +23,10 @@ import llama_cpp
 import numpy as np
 from llama_cpp import Llama, LlamaGrammar
 
-from .base import Backend, BackendError, check_vocabulary
+from .base import BackendError, BatchBackend, check_vocabulary
+from .llama_batch import Batcher
 from .llama_embed import Embedder
 from .logprobs import log_softmax, token_entry
-
-# Ollama's sampling defaults, so a model answers the same way through r1 as through Ollama.
-DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repeat_penalty": 1.1,
-            "presence_penalty": 0.0, "frequency_penalty": 0.0}
 # Tokens decoded together at warm-up. With extra buffers on, 17 runs every path of the AMX
 # kernels (a full 16-row tile, a partial one; the one-token step after runs the third) and the
 # 4-row repacked ones: very short prompts have been seen to get through where longer ones crash.
@@ -68,12 +62,39 @@ def _extra_buffers(on: bool) -> Iterator[None]:
         low_level.llama_model_default_params = defaults
 
 
-class LlamaCppBackend(Backend):
+@contextlib.contextmanager
+def _sequences(slots: int) -> Iterator[None]:
+    """Contexts made meanwhile hold `slots` sequences: `Llama()` has no keyword for n_seq_max."""
+    low_level = llama_cpp.llama_cpp
+    defaults = low_level.llama_context_default_params
+
+    def with_slots() -> llama_cpp.llama_context_params:
+        params = defaults()
+        params.n_seq_max = slots
+        params.kv_unified = True
+        return params
+
+    low_level.llama_context_default_params = with_slots
+    try:
+        yield
+    finally:
+        low_level.llama_context_default_params = defaults
+
+
+# The sequence id stream() generates under; the runner's request ids are never negative.
+ALONE = -1
+
+
+class LlamaCppBackend(BatchBackend):
     def __init__(self, path: Path, load: dict[str, Any]) -> None:
         self.extra_buffers = bool(load.get("extra_buffers", True))
+        self.slots = load.get("num_parallel") or 1
+        if self.slots < 1 or self.slots > llama_cpp.llama_max_parallel_sequences():
+            raise BackendError(f"num_parallel must be between 1 and {llama_cpp.llama_max_parallel_sequences()}, "
+                               f"not {self.slots}")
         self._params = dict(
             model_path=str(path),
-            n_ctx=load.get("num_ctx", 4096),
+            n_ctx=load.get("num_ctx", 4096) * self.slots,
             # -1 offloads every layer; on a CPU-only build it changes nothing.
             n_gpu_layers=load.get("num_gpu", -1),
             n_threads=load.get("num_thread") or max(1, (os.cpu_count() or 2) // 2) or None,
@@ -83,14 +104,17 @@ class LlamaCppBackend(Backend):
             verbose=False,
         )
         try:
-            with _extra_buffers(self.extra_buffers):
+            with _extra_buffers(self.extra_buffers), _sequences(self.slots):
                 self.llm = Llama(**self._params)
         except ValueError as exc:  # llama-cpp-python's way of saying the file would not load
             raise BackendError(f"llama.cpp could not load {path.name}: {exc}") from exc
         self._embedder: Embedder | None = None
         self._warm_up(path)
-        self._last_token = -1  # the token stream() yielded last, for logprobs()
-        self.context_length = self.llm.n_ctx()
+        self._batcher: Batcher | None = None
+        if self.llm._ctx.memory is not None:  # models without a KV cache only embed
+            self._batcher = Batcher(self.llm.ctx, self.llm.model, self.llm._model.vocab, self.slots,
+                                    self.llm.n_batch, lambda token: self.llm.detokenize([token]))
+        self.context_length = self.llm.n_ctx() // self.slots
         self.on_gpu = bool(llama_cpp.llama_supports_gpu_offload()) and self._params["n_gpu_layers"] != 0
         self.chat_template = self.llm.metadata.get("tokenizer.chat_template")
         self.bos_token = self._token_text(self.llm.token_bos())
@@ -115,6 +139,7 @@ class LlamaCppBackend(Backend):
         except RuntimeError as exc:  # llama_decode returned an error
             raise BackendError(f"llama.cpp could not run {path.name}: {exc}") from exc
         self.llm.reset()  # the next prompt starts from an empty context
+        llama_cpp.llama_memory_clear(self.llm._ctx.memory, True)
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -129,32 +154,45 @@ class LlamaCppBackend(Backend):
         check_vocabulary(tokens, self.llm.n_vocab())
         return self.llm.detokenize(tokens, special=True).decode(errors="replace")
 
+    def _generator(self) -> Batcher:
+        if self._batcher is None:
+            raise BackendError("this model only computes embeddings; it cannot generate")
+        return self._batcher
+
+    def add(self, seq: int, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None) -> None:
+        check_vocabulary(tokens, self.llm.n_vocab())
+        self._generator().add(seq, tokens, sampling, self._grammar(fmt))
+
+    def cancel(self, seq: int) -> None:
+        self._generator().cancel(seq)
+
+    def step(self) -> list[tuple[int, str, bool]]:
+        return self._generator().step()
+
+    @property
+    def busy(self) -> bool:
+        return self._batcher is not None and self._batcher.busy
+
+    def reused(self, seq: int) -> int:
+        return self._generator().reused.get(seq, 0)
+
     def stream(self, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None) -> Iterator[str]:
-        s = {**DEFAULTS, **sampling}
-        self.llm.set_seed(s["seed"] if s.get("seed") is not None else random.getrandbits(31))
-        vocab = self.llm._model.vocab
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        previous: list[int] = list(tokens)
-        for token in self.llm.generate(
-            tokens,
-            temp=s["temperature"], top_k=s["top_k"], top_p=s["top_p"], min_p=s["min_p"],
-            repeat_penalty=s["repeat_penalty"], presence_penalty=s["presence_penalty"],
-            frequency_penalty=s["frequency_penalty"], grammar=self._grammar(fmt),
-        ):
-            if llama_cpp.llama_token_is_eog(vocab, token):
-                return
-            # prev_tokens lets SentencePiece vocabularies drop the leading space correctly.
-            piece = self.llm.detokenize([token], prev_tokens=previous)
-            previous.append(token)
-            self._last_token = token
-            yield decoder.decode(piece)
+        # One sequence through the batch path; the runner calls this only while no other sequence runs.
+        self.add(ALONE, tokens, sampling, fmt)
+        try:
+            while True:
+                for _, text, ended in self.step():
+                    if ended:
+                        return
+                    yield text
+        finally:
+            self.cancel(ALONE)
 
     def logprobs(self, top: int) -> dict[str, Any]:
-        # Until the stream resumes (and decodes this token), the context's last row of logits is the
-        # one this token was sampled from.
-        row = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        # Until the stream resumes (and decodes this token), its row of logits is the one it was sampled from.
+        token, row = self._generator().last(ALONE)
         logits = np.ctypeslib.as_array(row, shape=(self.llm.n_vocab(),))
-        return token_entry(log_softmax(logits), self._last_token, top,
+        return token_entry(log_softmax(logits), token, top,
                            lambda token: self.llm.detokenize([token], special=True))
 
     def fill_in_middle(self, prefix: str, suffix: str) -> list[int]:
@@ -173,14 +211,17 @@ class LlamaCppBackend(Backend):
         return [*start, pre, *text(prefix), suf, *text(suffix), mid]
 
     @staticmethod
-    def _grammar(fmt: str | dict | None) -> LlamaGrammar | None:
+    def _grammar(fmt: str | dict | None) -> tuple[str, str] | None:
+        """The GBNF grammar and its root rule for a format."""
         if fmt is None:
             return None
         if fmt == "json":
-            return LlamaGrammar.from_string(llama_cpp.llama_grammar.JSON_GBNF, verbose=False)
+            grammar = LlamaGrammar.from_string(llama_cpp.llama_grammar.JSON_GBNF, verbose=False)
+            return grammar._grammar, grammar._root
         if isinstance(fmt, dict):
             try:
-                return LlamaGrammar.from_json_schema(json.dumps(fmt), verbose=False)
+                grammar = LlamaGrammar.from_json_schema(json.dumps(fmt), verbose=False)
+                return grammar._grammar, grammar._root
             except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
                 raise BackendError(f"cannot turn this JSON schema into a grammar: {exc}") from exc
         raise BackendError(f"format must be \"json\" or a JSON schema object, not {fmt!r}")
@@ -194,6 +235,8 @@ class LlamaCppBackend(Backend):
     def close(self) -> None:
         if self._embedder is not None:  # its context goes before the weights it runs on
             self._embedder.close()
+        if self._batcher is not None:
+            self._batcher.close()
         self.llm.close()
 
 

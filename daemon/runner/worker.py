@@ -2,7 +2,10 @@
 
 The main thread reads frames; a single worker thread runs the model (llama.cpp and MLX
 contexts are not thread-safe), so `health`, `ping` and `cancel` are answered while a
-generation runs. When the daemon goes away its end of the socket closes, the read returns nothing,
+generation runs. With a batching backend that thread is an engine loop: generate requests join
+the batch as they arrive and advance together one step at a time, while embeddings and tokenize
+requests are answered between steps. A request for log probabilities (which the batch does not
+give) waits for the batch to drain and runs alone; later requests wait behind it, in order. When the daemon goes away its end of the socket closes, the read returns nothing,
 and the process exits at once, mid-generation or not: a runner never outlives its daemon.
 """
 
@@ -16,15 +19,36 @@ import sys
 import threading
 import time
 from pathlib import Path
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends import Backend, BackendError, load_backend
+from ..backends.base import BatchBackend
 from ..reasoning import template_opens_think
 from . import template
 from .protocol import MAX_FRAME, Frame, decode, encode
 from .stops import StopMatcher
 
 log = logging.getLogger("r1.runner")
+
+
+@dataclass
+class Request:
+    """One generation in the batch: what the runner applies on top of the backend's tokens."""
+    frame: Frame
+    prompt: str
+    tokens: list[int]
+    limit: int
+    stops: StopMatcher
+    cached: int = 0  # prompt tokens its slot held evaluated already; prompt_eval_count leaves them out
+    started: int = field(default_factory=time.perf_counter_ns)
+    first: int = 0
+    last: int = 0
+    count: int = 0
+    announced: bool = False  # whether its start frame went out
+    written: list[str] = field(default_factory=list)  # the answer, for Ollama's `context`
+    logprobs: list[dict[str, Any]] = field(default_factory=list)  # of tokens whose text the stop matcher holds
 
 
 class Worker:
@@ -73,21 +97,48 @@ class Worker:
     # The model side (worker thread)
 
     def _work(self) -> None:
-        handlers = {"load": self._load, "generate": self._generate, "embed": self._embed, "tokenize": self._tokenize}
+        active: dict[int, Request] = {}  # generations in the batch, by request id
+        held: deque[Frame] = deque()  # generate requests waiting behind one that must run alone
         while True:
-            frame = self.jobs.get()
-            rid = frame["id"]
-            handler = handlers.get(frame.get("op", ""))
-            try:
-                if handler is None:
-                    raise BackendError(f"unknown runner op {frame.get('op')!r}")
-                handler(frame)
-            except BackendError as exc:
-                self.send({"id": rid, "error": str(exc), "status": 400})
-            except Exception as exc:
-                log.exception("runner failed on %s", frame.get("op"))
-                self.send({"id": rid, "error": f"the model runner failed: {type(exc).__name__}: {exc}", "status": 500})
-            finally:
+            busy = isinstance(self.backend, BatchBackend) and self.backend.busy
+            if held and not busy:
+                self._dispatch(held.popleft(), active, held, from_held=True)
+            else:
+                # While the batch runs, new requests are taken between its steps: all that arrived, so that
+                # prompts sent together are evaluated together, and none waits a step per request ahead of it.
+                try:
+                    frame = self.jobs.get(block=not busy)
+                    while True:
+                        self._dispatch(frame, active, held, from_held=False)
+                        frame = self.jobs.get_nowait()
+                except queue.Empty:
+                    pass
+            if active:
+                self._advance(active)
+
+    def _dispatch(self, frame: Frame, active: dict[int, Request], held: deque[Frame], from_held: bool) -> None:
+        handlers = {"load": self._load, "generate": self._generate, "embed": self._embed, "tokenize": self._tokenize}
+        handler = handlers.get(frame.get("op", ""))
+        backend = self.backend
+        if frame.get("op") == "generate" and isinstance(backend, BatchBackend):
+            alone = frame.get("logprobs") is not None
+            if not from_held and (held or (alone and backend.busy)):
+                held.append(frame)
+                return
+            if not alone:
+                handler = lambda f: self._join(f, backend, active)  # noqa: E731
+        rid = frame["id"]
+        try:
+            if handler is None:
+                raise BackendError(f"unknown runner op {frame.get('op')!r}")
+            handler(frame)
+        except BackendError as exc:
+            self.send({"id": rid, "error": str(exc), "status": 400})
+        except Exception as exc:
+            log.exception("runner failed on %s", frame.get("op"))
+            self.send({"id": rid, "error": f"the model runner failed: {type(exc).__name__}: {exc}", "status": 500})
+        finally:
+            if rid not in active:
                 self.cancelled.discard(rid)
 
     def _model(self) -> Backend:
@@ -104,6 +155,7 @@ class Worker:
             "chat_template": self.backend.chat_template is not None,
             "gpu": self.backend.on_gpu,
             "extra_buffers": self.backend.extra_buffers,
+            "slots": self.backend.slots if isinstance(self.backend, BatchBackend) else 1,
             **self._health(),
         }})
 
@@ -147,9 +199,7 @@ class Worker:
             log.info("dropped the %d oldest messages of a chat to fit the context of %d tokens", dropped, context)
         return prompt, tokens
 
-    def _generate(self, frame: Frame) -> None:
-        rid = frame["id"]
-        backend = self._model()
+    def _prepare(self, frame: Frame, backend: Backend) -> Request:
         context = self._context(frame, backend)
         prompt, tokens = self._fit(frame, backend, context)
         room = context - len(tokens)
@@ -161,50 +211,116 @@ class Worker:
         sampling = frame.get("sampling", {})
         limit = sampling.get("num_predict", -1)
         limit = room if limit is None or limit < 0 else min(limit, room)
-        self.send({"id": rid, "start": {"prompt_eval_count": len(tokens), "opened_think": template_opens_think(prompt)}})
-        stops = StopMatcher(sampling.get("stop") or [])
+        return Request(frame, prompt, tokens, limit, StopMatcher(sampling.get("stop") or []))
+
+    def _start(self, request: Request) -> None:
+        request.announced = True
+        self.send({"id": request.frame["id"], "start": {"opened_think": template_opens_think(request.prompt)}})
+
+    def _generate(self, frame: Frame) -> None:
+        """One generation alone, through the backend's stream()."""
+        backend = self._model()
+        request = self._prepare(frame, backend)
+        rid = frame["id"]
+        self._start(request)
         top = frame.get("logprobs")  # alternatives per token, when log probabilities were asked for
-        held: list[dict[str, Any]] = []  # those of tokens whose text the stop matcher still holds
-        started = time.perf_counter_ns()
-        first = last = started
-        count = 0
         reason = "stop"
-        written: list[str] = []  # the answer, for Ollama's `context`
-        if limit == 0:
+        if request.limit == 0:
             reason = "length"
         else:
-            for text in backend.stream(tokens, sampling, frame.get("format")):
-                last = time.perf_counter_ns()
-                if count == 0:
-                    first = last
-                count += 1
+            for text in backend.stream(request.tokens, frame.get("sampling", {}), frame.get("format")):
                 if rid in self.cancelled:
                     reason = "cancel"
                     break
                 if top is not None:
-                    held.append(backend.logprobs(top))
-                out = stops.feed(text)
-                if out:
-                    written.append(out)
-                    self._send_text(rid, out, held)
-                if stops.stopped:  # tokens none of whose text was shown go with the stop string, logprobs and all
+                    request.logprobs.append(backend.logprobs(top))
+                reason = self._token(request, text) or reason
+                if request.stops.stopped or reason == "length":
                     break
-                if count >= limit:
-                    reason = "length"
-                    break
-        if tail := stops.finish():
-            written.append(tail)
-            self._send_text(rid, tail, held)
+        self._finish(request, reason, backend)
+
+    def _join(self, frame: Frame, backend: BatchBackend, active: dict[int, Request]) -> None:
+        """A generation joins the batch; _advance carries it on."""
+        request = self._prepare(frame, backend)
+        if request.limit == 0:
+            self._start(request)
+            self._finish(request, "length", backend)
+            return
+        backend.add(frame["id"], request.tokens, frame.get("sampling", {}), frame.get("format"))
+        active[frame["id"]] = request  # its start frame goes out with its first token, once its slot is known
+
+    def _advance(self, active: dict[int, Request]) -> None:
+        """One batch step, and what it means for each request in it."""
+        backend = self.backend
+        assert isinstance(backend, BatchBackend)
+        for rid in [rid for rid in active if rid in self.cancelled]:
+            backend.cancel(rid)
+            self._finish(active.pop(rid), "cancel", backend)
+        if not active:
+            return
+        try:
+            events = backend.step()
+        except Exception as exc:  # the batch as a whole failed: every request in it gets the error
+            log.exception("a batch step failed")
+            status = 400 if isinstance(exc, BackendError) else 500
+            for rid in list(active):
+                backend.cancel(rid)
+                del active[rid]
+                self.cancelled.discard(rid)
+                self.send({"id": rid, "error": f"the model runner failed: {exc}", "status": status})
+            return
+        for rid, text, ended in events:
+            request = active.get(rid)
+            if request is None:
+                continue
+            if not request.announced:
+                request.cached = backend.reused(rid)
+                self._start(request)
+            if ended:
+                if out := request.stops.feed(text):
+                    request.written.append(out)
+                    self._send_text(rid, out, request.logprobs)
+                self._finish(active.pop(rid), "stop", backend)
+                continue
+            reason = self._token(request, text)
+            if request.stops.stopped or reason == "length":
+                backend.cancel(rid)
+                self._finish(active.pop(rid), reason or "stop", backend)
+
+    def _token(self, request: Request, text: str) -> str | None:
+        """Counts a token and sends what the stop matcher lets out; "length" once the limit is reached."""
+        request.last = time.perf_counter_ns()
+        if request.count == 0:
+            request.first = request.last
+        request.count += 1
+        out = request.stops.feed(text)
+        if out:
+            request.written.append(out)
+            self._send_text(request.frame["id"], out, request.logprobs)
+        return "length" if request.count >= request.limit and not request.stops.stopped else None
+
+    def _finish(self, request: Request, reason: str, backend: Backend) -> None:
+        rid = request.frame["id"]
+        if not request.announced:  # cancelled before its first token
+            self._start(request)
+        if tail := request.stops.finish():  # tokens none of whose text was shown go with a stop string
+            request.written.append(tail)
+            self._send_text(rid, tail, request.logprobs)
+        first = request.first or request.started
         done = {
             "done_reason": reason,
-            "prompt_eval_count": len(tokens),
+            # As Ollama counts: the tokens evaluated, not those a slot held from an earlier turn.
+            "prompt_eval_count": len(request.tokens) - request.cached,
+            "prompt_cached": request.cached,
             # The first token's time is the prompt's: llama.cpp evaluates the prompt, then samples.
-            "prompt_eval_duration": first - started,
-            "eval_count": count,
-            "eval_duration": last - first,
+            "prompt_eval_duration": first - request.started,
+            "eval_count": request.count,
+            "eval_duration": (request.last or first) - first,
         }
+        frame = request.frame
         if "prompt" in frame and not frame.get("raw"):  # /api/generate returns the whole exchange as tokens
-            done["context"] = backend.tokenize(prompt + "".join(written))
+            done["context"] = backend.tokenize(request.prompt + "".join(request.written))
+        self.cancelled.discard(rid)
         self.send({"id": rid, "done": done})
 
     def _send_text(self, rid: int, text: str, logprobs: list[dict[str, Any]]) -> None:

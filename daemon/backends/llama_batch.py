@@ -1,0 +1,255 @@
+"""Several sequences in one llama.cpp context: slots, per-sequence samplers, one llama_decode a step.
+
+The context holds `slots` sequences (n_seq_max) in one unified KV cache of slots x num_ctx cells;
+the runner keeps each sequence within num_ctx, so they always fit. A step decodes, in one batch, the
+last sampled token of every generating sequence plus chunks of the prompts still to evaluate, at most
+n_batch tokens in all, so a long prompt delays the others by one chunk at a time, never by its whole length.
+
+A slot keeps the tokens its cells hold after its sequence ends (or is cancelled: its slot is free at
+once, and its cells stay only as a cache that the next sequence there overwrites). A new sequence
+goes to the free slot sharing the longest prefix with its prompt and evaluates only the rest: a chat's
+next turn finds its history where the previous turn left it. As in Ollama, a sequence that would cut
+into another conversation's cache takes the least recently used free slot instead, with a copy of
+the shared prefix's cells (in a unified cache a copy shares the cells, it copies nothing).
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import random
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import llama_cpp
+
+from .base import BackendError
+
+LIB = llama_cpp.llama_cpp
+# Ollama's sampling defaults, so a model answers the same way through r1 as through Ollama.
+DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repeat_penalty": 1.1,
+            "repeat_last_n": 64, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+
+
+def sampler_chain(vocab: Any, n_vocab: int, sampling: dict[str, Any], grammar: tuple[str, str] | None) -> Any:
+    """A llama.cpp sampler chain for one sequence, in the order llama-cpp-python's `Llama` builds it:
+    penalties, grammar, then greedy at temperature 0, else top_k, top_p, min_p, temperature, a seeded draw."""
+    s = {**DEFAULTS, **{k: v for k, v in sampling.items() if v is not None}}
+    grammar_sampler = None
+    if grammar is not None:
+        grammar_sampler = LIB.llama_sampler_init_grammar(vocab, grammar[0].encode(), grammar[1].encode())
+        if not grammar_sampler:
+            raise BackendError("llama.cpp could not parse the grammar made from this format")
+    chain = LIB.llama_sampler_chain_init(LIB.llama_sampler_chain_default_params())
+    last_n = s["repeat_last_n"] if s["repeat_last_n"] >= 0 else n_vocab
+    LIB.llama_sampler_chain_add(chain, LIB.llama_sampler_init_penalties(
+        n_vocab, last_n, s["repeat_penalty"], s["frequency_penalty"], s["presence_penalty"]))
+    if grammar_sampler is not None:
+        LIB.llama_sampler_chain_add(chain, grammar_sampler)
+    if s["temperature"] <= 0:
+        LIB.llama_sampler_chain_add(chain, LIB.llama_sampler_init_greedy())
+        return chain
+    seed = s["seed"] if s.get("seed") is not None else random.getrandbits(31)
+    for sampler in (LIB.llama_sampler_init_top_k(s["top_k"]), LIB.llama_sampler_init_top_p(s["top_p"], 1),
+                    LIB.llama_sampler_init_min_p(s["min_p"], 1), LIB.llama_sampler_init_temp(s["temperature"]),
+                    LIB.llama_sampler_init_dist(seed & 0xFFFFFFFF)):
+        LIB.llama_sampler_chain_add(chain, sampler)
+    return chain
+
+
+@dataclass
+class Sequence:
+    seq: int
+    prompt: list[int]
+    sampler: Any
+    reused: int = 0  # prompt tokens found in the slot's cells
+    todo: list[int] = field(default_factory=list)  # prompt tokens still to evaluate
+    next_token: int = -1  # sampled, not yet decoded
+    row: int = -1  # the batch row its last token was sampled from
+    decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
+
+
+@dataclass
+class Slot:
+    index: int
+    cached: list[int] = field(default_factory=list)  # the tokens whose KV cells this slot holds
+    sequence: Sequence | None = None
+    used: int = 0  # when it last took a sequence, in sequences added
+    last: int | None = None  # the sequence it held last, whose reuse count stays readable until the next
+
+
+class Batcher:
+    """The slots of one context and the steps that advance them; one thread calls it."""
+
+    def __init__(self, ctx: Any, model: Any, vocab: Any, slots: int, n_batch: int,
+                 piece: Callable[[int], bytes]) -> None:
+        self.ctx, self.vocab, self.piece = ctx, vocab, piece
+        self.memory = LIB.llama_get_memory(ctx)
+        self.n_vocab = LIB.llama_vocab_n_tokens(vocab)
+        self.n_swa = LIB.llama_model_n_swa(model)
+        # A recurrent state (Mamba, hybrid models) holds no cells to share: llama.cpp aborts on a partial copy.
+        self.can_share = bool(LIB.llama_memory_can_shift(self.memory))
+        self.n_batch = max(n_batch, slots)
+        self.slots = [Slot(i) for i in range(slots)]
+        self.waiting: deque[Sequence] = deque()  # added while every slot was busy, in arrival order
+        self.reused: dict[int, int] = {}  # seq -> prompt tokens reused, until its slot takes another
+        self.added = 0
+        self.batch = LIB.llama_batch_init(self.n_batch, 0, 1)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.waiting) or any(s.sequence is not None for s in self.slots)
+
+    def add(self, seq: int, tokens: list[int], sampling: dict[str, Any], grammar: tuple[str, str] | None) -> None:
+        if not tokens:
+            raise BackendError("the prompt is empty: there is nothing to generate after")
+        sequence = Sequence(seq, list(tokens), sampler_chain(self.vocab, self.n_vocab, sampling, grammar))
+        self.waiting.append(sequence)
+        self._assign()
+
+    def cancel(self, seq: int) -> None:
+        for sequence in self.waiting:
+            if sequence.seq == seq:
+                self.waiting.remove(sequence)
+                LIB.llama_sampler_free(sequence.sampler)
+                return
+        for slot in self.slots:
+            if slot.sequence is not None and slot.sequence.seq == seq:
+                self._release(slot)
+                self._assign()
+                return
+
+    def _release(self, slot: Slot) -> None:
+        """The slot is free; its cells keep the tokens evaluated so far for the next prompt to reuse."""
+        assert slot.sequence is not None
+        LIB.llama_sampler_free(slot.sequence.sampler)
+        slot.sequence = None
+
+    def _assign(self) -> None:
+        """Waiting sequences take free slots in arrival order, each the one with the longest shared prefix."""
+        while self.waiting:
+            free = [s for s in self.slots if s.sequence is None]
+            if not free:
+                return
+            sequence = self.waiting.popleft()
+            best = max(free, key=lambda s: _shared(s.cached, sequence.prompt))
+            shared = _shared(best.cached, sequence.prompt)
+            # At least the prompt's last token is evaluated: its logits give the first sample.
+            keep = min(shared, len(sequence.prompt) - 1)
+            slot = best
+            # Where `best` holds more than this prompt shares, keep it whole and work on a copy of the shared
+            # prefix. Not when it holds the whole prompt: then only what followed it is lost (an answer to
+            # be given again), and a prompt sent twice is computed the same way twice.
+            if keep < len(best.cached) and shared < len(sequence.prompt) and len(free) > 1 and self.can_share:
+                slot = min((s for s in free if s is not best), key=lambda s: s.used)
+                LIB.llama_memory_seq_rm(self.memory, slot.index, -1, -1)
+                slot.cached = []
+                if keep and self._can_cut(best.index, keep):
+                    LIB.llama_memory_seq_cp(self.memory, best.index, slot.index, 0, keep)
+                    slot.cached = best.cached[:keep]
+                keep = len(slot.cached)
+            if keep and not self._can_cut(slot.index, keep):
+                keep = 0
+            if not LIB.llama_memory_seq_rm(self.memory, slot.index, keep, -1):
+                LIB.llama_memory_seq_rm(self.memory, slot.index, -1, -1)
+                keep = 0
+            del slot.cached[keep:]
+            if slot.last is not None:
+                self.reused.pop(slot.last, None)
+            sequence.reused, sequence.todo = keep, sequence.prompt[keep:]
+            self.reused[sequence.seq] = keep
+            self.added += 1
+            slot.sequence, slot.last, slot.used = sequence, sequence.seq, self.added
+
+    def _can_cut(self, index: int, keep: int) -> bool:
+        """A sliding-window layer forgets cells older than its window: a prefix whose last window is gone
+        cannot be continued (llama.cpp's server checks the same)."""
+        if self.n_swa <= 0:
+            return True
+        return LIB.llama_memory_seq_pos_min(self.memory, index) <= max(0, keep - self.n_swa)
+
+    def step(self) -> list[tuple[int, str, bool]]:
+        batch = self.batch
+        rows: list[tuple[Slot, int]] = []  # the slots that sample this step, with their logits' batch row
+        n = 0
+        for slot in self.slots:
+            sequence = slot.sequence
+            if sequence is not None and not sequence.todo:
+                self._put(n, sequence.next_token, len(slot.cached), slot.index, True)
+                slot.cached.append(sequence.next_token)
+                rows.append((slot, n))
+                n += 1
+        # Prompts still being evaluated fill the room the generating tokens left, oldest request first: a
+        # request that arrives while others stream waits one step, not for every prompt before it.
+        prompting = sorted((s for s in self.slots if s.sequence is not None and s.sequence.todo), key=lambda s: s.used)
+        for slot in prompting:
+            if n >= self.n_batch:
+                break
+            sequence = slot.sequence
+            assert sequence is not None
+            chunk = sequence.todo[: self.n_batch - n]
+            del sequence.todo[: len(chunk)]
+            for i, token in enumerate(chunk):
+                last = i == len(chunk) - 1 and not sequence.todo
+                self._put(n, token, len(slot.cached), slot.index, last)
+                slot.cached.append(token)
+                n += 1
+            if not sequence.todo:
+                rows.append((slot, n - 1))
+        if n == 0:
+            return []
+        batch.n_tokens = n
+        status = LIB.llama_decode(self.ctx, batch)
+        if status != 0:
+            raise BackendError(f"llama.cpp could not decode a batch of {n} tokens (status {status}); "
+                               "lower num_parallel or num_ctx")
+        return self._sample(rows)
+
+    def _put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
+        batch = self.batch
+        batch.token[i] = token
+        batch.pos[i] = pos
+        batch.n_seq_id[i] = 1
+        batch.seq_id[i][0] = seq
+        batch.logits[i] = logits
+
+    def _sample(self, rows: list[tuple[Slot, int]]) -> list[tuple[int, str, bool]]:
+        out: list[tuple[int, str, bool]] = []
+        for slot, row in rows:
+            sequence = slot.sequence
+            assert sequence is not None
+            token = LIB.llama_sampler_sample(sequence.sampler, self.ctx, row)
+            sequence.row = row
+            if LIB.llama_vocab_is_eog(self.vocab, token):
+                out.append((sequence.seq, sequence.decoder.decode(b"", final=True), True))
+                self._release(slot)
+                continue
+            sequence.next_token = token
+            out.append((sequence.seq, sequence.decoder.decode(self.piece(token)), False))
+        self._assign()
+        return out
+
+    def last(self, seq: int) -> tuple[int, Any]:
+        """The token `seq` sampled last, and the logits it was sampled from (valid until the next step)."""
+        sequence = next(s.sequence for s in self.slots if s.sequence is not None and s.sequence.seq == seq)
+        return sequence.next_token, LIB.llama_get_logits_ith(self.ctx, sequence.row)
+
+    def close(self) -> None:
+        for slot in self.slots:
+            if slot.sequence is not None:
+                self._release(slot)
+        for sequence in self.waiting:
+            LIB.llama_sampler_free(sequence.sampler)
+        self.waiting.clear()
+        LIB.llama_batch_free(self.batch)
+
+
+def _shared(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
