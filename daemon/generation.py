@@ -282,7 +282,7 @@ async def _generate_remote(core: Core, record: ModelRecord, request: Request, st
         if value is not None:
             raise BadRequest(f"{record.name} is a remote model ({remote}); r1 does not pass '{field_name}' to remote "
                              "engines: leave it out")
-    engine = core.remotes.engine(remote)
+    engine = await core.remotes.engine(remote)
     overrides = record.manifest.overrides
     options = {**check_options(overrides.parameters), **request.options}
     system = request.system if request.system is not None else overrides.system

@@ -34,6 +34,8 @@ Models that behave as named, on every POST route unless said otherwise:
   inline-think       INLINE (`<think>THINKING</think>ANSWER`) in `content`, one chunk per word
   inline-think-N     INLINE in `content` as two chunks split at character N (0 <= N <= len(INLINE); an
                      empty piece is not sent), so a test can split the tags at every position
+  slow               TEXT 20 times over, a chunk every SLOW_PAUSE; a client that leaves before the end is
+                     noted in `abandoned` (what r1 must do when its own client leaves)
   tool-call          `tool_calls` with TOOL_CALL, its arguments over several chunks as OpenAI streams
                      them, `finish_reason` "tool_calls"; 400 on /v1/completions
 
@@ -76,7 +78,9 @@ FAULTS: dict[str, tuple[int, str, str, str]] = {  # model -> (status, message, t
     "fault-429": (429, "Rate limit reached for requests", "requests", "rate_limit_exceeded"),
     "fault-500": (500, "The server had an error while processing your request", "server_error", "server_error"),
 }
-BEHAVIOURS = ("cut-after-3", "no-first-byte", "reasoning-content", "reasoning-field", "inline-think", "tool-call")
+BEHAVIOURS = ("cut-after-3", "no-first-byte", "reasoning-content", "reasoning-field", "inline-think", "tool-call",
+              "slow")
+SLOW_PAUSE = 0.1  # seconds between the chunks of `slow`
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,7 @@ class FakeUpstream(LoopbackServer):
         self.requests: list[Received] = []  # type: ignore[assignment]  # richer entries than the base's tuples
         self.api_key = api_key
         self._texts: dict[str, str] = {}  # plain model -> its answer
+        self.abandoned: list[str] = []  # models whose streamed answer the client left before its end
         self._ids = 0
 
     def add_model(self, name: str, text: str) -> None:
@@ -132,9 +137,10 @@ class FakeUpstream(LoopbackServer):
             self._texts[name] = text
 
     def models(self) -> list[str]:
-        """What /v1/models lists: the added models, then the behaviour models (fault-404 is unknown)."""
+        """What /v1/models lists: the added models, then the behaviour models (fault-404 is unknown), each
+        split of inline-think last."""
         with self._lock:
-            return [*self._texts, *FAULTS, *BEHAVIOURS]
+            return [*self._texts, *FAULTS, *BEHAVIOURS, *(f"inline-think-{n}" for n in range(len(INLINE) + 1))]
 
     # -- requests (event loop thread) --
 
@@ -214,7 +220,7 @@ class FakeUpstream(LoopbackServer):
             return [("content", p) for p in (INLINE[:at], INLINE[at:]) if p], "stop"
         with self._lock:
             text = self._texts.get(model, TEXT)
-        pieces = [("content", w) for w in words(text)]
+        pieces = [("content", w) for w in words(" ".join([text] * (20 if model == "slow" else 1)))]
         if limit is not None and limit < len(pieces):
             return pieces[:limit], "length"
         return pieces, "stop"
@@ -268,11 +274,15 @@ class FakeUpstream(LoopbackServer):
                         await cut_off(request, "fakeupstream")
                     cut -= 1
                 await _send(response, {**head, "choices": [{"index": 0, **event, "logprobs": None}], **extra})
+                if head["model"] == "slow":
+                    await asyncio.sleep(SLOW_PAUSE)
             if usage is not None:
                 await _send(response, {**head, "choices": [], "usage": usage})
             await response.write(b"data: [DONE]\n\n")
-        except ConnectionError:
-            pass  # the client went away (or we cut it off)
+        except ConnectionError:  # the client went away (or we cut it off)
+            if cut is None:
+                with self._lock:
+                    self.abandoned.append(head["model"])
         return response
 
     async def _cut_body(self, request: web.Request, body: bytes) -> web.StreamResponse:

@@ -114,7 +114,7 @@ async def upstream_models(engine: RemoteEngine) -> list[dict[str, Any]]:
 
 @routes.get("/api/remotes/{name}/models")
 async def remote_models(request: web.Request) -> web.Response:
-    engine = request.app[CORE].remotes.engine(request.match_info["name"])
+    engine = await request.app[CORE].remotes.engine(request.match_info["name"])
     return web.json_response({"models": await upstream_models(engine)})
 
 
@@ -143,7 +143,10 @@ async def create_remote_model(request: web.Request, name: str, source: str, over
     store: Store = request.app[STORE]
     if not upstream or remote not in {r.name for r in await asyncio.to_thread(store.remotes)}:
         return None
-    offered = await upstream_models(request.app[CORE].remotes.engine(remote))
+    if overrides.template is not None:
+        raise BadRequest(f"{source} is a remote engine's model: the upstream applies its own chat template; "
+                         "leave TEMPLATE out")
+    offered = await upstream_models(await request.app[CORE].remotes.engine(remote))
     model = next((m for m in offered if m["id"] == upstream), None)
     if model is None:
         raise NotFound(f"remote {remote} offers no model {upstream!r}; `r1 remote models {remote}` lists what it has")

@@ -126,14 +126,14 @@ class RemoteEngine:
                     async with asyncio.timeout(self._settings.remote_connect_timeout +
                                                self._settings.remote_first_byte_timeout):
                         response = await self._client().request(method, url + path, json=body, headers=headers)
+                except asyncio.TimeoutError as exc:  # aiohttp's read timeout too: a slow engine, not a dead URL
+                    raise GatewayTimeout(f"remote {self.remote.name} at {url} did not start answering within "
+                                         f"{self._settings.remote_first_byte_timeout:g} s "
+                                         "(R1_REMOTE_FIRST_BYTE_TIMEOUT)") from exc
                 except (aiohttp.ClientConnectionError, OSError) as exc:
                     self.pool.failed(url, type(exc).__name__)
                     failures.append(f"{url}: {exc}")
                     continue
-                except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
-                    raise GatewayTimeout(f"remote {self.remote.name} at {url} did not start answering within "
-                                         f"{self._settings.remote_first_byte_timeout:g} s "
-                                         "(R1_REMOTE_FIRST_BYTE_TIMEOUT)") from exc
             if response.status >= 500:
                 self.pool.failed(url, f"HTTP {response.status}")
             else:

@@ -3,6 +3,7 @@ when `r1 remote add` changes a remote; and the answer of one, as wire events, fo
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -10,7 +11,6 @@ from typing import Any
 from ..config import Settings
 from ..errors import BadRequest, NotFound
 from ..store import ModelRecord, Store
-from ..store.remotes import Remote
 from .engine import RemoteEngine
 from .wire import Event, ollama_call, ollama_events, openai_call, openai_events
 
@@ -20,6 +20,7 @@ class Remotes:
         self._store = store
         self._settings = settings
         self._engines: dict[str, RemoteEngine] = {}
+        self._retired: list[RemoteEngine] = []  # replaced engines, closed with the daemon
         self.serving: dict[str, tuple[ModelRecord, int]] = {}  # remote models with requests in flight, by name
 
     @contextlib.contextmanager
@@ -36,22 +37,23 @@ class Remotes:
             else:
                 self.serving[record.name] = (record, count - 1)
 
-    def engine(self, name: str) -> RemoteEngine:
-        remote = next((r for r in self._store.remotes() if r.name == name), None)
+    async def engine(self, name: str) -> RemoteEngine:
+        remotes = await asyncio.to_thread(self._store.remotes)
+        remote = next((r for r in remotes if r.name == name), None)
         if remote is None:
             raise NotFound(f"no remote named {name!r}; `r1 remote list` shows them, `r1 remote add` adds one")
         engine = self._engines.get(name)
         if engine is None or engine.remote != remote:
+            if engine is not None:  # changed by `r1 remote add`: its requests in flight finish on the old one
+                self._retired.append(engine)
             engine = self._engines[name] = RemoteEngine(remote, self._settings)
         return engine
 
-    def remotes(self) -> list[Remote]:
-        return self._store.remotes()
-
     async def close(self) -> None:
-        for engine in self._engines.values():
+        for engine in [*self._engines.values(), *self._retired]:
             await engine.close()
         self._engines.clear()
+        self._retired.clear()
 
 
 @contextlib.asynccontextmanager
@@ -73,3 +75,22 @@ async def answer(engine: RemoteEngine, upstream: str, *, messages: list[dict[str
         events = ollama_events
     async with engine.post(call.path, call.body) as response:
         yield events(response, remote.name)
+
+
+async def embeddings(engine: RemoteEngine, upstream: str, inputs: list[str], truncate: bool,
+                     dimensions: int | None) -> tuple[list[list[float]], int | None]:
+    """The upstream's vectors for `inputs`, and the tokens it counted (None where it gave no count)."""
+    if engine.remote.dialect == "openai":
+        body: dict[str, Any] = {"model": upstream, "input": inputs, "encoding_format": "float"}
+        if dimensions is not None:
+            body["dimensions"] = dimensions
+        async with engine.post("/embeddings", body) as response:
+            answer = await response.json(content_type=None)
+        vectors = [item["embedding"] for item in sorted(answer.get("data") or [], key=lambda item: item["index"])]
+        return vectors, (answer.get("usage") or {}).get("prompt_tokens")
+    body = {"model": upstream, "input": inputs, "truncate": truncate}
+    if dimensions is not None:
+        body["dimensions"] = dimensions
+    async with engine.post("/api/embed", body) as response:
+        answer = await response.json(content_type=None)
+    return answer.get("embeddings") or [], answer.get("prompt_eval_count")

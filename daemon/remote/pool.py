@@ -17,12 +17,17 @@ class UrlPool:
         self.urls = urls
         self._healthy = healthy
         self._in_flight = dict.fromkeys(urls, 0)
+        self._turn = 0
         self._down: dict[str, asyncio.Task[None]] = {}  # failed URLs, each with the task that rechecks it
 
     def order(self) -> list[str]:
-        """Healthy URLs, least busy first, then the failed ones (tried last rather than never)."""
-        up = sorted((u for u in self.urls if u not in self._down), key=lambda u: self._in_flight[u])
-        return up + [u for u in self.urls if u in self._down]
+        """Healthy URLs, least busy first (ties in turn, so one after another they share the load), then the
+        failed ones (tried last rather than never)."""
+        turn, self._turn = self._turn, self._turn + 1
+        count = len(self.urls)
+        up = sorted((i for i, u in enumerate(self.urls) if u not in self._down),
+                    key=lambda i: (self._in_flight[self.urls[i]], (i - turn) % count))
+        return [self.urls[i] for i in up] + [u for u in self.urls if u in self._down]
 
     @contextlib.contextmanager
     def using(self, url: str) -> Iterator[None]:

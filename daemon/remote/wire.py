@@ -4,6 +4,7 @@ they arrive, then one end with the finish reason, the upstream's token counts an
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import BadGateway, BadRequest
+from ..errors import BadGateway, BadRequest, GatewayTimeout
 
 # Ollama options with an OpenAI request field of their own; the sampling knobs OpenAI lacks go as the
 # extra fields vLLM, llama.cpp's server and most providers read, only when they were set.
@@ -111,6 +112,9 @@ async def _lines(response: aiohttp.ClientResponse, remote: str) -> AsyncIterator
     try:
         async for line in response.content:
             yield line
+    except asyncio.TimeoutError as exc:
+        raise GatewayTimeout(f"remote {remote} sent nothing more of its answer for longer than "
+                             "R1_REMOTE_FIRST_BYTE_TIMEOUT") from exc
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
         raise BadGateway(f"remote {remote} broke off its answer ({type(exc).__name__})") from exc
 

@@ -76,29 +76,6 @@ def m002_kernel_crashes(db: sqlite_utils.Database) -> None:
     )
 
 
-@migrations()
-def m004_remotes(db: sqlite_utils.Database) -> None:
-    # Remote engines (store/remotes.py) and the prices of their models, per million tokens.
-    db.execute(
-        """CREATE TABLE remotes (
-            name TEXT PRIMARY KEY,
-            urls TEXT NOT NULL,
-            dialect TEXT NOT NULL,
-            key_env TEXT,
-            key_file TEXT,
-            headers TEXT NOT NULL DEFAULT '{}',
-            ca_file TEXT
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE remote_prices (
-            upstream TEXT PRIMARY KEY,
-            input REAL NOT NULL,
-            output REAL NOT NULL
-        )"""
-    )
-
-
 # Keys of a manifest's old merged metadata that `r1 create` set. `license` stays with the facts:
 # the merged object cannot tell the file's license from a LICENSE line, and either is the one in effect.
 _CREATE_KEYS = ("template", "system", "parameters", "messages")
@@ -120,6 +97,29 @@ def m003_facts_apart_from_overrides(db: sqlite_utils.Database) -> None:
             [json.dumps({**facts, "format": fmt}, sort_keys=True), json.dumps(overrides, sort_keys=True),
              None if source is None else json.dumps(source, sort_keys=True), manifest_id],
         )
+
+
+@migrations()
+def m004_remotes(db: sqlite_utils.Database) -> None:
+    # Remote engines (store/remotes.py) and the prices of their models, per million tokens.
+    db.execute(
+        """CREATE TABLE remotes (
+            name TEXT PRIMARY KEY,
+            urls TEXT NOT NULL,
+            dialect TEXT NOT NULL,
+            key_env TEXT,
+            key_file TEXT,
+            headers TEXT NOT NULL DEFAULT '{}',
+            ca_file TEXT
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE remote_prices (
+            upstream TEXT PRIMARY KEY,
+            input REAL NOT NULL,
+            output REAL NOT NULL
+        )"""
+    )
 
 
 def now() -> str:
