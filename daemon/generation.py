@@ -25,7 +25,7 @@ from .remote.engines import Remotes, answer
 from .remote.wire import End
 from .runner.options import check_options, split_options
 from .scheduler import ModelSpec, Scheduler
-from .store import ModelRecord, Store
+from .store import ModelRecord, Overrides, Store
 from .store.remotes import remote_of
 from .tools import may_be_tool_call, parse_tool_calls
 
@@ -150,6 +150,18 @@ def model_spec(store: Store, record: ModelRecord, options: dict[str, Any],
     return spec, need, sampling
 
 
+def conversation(request: Request, overrides: Overrides) -> tuple[str | None, list[dict[str, Any]] | None]:
+    """The system prompt in effect, and for a chat its messages: the model's own MESSAGEs first, and the
+    system prompt as the first message unless the chat has one."""
+    system = request.system if request.system is not None else overrides.system
+    if request.messages is None:
+        return system, None
+    messages = list(overrides.messages or []) + request.messages
+    if system and not any(m.get("role") == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": system})
+    return system, messages
+
+
 def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: ExtraBuffers) -> Prepared:
     """Everything that can fail before a model loads fails here, with a 4xx."""
     missing = store.missing_files(record.manifest)
@@ -172,16 +184,13 @@ def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: 
         frame["template"] = template
     if request.think is not None:
         frame["think"] = request.think
-    system = request.system if request.system is not None else overrides.system
-    if request.messages is not None:
+    system, messages = conversation(request, overrides)
+    if messages is not None:
         if not in_effect:
             raise BadRequest(
                 f"{record.name} has no chat template, so it cannot chat; give it one with `r1 create` "
                 "and a TEMPLATE line, or send it a plain prompt (/api/generate, /v1/completions)"
             )
-        messages = list(overrides.messages or []) + request.messages
-        if system and not any(m.get("role") == "system" for m in messages):
-            messages.insert(0, {"role": "system", "content": system})
         frame["messages"] = messages
         if request.tools:
             frame["tools"] = request.tools
@@ -285,12 +294,7 @@ async def _generate_remote(core: Core, record: ModelRecord, request: Request, st
     engine = await core.remotes.engine(remote)
     overrides = record.manifest.overrides
     options = {**check_options(overrides.parameters), **request.options}
-    system = request.system if request.system is not None else overrides.system
-    messages = None
-    if request.messages is not None:
-        messages = list(overrides.messages or []) + request.messages
-        if system and not any(m.get("role") == "system" for m in messages):
-            messages.insert(0, {"role": "system", "content": system})
+    system, messages = conversation(request, overrides)
     note(model=record.name, remote=remote)
     show_thinking = request.think is not False
     splitter = ThinkSplitter()  # a <think> block inline in the content, as some upstreams send it
