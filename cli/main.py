@@ -87,7 +87,7 @@ def list_models(as_json: bool, available: bool) -> None:
         _print_json(models)
         return
     rows = [
-        (m["name"], m["digest"][:12], render.human_size(m["size"]), m["details"]["format"],
+        (m["name"], m["digest"][:12], "remote" if "remote" in m else render.human_size(m["size"]), m["details"]["format"],
          m["details"]["quantization_level"] or "-", render.human_age(m["modified_at"]))
         for m in models
     ]
@@ -143,6 +143,9 @@ def show(name: str, as_json: bool) -> None:
     if as_json:
         _print_json(info)
         return
+    if "remote" in info:
+        _show_remote(info)
+        return
     details = info["details"]
     arch = info["model_info"].get("general.architecture") or "-"
     facts = [
@@ -174,6 +177,18 @@ def show(name: str, as_json: bool) -> None:
         print(f"    {f['path']}   {render.human_size(f['size'])}   {f['digest'][:19]}{state}")
 
 
+def _show_remote(info: dict) -> None:
+    remote = info["remote"]
+    price = remote["price"]
+    facts = [("remote", remote["name"]), ("upstream model", remote["model"]),
+             ("context length", str(remote["context_length"] or "not reported by the upstream")),
+             ("price", f"${price['input']:g} in, ${price['output']:g} out per million tokens" if price else "not set "
+              "(r1 remote price)"), ("id", info["digest"][:12])]
+    print("  Model")
+    for label, value in facts:
+        print(f"    {label:<16}{value}")
+
+
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def ps(as_json: bool) -> None:
@@ -186,7 +201,10 @@ def ps(as_json: bool) -> None:
         _print_json(answer)
         return
     rows = []
+    remote = [m for m in answer["models"] if "remote" in m]
     for m in answer["models"]:
+        if "remote" in m:
+            continue
         share = round(100 * m["size_vram"] / m["size"]) if m["size"] else 0
         processor = "100% GPU" if share == 100 else "100% CPU" if share == 0 else f"{100 - share}%/{share}% CPU/GPU"
         if m.get("extra_buffers") is False:
@@ -201,6 +219,10 @@ def ps(as_json: bool) -> None:
     if any(m.get("extra_buffers") is False for m in answer["models"]):
         print(f"\n{SAFE_MARK} without llama.cpp's extra buffer types (AMX, repacked weights): they crashed on this CPU, "
               "or R1_LLAMA_EXTRA_BUFFERS is off")
+    if remote:
+        print("\n" + render.table(("REMOTE MODEL", "REMOTE", "UPSTREAM MODEL", "REQUESTS"),
+                                   [(m["name"], m["remote"]["name"], m["remote"]["model"], str(m["requests"]))
+                                    for m in remote]))
     if answer["models"]:
         print(f"\n{render.human_size(memory['used'])} of the {render.human_size(memory['budget'])} memory budget in use"
               + (f"; {answer['waiting']} requests waiting" if answer["waiting"] else ""))
@@ -309,10 +331,13 @@ def run(name: str, prompt: tuple[str, ...], think: bool, no_think: bool, hidethi
 @click.argument("name")
 @click.option("-f", "--file", default="Modelfile", type=click.Path(),
               help="the Modelfile (default: ./Modelfile)")
-def create(name: str, file: str) -> None:
+@click.option("--from", "source", metavar="MODEL", help="make NAME from this model alone, without a Modelfile "
+              "(REMOTE:upstream-id for a remote engine's model)")
+def create(name: str, file: str, source: str | None) -> None:
     """Create a model from a Modelfile (FROM, PARAMETER, SYSTEM, TEMPLATE, LICENSE, MESSAGE).
 
-    FROM names a model in the store, or a local .gguf file or MLX folder to import.
+    FROM names a model in the store, a local .gguf file or MLX folder to import, or REMOTE:upstream-id,
+    a model of a remote engine (`r1 remote models REMOTE` lists them).
     """
     from pathlib import Path
 
@@ -320,10 +345,109 @@ def create(name: str, file: str) -> None:
     from .api import Api
     from .errors import CliError
 
+    api = Api.from_env()
+    if source is not None:
+        api("POST", "/api/create", {"model": name, "from": source, "stream": False})
+        print(f"created {name}")
+        return
     try:
-        modelfile.create(Api.from_env(), name, Path(file))
+        modelfile.create(api, name, Path(file))
     except modelfile.ModelfileError as exc:
         raise CliError(str(exc)) from exc
+
+
+@cli.group()
+def remote() -> None:
+    """Remote engines (an OpenAI-compatible provider or vLLM, another Ollama) whose models r1 serves."""
+
+
+@remote.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--url", "more_urls", multiple=True, metavar="URL", help="another URL of the same engine (a pool)")
+@click.option("--api-key-env", metavar="VAR", help="the daemon's environment variable that holds the key")
+@click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False),
+              help="a file holding the key; r1 keeps a copy only its user can read")
+@click.option("--dialect", type=click.Choice(["openai", "ollama"]), default="openai", show_default=True)
+@click.option("--header", "headers", multiple=True, metavar="NAME=VALUE", help="a header sent with every request")
+@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="certificates of a private CA")
+def remote_add(name: str, url: str, more_urls: tuple[str, ...], api_key_env: str | None, api_key_file: str | None,
+               dialect: str, headers: tuple[str, ...], ca_file: str | None) -> None:
+    """Add (or change) remote engine NAME at URL (an OpenAI base URL such as https://host/v1)."""
+    import os
+
+    from .api import Api
+    from .errors import CliError
+
+    if api_key_env and api_key_file:
+        raise CliError("give the key one way: --api-key-env or --api-key-file")
+    body: dict[str, object] = {"name": name, "urls": [url, *more_urls], "dialect": dialect}
+    if api_key_env:
+        body["api_key_env"] = api_key_env
+    if api_key_file:
+        with open(api_key_file) as key:
+            body["api_key"] = key.read().strip()
+    if ca_file:
+        body["ca_file"] = os.path.abspath(ca_file)
+    pairs = [h.partition("=") for h in headers]
+    if any(not sep or not key for key, sep, _ in pairs):
+        raise CliError("--header takes NAME=VALUE")
+    body["headers"] = {key.strip(): value.strip() for key, _, value in pairs}
+    shown = Api.from_env()("POST", "/api/remotes", body)
+    print(f"added remote {shown['name']} ({shown['dialect']}, {', '.join(shown['urls'])}; key: {shown['key']})")
+
+
+@remote.command("list")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def remote_list(as_json: bool) -> None:
+    """The remote engines, with where each one's key comes from (never the key)."""
+    from . import render
+    from .api import Api
+
+    remotes = Api.from_env()("GET", "/api/remotes")["remotes"]
+    if as_json:
+        _print_json(remotes)
+        return
+    print(render.table(("NAME", "DIALECT", "URLS", "KEY"),
+                       [(r["name"], r["dialect"], " ".join(r["urls"]), r["key"]) for r in remotes]))
+
+
+@remote.command("rm")
+@click.argument("name")
+def remote_rm(name: str) -> None:
+    """Forget remote engine NAME and its key (its models' names stay, and fail until it is added again)."""
+    from .api import Api
+
+    answer = Api.from_env()("DELETE", "/api/remotes", {"name": name})
+    left = answer["models_left"]
+    print(f"removed remote {name}" + (f"; models still naming it: {', '.join(left)}" if left else ""))
+
+
+@remote.command("models")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def remote_models(name: str, as_json: bool) -> None:
+    """The models remote engine NAME offers (use one with `r1 create NEW --from NAME:ID`)."""
+    from . import render
+    from .api import Api
+
+    models = Api.from_env()("GET", f"/api/remotes/{name}/models")["models"]
+    if as_json:
+        _print_json(models)
+        return
+    print(render.table(("ID", "CONTEXT"), [(m["id"], str(m.get("context_length", ""))) for m in models]))
+
+
+@remote.command("price")
+@click.argument("model")
+@click.option("--input", "input_price", type=float, required=True, help="US dollars per million prompt tokens")
+@click.option("--output", "output_price", type=float, required=True, help="US dollars per million output tokens")
+def remote_price(model: str, input_price: float, output_price: float) -> None:
+    """Set what remote model MODEL costs, so that answers carry their cost."""
+    from .api import Api
+
+    answer = Api.from_env()("POST", "/api/remotes/price", {"model": model, "input": input_price, "output": output_price})
+    print(f"{answer['upstream']}: ${answer['input']:g} in, ${answer['output']:g} out per million tokens")
 
 
 @cli.command()

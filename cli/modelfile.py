@@ -1,6 +1,6 @@
 """Ollama's Modelfile, read into the body of a `POST /api/create`.
 
-    # FROM: a model in the store, or a local .gguf file or MLX folder
+    # FROM: a model in the store, a local .gguf file or MLX folder, or REMOTE:upstream-id (r1 remote)
     FROM llama3.2
     PARAMETER temperature 0.7
     PARAMETER stop "<|im_end|>"

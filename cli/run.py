@@ -282,7 +282,7 @@ def run(session: Session, prompt: str) -> None:
     info = ensure_model(api, name)
     warn_if_too_large({**info, "name": name})
     if prompt or not sys.stdin.isatty():
-        one_shot(session, prompt, chat=bool(info.get("template")))
+        one_shot(session, prompt, chat=bool(info.get("template")) or "remote" in info)
         return
     # Load the model before the first prompt, so a model that cannot load says so at once.
     body: Json = {"model": name, "stream": False}

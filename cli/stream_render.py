@@ -158,4 +158,8 @@ def stats(done: dict[str, object]) -> list[str]:
     if eval_ns:
         lines.append(f"eval duration:        {go_duration(eval_ns)}")
         lines.append(f"eval rate:            {count / (eval_ns / 1e9):.2f} tokens/s")
+    if done.get("tokens_counted_by_r1"):
+        lines.append("token counts:         counted by r1 (the remote engine gave none)")
+    if done.get("cost") is not None:
+        lines.append(f"cost:                 ${done['cost']:.6f}")
     return lines

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import blobs, inference, ollama, openai, ops
+from .api import blobs, inference, ollama, openai, ops, remotes
 from .api.context import CORE, METRICS, PULLS, SCHEDULER, SETTINGS, STORE, TASKS
 from .api.guard import add_cors_headers, guard_middleware
 from .api.http import access_middleware, errors_middleware, start_owned_task
@@ -16,6 +16,7 @@ from .generation import Core
 from .kernels import ExtraBuffers, Machine
 from .metrics import Metrics
 from .pull.manager import PullManager
+from .remote.engines import Remotes
 from .scheduler import Scheduler, StartRunner
 from .store import Store
 
@@ -39,8 +40,10 @@ def _scheduler(start: StartRunner | None):
     async def run_scheduler(app: web.Application) -> AsyncIterator[None]:
         extra_buffers = ExtraBuffers(app[SETTINGS].llama_extra_buffers, Machine.here(), app[STORE])
         app[SCHEDULER] = Scheduler(app[SETTINGS], extra_buffers, start)
-        app[CORE] = Core(app[STORE], app[SCHEDULER], app[METRICS])
+        remotes = Remotes(app[STORE], app[SETTINGS])
+        app[CORE] = Core(app[STORE], app[SCHEDULER], app[METRICS], remotes)
         yield
+        await remotes.close()
         await app[SCHEDULER].close()  # no runner outlives the daemon
 
     return run_scheduler
@@ -64,4 +67,5 @@ def create_app(settings: Settings, store: Store, *, start: StartRunner | None = 
     app.add_routes(openai.routes)
     app.add_routes(ops.routes)
     app.add_routes(blobs.routes)
+    app.add_routes(remotes.routes)
     return app

@@ -298,7 +298,28 @@ SETTINGS: dict[str, Setting] = {
     "no_ollama_registry": Setting(
         "R1_NO_OLLAMA_REGISTRY", "", "When 1, never look names up in Ollama's registry.", _flag
     ),
+    "remote_parallel": Setting(
+        "R1_REMOTE_PARALLEL", "8", "Requests in flight to one remote engine (r1 remote add); more wait their turn "
+        "in arrival order.", _count(1, 1024)
+    ),
+    "remote_connect_timeout": Setting(
+        "R1_REMOTE_CONNECT_TIMEOUT", "10s", "How long r1 waits to connect to a remote engine's URL before it tries "
+        "the next one or answers 502.", parse_duration
+    ),
+    "remote_first_byte_timeout": Setting(
+        "R1_REMOTE_FIRST_BYTE_TIMEOUT", "2m", "How long r1 waits for a remote engine to start answering, and at most "
+        "between two parts of its answer, before it answers 504.", parse_duration
+    ),
+    "offline": Setting(
+        "R1_OFFLINE", "", "When 1, r1 calls no remote engine: requests for remote models are refused.", _flag
+    ),
 }
+
+
+def secret_from_env(variable: str) -> str | None:
+    """A remote engine's key, read from the daemon's environment when a request needs it (not a setting:
+    the variable is the one `r1 remote add --api-key-env` names)."""
+    return os.environ.get(variable) or None
 # Read by huggingface_hub itself, listed for completeness: HF_TOKEN (or `hf auth login`)
 # authenticates pulls of private and gated repos.
 EXTERNAL_SETTINGS = {"HF_TOKEN": "Hugging Face token for private and gated repos (or the token file of `hf auth login`)."}

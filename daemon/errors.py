@@ -12,6 +12,7 @@ class R1Error(Exception):
 
     status: int = 500
     code: str | None = None
+    headers: dict[str, str] = {}  # HTTP headers the answer carries (a 429's Retry-After)
 
 
 class BadRequest(R1Error):
@@ -36,3 +37,23 @@ class InsufficientStorage(R1Error):
 
 class ServiceUnavailable(R1Error):
     status = 503
+
+
+class TooManyRequests(R1Error):
+    """A remote engine's 429, passed on with its Retry-After."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: str | None) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": retry_after} if retry_after else {}
+
+
+class BadGateway(R1Error):
+    """A remote engine that cannot be reached or failed."""
+
+    status = 502
+
+
+class GatewayTimeout(R1Error):
+    status = 504

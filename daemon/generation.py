@@ -21,9 +21,12 @@ from .kernels import ExtraBuffers
 from .memory import Estimate, estimate
 from .metrics import Metrics, note
 from .reasoning import Piece, ThinkSplitter
+from .remote.engines import Remotes, answer
+from .remote.wire import End
 from .runner.options import check_options, split_options
 from .scheduler import ModelSpec, Scheduler
-from .store import ModelRecord, Store
+from .store import ModelRecord, Overrides, Store
+from .store.remotes import remote_of
 from .tools import may_be_tool_call, parse_tool_calls
 
 
@@ -34,6 +37,7 @@ class Core:
     store: Store
     scheduler: Scheduler
     metrics: Metrics
+    remotes: Remotes
 
 
 @dataclass
@@ -82,12 +86,16 @@ class Final:
     unfinished_thinking: bool = False  # the output ended inside <think>: all of it was reasoning
     tool_calls: tuple[dict[str, Any], ...] = ()  # [{"function": {"name", "arguments": {...}}}], Ollama's shape
     context: tuple[int, ...] | None = None  # /api/generate, not raw: the prompt and answer as token ids
+    cost: float | None = None  # r1's addition for remote models with a price: US dollars
+    counted: bool = False  # a remote model's upstream gave no token counts: r1 counted the answer's parts
 
     def stats(self) -> dict[str, Any]:
         # r1's additions, present only when they say something
         unfinished = {"thinking_unfinished": True} if self.unfinished_thinking else {}
         cached = {"prompt_cached": self.prompt_cached} if self.prompt_cached else {}
-        return unfinished | cached | {
+        cost = {"cost": self.cost} if self.cost is not None else {}
+        counted = {"tokens_counted_by_r1": True} if self.counted else {}
+        return unfinished | cached | cost | counted | {
             "done_reason": self.done_reason,
             "total_duration": self.total_duration,
             "load_duration": self.load_duration,
@@ -142,9 +150,20 @@ def model_spec(store: Store, record: ModelRecord, options: dict[str, Any],
     return spec, need, sampling
 
 
-def prepare(store: Store, request: Request, extra_buffers: ExtraBuffers) -> Prepared:
+def conversation(request: Request, overrides: Overrides) -> tuple[str | None, list[dict[str, Any]] | None]:
+    """The system prompt in effect, and for a chat its messages: the model's own MESSAGEs first, and the
+    system prompt as the first message unless the chat has one."""
+    system = request.system if request.system is not None else overrides.system
+    if request.messages is None:
+        return system, None
+    messages = list(overrides.messages or []) + request.messages
+    if system and not any(m.get("role") == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": system})
+    return system, messages
+
+
+def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: ExtraBuffers) -> Prepared:
     """Everything that can fail before a model loads fails here, with a 4xx."""
-    record = store.get(request.model)
     missing = store.missing_files(record.manifest)
     if missing:
         raise BadRequest(f"files of {record.name} are missing from the store ({', '.join(missing)}); "
@@ -165,16 +184,13 @@ def prepare(store: Store, request: Request, extra_buffers: ExtraBuffers) -> Prep
         frame["template"] = template
     if request.think is not None:
         frame["think"] = request.think
-    system = request.system if request.system is not None else overrides.system
-    if request.messages is not None:
+    system, messages = conversation(request, overrides)
+    if messages is not None:
         if not in_effect:
             raise BadRequest(
                 f"{record.name} has no chat template, so it cannot chat; give it one with `r1 create` "
                 "and a TEMPLATE line, or send it a plain prompt (/api/generate, /v1/completions)"
             )
-        messages = list(overrides.messages or []) + request.messages
-        if system and not any(m.get("role") == "system" for m in messages):
-            messages.insert(0, {"role": "system", "content": system})
         frame["messages"] = messages
         if request.tools:
             frame["tools"] = request.tools
@@ -195,7 +211,12 @@ async def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]
     """Chunks of thinking and answer as the model writes them, then one Final."""
     started = time.perf_counter_ns()
     scheduler = core.scheduler
-    prepared = await asyncio.to_thread(prepare, core.store, request, scheduler.extra_buffers)
+    record = await asyncio.to_thread(core.store.get, request.model)
+    if remote_of(record.manifest) is not None:
+        async for item in _generate_remote(core, record, request, started):
+            yield item
+        return
+    prepared = await asyncio.to_thread(prepare, core.store, record, request, scheduler.extra_buffers)
     if request.is_empty and request.keep_alive == 0:  # Ollama's way to unload (`r1 stop`): no load first
         await scheduler.stop(prepared.spec.weights)
         yield Final("unload", total_duration=time.perf_counter_ns() - started)
@@ -257,6 +278,58 @@ async def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]
         unfinished_thinking=split and splitter.unterminated,
         tool_calls=tuple(calls),
     )
+
+
+async def _generate_remote(core: Core, record: ModelRecord, request: Request, started: int) -> AsyncIterator[Chunk | Final]:
+    """A remote model's answer: the same chunks and Final as a local one's, from its upstream."""
+    remote, upstream = remote_of(record.manifest) or ("", "")
+    if request.is_empty:  # nothing to load or unload: the upstream keeps its models
+        yield Final("unload" if request.keep_alive == 0 else "load", total_duration=time.perf_counter_ns() - started)
+        return
+    for field_name, value in (("suffix", request.suffix), ("logprobs", request.logprobs), ("context", request.context),
+                              ("template", request.template)):
+        if value is not None:
+            raise BadRequest(f"{record.name} is a remote model ({remote}); r1 does not pass '{field_name}' to remote "
+                             "engines: leave it out")
+    engine = await core.remotes.engine(remote)
+    overrides = record.manifest.overrides
+    options = {**check_options(overrides.parameters), **request.options}
+    system, messages = conversation(request, overrides)
+    note(model=record.name, remote=remote)
+    show_thinking = request.think is not False
+    splitter = ThinkSplitter()  # a <think> block inline in the content, as some upstreams send it
+    split = not request.raw or request.think is True
+    first = last = 0
+    parts = 0
+    end = End()
+    with core.remotes.answering(record):
+        async with answer(engine, upstream, messages=messages, prompt=request.prompt, system=system, raw=request.raw,
+                          options=options, fmt=request.format, tools=request.tools, think=request.think) as events:
+            async for event in events:
+                if event.end is not None:
+                    end = event.end
+                    break
+                piece = splitter.feed(event.content) if split else Piece(content=event.content)
+                thinking = event.thinking + piece.thinking
+                last = time.perf_counter_ns()
+                parts += 1
+                if not first:
+                    first = last
+                    core.metrics.first_token.observe((first - started) / 1e9)
+                if piece.content or (thinking and show_thinking):
+                    yield Chunk(thinking if show_thinking else "", piece.content)
+    tail = splitter.finish() if split else Piece()
+    if tail.content or (tail.thinking and show_thinking):
+        yield Chunk(tail.thinking if show_thinking else "", tail.content)
+    counted = end.output_tokens is None
+    prompt_tokens, output_tokens = end.prompt_tokens or 0, parts if counted else end.output_tokens or 0
+    price = await asyncio.to_thread(core.store.price, f"{remote}:{upstream}")
+    done = {"done_reason": end.reason, "prompt_eval_count": prompt_tokens, "eval_count": output_tokens,
+            "prompt_eval_duration": (first or last or started) - started, "eval_duration": last - first}
+    _count(core.metrics, record.name, done, (first - started) / 1e9 if first else None)
+    yield Final(**done, total_duration=time.perf_counter_ns() - started,
+                unfinished_thinking=split and splitter.unterminated, tool_calls=tuple(end.tool_calls),
+                cost=None if price is None else price.cost(prompt_tokens, output_tokens), counted=counted)
 
 
 class Whole(NamedTuple):

@@ -95,7 +95,7 @@ class LoopbackServer:
         # Bind here, in the caller's thread, so the port is known (and listening) when start() returns.
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", int(self.url.rsplit(":", 1)[1]) if self.url else 0))  # a restart keeps its URL
         self.url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=type(self).__name__, daemon=True)

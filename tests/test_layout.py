@@ -185,5 +185,5 @@ def test_only_the_api_serves_http() -> None:
         if path.parent.name == "api" or path.name in ("app.py", "server.py"):
             continue
         assert not _uses_aiohttp_web(path), f"{path.relative_to(ROOT)} uses aiohttp.web"
-        if path.parent.name != "pull":  # pulls are the one place that is an HTTP client
+        if path.parent.name not in ("pull", "remote"):  # pulls and remote engines are the HTTP clients
             assert "aiohttp" not in _imports(path), f"{path.relative_to(ROOT)} imports aiohttp"

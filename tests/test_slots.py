@@ -54,11 +54,13 @@ def test_ps_shows_the_slots_busy_and_the_runner_was_loaded_with_them(gemma_daemo
         assert stream.status == 200
         assert not next(iter(stream))["done"]  # streaming: its slot is busy until the answer ends
         status, loaded = gemma_daemon.request("GET", "/api/ps")
-        [gemma] = [m for m in loaded["models"] if m["name"] == "gemma:latest" and m["context_length"] >= 4096]
+        # The runner serving it: another name of the same weights (gemma-chat) may have loaded it.
+        [gemma] = [m for m in loaded["models"] if m.get("slots_busy") == 1 and m["context_length"] >= 4096]
         assert (gemma["slots"], gemma["slots_busy"], gemma["options"]["num_parallel"]) == (4, 1, 4)
         header, *rows = gemma_daemon.cli("ps").stdout.splitlines()
-        [row] = [line for line in rows if gemma["digest"][:12] in line and str(gemma["context_length"]) in line]
-        assert row[header.index("SLOTS"):].split()[0] == "1/4"
+        # Its row: the same weights may be loaded twice (another test's load options), idle in the other row.
+        slots = [line[header.index("SLOTS"):].split()[0] for line in rows if gemma["digest"][:12] in line]
+        assert "1/4" in slots
     finally:
         stream.close()  # the daemon cancels the generation, and the slot is free again
 

@@ -253,8 +253,11 @@ def test_migrations_create_the_schema_once() -> None:
     assert [c.name for c in db["manifest_files"].columns] == ["manifest_id", "path", "digest", "size", "position"]
     assert [c.name for c in db["kernel_crashes"].columns] == ["engine", "cpu", "reason", "recorded_at"]
     assert [c.name for c in db["manifests"].columns] == ["id", "format", "facts", "created_at", "overrides", "source"]
+    assert [c.name for c in db["remotes"].columns] == ["name", "urls", "dialect", "key_env", "key_file", "headers",
+                                                       "ca_file"]
+    assert [c.name for c in db["remote_prices"].columns] == ["upstream", "input", "output"]
     assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_kernel_crashes",
-                                                        "m003_facts_apart_from_overrides"]
+                                                        "m003_facts_apart_from_overrides", "m004_remotes"]
     assert migrations.pending(db) == []
 
 

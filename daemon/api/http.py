@@ -81,7 +81,9 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except (R1Error, *PLAIN_ERRORS) as exc:
         status, code = client_error(exc)
-        return error_response(request, status, str(exc), code)
+        response = error_response(request, status, str(exc), code)
+        response.headers.update(getattr(exc, "headers", {}))
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

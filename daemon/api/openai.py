@@ -29,6 +29,7 @@ from ..embedding import embed
 from ..generation import Chunk, Final, Request, Whole
 from ..runner.options import check_option, check_options
 from ..store import InvalidNameError, ModelRecord
+from ..store.remotes import remote_of
 from .context import CORE, STORE
 from .fields import (TEXT_ONLY, embed_request, get_bool, images_refused, keep_alive, logprobs, messages, required_str,
                      think, tools)
@@ -62,8 +63,12 @@ def _new_id(prefix: str) -> str:
 
 
 def model_object(record: ModelRecord) -> Json:
+    remote = remote_of(record.manifest)
     return {"id": record.name, "object": "model",
-            "created": int(datetime.fromisoformat(record.modified_at).timestamp()), "owned_by": "r1"}
+            "created": int(datetime.fromisoformat(record.modified_at).timestamp()),
+            # a remote model: the remote that answers for it, and (r1's addition) its upstream model
+            "owned_by": remote[0] if remote else "r1", **({"remote": {"name": remote[0], "model": remote[1]}}
+                                                           if remote else {})}
 
 
 @routes.get("/v1/models")
@@ -298,8 +303,10 @@ def completion_logprobs(body: Json) -> int | None:
 def usage(final: Final) -> Json:
     """OpenAI counts the whole prompt, with the part served from a cache in its details."""
     prompt = final.prompt_eval_count + final.prompt_cached
-    return {"prompt_tokens": prompt, "completion_tokens": final.eval_count, "total_tokens": prompt + final.eval_count,
-            "prompt_tokens_details": {"cached_tokens": final.prompt_cached}}
+    counts = {"prompt_tokens": prompt, "completion_tokens": final.eval_count, "total_tokens": prompt + final.eval_count,
+              "prompt_tokens_details": {"cached_tokens": final.prompt_cached}}
+    # r1's addition for a remote model with a price, in US dollars, where OpenRouter puts it
+    return counts | {"cost": final.cost} if final.cost is not None else counts
 
 
 def openai_tool_calls(final: Final) -> list[Json]:

@@ -16,6 +16,7 @@ from sqlite_utils import Migrations
 
 from ..metadata.facts import ModelFacts
 from .manifest import FileEntry, Manifest, Overrides
+from .remotes import Price, Remote
 
 migrations = Migrations("r1")
 
@@ -96,6 +97,29 @@ def m003_facts_apart_from_overrides(db: sqlite_utils.Database) -> None:
             [json.dumps({**facts, "format": fmt}, sort_keys=True), json.dumps(overrides, sort_keys=True),
              None if source is None else json.dumps(source, sort_keys=True), manifest_id],
         )
+
+
+@migrations()
+def m004_remotes(db: sqlite_utils.Database) -> None:
+    # Remote engines (store/remotes.py) and the prices of their models, per million tokens.
+    db.execute(
+        """CREATE TABLE remotes (
+            name TEXT PRIMARY KEY,
+            urls TEXT NOT NULL,
+            dialect TEXT NOT NULL,
+            key_env TEXT,
+            key_file TEXT,
+            headers TEXT NOT NULL DEFAULT '{}',
+            ca_file TEXT
+        )"""
+    )
+    db.execute(
+        """CREATE TABLE remote_prices (
+            upstream TEXT PRIMARY KEY,
+            input REAL NOT NULL,
+            output REAL NOT NULL
+        )"""
+    )
 
 
 def now() -> str:
@@ -179,7 +203,26 @@ class Index:
         row = self.db.execute("SELECT reason FROM kernel_crashes WHERE engine = ? AND cpu = ?", [engine, cpu]).fetchone()
         return row[0] if row else None
 
+    def remotes(self) -> list[Remote]:
+        cursor = self.db.execute("SELECT * FROM remotes ORDER BY name")
+        names = [d[0] for d in cursor.description]
+        return [Remote.from_row(dict(zip(names, row))) for row in cursor.fetchall()]
+
+    def price(self, upstream: str) -> Price | None:
+        row = self.db.execute("SELECT input, output FROM remote_prices WHERE upstream = ?", [upstream]).fetchone()
+        return Price(*row) if row else None
+
     # writes: each is one transaction, garbage collection included
+
+    def put_remote(self, remote: Remote) -> None:
+        self.db.table("remotes").upsert(remote.to_row(), pk="name")
+
+    def drop_remote(self, name: str) -> bool:
+        return self.db.execute("DELETE FROM remotes WHERE name = ?", [name]).rowcount > 0
+
+    def set_price(self, upstream: str, price: Price) -> None:
+        self.db.table("remote_prices").upsert({"upstream": upstream, "input": price.input, "output": price.output},
+                                              pk="upstream")
 
     def record_kernel_crash(self, engine: str, cpu: str, reason: str) -> None:
         self.db.execute(

@@ -32,6 +32,7 @@ from .connections import IndexConnections
 from .index import Collected, Index, ModelRecord
 from .manifest import Manifest
 from .names import ModelName, parse_name, safe_relpath
+from .remotes import Price, Remote
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,24 @@ class Store:
         """Why `engine`'s fast kernels are known to crash on `cpu`; None if they are not."""
         with self._index.reading() as index:
             return index.kernel_crash(engine, cpu)
+
+    def remotes(self) -> list[Remote]:
+        with self._index.reading() as index:
+            return index.remotes()
+
+    def price(self, upstream: str) -> Price | None:
+        """The price of an upstream model ("REMOTE:id"), if one was set."""
+        with self._index.reading() as index:
+            return index.price(upstream)
+
+    def put_remote(self, remote: Remote) -> None:
+        self._index.write(lambda index: index.put_remote(remote))
+
+    def drop_remote(self, name: str) -> bool:
+        return self._index.write(lambda index: index.drop_remote(name))
+
+    def set_price(self, upstream: str, price: Price) -> None:
+        self._index.write(lambda index: index.set_price(upstream, price))
 
     def missing_files(self, manifest: Manifest) -> list[str]:
         """Files of a model whose blobs are not on disk (a damaged store)."""
