@@ -51,6 +51,8 @@ class Request:
     format: str | dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     think: bool | None = None
+    effort: str | None = None  # "low", "medium" or "high": how much to think (THINK_BUDGETS)
+    think_budget: int | None = None  # at most this many thinking tokens (Anthropic's budget_tokens)
     keep_alive: float | None = None
     tools: list[Any] | None = None
     suffix: str | None = None  # text after the gap to fill in (/api/generate, /v1/completions)
@@ -150,6 +152,23 @@ def model_spec(store: Store, record: ModelRecord, options: dict[str, Any],
     return spec, need, sampling
 
 
+# Thinking tokens a level allows on models whose templates do not read a level themselves; "high" leaves
+# the model to think as long as it does. The runner closes the <think> block when they are spent.
+THINK_BUDGETS: dict[str, int | None] = {"low": 1024, "medium": 4096, "high": None}
+
+
+def thinking_level(frame: dict[str, Any], request: Request, template: str | None) -> None:
+    """A think level goes to templates that read one (gpt-oss's `reasoning_effort`); for the others it sets
+    the thinking budget, unless the request set one itself."""
+    budget = request.think_budget
+    if request.effort is not None:
+        frame["reasoning_effort"] = request.effort
+        if budget is None and "reasoning_effort" not in (template or ""):
+            budget = THINK_BUDGETS[request.effort]
+    if budget is not None:
+        frame["think_budget"] = budget
+
+
 def conversation(request: Request, overrides: Overrides) -> tuple[str | None, list[dict[str, Any]] | None]:
     """The system prompt in effect, and for a chat its messages: the model's own MESSAGEs first, and the
     system prompt as the first message unless the chat has one."""
@@ -184,6 +203,8 @@ def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: 
         frame["template"] = template
     if request.think is not None:
         frame["think"] = request.think
+    if request.think is not False:
+        thinking_level(frame, request, in_effect)
     system, messages = conversation(request, overrides)
     if messages is not None:
         if not in_effect:

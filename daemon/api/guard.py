@@ -60,14 +60,14 @@ def origin_allowed(origin: str, settings: Settings) -> bool:
     return any(fnmatch.fnmatchcase(origin, pattern) for pattern in (*DEFAULT_ORIGINS, *settings.origins))
 
 
-def _over_tcp(request: web.Request) -> bool:
+def over_tcp(request: web.Request) -> bool:
     sock = request.transport.get_extra_info("socket") if request.transport else None
     return sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
 
 
 @web.middleware
 async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not _over_tcp(request):
+    if not over_tcp(request):
         return await handler(request)
     settings = request.app[SETTINGS]
     host = request.headers.get("Host", "")

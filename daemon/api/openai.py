@@ -32,7 +32,7 @@ from ..store import InvalidNameError, ModelRecord
 from ..store.remotes import remote_of
 from .context import CORE, STORE
 from .fields import (TEXT_ONLY, embed_request, get_bool, images_refused, keep_alive, logprobs, messages, required_str,
-                     think, tools)
+                     effort, think, tools)
 from .http import SSE, read_json
 from .respond import respond
 
@@ -154,6 +154,14 @@ def reasoning(body: Json) -> bool | None:
     raise BadRequest(f"field 'reasoning_effort' must be none, minimal, low, medium or high, not {json.dumps(value)}")
 
 
+def reasoning_level(body: Json) -> str | None:
+    """OpenAI's reasoning_effort as r1's think level (minimal is low); Ollama's `think` level otherwise."""
+    value = body.get("reasoning_effort")
+    if value is None:
+        return effort(body)
+    return {"minimal": "low"}.get(value, value) if value in ("minimal", "low", "medium", "high") else None
+
+
 def function_tools(body: Json) -> list[Any] | None:
     """`tools` as given (OpenAI's and Ollama's shapes are the same), narrowed by tool_choice."""
     offered = tools(body)
@@ -255,6 +263,7 @@ def chat_request(body: Json) -> Request:
         format=response_format(body),
         options=sampling_options(body, CHAT_FIELDS),
         think=reasoning(body),
+        effort=reasoning_level(body),
         keep_alive=keep_alive(body),
         tools=function_tools(body),
         logprobs=logprobs(body),
