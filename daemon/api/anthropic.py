@@ -38,7 +38,7 @@ STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}  # the core's done_r
 MEDIA_BLOCKS = ("image", "document", "search_result", "container_upload")
 # Fields that would change the answer and that r1 cannot honour: refused rather than ignored.
 REFUSED_FIELDS = {"mcp_servers": "MCP servers", "container": "code execution containers",
-                  "output_format": "structured outputs", "output_config": "structured outputs"}
+                  "context_management": "context editing"}
 
 
 def _new_id(prefix: str) -> str:
@@ -214,6 +214,22 @@ def tools_and_format(body: Json, think: bool) -> tuple[list[Json] | None, Json |
     return tools, forced_call(tools)
 
 
+def output_format(body: Json) -> Json | None:
+    """Structured outputs: output_config.format's JSON schema (or the older top-level output_format)."""
+    config = body.get("output_config")
+    if config is not None and not isinstance(config, dict):
+        raise BadRequest("field 'output_config' must be an object like {\"format\": {\"type\": \"json_schema\", ...}}")
+    unknown = sorted(set(config or {}) - {"format"})
+    if unknown:
+        raise BadRequest(f"output_config.{unknown[0]} is not supported by r1; leave it out")
+    spec = (config or {}).get("format") or body.get("output_format")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or spec.get("type") != "json_schema" or not isinstance(spec.get("schema"), dict):
+        raise BadRequest("output_config.format must be {\"type\": \"json_schema\", \"schema\": {...}}")
+    return spec["schema"]
+
+
 def thinking(body: Json) -> bool:
     """`thinking`: enabled shows a reasoning model's thinking as blocks; disabled or absent leaves it out."""
     value = body.get("thinking")
@@ -239,8 +255,11 @@ def parse(body: Json, *, counting: bool = False) -> Request:
     think = thinking(body)
     if not counting:
         max_tokens(body)
-    tools, fmt = tools_and_format(body, think)
-    return Request(model=model, messages=chat_messages(body), system=system_prompt(body), format=fmt,
+    tools, forced = tools_and_format(body, think)
+    shaped = output_format(body)
+    if forced and shaped:
+        raise BadRequest("output_config.format and a tool_choice that forces a call cannot both shape the answer")
+    return Request(model=model, messages=chat_messages(body), system=system_prompt(body), format=forced or shaped,
                    options=sampling_options(body, SAMPLING_FIELDS), think=think, keep_alive=keep_alive(body),
                    tools=tools)
 
