@@ -102,6 +102,17 @@ def test_thinking_blocks_when_enabled(client: anthropic.Anthropic) -> None:
         assert [b.type for b in hidden.content] == ["text"] and hidden.content[0].text == ""
 
 
+def test_output_config_json_schema(client: anthropic.Anthropic) -> None:
+    schema = {"type": "object", "properties": {"color": {"enum": ["red", "green", "blue"]}}, "required": ["color"],
+              "additionalProperties": False}
+    message = client.messages.create(model="smollm2:135m", messages=HELLO, max_tokens=40, **GREEDY,
+                                     output_config={"format": {"type": "json_schema", "schema": schema}})
+    assert json.loads(message.content[0].text)["color"] in ("red", "green", "blue")
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        client.messages.create(model="smollm2:135m", messages=HELLO, max_tokens=5, output_config={"effort": "low"})
+    assert "effort" in caught.value.message
+
+
 def test_count_tokens(client: anthropic.Anthropic) -> None:
     short = client.messages.count_tokens(model="gemma-chat", messages=HELLO)
     longer = client.messages.count_tokens(model="gemma-chat", system="You answer in one word.", messages=[
