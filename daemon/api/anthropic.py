@@ -243,7 +243,8 @@ def thinking(body: Json) -> bool:
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
             raise BadRequest("thinking.budget_tokens must be a positive whole number, like 1024")
         return True
-    raise BadRequest("field 'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": N} or {\"type\": \"disabled\"}")
+    raise BadRequest("field 'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": N} "
+                     "or {\"type\": \"disabled\"}")
 
 
 def parse(body: Json, *, counting: bool = False) -> Request:
