@@ -353,6 +353,17 @@ async def _generate_remote(core: Core, record: ModelRecord, request: Request, st
                 cost=None if price is None else price.cost(prompt_tokens, output_tokens), counted=counted)
 
 
+async def count_tokens(core: Core, request: Request) -> int:
+    """The tokens of the prompt a request would give the model (its chat through the template), counted
+    by the model's runner, which loads it if need be."""
+    record = await asyncio.to_thread(core.store.get, request.model)
+    if remote_of(record.manifest) is not None:
+        raise BadRequest(f"{record.name} is a remote model: r1 cannot count its tokens, only its upstream can")
+    prepared = await asyncio.to_thread(prepare, core.store, record, request, core.scheduler.extra_buffers)
+    async with core.scheduler.lease(prepared.spec, request.keep_alive) as lease:
+        return len((await lease.runner.call("tokenize", **prepared.frame))["tokens"])
+
+
 class Whole(NamedTuple):
     """A whole generation, for answers that are not streamed."""
 

@@ -353,7 +353,10 @@ class Worker:
         }})
 
     def _tokenize(self, frame: Frame) -> None:
-        self.send({"id": frame["id"], "result": {"tokens": self._model().tokenize(frame["text"])}})
+        """A text's tokens; without one, those of the prompt a generate frame would render."""
+        backend = self._model()
+        text = frame["text"] if "text" in frame else self._prompt(frame, backend)
+        self.send({"id": frame["id"], "result": {"tokens": backend.tokenize(text)}})
 
 
 def _die_with_parent() -> None:
