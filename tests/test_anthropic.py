@@ -12,6 +12,7 @@ import httpx2
 import pytest
 
 from conftest import Daemon, InProcess
+from tinymodels import THINK_TEMPLATE
 
 # This client has no sampling arguments (newer Claude models take none); r1 reads Anthropic's fields.
 GREEDY: dict[str, Any] = {"extra_body": {"temperature": 0, "top_k": 1}}
@@ -108,9 +109,11 @@ def test_output_config_json_schema(client: anthropic.Anthropic) -> None:
     message = client.messages.create(model="smollm2:135m", messages=HELLO, max_tokens=40, **GREEDY,
                                      output_config={"format": {"type": "json_schema", "schema": schema}})
     assert json.loads(message.content[0].text)["color"] in ("red", "green", "blue")
+    # effort is r1's think level (a budget of thinking tokens on models whose template reads no level)
+    assert client.messages.create(model="smollm2:135m", messages=HELLO, max_tokens=5, output_config={"effort": "low"})
     with pytest.raises(anthropic.BadRequestError) as caught:
-        client.messages.create(model="smollm2:135m", messages=HELLO, max_tokens=5, output_config={"effort": "low"})
-    assert "effort" in caught.value.message
+        client.messages.create(model="smollm2:135m", messages=HELLO, max_tokens=5, output_config={"effort": "extreme"})
+    assert "output_config.effort must be low, medium, high or max" in caught.value.message
 
 
 def test_count_tokens(client: anthropic.Anthropic) -> None:
@@ -175,3 +178,19 @@ async def test_x_api_key_is_the_key_over_tcp(make_api: Callable[..., Awaitable[I
     assert response.status == 400  # past the guard: the missing max_tokens is what is wrong now
     assert (await response.json())["error"]["type"] == "invalid_request_error"
     assert (await api.client.get("/api/tags", headers={"X-Api-Key": "s3cret"})).status == 200
+
+
+def test_a_thinking_budget_closes_the_block_and_the_answer_follows(client: anthropic.Anthropic,
+                                                                    gemma_daemon: Daemon) -> None:
+    # SmolLM2 (a real vocabulary, so the closing tag the runner writes reads back as one) under a template
+    # that opens <think>: left alone it thinks on; with a budget of 3 the answer starts after 3 tokens.
+    status, made = gemma_daemon.request("POST", "/api/create", {"model": "smollm2-thinks", "from": "smollm2:135m",
+                                                                 "template": THINK_TEMPLATE, "stream": False})
+    assert status == 200, made
+    kw: dict[str, Any] = {"model": "smollm2-thinks", "max_tokens": 24, "messages": [{"role": "user", "content": "Is 7 prime?"}],
+                          "extra_body": {"temperature": 0}}
+    free = client.messages.create(**kw, thinking={"type": "enabled", "budget_tokens": 1024})
+    assert [b.type for b in free.content] == ["thinking"]  # 24 tokens of thinking, never closed
+    budgeted = client.messages.create(**kw, thinking={"type": "enabled", "budget_tokens": 3})
+    assert [b.type for b in budgeted.content] == ["thinking", "text"] and budgeted.content[1].text.strip()
+    assert free.content[0].thinking.startswith(budgeted.content[0].thinking)

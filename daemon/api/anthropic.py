@@ -219,7 +219,7 @@ def output_format(body: Json) -> Json | None:
     config = body.get("output_config")
     if config is not None and not isinstance(config, dict):
         raise BadRequest("field 'output_config' must be an object like {\"format\": {\"type\": \"json_schema\", ...}}")
-    unknown = sorted(set(config or {}) - {"format"})
+    unknown = sorted(set(config or {}) - {"format", "effort"})
     if unknown:
         raise BadRequest(f"output_config.{unknown[0]} is not supported by r1; leave it out")
     spec = (config or {}).get("format") or body.get("output_format")
@@ -230,19 +230,20 @@ def output_format(body: Json) -> Json | None:
     return spec["schema"]
 
 
-def thinking(body: Json) -> bool:
-    """`thinking`: enabled shows a reasoning model's thinking as blocks; disabled or absent leaves it out."""
+def thinking(body: Json) -> tuple[bool, int | None]:
+    """`thinking`: enabled shows a reasoning model's thinking as blocks, at most budget_tokens of it (the
+    runner closes the block then); disabled or absent leaves it out."""
     value = body.get("thinking")
     if value is None:
-        return False
+        return False, None
     kind = value.get("type") if isinstance(value, dict) else None
     if kind == "disabled":
-        return False
+        return False, None
     if kind == "enabled":
         budget = value.get("budget_tokens")
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
             raise BadRequest("thinking.budget_tokens must be a positive whole number, like 1024")
-        return True
+        return True, budget
     raise BadRequest("field 'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": N} "
                      "or {\"type\": \"disabled\"}")
 
@@ -253,7 +254,7 @@ def parse(body: Json, *, counting: bool = False) -> Request:
     for key, what in REFUSED_FIELDS.items():
         if body.get(key) is not None:
             raise BadRequest(f"field '{key}' ({what}) is not supported by r1; leave it out")
-    think = thinking(body)
+    think, budget = thinking(body)
     if not counting:
         max_tokens(body)
     tools, forced = tools_and_format(body, think)
@@ -261,8 +262,18 @@ def parse(body: Json, *, counting: bool = False) -> Request:
     if forced and shaped:
         raise BadRequest("output_config.format and a tool_choice that forces a call cannot both shape the answer")
     return Request(model=model, messages=chat_messages(body), system=system_prompt(body), format=forced or shaped,
-                   options=sampling_options(body, SAMPLING_FIELDS), think=think, keep_alive=keep_alive(body),
-                   tools=tools)
+                   options=sampling_options(body, SAMPLING_FIELDS), think=think, think_budget=budget,
+                   effort=effort(body), keep_alive=keep_alive(body), tools=tools)
+
+
+def effort(body: Json) -> str | None:
+    """output_config.effort (low, medium, high) as r1's think level; Anthropic's "max" is high."""
+    value = (body.get("output_config") or {}).get("effort")
+    if value is None:
+        return None
+    if value not in ("low", "medium", "high", "max"):
+        raise BadRequest(f"output_config.effort must be low, medium, high or max, not {value!r}")
+    return "high" if value == "max" else value
 
 
 # --- answers ----------------------------------------------------------------------------------
