@@ -89,7 +89,10 @@ class ResponseShape:
         self.close(status)
         for call in final.tool_calls:
             self.function_call(call["function"]["name"], json.dumps(call["function"]["arguments"]))
-        reasoning = final.eval_count if final.unfinished_thinking else min(self.reasoning_tokens, final.eval_count)
+        # Thinking the model never ended is all of its output; otherwise what the chunks carried (a chunk is
+        # one token unless it carries log probabilities of more): the core does not count thinking apart.
+        thought = min(self.reasoning_tokens, final.eval_count)
+        reasoning = final.eval_count if final.unfinished_thinking and thought else thought
         self.response.update(status=status, usage=response_usage(final, reasoning),
                              incomplete_details={"reason": "max_output_tokens"} if incomplete else None)
         self.emit("response.incomplete" if incomplete else "response.completed", response=self.response)
