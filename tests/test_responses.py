@@ -14,8 +14,8 @@ import httpx2
 import openai
 import pytest
 
-from conftest import Daemon
-from daemon.store import Store, StoredResponse
+from conftest import Daemon, InProcess
+from r1.daemon.store import Store, StoredResponse
 
 GREEDY: dict[str, Any] = {"temperature": 0}
 WEATHER = {"type": "function", "name": "get_weather", "description": "The current weather in a city",
@@ -226,3 +226,41 @@ def test_bad_input_gets_openais_error_shape(client: openai.OpenAI) -> None:
     assert "role" in refused(openai.BadRequestError, input=[{"role": "tool", "content": "x"}])["message"]
     assert "reasoning.effort" in refused(openai.BadRequestError, reasoning={"effort": "extreme"})["message"]
     assert "no-such-model" in refused(openai.NotFoundError, model="no-such-model")["message"]
+
+
+# --- in-process, with scripted runners ----------------------------------------------------------
+
+
+async def test_fields_become_the_cores_request(api: InProcess) -> None:
+    await api.add_model("chat")
+    client = openai.AsyncOpenAI(base_url=str(api.client.make_url("/v1")), api_key="r1", max_retries=0)
+    answer = await client.responses.create(
+        model="chat", instructions="Be brief.", temperature=0.2, top_p=0.5, max_output_tokens=2,
+        input=[{"role": "developer", "content": "Answer in French."},
+               {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+        text={"format": {"type": "json_object"}}, extra_body={"options": {"top_k": 7}})
+    sent = api.runners.requests[-1]
+    assert sent["sampling"] == {"temperature": 0.2, "top_p": 0.5, "num_predict": 2, "top_k": 7}
+    assert sent["format"] == "json"
+    assert [(m["role"], m["content"]) for m in sent["messages"]] == [
+        ("system", "Be brief."), ("system", "Answer in French."), ("user", "hi")]
+    assert answer.output_text == "Hello," and answer.status == "incomplete"
+
+
+async def test_an_error_after_the_first_event_is_in_band(api: InProcess) -> None:
+    from r1.daemon.runner.client import RunnerDied
+
+    await api.add_model("chat")
+    api.runners.script[2:] = [RunnerDied("the model runner for chat stopped: was killed by SIGKILL", "was killed", -9)]
+    response = await api.client.post("/v1/responses", json={"model": "chat", "input": "hi", "stream": True})
+    assert response.status == 200  # the headers went with the first event
+    events = [e.split("\n") for e in (await response.text()).split("\n\n") if e]
+    assert all(kind.startswith("event: ") and data.startswith("data: ") for kind, data in events)
+    parsed = [json.loads(data.removeprefix("data: ")) for _, data in events]
+    assert [p["type"] for p in parsed][-2:] == ["error", "response.failed"]
+    assert [p["sequence_number"] for p in parsed] == list(range(len(parsed)))
+    assert "SIGKILL" in parsed[-2]["message"] and parsed[-1]["response"]["status"] == "failed"
+    assert "".join(p["delta"] for p in parsed if p["type"] == "response.output_text.delta") == "Hello,"
+    failed = parsed[-1]["response"]["id"]
+    response = await api.client.get(f"/v1/responses/{failed}")
+    assert response.status == 404  # only finished responses are kept
