@@ -218,6 +218,8 @@ def test_bad_input_gets_openais_error_shape(client: openai.OpenAI) -> None:
     bad_schema = refused(openai.BadRequestError, tools=[{**WEATHER, "parameters": {"type": "string"}}])
     assert "get_weather" in bad_schema["message"] and "parameters" in bad_schema["message"]
     assert "parameters" in refused(openai.BadRequestError, tools=[{**WEATHER, "parameters": [1]}])["message"]
+    nameless = {"type": "function", "parameters": WEATHER["parameters"]}
+    assert "'name'" in refused(openai.BadRequestError, tools=[nameless])["message"]
     web = refused(openai.BadRequestError, tools=[{"type": "web_search"}])
     assert "web_search" in web["message"]
     assert "background" in refused(openai.BadRequestError, background=True)["message"]

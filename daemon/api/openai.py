@@ -168,13 +168,15 @@ def function_tools(body: Json) -> list[Any] | None:
     """`tools` as given (OpenAI's and Ollama's shapes are the same), narrowed by tool_choice."""
     offered = checked_tools(tools(body))
     choice = body.get("tool_choice")
-    named = choice["function"].get("name") if isinstance(choice, dict) and isinstance(choice.get("function"), dict) else None
+    function = choice.get("function") if isinstance(choice, dict) else None
+    named = function.get("name") if isinstance(function, dict) else None
     return chosen_tools(offered, choice, named, "\"none\", \"auto\", \"required\" or "
                         "{\"type\": \"function\", \"function\": {\"name\": ...}}")
 
 
 def checked_tools(offered: list[Any] | None, where: str = "tools") -> list[Any] | None:
-    """Function tools in chat's shape, each with a name and, when given, a JSON schema of an object for its parameters."""
+    """Function tools in chat's shape, each with a name and, when given, a JSON schema of an object
+    for its parameters."""
     for n, tool in enumerate(offered or []):
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
@@ -192,10 +194,10 @@ def check_parameters(schema: Any, where: str, name: str) -> None:
         problem = "is not a JSON schema object"
     elif schema.get("type", "object") != "object":
         problem = f"has type {json.dumps(schema['type'])}; a tool's arguments are an object"
-    elif not isinstance(schema.get("properties", {}), dict) or not all(
-            isinstance(p, dict) for p in schema.get("properties", {}).values()):
+    elif not isinstance(properties := schema.get("properties", {}), dict) or not all(
+            isinstance(p, dict) for p in properties.values()):
         problem = "has 'properties' that are not an object of schemas"
-    elif not isinstance(schema.get("required", []), list) or not all(isinstance(r, str) for r in schema.get("required", [])):
+    elif not isinstance(required := schema.get("required", []), list) or not all(isinstance(r, str) for r in required):
         problem = "has 'required' that is not a list of property names"
     if problem:
         raise BadRequest(f"{where} ({name!r}): its parameters {problem}; send a JSON schema like "

@@ -166,6 +166,8 @@ def function_tools(body: Json) -> list[Json] | None:
         if kind != "function":
             raise BadRequest(f"tools[{n}] is a {kind!r} tool, which r1 cannot run; only function tools are "
                              "supported ({\"type\": \"function\", \"name\", \"parameters\"})")
+        if not isinstance(tool.get("name"), str) or not tool["name"]:
+            raise BadRequest(f"tools[{n}] needs a 'name': the function the model may call")
         converted.append({"type": "function", "function": {
             k: tool[k] for k in ("name", "description", "parameters") if tool.get(k) is not None}})
     offered = checked_tools(converted or None)
