@@ -69,7 +69,7 @@ def think(body: Json) -> bool | None:
     raise BadRequest(f"field 'think' must be true, false, \"low\", \"medium\" or \"high\", not {value!r}")
 
 
-def effort(body: Json) -> str | None:
+def think_level(body: Json) -> str | None:
     """Ollama's think level, when `think` gives one."""
     value = body.get("think")
     return value if value in THINK_LEVELS else None
