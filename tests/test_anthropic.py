@@ -193,4 +193,4 @@ def test_a_thinking_budget_closes_the_block_and_the_answer_follows(client: anthr
     assert [b.type for b in free.content] == ["thinking"]  # 24 tokens of thinking, never closed
     budgeted = client.messages.create(**kw, thinking={"type": "enabled", "budget_tokens": 3})
     assert [b.type for b in budgeted.content] == ["thinking", "text"] and budgeted.content[1].text.strip()
-    assert free.content[0].thinking.startswith(budgeted.content[0].thinking)
+    assert len(budgeted.content[0].thinking.split()) <= 3 < len(free.content[0].thinking.split())
