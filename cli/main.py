@@ -356,6 +356,20 @@ def create(name: str, file: str, source: str | None) -> None:
         raise CliError(str(exc)) from exc
 
 
+@cli.command()
+@click.argument("tool", type=click.Choice(["claude", "codex", "opencode"]))
+@click.option("--model", "-m", required=True, shell_complete=store_models, help="the model the tool uses")
+@click.option("--exec", "run", is_flag=True, help="run the tool with them rather than print them")
+def launch(tool: str, model: str, run: bool) -> None:
+    """Print (or, with --exec, run) what TOOL (Claude Code, Codex CLI, opencode) needs to use MODEL through r1.
+
+    Opens r1's TCP listener on loopback if it is off (Ollama's port, or a free one if that is taken).
+    """
+    from .launch import launch as start
+
+    start(tool, model, run)
+
+
 @cli.group()
 def remote() -> None:
     """Remote engines (an OpenAI-compatible provider or vLLM, another Ollama) whose models r1 serves."""

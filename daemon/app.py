@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import blobs, inference, ollama, openai, ops, remotes
+from .api import anthropic, blobs, inference, ollama, openai, ops, remotes, responses
 from .api.context import CORE, METRICS, PULLS, SCHEDULER, SETTINGS, STORE, TASKS
 from .api.guard import add_cors_headers, guard_middleware
 from .api.http import access_middleware, errors_middleware, start_owned_task
@@ -65,6 +65,8 @@ def create_app(settings: Settings, store: Store, *, start: StartRunner | None = 
     app.add_routes(ollama.routes)
     app.add_routes(inference.routes)
     app.add_routes(openai.routes)
+    app.add_routes(anthropic.routes)
+    app.add_routes(responses.routes)
     app.add_routes(ops.routes)
     app.add_routes(blobs.routes)
     app.add_routes(remotes.routes)

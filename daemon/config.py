@@ -310,6 +310,10 @@ SETTINGS: dict[str, Setting] = {
         "R1_REMOTE_FIRST_BYTE_TIMEOUT", "2m", "How long r1 waits for a remote engine to start answering, and at most "
         "between two parts of its answer, before it answers 504.", parse_duration
     ),
+    "responses_ttl": Setting(
+        "R1_RESPONSES_TTL", "1h", "How long /v1/responses keeps a response (unless the request says store: false), "
+        "for previous_response_id and GET /v1/responses/{id}.", parse_duration
+    ),
     "offline": Setting(
         "R1_OFFLINE", "", "When 1, r1 calls no remote engine: requests for remote models are refused.", _flag
     ),

@@ -27,6 +27,10 @@ class ModelNotFound(NotFound):
     code = "model_not_found"
 
 
+class Forbidden(R1Error):
+    status = 403
+
+
 class Conflict(R1Error):
     status = 409
 

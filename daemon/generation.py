@@ -51,6 +51,8 @@ class Request:
     format: str | dict[str, Any] | None = None
     options: dict[str, Any] = field(default_factory=dict)
     think: bool | None = None
+    effort: str | None = None  # "low", "medium" or "high": how much to think (THINK_BUDGETS)
+    think_budget: int | None = None  # at most this many thinking tokens (Anthropic's budget_tokens)
     keep_alive: float | None = None
     tools: list[Any] | None = None
     suffix: str | None = None  # text after the gap to fill in (/api/generate, /v1/completions)
@@ -150,6 +152,23 @@ def model_spec(store: Store, record: ModelRecord, options: dict[str, Any],
     return spec, need, sampling
 
 
+# Thinking tokens a level allows on models whose templates do not read a level themselves; "high" leaves
+# the model to think as long as it does. The runner closes the <think> block when they are spent.
+THINK_BUDGETS: dict[str, int | None] = {"low": 1024, "medium": 4096, "high": None}
+
+
+def thinking_level(frame: dict[str, Any], request: Request, template: str | None) -> None:
+    """A think level goes to templates that read one (gpt-oss's `reasoning_effort`); for the others it sets
+    the thinking budget, unless the request set one itself."""
+    budget = request.think_budget
+    if request.effort is not None:
+        frame["reasoning_effort"] = request.effort
+        if budget is None and "reasoning_effort" not in (template or ""):
+            budget = THINK_BUDGETS[request.effort]
+    if budget is not None:
+        frame["think_budget"] = budget
+
+
 def conversation(request: Request, overrides: Overrides) -> tuple[str | None, list[dict[str, Any]] | None]:
     """The system prompt in effect, and for a chat its messages: the model's own MESSAGEs first, and the
     system prompt as the first message unless the chat has one."""
@@ -184,6 +203,8 @@ def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: 
         frame["template"] = template
     if request.think is not None:
         frame["think"] = request.think
+    if request.think is not False:
+        thinking_level(frame, request, in_effect)
     system, messages = conversation(request, overrides)
     if messages is not None:
         if not in_effect:
@@ -330,6 +351,17 @@ async def _generate_remote(core: Core, record: ModelRecord, request: Request, st
     yield Final(**done, total_duration=time.perf_counter_ns() - started,
                 unfinished_thinking=split and splitter.unterminated, tool_calls=tuple(end.tool_calls),
                 cost=None if price is None else price.cost(prompt_tokens, output_tokens), counted=counted)
+
+
+async def count_tokens(core: Core, request: Request) -> int:
+    """The tokens of the prompt a request would give the model (its chat through the template), counted
+    by the model's runner, which loads it if need be."""
+    record = await asyncio.to_thread(core.store.get, request.model)
+    if remote_of(record.manifest) is not None:
+        raise BadRequest(f"{record.name} is a remote model: r1 cannot count its tokens, only its upstream can")
+    prepared = await asyncio.to_thread(prepare, core.store, record, request, core.scheduler.extra_buffers)
+    async with core.scheduler.lease(prepared.spec, request.keep_alive) as lease:
+        return len((await lease.runner.call("tokenize", **prepared.frame))["tokens"])
 
 
 class Whole(NamedTuple):

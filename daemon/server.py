@@ -19,6 +19,7 @@ from . import __version__
 from .app import create_app
 from .config import ConfigError, Settings
 from .errors import R1Error
+from .api.context import LISTENER
 from .api.guard import is_loopback
 from .store import Store
 
@@ -94,6 +95,24 @@ def tcp_address(settings: Settings) -> tuple[str, int] | None:
     return host, int(port)
 
 
+class TcpListener:
+    """The TCP side of the daemon: opened at start (R1_HOST) or later, once, over the socket (`r1 launch`)."""
+
+    def __init__(self, runner: web.AppRunner, keyed: bool) -> None:
+        self._runner = runner
+        self._keyed = keyed
+        self.address: tuple[str, int] | None = None
+
+    async def open(self, host: str, port: int) -> tuple[str, int]:
+        if self.address is None:
+            site = web.TCPSite(self._runner, host, port)
+            await site.start()
+            sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
+            self.address = (host, sockets[0].getsockname()[1] if sockets else port)
+            log.info("also listening on TCP %s:%d%s", *self.address, " (API key required)" if self._keyed else "")
+        return self.address
+
+
 def reopen_log() -> None:
     """SIGHUP: let logrotate move the log file; the next line opens a new one."""
     for handler in logging.getLogger().handlers:
@@ -117,16 +136,16 @@ async def serve(settings: Settings) -> None:
         report = await asyncio.to_thread(store.open)
         log.info("store %s ready (%d repairs)", settings.home, len(report.actions))
         # shutdown_timeout: on SIGTERM, requests in flight get this long before they are cancelled.
-        runner = web.AppRunner(create_app(settings, store), handle_signals=False, access_log=None,
-                               shutdown_timeout=settings.shutdown_grace)
+        app = create_app(settings, store)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_grace)
+        listener = app[LISTENER] = TcpListener(runner, bool(settings.api_key))
         sock = bind_unix_socket(settings.socket, settings.socket_mode)
         try:
             await runner.setup()
             await web.SockSite(runner, sock).start()
             log.info("r1 %s listening on %s (pid %d)", __version__, settings.socket, os.getpid())
             if tcp is not None:
-                await web.TCPSite(runner, *tcp).start()
-                log.info("also listening on TCP %s:%d%s", *tcp, " (API key required)" if settings.api_key else "")
+                await listener.open(*tcp)
             await stop.wait()
             log.info("shutting down: requests in flight have %.0f s to finish", settings.shutdown_grace)
         finally:

@@ -267,6 +267,7 @@ async def test_errors_come_in_openais_shape(aclient: openai.AsyncOpenAI, api: In
         (chat(stop=[1, 2]), "stop"),
         (chat(top_logprobs=3), "top_logprobs"),
         (chat(tool_choice={"type": "function", "function": {"name": "nope"}}, tools=[WEATHER]), "tool_choice"),
+        (chat(tools=[{"type": "function", "function": {"name": "f", "parameters": {"type": "string"}}}]), "parameters"),
         (aclient.chat.completions.create(model="chat", messages=[]), "messages"),
         (aclient.chat.completions.create(model="base", messages=[{"role": "user", "content": "hi"}]), "chat template"),
         (aclient.completions.create(model="base", prompt=[1, 2, 3]), "prompt"),

@@ -128,7 +128,9 @@ def test_reasoning_comes_out_as_thinking_whatever_field_the_upstream_uses(client
 
 def test_an_inline_think_block_is_split_wherever_the_chunks_cut_it(daemon: Daemon) -> None:
     for at in range(len(INLINE) + 1):
-        daemon.cli("create", "fake-inline", "--from", f"fake:inline-think-{at}")
+        status, made = daemon.request("POST", "/api/create", {"model": "fake-inline", "from": f"fake:inline-think-{at}",
+                                                              "stream": False})
+        assert status == 200, made
         status, answer = chat(daemon, "fake-inline")
         assert status == 200 and (answer["message"].get("thinking"), answer["message"]["content"]) == (THINKING, ANSWER), at
 

@@ -256,8 +256,11 @@ def test_migrations_create_the_schema_once() -> None:
     assert [c.name for c in db["remotes"].columns] == ["name", "urls", "dialect", "key_env", "key_file", "headers",
                                                        "ca_file"]
     assert [c.name for c in db["remote_prices"].columns] == ["upstream", "input", "output"]
+    assert [c.name for c in db["responses"].columns] == ["id", "model", "created_at", "expires_at", "instructions",
+                                                         "input", "output", "response"]
     assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_kernel_crashes",
-                                                        "m003_facts_apart_from_overrides", "m004_remotes"]
+                                                        "m003_facts_apart_from_overrides", "m004_remotes",
+                                                        "m005_responses"]
     assert migrations.pending(db) == []
 
 

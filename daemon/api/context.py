@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 from aiohttp import web
 
@@ -22,3 +23,15 @@ PULLS = web.AppKey("pulls", PullManager)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 METRICS = web.AppKey("metrics", Metrics)
 CORE = web.AppKey("core", Core)  # store, scheduler and metrics together, for the generation routes
+
+
+class Listener(Protocol):
+    """The daemon's TCP listener (server.py): on from the start with R1_HOST, or opened later (`r1 launch`)."""
+
+    address: tuple[str, int] | None
+
+    async def open(self, host: str, port: int) -> tuple[str, int]:
+        """Listen on host:port (port 0: any free one) unless already listening; the address it listens on."""
+
+
+LISTENER = web.AppKey("listener", Listener)

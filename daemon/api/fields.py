@@ -57,13 +57,22 @@ def keep_alive(body: Json) -> float | None:
     raise BadRequest(f"field 'keep_alive' must be a duration like \"5m\" or a number of seconds, not {value!r}")
 
 
+THINK_LEVELS = ("low", "medium", "high")
+
+
 def think(body: Json) -> bool | None:
     value = body.get("think")
     if value is None or isinstance(value, bool):
         return value
-    if value in ("low", "medium", "high"):  # gpt-oss style levels: on
+    if value in THINK_LEVELS:  # a level: thinking on, that much of it (effort())
         return True
-    raise BadRequest(f"field 'think' must be true or false, not {value!r}")
+    raise BadRequest(f"field 'think' must be true, false, \"low\", \"medium\" or \"high\", not {value!r}")
+
+
+def think_level(body: Json) -> str | None:
+    """Ollama's think level, when `think` gives one."""
+    value = body.get("think")
+    return value if value in THINK_LEVELS else None
 
 
 def output_format(body: Json) -> str | Json | None:

@@ -4,7 +4,7 @@ The Unix socket needs none of this: its file mode decides who may connect. On TC
 web page the user opens can make the browser send requests to 127.0.0.1, so requests are
 refused unless the Host header names the machine (a rebinding attack brings a foreign
 name), a browser Origin is one the user allowed, and, when R1_API_KEY is set (required
-for a non-loopback bind), the request carries it as a Bearer token.
+for a non-loopback bind), the request carries it as a Bearer token (or in x-api-key, as Anthropic's clients send it).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 DEFAULT_ORIGINS = tuple(f"{scheme}://{host}{port}" for scheme in ("http", "https")
                         for host in ("localhost", "127.0.0.1", "[::1]") for port in ("", ":*"))
 CORS = web.RequestKey("cors", dict)
-CORS_HEADERS = "Authorization, Content-Type, User-Agent, Accept, X-Requested-With"
+CORS_HEADERS = "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, X-Api-Key, Anthropic-Version"
 
 
 def is_loopback(host: str) -> bool:
@@ -60,14 +60,21 @@ def origin_allowed(origin: str, settings: Settings) -> bool:
     return any(fnmatch.fnmatchcase(origin, pattern) for pattern in (*DEFAULT_ORIGINS, *settings.origins))
 
 
-def _over_tcp(request: web.Request) -> bool:
+def over_tcp(request: web.Request) -> bool:
     sock = request.transport.get_extra_info("socket") if request.transport else None
     return sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6)
 
 
+def key_given(request: web.Request, key: str) -> bool:
+    """The key as a Bearer token (OpenAI's and Ollama's clients) or in x-api-key (Anthropic's)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    given = [token.strip() if scheme.lower() == "bearer" else "", request.headers.get("x-api-key", "").strip()]
+    return any(value and hmac.compare_digest(value.encode(), key.encode()) for value in given)
+
+
 @web.middleware
 async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not _over_tcp(request):
+    if not over_tcp(request):
         return await handler(request)
     settings = request.app[SETTINGS]
     host = request.headers.get("Host", "")
@@ -82,14 +89,13 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.Response(status=204, headers={**cors, "Access-Control-Allow-Methods": "GET, POST, DELETE, HEAD, OPTIONS",
                                                   "Access-Control-Allow-Headers": CORS_HEADERS,
                                                   "Access-Control-Max-Age": "600"})
-    if settings.api_key:
-        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.api_key.encode()):
-            response = error_response(request, 401, "this r1 listener needs an API key: send Authorization: Bearer <R1_API_KEY>",
-                                      "invalid_api_key")
-            response.headers["WWW-Authenticate"] = "Bearer"
-            response.headers.update(cors)
-            return response
+    if settings.api_key and not key_given(request, settings.api_key):
+        response = error_response(request, 401, "this r1 listener needs an API key: send Authorization: Bearer "
+                                  "<R1_API_KEY> (or, as Anthropic's clients do, x-api-key: <R1_API_KEY>)",
+                                  "invalid_api_key")
+        response.headers["WWW-Authenticate"] = "Bearer"
+        response.headers.update(cors)
+        return response
     if cors:
         request[CORS] = cors
     return await handler(request)

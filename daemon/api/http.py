@@ -28,8 +28,18 @@ OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error",
                       503: "service_unavailable", 507: "insufficient_resources"}
 
 
+# Anthropic's error types by status, for /v1/messages; other statuses: invalid_request_error or api_error.
+ANTHROPIC_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
+                         404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
+                         503: "overloaded_error", 529: "overloaded_error"}
+
+
 def error_body(path: str, status: int, message: str, code: str | None = None) -> dict[str, Any]:
-    """Ollama's {"error": "..."}; on /v1 paths OpenAI's {"error": {"message", "type", "code"}}."""
+    """Ollama's {"error": "..."}; on /v1 paths OpenAI's {"error": {"message", "type", "code"}}, and on
+    Anthropic's /v1/messages its {"type": "error", "error": {"type", "message"}}."""
+    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+        kind = ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        return {"type": "error", "error": {"type": kind, "message": message}}
     if path.startswith("/v1/"):
         kind = OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
         return {"error": {"message": message, "type": kind, "param": None, "code": code}}

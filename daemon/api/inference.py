@@ -13,7 +13,7 @@ from ..generation import Chunk, Final, Request, Whole
 from ..runner.options import check_options
 from .context import CORE
 from .fields import (context, embed_request, get_bool, get_str, images_refused, keep_alive, logprobs, messages,
-                     output_format, required_str, think, tools)
+                     output_format, required_str, think, think_level, tools)
 from .http import NDJSON, read_json
 from .respond import respond
 
@@ -49,6 +49,7 @@ def parse_request(body: Json, chat: bool) -> Request:
         format=output_format(body),
         options=check_options(body.get("options")),
         think=think(body),
+        effort=think_level(body),
         keep_alive=keep_alive(body),
         tools=tools(body) if chat else None,
         suffix=None if chat else get_str(body, "suffix") or None,  # "" is no suffix, as in Ollama

@@ -32,7 +32,7 @@ from ..store import InvalidNameError, ModelRecord
 from ..store.remotes import remote_of
 from .context import CORE, STORE
 from .fields import (TEXT_ONLY, embed_request, get_bool, images_refused, keep_alive, logprobs, messages, required_str,
-                     think, tools)
+                     think, think_level, tools)
 from .http import SSE, read_json
 from .respond import respond
 
@@ -117,63 +117,118 @@ def include_usage(body: Json) -> bool:
 
 def response_format(body: Json) -> str | Json | None:
     """OpenAI's response_format as the core's format: None, "json" or a JSON schema."""
-    value = body.get("response_format")
+    return format_of(body.get("response_format"), "response_format", "json_schema")
+
+
+def format_of(value: Any, where: str, holder: str | None) -> str | Json | None:
+    """A format object as the core's format: chat's response_format (the schema under `holder`,
+    "json_schema") or the Responses API's text.format (the schema in the object itself)."""
     if value is None:
         return None
     if not isinstance(value, dict) or not isinstance(value.get("type"), str):
-        raise BadRequest("field 'response_format' must be an object with a 'type'")
+        raise BadRequest(f"field '{where}' must be an object with a 'type'")
     kind = value["type"]
     if kind == "text":
         return None
     if kind == "json_object":
         return "json"
     if kind == "json_schema":
-        spec = value.get("json_schema")
+        spec = value.get(holder) if holder else value
+        at = f"{where}.{holder}" if holder else where
         if not isinstance(spec, dict):
-            raise BadRequest("response_format.json_schema must be an object with a 'schema'")
+            raise BadRequest(f"{at} must be an object with a 'schema'")
         schema = spec.get("schema")
         if schema is None:
             return "json"
         if not isinstance(schema, dict):
-            raise BadRequest("response_format.json_schema.schema must be a JSON schema object")
+            raise BadRequest(f"{at}.schema must be a JSON schema object")
         return schema
-    raise BadRequest(f"response_format type {kind!r} is not supported; use 'text', 'json_object' or 'json_schema'")
+    raise BadRequest(f"{where} type {kind!r} is not supported; use 'text', 'json_object' or 'json_schema'")
+
+
+# OpenAI's reasoning efforts as r1's think levels (THINK_BUDGETS in generation.py); "none" turns thinking off.
+EFFORT_LEVELS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high"}
 
 
 def reasoning(body: Json) -> bool | None:
     """reasoning_effort "none" turns a reasoning model's thinking off; other levels leave it on."""
     if "reasoning_effort" not in body:
         return think(body)  # Ollama's "think", which r1 also reads
-    value = body["reasoning_effort"]
+    return effort(body["reasoning_effort"], "reasoning_effort")
+
+
+def effort(value: Any, where: str) -> bool | None:
+    """A reasoning effort as the core's think: "none" off, a level on (its level: effort_level())."""
     if value is None:
         return None
     if value == "none":
         return False
-    if value in ("minimal", "low", "medium", "high"):
+    if value in EFFORT_LEVELS:
         return True
-    raise BadRequest(f"field 'reasoning_effort' must be none, minimal, low, medium or high, not {json.dumps(value)}")
+    raise BadRequest(f"field '{where}' must be none, minimal, low, medium, high or xhigh, not {json.dumps(value)}")
+
+
+def effort_level(value: Any, body: Json) -> str | None:
+    """A reasoning effort as r1's think level; without one, Ollama's `think` level, which r1 also reads."""
+    return think_level(body) if value is None else EFFORT_LEVELS.get(value)
+
+
+def reasoning_level(body: Json) -> str | None:
+    return effort_level(body.get("reasoning_effort"), body)
 
 
 def function_tools(body: Json) -> list[Any] | None:
     """`tools` as given (OpenAI's and Ollama's shapes are the same), narrowed by tool_choice."""
-    offered = tools(body)
+    offered = checked_tools(tools(body))
+    choice = body.get("tool_choice")
+    function = choice.get("function") if isinstance(choice, dict) else None
+    named = function.get("name") if isinstance(function, dict) else None
+    return chosen_tools(offered, choice, named, "\"none\", \"auto\", \"required\" or "
+                        "{\"type\": \"function\", \"function\": {\"name\": ...}}")
+
+
+def checked_tools(offered: list[Any] | None, where: str = "tools") -> list[Any] | None:
+    """Function tools in chat's shape, each with a name and, when given, a JSON schema of an object
+    for its parameters."""
     for n, tool in enumerate(offered or []):
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise BadRequest(f"tools[{n}] must be {{\"type\": \"function\", \"function\": {{\"name\", ...}}}}")
-    choice = body.get("tool_choice")
+            raise BadRequest(f"{where}[{n}] must be {{\"type\": \"function\", \"function\": {{\"name\", ...}}}}")
+        check_parameters(function.get("parameters"), f"{where}[{n}]", function["name"])
+    return offered
+
+
+def check_parameters(schema: Any, where: str, name: str) -> None:
+    """A tool's parameters must be a JSON schema of an object: templates render them and models fill them in."""
+    if schema is None:
+        return
+    problem = None
+    if not isinstance(schema, dict):
+        problem = "is not a JSON schema object"
+    elif schema.get("type", "object") != "object":
+        problem = f"has type {json.dumps(schema['type'])}; a tool's arguments are an object"
+    elif not isinstance(properties := schema.get("properties", {}), dict) or not all(
+            isinstance(p, dict) for p in properties.values()):
+        problem = "has 'properties' that are not an object of schemas"
+    elif not isinstance(required := schema.get("required", []), list) or not all(isinstance(r, str) for r in required):
+        problem = "has 'required' that is not a list of property names"
+    if problem:
+        raise BadRequest(f"{where} ({name!r}): its parameters {problem}; send a JSON schema like "
+                         "{\"type\": \"object\", \"properties\": {...}, \"required\": [...]}")
+
+
+def chosen_tools(offered: list[Any] | None, choice: Any, named: str | None, shapes: str) -> list[Any] | None:
+    """The tools a tool_choice leaves: all (auto, required, unset), none, or the one it names."""
+    if named is not None:
+        hits = [t for t in offered or [] if t["function"]["name"] == named]
+        if not hits:
+            raise BadRequest(f"tool_choice names the function {named!r}, which is not in 'tools'")
+        return hits
     if choice is None or choice in ("auto", "required"):  # required: r1 cannot force a call; best effort
         return offered
     if choice == "none":
         return None
-    if isinstance(choice, dict) and isinstance(choice.get("function"), dict):
-        name = choice["function"].get("name")
-        named = [t for t in offered or [] if t["function"]["name"] == name]
-        if not named:
-            raise BadRequest(f"tool_choice names the function {name!r}, which is not in 'tools'")
-        return named
-    raise BadRequest("field 'tool_choice' must be \"none\", \"auto\", \"required\" or "
-                     "{\"type\": \"function\", \"function\": {\"name\": ...}}")
+    raise BadRequest(f"field 'tool_choice' must be {shapes}")
 
 
 def content_text(content: Any, where: str) -> str:
@@ -255,6 +310,7 @@ def chat_request(body: Json) -> Request:
         format=response_format(body),
         options=sampling_options(body, CHAT_FIELDS),
         think=reasoning(body),
+        effort=reasoning_level(body),
         keep_alive=keep_alive(body),
         tools=function_tools(body),
         logprobs=logprobs(body),

@@ -1,10 +1,17 @@
-"""r1's own operational endpoints: Prometheus metrics."""
+"""r1's own operational endpoints: Prometheus metrics, and the TCP listener that coding agents need."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from .context import METRICS, SCHEDULER
+from ..errors import BadRequest, Forbidden, ServiceUnavailable
+from .context import LISTENER, METRICS, SCHEDULER, SETTINGS
+from .fields import get_str
+from .guard import is_loopback, over_tcp
+from .http import read_json
+
+# Ollama's port first, as apps that know Ollama look there; any free port when it is taken.
+DEFAULT_TCP = ("127.0.0.1", 11434)
 
 routes = web.RouteTableDef()
 
@@ -13,3 +20,42 @@ routes = web.RouteTableDef()
 async def metrics(request: web.Request) -> web.Response:
     return web.Response(text=request.app[METRICS].render(request.app[SCHEDULER]), content_type="text/plain",
                         headers={"X-Content-Type-Options": "nosniff"}, charset="utf-8")
+
+
+def _listening(request: web.Request) -> web.Response:
+    listener = request.app[LISTENER]
+    address = listener.address
+    return web.json_response({"address": f"{address[0]}:{address[1]}" if address else None,
+                              "key_required": bool(request.app[SETTINGS].api_key)})
+
+
+@routes.get("/api/tcp")
+async def tcp_listener(request: web.Request) -> web.Response:
+    if LISTENER not in request.app:
+        raise ServiceUnavailable("this daemon has no TCP listener to report (it was not started by `r1 serve`)")
+    return _listening(request)
+
+
+@routes.post("/api/tcp")
+async def open_tcp_listener(request: web.Request) -> web.Response:
+    """{"host"?: "127.0.0.1:PORT"}: listen on TCP too, on loopback only (R1_HOST sets any other address)."""
+    if over_tcp(request):
+        raise Forbidden("the TCP listener is opened over the Unix socket only")
+    if LISTENER not in request.app:
+        raise ServiceUnavailable("this daemon cannot open a TCP listener (it was not started by `r1 serve`)")
+    asked = get_str(await read_json(request), "host")
+    host, port = DEFAULT_TCP
+    if asked:
+        host, _, text = asked.rpartition(":")
+        host = host.strip("[]") or "127.0.0.1"
+        if not text.isdigit() or not is_loopback(host):
+            raise BadRequest(f"host {asked!r} must be a loopback HOST:PORT such as 127.0.0.1:11434 (R1_HOST at the "
+                             "daemon's start listens anywhere else, with R1_API_KEY)")
+        port = int(text)
+    try:
+        await request.app[LISTENER].open(host, port)
+    except OSError as exc:
+        if asked:
+            raise BadRequest(f"cannot listen on {asked}: {exc.strerror}") from exc
+        await request.app[LISTENER].open(host, 0)  # Ollama's port is taken (by Ollama, most likely)
+    return _listening(request)

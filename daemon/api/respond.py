@@ -3,7 +3,7 @@ generate, then stream the events or collect the whole answer, each shaped as the
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -29,14 +29,21 @@ class Dialect(Protocol):
         """The whole answer, when the client did not ask for a stream."""
 
 
+Items = AsyncIterator[Chunk | Final]
+
+
 async def respond(request: web.Request, parse: Callable[[Json], Request],
-                  dialect: Callable[[Json, Request], Dialect]) -> web.StreamResponse:
-    """Everything in the body is checked before the model is asked: a bad field is a 400, not a load."""
+                  dialect: Callable[[Json, Request], Dialect],
+                  watch: Callable[[Any, Items], Items] | None = None) -> web.StreamResponse:
+    """Everything in the body is checked before the model is asked: a bad field is a 400, not a load.
+    `watch(shape, items)`, when given, sees the core's items before they are shaped (to keep the answer)."""
     body = await read_json(request)
     parsed = parse(body)
     shape = dialect(body, parsed)
     stream = get_bool(body, "stream", shape.stream_default)
     items = generate(request.app[CORE], parsed)
+    if watch is not None:
+        items = watch(shape, items)
     if stream:
         return await stream_events(request, items, shape.event, shape.framing)
     return web.json_response(shape.answer(await collect(items)))

@@ -124,6 +124,11 @@ class BatchBackend(Backend):
     def busy(self) -> bool:
         """Whether any sequence is queued or generating."""
 
+    def force(self, seq: int, text: str) -> bool:
+        """Make `seq`'s next tokens those of `text` instead of sampled ones (a thinking budget closes the think
+        block this way); False where the backend cannot."""
+        return False
+
     def reused(self, seq: int) -> int:
         """Prompt tokens of `seq` found already evaluated in its slot's cache (prompt_eval_count leaves them
         out); known once `seq` has its slot, until that slot takes another sequence."""

@@ -67,6 +67,7 @@ class Sequence:
     reused: int = 0  # prompt tokens found in the slot's cells
     todo: list[int] = field(default_factory=list)  # prompt tokens still to evaluate
     next_token: int = -1  # sampled, not yet decoded
+    forced: deque[int] = field(default_factory=deque)  # tokens to take instead of sampling (force())
     row: int = -1  # the batch row its last token was sampled from
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
 
@@ -108,6 +109,13 @@ class Batcher:
         sequence = Sequence(seq, list(tokens), sampler_chain(self.vocab, self.n_vocab, sampling, grammar))
         self.waiting.append(sequence)
         self._assign()
+
+    def force(self, seq: int, tokens: list[int]) -> bool:
+        sequence = next((s.sequence for s in self.slots if s.sequence is not None and s.sequence.seq == seq), None)
+        if sequence is None:
+            return False
+        sequence.forced.extend(tokens)
+        return True
 
     def cancel(self, seq: int) -> None:
         for sequence in self.waiting:
@@ -220,7 +228,11 @@ class Batcher:
         for slot, row in rows:
             sequence = slot.sequence
             assert sequence is not None
-            token = LIB.llama_sampler_sample(sequence.sampler, self.ctx, row)
+            if sequence.forced:  # the penalties and the grammar see it as if sampled
+                token = sequence.forced.popleft()
+                LIB.llama_sampler_accept(sequence.sampler, token)
+            else:
+                token = LIB.llama_sampler_sample(sequence.sampler, self.ctx, row)
             sequence.row = row
             if LIB.llama_vocab_is_eog(self.vocab, token):
                 out.append((sequence.seq, sequence.decoder.decode(b"", final=True), True))

@@ -176,6 +176,9 @@ class LlamaCppBackend(BatchBackend):
     def reused(self, seq: int) -> int:
         return self._generator().reused.get(seq, 0)
 
+    def force(self, seq: int, text: str) -> bool:
+        return self._generator().force(seq, self.llm.tokenize(text.encode(), add_bos=False, special=True))
+
     def stream(self, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None) -> Iterator[str]:
         # One sequence through the batch path; the runner calls this only while no other sequence runs.
         self.add(ALONE, tokens, sampling, fmt)

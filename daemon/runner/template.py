@@ -48,6 +48,7 @@ def render(
     eos_token: str,
     tools: list[Any] | None = None,
     think: bool | None = None,
+    effort: str | None = None,
     suffix: str | None = None,
 ) -> str:
     context: dict[str, Any] = {
@@ -60,6 +61,8 @@ def render(
         context["tools"] = tools
     if think is not None:
         context["enable_thinking"] = think  # Qwen3-style templates read it
+    if effort is not None:
+        context["reasoning_effort"] = effort  # gpt-oss-style templates read a level
     if suffix is not None:
         context["suffix"] = suffix  # what follows the gap, for templates that fill in the middle
     try:

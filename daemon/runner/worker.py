@@ -27,6 +27,7 @@ from ..backends import Backend, BackendError, load_backend
 from ..backends.base import BatchBackend
 from ..reasoning import template_opens_think
 from . import template
+from .budget import CLOSING, ThinkBudget
 from .protocol import MAX_FRAME, Frame, decode, encode
 from .stops import StopMatcher
 
@@ -49,6 +50,7 @@ class Request:
     announced: bool = False  # whether its start frame went out
     written: list[str] = field(default_factory=list)  # the answer, for Ollama's `context`
     logprobs: list[dict[str, Any]] = field(default_factory=list)  # of tokens whose text the stop matcher holds
+    budget: ThinkBudget | None = None  # tokens it may think before the runner closes the block
 
 
 class Worker:
@@ -165,7 +167,8 @@ class Worker:
             if not source:
                 raise BackendError("this model has no chat template; give it one with `r1 create` and a TEMPLATE line, or use /api/generate")
             return template.render(source, frame["messages"], bos_token=backend.bos_token, eos_token=backend.eos_token,
-                                   tools=frame.get("tools"), think=frame.get("think"))
+                                   tools=frame.get("tools"), think=frame.get("think"),
+                                   effort=frame.get("reasoning_effort"))
         system, prompt = frame.get("system"), frame.get("prompt", "")
         if frame.get("raw"):
             return prompt
@@ -175,7 +178,8 @@ class Worker:
             return earlier + (f"{system}\n\n{prompt}" if system else prompt)
         messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         return earlier + template.render(source, messages, bos_token=backend.bos_token, eos_token=backend.eos_token,
-                                         think=frame.get("think"), suffix=frame.get("suffix"))
+                                         think=frame.get("think"), effort=frame.get("reasoning_effort"),
+                                         suffix=frame.get("suffix"))
 
     def _fit(self, frame: Frame, backend: Backend, context: int) -> tuple[str, list[int]]:
         """The prompt and its tokens; a chat too long for the context loses its oldest turns,
@@ -211,7 +215,9 @@ class Worker:
         sampling = frame.get("sampling", {})
         limit = sampling.get("num_predict", -1)
         limit = room if limit is None or limit < 0 else min(limit, room)
-        return Request(frame, prompt, tokens, limit, StopMatcher(sampling.get("stop") or []))
+        budget = frame.get("think_budget")
+        return Request(frame, prompt, tokens, limit, StopMatcher(sampling.get("stop") or []),
+                       budget=None if budget is None else ThinkBudget(budget, opened=template_opens_think(prompt)))
 
     def _start(self, request: Request) -> None:
         request.announced = True
@@ -283,6 +289,8 @@ class Worker:
                 self._finish(active.pop(rid), "stop", backend)
                 continue
             reason = self._token(request, text)
+            if request.budget is not None and request.budget.spent(text):
+                backend.force(rid, CLOSING)  # the answer starts now; where the backend cannot, it thinks on
             if request.stops.stopped or reason == "length":
                 backend.cancel(rid)
                 self._finish(active.pop(rid), reason or "stop", backend)
@@ -345,7 +353,10 @@ class Worker:
         }})
 
     def _tokenize(self, frame: Frame) -> None:
-        self.send({"id": frame["id"], "result": {"tokens": self._model().tokenize(frame["text"])}})
+        """A text's tokens; without one, those of the prompt a generate frame would render."""
+        backend = self._model()
+        text = frame["text"] if "text" in frame else self._prompt(frame, backend)
+        self.send({"id": frame["id"], "result": {"tokens": backend.tokenize(text)}})
 
 
 def _die_with_parent() -> None:

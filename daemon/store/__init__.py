@@ -1,7 +1,7 @@
 """The content-addressed model store (see store.py for the layout)."""
 
 from .blobs import Ingested, InvalidDigestError, parse_digest
-from .index import ModelRecord
+from .index import ModelRecord, StoredResponse
 from .manifest import FileEntry, Manifest, Overrides
 from .names import InvalidNameError, ModelName, parse_name
 from .store import MissingBlobError, ModelNotFoundError, ReconcileReport, Store
@@ -19,6 +19,7 @@ __all__ = [
     "Overrides",
     "ReconcileReport",
     "Store",
+    "StoredResponse",
     "parse_digest",
     "parse_name",
 ]

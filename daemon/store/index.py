@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 import sqlite_utils
 from sqlite_utils import Migrations
@@ -122,6 +123,25 @@ def m004_remotes(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m005_responses(db: sqlite_utils.Database) -> None:
+    # OpenAI Responses kept for a while (R1_RESPONSES_TTL), so a conversation can go on by id
+    # (previous_response_id): the conversation up to the answer, the answer, and the Response object.
+    db.execute(
+        """CREATE TABLE responses (
+            id TEXT PRIMARY KEY,
+            model TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            expires_at REAL NOT NULL,
+            instructions TEXT,
+            input TEXT NOT NULL,
+            output TEXT NOT NULL,
+            response TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX responses_expiry ON responses(expires_at)")
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
@@ -133,6 +153,25 @@ class ModelRecord:
     manifest: Manifest
     created_at: str
     modified_at: str
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """A Response kept for previous_response_id: input and output are lists of Responses items."""
+
+    id: str
+    model: str
+    created_at: float
+    expires_at: float
+    instructions: str | None
+    input: list[Any]
+    output: list[Any]
+    response: dict[str, Any]
+
+    def to_row(self) -> dict[str, Any]:
+        return {"id": self.id, "model": self.model, "created_at": self.created_at, "expires_at": self.expires_at,
+                "instructions": self.instructions, "input": json.dumps(self.input), "output": json.dumps(self.output),
+                "response": json.dumps(self.response)}
 
 
 @dataclass(frozen=True)
@@ -212,7 +251,31 @@ class Index:
         row = self.db.execute("SELECT input, output FROM remote_prices WHERE upstream = ?", [upstream]).fetchone()
         return Price(*row) if row else None
 
+    def response(self, response_id: str, at: float) -> StoredResponse | None:
+        """A stored response unless it expired by `at` (seconds since the epoch)."""
+        cursor = self.db.execute("SELECT * FROM responses WHERE id = ? AND expires_at > ?", [response_id, at])
+        row = cursor.fetchone()
+        if row is None:
+            return None
+        values = dict(zip([d[0] for d in cursor.description], row))
+        return StoredResponse(**{**values, **{k: json.loads(values[k]) for k in ("input", "output", "response")}})
+
     # writes: each is one transaction, garbage collection included
+
+    def put_response(self, stored: StoredResponse) -> None:
+        with self.db.atomic():
+            self.prune_responses(stored.created_at)
+            self.db.table("responses").upsert(stored.to_row(), pk="id")
+
+    def delete_response(self, response_id: str, at: float) -> bool:
+        """Forget a response; False when there was none (an expired one counts as none)."""
+        with self.db.atomic():
+            self.prune_responses(at)
+            return self.db.execute("DELETE FROM responses WHERE id = ?", [response_id]).rowcount > 0
+
+    def prune_responses(self, at: float) -> int:
+        """Drop the responses expired by `at`; how many went."""
+        return self.db.execute("DELETE FROM responses WHERE expires_at <= ?", [at]).rowcount
 
     def put_remote(self, remote: Remote) -> None:
         self.db.table("remotes").upsert(remote.to_row(), pk="name")

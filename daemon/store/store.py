@@ -29,7 +29,7 @@ from pathlib import Path
 from ..errors import Conflict, ModelNotFound
 from .blobs import EPHEMERAL_PREFIXES, VIEW_PREFIX, BlobStore, Ingested, Progress
 from .connections import IndexConnections
-from .index import Collected, Index, ModelRecord
+from .index import Collected, Index, ModelRecord, StoredResponse
 from .manifest import Manifest
 from .names import ModelName, parse_name, safe_relpath
 from .remotes import Price, Remote
@@ -121,6 +121,22 @@ class Store:
         """The price of an upstream model ("REMOTE:id"), if one was set."""
         with self._index.reading() as index:
             return index.price(upstream)
+
+    def response(self, response_id: str) -> StoredResponse | None:
+        """A kept OpenAI Response, None when unknown or expired (expired ones are not returned, and the
+        next write drops them)."""
+        with self._index.reading() as index:
+            return index.response(response_id, time.time())
+
+    def put_response(self, stored: StoredResponse) -> None:
+        """Keep a Response until its expires_at; expired ones are dropped in the same transaction."""
+        self._index.write(lambda index: index.put_response(stored))
+
+    def delete_response(self, response_id: str) -> bool:
+        return self._index.write(lambda index: index.delete_response(response_id, time.time()))
+
+    def prune_responses(self) -> int:
+        return self._index.write(lambda index: index.prune_responses(time.time()))
 
     def put_remote(self, remote: Remote) -> None:
         self._index.write(lambda index: index.put_remote(remote))

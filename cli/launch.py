@@ -1,0 +1,59 @@
+"""`r1 launch TOOL`: what a coding agent needs to use a model through r1 (base URL, key, model), in the
+variables and flags each tool documents, with r1's TCP listener opened for it if it is off.
+
+- Claude Code (code.claude.com/docs/en/env-vars): ANTHROPIC_BASE_URL (without /v1: it appends
+  /v1/messages), ANTHROPIC_AUTH_TOKEN (sent as a Bearer token), ANTHROPIC_MODEL, and the model each of
+  its tiers (haiku, sonnet, opus) uses for its background work: ANTHROPIC_DEFAULT_*_MODEL.
+- Codex CLI (developers.openai.com/codex/config-advanced): a custom model provider given with `-c`
+  (base_url ending in /v1, env_key naming the variable that holds the key, wire_api "responses"); its
+  built-in provider ids (openai, ollama, lmstudio) are reserved, so r1's is "r1".
+- opencode (opencode.ai/docs/config): OPENCODE_CONFIG_CONTENT, a config merged over the user's, with
+  an @ai-sdk/openai-compatible provider whose baseURL ends in /v1, and model "r1/MODEL".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+
+from .api import Api
+from .errors import CliError
+
+KEY_VARIABLE = "R1_API_KEY"  # Codex reads the key from the variable its provider's env_key names
+
+
+def plan(tool: str, address: str, key: str, model: str) -> tuple[dict[str, str], list[str]]:
+    """The environment and the command line that start `tool` on `model` through r1 at http://address."""
+    base = f"http://{address}"
+    if tool == "claude":
+        tiers = {f"ANTHROPIC_DEFAULT_{tier}_MODEL": model for tier in ("HAIKU", "SONNET", "OPUS")}
+        return {"ANTHROPIC_BASE_URL": base, "ANTHROPIC_AUTH_TOKEN": key, "ANTHROPIC_MODEL": model, **tiers}, ["claude"]
+    if tool == "codex":
+        provider = (f'{{ name = "r1", base_url = "{base}/v1", env_key = "{KEY_VARIABLE}", '
+                    'wire_api = "responses" }')
+        return {KEY_VARIABLE: key}, ["codex", "-c", "model_provider=r1", "-c", f"model_providers.r1={provider}",
+                                     "-m", model]
+    config = {"$schema": "https://opencode.ai/config.json", "model": f"r1/{model}", "provider": {"r1": {
+        "npm": "@ai-sdk/openai-compatible", "name": "r1",
+        "options": {"baseURL": f"{base}/v1", "apiKey": key}, "models": {model: {"name": model}}}}}
+    return {"OPENCODE_CONFIG_CONTENT": json.dumps(config)}, ["opencode"]
+
+
+def launch(tool: str, model: str, run: bool) -> None:
+    api = Api.from_env()
+    api("POST", "/api/show", {"model": model})  # a model the store lacks fails here, with the daemon's words
+    listening = api("POST", "/api/tcp", {})
+    address = str(listening["address"])
+    # Without R1_API_KEY a loopback listener takes any key; the tools insist on having one.
+    key = api.settings.api_key or "r1"
+    env, command = plan(tool, address, key, model)
+    if run:
+        try:
+            os.execvpe(command[0], command, {**os.environ, **env})
+        except FileNotFoundError:
+            raise CliError(f"{command[0]} is not installed (or not on PATH); install it, or run "
+                           f"`r1 launch {tool}` without --exec to see what to set") from None
+    for name, value in env.items():
+        print(f"export {name}={shlex.quote(value)}")
+    print(shlex.join(command))

@@ -1,0 +1,395 @@
+"""Anthropic's Messages API (/v1/messages): a third dialect over the same generation core.
+
+Requests are parsed into the core's `Request` (tools, tool choice and sampling through the
+OpenAI dialect's helpers, whose logic is the same), and the `Chunk`s and the `Final` that
+`generate` yields come back as Anthropic's content blocks: `thinking` (when asked for),
+`text`, `tool_use`. Streams are Anthropic's named server-sent events; errors are Anthropic's
+`{"type": "error", "error": {...}}` (daemon/api/http.py's `error_body` shapes them by path).
+
+What r1 cannot do as Anthropic does is a 400 that says so, never a silent difference: images
+and documents, server tools, an assistant message to continue (prefill), MCP servers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from ..errors import BadRequest
+from ..generation import Chunk, Final, Request, Whole, count_tokens
+from .context import CORE
+from .fields import images_refused, keep_alive, messages, required_str
+from .http import Framing, read_json
+from .openai import function_tools, sampling_options
+from .respond import respond
+
+routes = web.RouteTableDef()
+
+Json = dict[str, Any]
+
+# Anthropic's request fields and the Ollama options they set.
+SAMPLING_FIELDS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "stop_sequences": "stop",
+                   "max_tokens": "num_predict"}
+STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}  # the core's done_reason -> Anthropic's
+MEDIA_BLOCKS = ("image", "document", "search_result", "container_upload")
+# Fields that would change the answer and that r1 cannot honour: refused rather than ignored.
+REFUSED_FIELDS = {"mcp_servers": "MCP servers", "container": "code execution containers",
+                  "context_management": "context editing"}
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(12)
+
+
+def event(name: str, data: Json) -> bytes:
+    """One of Anthropic's server-sent events: its name on the `event:` line, its JSON on `data:`."""
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+# An error after the first byte is an `error` event; Anthropic's streams end without a trailer.
+ANTHROPIC_SSE = Framing("text/event-stream", lambda body: event("error", body))
+
+
+# --- request fields ---------------------------------------------------------------------------
+
+
+def max_tokens(body: Json) -> int:
+    """Required, as in Anthropic's API: the client says how long an answer may be."""
+    value = body.get("max_tokens")
+    if value is None:
+        raise BadRequest("field 'max_tokens' is required: the most tokens the answer may have, like 1024")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise BadRequest(f"field 'max_tokens' must be a positive whole number, not {json.dumps(value)}")
+    return value
+
+
+def system_prompt(body: Json) -> str | None:
+    """`system` as a string or a list of text blocks, joined by newlines."""
+    value = body.get("system")
+    if value is None or isinstance(value, str):
+        return value
+    return block_text(value, "system")
+
+
+def block_text(blocks: Any, where: str) -> str:
+    """Text blocks (a system prompt, a tool result's content) as one string."""
+    if not isinstance(blocks, list):
+        raise BadRequest(f"{where} must be a string or a list of text blocks")
+    texts = []
+    for n, block in enumerate(blocks):
+        kind = block.get("type") if isinstance(block, dict) else None
+        refuse_media(kind, f"{where}[{n}]")
+        if kind != "text" or not isinstance(block.get("text"), str):
+            raise BadRequest(f"{where}[{n}] must be a text block like {{\"type\": \"text\", \"text\": \"...\"}}")
+        texts.append(block["text"])
+    return "\n".join(texts)
+
+
+def refuse_media(kind: Any, where: str) -> None:
+    if kind == "image":
+        raise images_refused(where)
+    if kind in MEDIA_BLOCKS:
+        raise BadRequest(f"{where} is a {kind!r} block, which r1 does not take: it serves text models only; "
+                         "send the content as text blocks")
+
+
+def tool_result(block: Json, where: str, names: dict[str, str]) -> Json:
+    """A tool_result block as the tool message chat templates read (Ollama's shape, with the tool's name)."""
+    call_id = block.get("tool_use_id")
+    if call_id not in names:
+        raise BadRequest(f"{where}.tool_use_id {json.dumps(call_id)} names no tool_use block of an earlier "
+                         "assistant message")
+    content = block.get("content")
+    text = content if isinstance(content, str) else "" if content is None else block_text(content, f"{where}.content")
+    if block.get("is_error"):
+        text = f"Error: {text}"  # the template has no other way to tell the model the call failed
+    return {"role": "tool", "content": text, "tool_name": names[call_id], "tool_call_id": call_id}
+
+
+def turn(message: Json, where: str, names: dict[str, str]) -> list[Json]:
+    """One Anthropic message as the core's messages: tool results become tool messages before the text."""
+    role = message.get("role")
+    if role not in ("user", "assistant"):
+        raise BadRequest(f"{where}.role must be \"user\" or \"assistant\", not {json.dumps(role)}; "
+                         "the system prompt goes in the top-level 'system' field")
+    content = message.get("content")
+    if isinstance(content, str):
+        return [{"role": role, "content": content}]
+    if not isinstance(content, list):
+        raise BadRequest(f"{where}.content must be a string or a list of content blocks")
+    texts: list[str] = []
+    calls: list[Json] = []
+    results: list[Json] = []
+    for n, block in enumerate(content):
+        at = f"{where}.content[{n}]"
+        kind = block.get("type") if isinstance(block, dict) else None
+        refuse_media(kind, at)
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif kind in ("thinking", "redacted_thinking") and role == "assistant":
+            continue  # past thinking is not sent back to the model, as Ollama does
+        elif kind == "tool_use" and role == "assistant":
+            if not isinstance(block.get("name"), str) or not isinstance(block.get("input", {}), dict):
+                raise BadRequest(f"{at} must be {{\"type\": \"tool_use\", \"id\", \"name\", \"input\": {{...}}}}")
+            calls.append({"type": "function", "function": {"name": block["name"], "arguments": block.get("input", {})}})
+            if isinstance(block.get("id"), str):
+                calls[-1]["id"] = block["id"]
+                names[block["id"]] = block["name"]
+        elif kind == "tool_result" and role == "user":
+            results.append(tool_result(block, at, names))
+        else:
+            raise BadRequest(f"{at} is a {json.dumps(kind)} block, which a {role} message cannot hold here; "
+                             "r1 takes text, tool_use (assistant), tool_result (user) and thinking (assistant) blocks")
+    text = "\n".join(texts)
+    out = [{"role": role, "content": text, **({"tool_calls": calls} if calls else {})}] if text or calls else []
+    return results + out
+
+
+def chat_messages(body: Json) -> list[Json]:
+    value = body.get("messages")
+    if not isinstance(value, list) or not value:
+        raise BadRequest("field 'messages' must be a non-empty list of {role, content} messages")
+    names: dict[str, str] = {}  # tool_use id -> tool name, for the results that answer it
+    converted: list[Any] = []
+    for n, message in enumerate(value):
+        if not isinstance(message, dict):
+            raise BadRequest(f"messages[{n}] must be an object with a 'role' and a 'content'")
+        converted += turn(message, f"messages[{n}]", names)
+    if value[-1].get("role") == "assistant":
+        raise BadRequest("the last message is the assistant's: r1 does not continue a prefilled answer; "
+                         "end with a user message")
+    return messages({"messages": converted})
+
+
+def function_tool(tool: Any, where: str) -> Json:
+    """Anthropic's {name, description, input_schema} as a function tool (OpenAI's and Ollama's shape)."""
+    if not isinstance(tool, dict) or not isinstance(tool.get("name"), str):
+        raise BadRequest(f"{where} must be a tool like {{\"name\", \"description\", \"input_schema\": {{...}}}}")
+    if tool.get("type") not in (None, "custom"):
+        raise BadRequest(f"{where} is Anthropic's server tool {tool['type']!r}, which r1 cannot run; "
+                         "offer it as a custom tool with an input_schema and run it in the client")
+    schema = tool.get("input_schema")
+    if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+        raise BadRequest(f"{where}.input_schema must be a JSON schema object with \"type\": \"object\"")
+    function = {"name": tool["name"], "parameters": schema}
+    if isinstance(tool.get("description"), str):
+        function["description"] = tool["description"]
+    return {"type": "function", "function": function}
+
+
+def forced_call(tools: list[Json]) -> Json:
+    """A JSON schema that lets the model write nothing but a call of one of `tools`: how r1 honours
+    tool_choice any and tool (the core parses the call out of the answer, as it does a template's)."""
+    calls = [{"type": "object", "required": ["name", "arguments"], "properties": {
+        "name": {"type": "string", "enum": [t["function"]["name"]]}, "arguments": t["function"]["parameters"]}}
+        for t in tools]
+    return calls[0] if len(calls) == 1 else {"anyOf": calls}
+
+
+def tools_and_format(body: Json, think: bool) -> tuple[list[Json] | None, Json | None]:
+    """The function tools offered and, when tool_choice forces a call, the format that forces it."""
+    offered = body.get("tools")
+    if offered is not None and not isinstance(offered, list):
+        raise BadRequest("field 'tools' must be a list")
+    converted = [function_tool(t, f"tools[{n}]") for n, t in enumerate(offered or [])]
+    choice = body.get("tool_choice") or {"type": "auto"}
+    kind = choice.get("type") if isinstance(choice, dict) else None
+    openai_choice: Any = {"auto": "auto", "any": "auto", "none": "none"}.get(kind or "")
+    if kind == "tool":
+        openai_choice = {"type": "function", "function": {"name": choice.get("name")}}
+    if openai_choice is None:
+        raise BadRequest("field 'tool_choice' must be {\"type\": \"auto\"}, {\"type\": \"any\"}, {\"type\": \"none\"} "
+                         "or {\"type\": \"tool\", \"name\": ...}")
+    tools = function_tools({"tools": converted, "tool_choice": openai_choice})
+    if kind not in ("any", "tool"):
+        return tools, None
+    if not tools:
+        raise BadRequest(f"tool_choice {kind!r} needs 'tools' to choose from")
+    if think:
+        raise BadRequest("thinking may not be enabled when tool_choice forces tool use; use tool_choice auto")
+    return tools, forced_call(tools)
+
+
+def output_format(body: Json) -> Json | None:
+    """Structured outputs: output_config.format's JSON schema (or the older top-level output_format)."""
+    config = body.get("output_config")
+    if config is not None and not isinstance(config, dict):
+        raise BadRequest("field 'output_config' must be an object like {\"format\": {\"type\": \"json_schema\", ...}}")
+    unknown = sorted(set(config or {}) - {"format", "effort"})
+    if unknown:
+        raise BadRequest(f"output_config.{unknown[0]} is not supported by r1; leave it out")
+    spec = (config or {}).get("format") or body.get("output_format")
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or spec.get("type") != "json_schema" or not isinstance(spec.get("schema"), dict):
+        raise BadRequest("output_config.format must be {\"type\": \"json_schema\", \"schema\": {...}}")
+    return spec["schema"]
+
+
+def thinking(body: Json) -> tuple[bool, int | None]:
+    """`thinking`: enabled shows a reasoning model's thinking as blocks, at most budget_tokens of it (the
+    runner closes the block then); disabled or absent leaves it out."""
+    value = body.get("thinking")
+    if value is None:
+        return False, None
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "disabled":
+        return False, None
+    if kind == "enabled":
+        budget = value.get("budget_tokens")
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+            raise BadRequest("thinking.budget_tokens must be a positive whole number, like 1024")
+        return True, budget
+    raise BadRequest("field 'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": N} "
+                     "or {\"type\": \"disabled\"}")
+
+
+def parse(body: Json, *, counting: bool = False) -> Request:
+    """The core's Request from a Messages body; count_tokens takes the same body less max_tokens."""
+    model = required_str(body, "model")
+    for key, what in REFUSED_FIELDS.items():
+        if body.get(key) is not None:
+            raise BadRequest(f"field '{key}' ({what}) is not supported by r1; leave it out")
+    think, budget = thinking(body)
+    if not counting:
+        max_tokens(body)
+    tools, forced = tools_and_format(body, think)
+    shaped = output_format(body)
+    if forced and shaped:
+        raise BadRequest("output_config.format and a tool_choice that forces a call cannot both shape the answer")
+    return Request(model=model, messages=chat_messages(body), system=system_prompt(body), format=forced or shaped,
+                   options=sampling_options(body, SAMPLING_FIELDS), think=think, think_budget=budget,
+                   effort=effort(body), keep_alive=keep_alive(body), tools=tools)
+
+
+def effort(body: Json) -> str | None:
+    """output_config.effort (low, medium, high) as r1's think level; Anthropic's "max" is high."""
+    value = (body.get("output_config") or {}).get("effort")
+    if value is None:
+        return None
+    if value not in ("low", "medium", "high", "max"):
+        raise BadRequest(f"output_config.effort must be low, medium, high or max, not {value!r}")
+    return "high" if value == "max" else value
+
+
+# --- answers ----------------------------------------------------------------------------------
+
+
+def signature(thinking_text: str) -> str:
+    """Anthropic's clients carry a thinking block's signature back; r1 drops past thinking, so any
+    non-empty string does: a digest of the text."""
+    return hashlib.sha256(thinking_text.encode()).hexdigest()
+
+
+def tool_uses(final: Final, one: bool) -> list[Json]:
+    calls = final.tool_calls[:1] if one else final.tool_calls
+    return [{"type": "tool_use", "id": _new_id("toolu_"), "name": c["function"]["name"],
+             "input": c["function"]["arguments"]} for c in calls]
+
+
+def stop_reason(final: Final) -> str:
+    return "tool_use" if final.tool_calls else STOP_REASONS.get(final.done_reason, "end_turn")
+
+
+def usage(final: Final) -> Json:
+    """Anthropic counts the prompt tokens read from a cache apart from those evaluated."""
+    return {"input_tokens": final.prompt_eval_count, "output_tokens": final.eval_count,
+            "cache_read_input_tokens": final.prompt_cached, "cache_creation_input_tokens": 0}
+
+
+class MessageShape:
+    """One `message`, or its stream: message_start, each block's start, deltas and stop, then
+    message_delta and message_stop. Blocks in order: thinking, text, tool_use."""
+
+    framing = ANTHROPIC_SSE
+    stream_default = False
+
+    def __init__(self, body: Json, parsed: Request) -> None:
+        choice = body.get("tool_choice")
+        self.one_call = isinstance(choice, dict) and choice.get("disable_parallel_tool_use") is True
+        self.common = {"id": _new_id("msg_"), "type": "message", "role": "assistant", "model": parsed.model}
+        self.started = False
+        self.index = -1  # of the open block
+        self.open: str | None = None  # its type
+        self.thought: list[str] = []  # the open thinking block's text, for its signature
+
+    def answer(self, whole: Whole) -> Json:
+        content: list[Json] = []
+        if whole.thinking:
+            content.append({"type": "thinking", "thinking": whole.thinking, "signature": signature(whole.thinking)})
+        calls = tool_uses(whole.final, self.one_call)
+        if whole.content or not (content or calls):
+            content.append({"type": "text", "text": whole.content})
+        return self.common | {"content": content + calls, "stop_reason": stop_reason(whole.final),
+                              "stop_sequence": None, "usage": usage(whole.final)}
+
+    def event(self, item: Chunk | Final) -> bytes:
+        out = b""
+        if not self.started:
+            self.started = True
+            out = event("message_start", {"type": "message_start", "message": self.common | {
+                "content": [], "stop_reason": None, "stop_sequence": None,
+                "usage": {"input_tokens": 0, "output_tokens": 0}}})  # the prompt is counted by the end
+        if isinstance(item, Final):
+            return out + self.last(item)
+        if item.thinking:
+            out += self.block("thinking", {"thinking": ""}) if self.open != "thinking" else b""
+            self.thought.append(item.thinking)
+            out += self.delta({"type": "thinking_delta", "thinking": item.thinking})
+        if item.content:
+            out += self.block("text", {"text": ""}) if self.open != "text" else b""
+            out += self.delta({"type": "text_delta", "text": item.content})
+        return out
+
+    def block(self, kind: str, fields: Json) -> bytes:
+        """Stop the open block, start the next."""
+        out = self.stop()
+        self.index += 1
+        self.open = kind
+        return out + event("content_block_start", {"type": "content_block_start", "index": self.index,
+                                                   "content_block": {"type": kind, **fields}})
+
+    def delta(self, delta: Json) -> bytes:
+        return event("content_block_delta", {"type": "content_block_delta", "index": self.index, "delta": delta})
+
+    def stop(self) -> bytes:
+        if self.open is None:
+            return b""
+        out = b""
+        if self.open == "thinking":
+            out = self.delta({"type": "signature_delta", "signature": signature("".join(self.thought))})
+            self.thought = []
+        self.open = None
+        return out + event("content_block_stop", {"type": "content_block_stop", "index": self.index})
+
+    def last(self, final: Final) -> bytes:
+        calls = tool_uses(final, self.one_call)
+        out = self.block("text", {"text": ""}) if self.index < 0 and not calls else b""  # never an empty message
+        for call in calls:
+            out += self.block("tool_use", {"id": call["id"], "name": call["name"], "input": {}})
+            out += self.delta({"type": "input_json_delta", "partial_json": json.dumps(call["input"])})
+        out += self.stop()
+        counts = usage(final)
+        return out + event("message_delta", {"type": "message_delta",
+                                             "delta": {"stop_reason": stop_reason(final), "stop_sequence": None},
+                                             "usage": counts}) + event("message_stop", {"type": "message_stop"})
+
+
+# --- routes -----------------------------------------------------------------------------------
+
+
+@routes.post("/v1/messages")
+async def create_message(request: web.Request) -> web.StreamResponse:
+    return await respond(request, parse, MessageShape)
+
+
+@routes.post("/v1/messages/count_tokens")
+async def count_message_tokens(request: web.Request) -> web.Response:
+    """The tokens of the prompt the model would see: the conversation through its chat template."""
+    body = await read_json(request)
+    parsed = parse(body, counting=True)
+    return web.json_response({"input_tokens": await count_tokens(request.app[CORE], parsed)})
