@@ -141,6 +141,14 @@ def default_socket(env: Mapping[str, str], home: Path) -> Path:
     return home / "r1.sock"
 
 
+def tool_roots() -> dict[str, list[Path]]:
+    """Where Ollama, the Hugging Face cache and LM Studio keep models for this user (`r1 import --from`),
+    from this process's environment (OLLAMA_MODELS, HF_HUB_CACHE, HF_HOME...)."""
+    from .sources.locations import default_roots  # discovery is needed by `r1 import` only
+
+    return default_roots(os.environ, Path(os.environ.get("HOME") or Path.home()))
+
+
 def total_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
