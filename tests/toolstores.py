@@ -75,6 +75,7 @@ def ollama_store(root: Path) -> OllamaStore:
     template r1 converts); hf.co/tiny-org/Tiny-GGUF:Q8_0 has a template r1 cannot convert and a
     vision projector; registry.ollama.ai/someone/adapted:v1 applies a LoRA adapter."""
     root = Path(root)
+    (root / "blobs").mkdir(parents=True, exist_ok=True)
     gguf = write_tiny_gguf(root / "blobs" / "sha256-partial", name="tiny-ollama")
     data = gguf.read_bytes()
     gguf.unlink()
@@ -186,6 +187,7 @@ def lmstudio_tree(root: Path) -> LMStudioTree:
     root = Path(root)
     tree = LMStudioTree(root)
     repo = root / "lmstudio-community" / "Tiny-GGUF"
+    repo.mkdir(parents=True)
     q4 = write_tiny_gguf(repo / "Tiny-Q4_K_M.gguf", name="lms-q4", seed=4)
     q8 = write_tiny_gguf(repo / "Tiny-Q8_0.gguf", name="lms-q8", seed=5)
     shutil.copyfile(q4, repo / "mmproj-Tiny-F16.gguf")  # a projector: never a model
