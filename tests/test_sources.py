@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from r1.daemon.config import tool_roots
+from r1.daemon.config import OLLAMA_SERVICE_STORE, first_existing, tool_roots
 from r1.daemon.errors import BadRequest
 from r1.daemon.runner.options import check_options
-from r1.daemon.sources import Found, NoStoreError, default_roots, discover, first_existing
-from r1.daemon.sources.locations import OLLAMA_SERVICE_STORE
+from r1.daemon.sources import Found, NoStoreError, discover
 from toolstores import (GO_TEMPLATE, PARAMS_JSON, SYSTEM_PROMPT, HFCache, LMStudioTree, OllamaStore, file_sha256,
                         hf_cache, hf_snapshot_file, lmstudio_tree, ollama_blob, ollama_manifest, ollama_store)
 from fakeollama import MODEL, SYSTEM
@@ -207,16 +206,16 @@ def test_an_unknown_tool_is_refused() -> None:
 
 def test_default_roots_follow_each_tools_variables() -> None:
     home = Path("/home/ann")
-    plain = default_roots({}, home, "linux")
+    plain = tool_roots({}, home, "linux")
     assert plain == {"ollama": [home / ".ollama/models", OLLAMA_SERVICE_STORE],
                      "hf": [home / ".cache/huggingface/hub"],
                      "lmstudio": [home / ".lmstudio/models", home / ".cache/lm-studio/models"]}
-    assert default_roots({}, home, "darwin")["ollama"] == [home / ".ollama/models"]
-    assert default_roots({"OLLAMA_MODELS": "/data/ollama"}, home, "linux")["ollama"] == [Path("/data/ollama")]
-    assert default_roots({"HF_HOME": "/data/hf"}, home)["hf"] == [Path("/data/hf/hub")]
-    assert default_roots({"XDG_CACHE_HOME": "/c"}, home)["hf"] == [Path("/c/huggingface/hub")]
-    assert default_roots({"HF_HUB_CACHE": "/hub", "HF_HOME": "/data/hf"}, home)["hf"] == [Path("/hub")]
-    assert default_roots({"HUGGINGFACE_HUB_CACHE": "/old", "HF_HOME": "/data/hf"}, home)["hf"] == [Path("/old")]
+    assert tool_roots({}, home, "darwin")["ollama"] == [home / ".ollama/models"]
+    assert tool_roots({"OLLAMA_MODELS": "/data/ollama"}, home, "linux")["ollama"] == [Path("/data/ollama")]
+    assert tool_roots({"HF_HOME": "/data/hf"}, home)["hf"] == [Path("/data/hf/hub")]
+    assert tool_roots({"XDG_CACHE_HOME": "/c"}, home)["hf"] == [Path("/c/huggingface/hub")]
+    assert tool_roots({"HF_HUB_CACHE": "/hub", "HF_HOME": "/data/hf"}, home)["hf"] == [Path("/hub")]
+    assert tool_roots({"HUGGINGFACE_HUB_CACHE": "/old", "HF_HOME": "/data/hf"}, home)["hf"] == [Path("/old")]
 
 
 def test_config_reads_the_users_environment_and_the_first_existing_root_wins(
@@ -226,7 +225,7 @@ def test_config_reads_the_users_environment_and_the_first_existing_root_wins(
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    roots = tool_roots()
+    roots = tool_roots()  # os.environ and its HOME
     assert roots["ollama"] == [tmp_path / "o"] and roots["hf"] == [tmp_path / "hf" / "hub"]
     lms = roots["lmstudio"]
     assert first_existing(lms) == tmp_path / ".lmstudio" / "models"  # neither exists: where r1 looked first
