@@ -231,3 +231,19 @@ def test_config_reads_the_users_environment_and_the_first_existing_root_wins(
     assert first_existing(lms) == tmp_path / ".lmstudio" / "models"  # neither exists: where r1 looked first
     (tmp_path / ".cache" / "lm-studio" / "models").mkdir(parents=True)
     assert first_existing(lms) == tmp_path / ".cache" / "lm-studio" / "models"
+
+
+def test_incomplete_split_gguf_and_mlx_with_a_missing_blob_are_reported(tmp_path: Path) -> None:
+    lms = tmp_path / "lms"
+    tree = lmstudio_tree(lms)
+    shards = tree.ggufs["hf.co/lmstudio-community/Split-GGUF:Q8_0"]
+    shards[1].unlink()
+    repo = tmp_path / "hub" / "models--mlx-community--tiny-mlx"
+    for file in sorted(tree.mlx_folder.iterdir()):
+        hf_snapshot_file(repo, "1" * 40, file.name, file.read_bytes(), lfs=file.suffix == ".safetensors")
+    (repo / "snapshots" / ("1" * 40) / "tokenizer.json").resolve().unlink()
+    split = by_name(discover("lmstudio", lms))["hf.co/lmstudio-community/Split-GGUF:Q8_0"]
+    assert split.problem == (f"the Q8_0 GGUF is split in 2 files, and {shards[0].parent} holds 1 of them: "
+                             "finish the download with the tool first")
+    (mlx,) = discover("hf", tmp_path / "hub")
+    assert mlx.name == "hf.co/mlx-community/tiny-mlx:mlx" and "tokenizer.json is a link to a file that is missing" in mlx.problem

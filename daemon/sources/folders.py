@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..metadata import model_files
+from ..metadata import is_mlx_model_file, model_files
 from ..metadata.mlx_reader import is_mlx_folder
-from ..pull.quant import RemoteFile, gguf_variants
+from ..pull.quant import SHARD, RemoteFile, gguf_variants
 from ..store import InvalidNameError, parse_name
 from .found import Found, SourceFile, source_file
 
@@ -39,6 +39,8 @@ def folder_models(folder: Path) -> list[FolderModel]:
     ]
     if is_mlx_folder(folder):
         _, files = model_files(folder)
+        # a link whose blob is gone is no file to model_files(), but the model is incomplete without it
+        files += [p for p in sorted(folder.iterdir()) if p.is_symlink() and not p.exists() and is_mlx_model_file(p.name)]
         models.append(FolderModel(MLX_TAG, "mlx", tuple((path.name, path) for path in files)))
     return models
 
@@ -47,8 +49,7 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-def found_in_folder(folder: Path, repo: str, sha256: Callable[[Path], str | None],
-                    notes: tuple[str, ...] = ()) -> list[Found]:
+def found_in_folder(folder: Path, repo: str, sha256: Callable[[Path], str | None]) -> list[Found]:
     """Each model of `folder` as r1 would import it, named `repo:TAG` (repo: "hf.co/org/repo");
     `sha256` says what a file's real name tells of its hash."""
     found = []
@@ -65,5 +66,15 @@ def found_in_folder(folder: Path, repo: str, sha256: Callable[[Path], str | None
             except OSError:
                 problem = problem or (f"{file} is a link to a file that is missing ({file.resolve()}): "
                                       "an interrupted or deleted download; download it again with the tool")
-        found.append(Found(name, model.format, tuple(files), notes=notes, where=str(folder), problem=problem))
+        problem = problem or _missing_shards(folder, model)
+        found.append(Found(name, model.format, tuple(files), where=str(folder), problem=problem))
     return found
+
+
+def _missing_shards(folder: Path, model: FolderModel) -> str | None:
+    """Why a split GGUF cannot be imported: fewer shards here than its names count."""
+    counts = {int(match[2]) for path, _ in model.files if (match := SHARD.search(path))}
+    if not counts or counts == {len(model.files)}:
+        return None
+    return (f"the {model.tag} GGUF is split in {max(counts)} files, and {folder} holds {len(model.files)} of them: "
+            "finish the download with the tool first")

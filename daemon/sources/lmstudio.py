@@ -13,7 +13,8 @@ from .found import Found, NoStoreError
 def discover_lmstudio(root: Path) -> list[Found]:
     found: list[Found] = []
     if root.is_dir():
-        for repo in sorted(p for p in root.glob("*/*") if p.is_dir() and not p.parent.name.startswith(".")):
+        repos = [p for p in root.glob("*/*") if p.is_dir() and not (p.name.startswith(".") or p.parent.name.startswith("."))]
+        for repo in sorted(repos):
             found += found_in_folder(repo, f"hf.co/{repo.parent.name}/{repo.name}", lambda _: None)
     if not found:
         what = "holds no model" if root.is_dir() else "does not exist"

@@ -26,7 +26,8 @@ def discover_ollama(root: Path) -> list[Found]:
     paths = sorted(p for p in manifests.rglob("*") if p.is_file()) if manifests.is_dir() else []
     paths = [p for p in paths if len(p.relative_to(manifests).parts) == 4 and not p.name.startswith(".")]
     if not paths:
-        what = "holds no manifest" if manifests.is_dir() else "does not exist" if not root.exists() else "has no manifests/ folder"
+        what = ("holds no manifest" if manifests.is_dir() else
+                "does not exist" if not root.exists() else "has no manifests/ folder")
         raise NoStoreError(f"{root} {what}: Ollama's store holds manifests/{{registry}}/{{namespace}}/{{model}}/{{tag}} "
                            "and blobs/sha256-{hex} (by default ~/.ollama/models; OLLAMA_MODELS moves it)")
     return [_model(root, path, *path.relative_to(manifests).parts) for path in paths]
