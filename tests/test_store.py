@@ -177,7 +177,7 @@ def test_not_enough_space_is_a_clear_error_and_leaves_nothing(tmp_path: Path, mo
     source = write(tmp_path / "big.gguf", os.urandom(2048))
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10_000, 9_000, 1000))
     with pytest.raises(InsufficientStorage) as info:
-        blobs.ingest(source, link=False)
+        blobs.copy_in(source)
     assert "needs 2,048 bytes" in str(info.value) and "r1 rm" in str(info.value)
     assert list(blobs.partial.iterdir()) == [] and list(blobs.dir.iterdir()) == []
 
