@@ -122,8 +122,7 @@ def adopt(
         blobs.place(tmp, digest)
         return Ingested(digest, after.st_size, how), BlobSource.of(digest, how, src, after)
     finally:
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)  # a leftover link or clone, never what it points at
 
 
 def _hash(path: Path, src: Path, expected: str | None, progress: Progress | None) -> str:
