@@ -161,6 +161,25 @@ def test_a_vanished_symlink_source_is_reported_broken_at_start_up_and_kept(store
         store.close()
 
 
+def test_bytes_of_r1s_own_in_place_of_a_broken_link_are_served(
+    store: Store, source: Path, tmp_path: Path, how: str
+) -> None:
+    manifest = add(store, "m", source)
+    data = source.read_bytes()
+    if how == "symlinked":
+        source.unlink()
+    else:  # edited in place: r1's hard link shares the change
+        with open(source, "ab") as f:
+            f.write(b"!")
+    assert store.changed_files(manifest) == ["model.gguf"] and store.missing_files(manifest) == ["model.gguf"]
+    again = tmp_path / "elsewhere" / "m.gguf"
+    again.parent.mkdir()
+    again.write_bytes(data)
+    assert store.adopt(again, copy=True).how == "copied", "as a pull would: r1's own bytes replace the link"
+    assert store.changed_files(manifest) == [] and store.missing_files(manifest) == []
+    assert not store.blobs.path(manifest.files[0].digest).is_symlink()
+
+
 def test_rm_removes_r1s_link_and_never_the_source(store: Store, source: Path, how: str) -> None:
     before = tree_state(source.parent)
     manifest = add(store, "a", source)

@@ -10,6 +10,7 @@ blob unlinks r1's name only: the other tool's file stays.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,22 +35,33 @@ class BlobSource:
     inode: int
 
     @classmethod
-    def of(cls, digest: str, kind: str, source: Path, stat: os.stat_result) -> BlobSource:
-        return cls(digest, kind, str(source), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    def of(cls, digest: str, kind: str, source: Path, status: os.stat_result) -> BlobSource:
+        return cls(digest, kind, str(source), status.st_size, status.st_mtime_ns, status.st_ino)
 
     def to_row(self) -> dict[str, Any]:
         return {"digest": self.digest, "kind": self.kind, "source": self.source, "size": self.size,
                 "mtime_ns": self.mtime_ns, "inode": self.inode}
 
     def problem(self, blob: Path) -> str | None:
-        """"gone" or "changed" when the blob can no longer be served as imported; None while it can.
-        One stat, following a symlink to its source."""
+        """"gone" or "changed" when the blob can no longer be served as imported; None while it can,
+        or once r1 has put bytes of its own there (a pull or a copy replaced the link: the record is
+        stale, see replaced()). A stat or two, following a symlink to its source; nothing is read."""
         try:
-            stat = blob.stat()
+            if self.replaced(blob):
+                return None
+            status = blob.stat()
         except FileNotFoundError:
             return "gone"
-        return None if _fingerprint(stat) == (self.size, self.mtime_ns, self.inode) else "changed"
+        return None if _fingerprint(status) == (self.size, self.mtime_ns, self.inode) else "changed"
 
+    def replaced(self, blob: Path) -> bool:
+        """Whether blobs/ now holds a file of r1's own under this digest instead of r1's link. Only r1
+        writes there, so a hard link's inode cannot change any other way (the other tool replacing
+        its file leaves r1's link, and the bytes, as they were)."""
+        entry = os.lstat(blob)
+        if self.kind == "symlinked":
+            return not stat.S_ISLNK(entry.st_mode)
+        return entry.st_ino != self.inode
 
 @dataclass(frozen=True)
 class BrokenFile:
@@ -58,16 +70,19 @@ class BrokenFile:
     path: str  # the file's path in the model
     digest: str
     source: str
+    kind: str  # "linked" or "symlinked"
     problem: str  # "gone" or "changed"
 
     def __str__(self) -> str:
-        if self.problem == "gone":
+        if self.problem == "changed":
+            return f"{self.path}: changed since it was imported from {self.source}"
+        if self.kind == "symlinked":
             return f"{self.path}: broken: {self.source} is gone"
-        return f"{self.path}: changed since it was imported from {self.source}"
+        return f"{self.path}: broken: r1's link to {self.source} is gone from the store"
 
 
-def _fingerprint(stat: os.stat_result) -> tuple[int, int, int]:
-    return stat.st_size, stat.st_mtime_ns, stat.st_ino
+def _fingerprint(status: os.stat_result) -> tuple[int, int, int]:
+    return status.st_size, status.st_mtime_ns, status.st_ino
 
 
 def _hard_link(src: Path, tmp: Path) -> bool:
@@ -130,4 +145,3 @@ def _hash(path: Path, src: Path, expected: str | None, progress: Progress | None
     if expected and digest != expected:
         raise corrupt(src, expected)
     return digest
-

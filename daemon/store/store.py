@@ -170,7 +170,8 @@ class Store:
         (size, mtime or inode) since the import. A stat each, no reading."""
         problems = ((path, source, source.problem(self.blobs.path(source.digest)))
                     for path, source in self.blob_sources(manifest).items())
-        return [BrokenFile(path, source.digest, source.source, problem) for path, source, problem in problems if problem]
+        return [BrokenFile(path, source.digest, source.source, source.kind, problem)
+                for path, source, problem in problems if problem]
 
     def changed_files(self, manifest: Manifest) -> list[str]:
         """Paths of the model's files that changed or vanished at their source since they were imported."""
