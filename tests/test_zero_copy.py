@@ -143,19 +143,31 @@ def test_a_changed_source_is_never_served(store: Store, source: Path, how: str, 
         assert store.changed_files(manifest) == []
 
 
-@pytest.mark.usefixtures("symlinked")
-def test_a_vanished_symlink_source_is_reported_broken_at_start_up_and_kept(store: Store, source: Path) -> None:
+def break_source(source: Path, how: str) -> str:
+    """What can happen to another tool's file: a symlinked one deleted, a hard-linked one edited in
+    place (deleting that one would not matter: the link keeps the bytes). The problem r1 should see."""
+    if how == "symlinked":
+        source.unlink()
+        return "gone"
+    with open(source, "ab") as f:
+        f.write(b"!")
+    return "changed"
+
+
+def test_a_broken_source_is_reported_at_start_up_and_kept(store: Store, source: Path, how: str) -> None:
     manifest = add(store, "deepseek-r1:7b", source)
-    source.unlink()
+    problem = break_source(source, how)
     store, report = reopened(store)
     try:
         assert report.actions == [], "not removed as an orphan, not a stray, not 'missing'"
         [message] = report.broken
-        assert message.startswith(f"{manifest.files[0].digest}: broken: {source} is gone")
-        assert "deepseek-r1:7b" in message and "imported again" in message
-        assert store.blobs.path(manifest.files[0].digest).is_symlink(), "the link stays, so the model says why"
+        digest = manifest.files[0].digest
+        what = f"broken: {source} is gone" if how == "symlinked" else f"changed since it was imported from {source}"
+        assert message == f"{digest}: {what}; models that need it (deepseek-r1:7b) must be imported again"
+        assert store.blobs.path(digest).is_symlink() == (how == "symlinked"), "kept, so the model says why"
         record = store.get("deepseek-r1:7b")
-        assert [str(b) for b in store.broken(record.manifest)] == [f"model.gguf: broken: {source} is gone"]
+        [broken] = store.broken(record.manifest)
+        assert (str(broken), broken.problem) == (f"model.gguf: {what}", problem)
         assert store.changed_files(record.manifest) == ["model.gguf"]
     finally:
         store.close()
@@ -166,11 +178,7 @@ def test_bytes_of_r1s_own_in_place_of_a_broken_link_are_served(
 ) -> None:
     manifest = add(store, "m", source)
     data = source.read_bytes()
-    if how == "symlinked":
-        source.unlink()
-    else:  # edited in place: r1's hard link shares the change
-        with open(source, "ab") as f:
-            f.write(b"!")
+    break_source(source, how)
     assert store.changed_files(manifest) == ["model.gguf"] and store.missing_files(manifest) == ["model.gguf"]
     again = tmp_path / "elsewhere" / "m.gguf"
     again.parent.mkdir()

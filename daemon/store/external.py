@@ -74,11 +74,16 @@ class BrokenFile:
     problem: str  # "gone" or "changed"
 
     def __str__(self) -> str:
-        if self.problem == "changed":
-            return f"{self.path}: changed since it was imported from {self.source}"
-        if self.kind == "symlinked":
-            return f"{self.path}: broken: {self.source} is gone"
-        return f"{self.path}: broken: r1's link to {self.source} is gone from the store"
+        return f"{self.path}: {describe(self.kind, self.source, self.problem)}"
+
+
+def describe(kind: str, source: str, problem: str) -> str:
+    """What `r1 list`, `r1 show`, a refused load and the start-up log say about a broken blob."""
+    if problem == "changed":
+        return f"changed since it was imported from {source}"
+    if kind == "symlinked":
+        return f"broken: {source} is gone"
+    return f"broken: r1's link to {source} is gone from the store"
 
 
 def _fingerprint(status: os.stat_result) -> tuple[int, int, int]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from ..errors import Conflict, ModelNotFound
 from .blobs import EPHEMERAL_PREFIXES, VIEW_PREFIX, BlobStore, Ingested, Progress
 from .connections import IndexConnections
-from .external import BlobSource, BrokenFile, Fallback, adopt
+from .external import BlobSource, BrokenFile, Fallback, adopt, describe
 from .index import Collected, Index, ModelRecord, StoredResponse
 from .manifest import Manifest
 from .names import ModelName, parse_name, safe_relpath
@@ -352,9 +352,8 @@ class Store:
             problem = source.problem(self.blobs.path(digest))
             if problem:
                 models = ", ".join(index.models_using_blob(digest)) or "none"
-                what = "is gone" if problem == "gone" else "changed since it was imported"
-                report.add_broken(f"{digest}: broken: {source.source} {what}; models that need it ({models}) "
-                                  "must be imported again")
+                report.add_broken(f"{digest}: {describe(source.kind, source.source, problem)}; models that need "
+                                  f"it ({models}) must be imported again")
 
     def _report_missing(self, index: Index, report: ReconcileReport, digest: str, what: str) -> None:
         models = index.models_using_blob(digest)
