@@ -15,22 +15,9 @@ from r1.daemon.config import OLLAMA_SERVICE_STORE, first_existing, tool_roots
 from r1.daemon.errors import BadRequest
 from r1.daemon.runner.options import check_options
 from r1.daemon.sources import Found, NoStoreError, discover
-from toolstores import (GO_TEMPLATE, PARAMS_JSON, SYSTEM_PROMPT, HFCache, LMStudioTree, OllamaStore, file_sha256,
+from toolstores import (tree_state, GO_TEMPLATE, PARAMS_JSON, SYSTEM_PROMPT, HFCache, LMStudioTree, OllamaStore, file_sha256,
                         hf_cache, hf_snapshot_file, lmstudio_tree, ollama_blob, ollama_manifest, ollama_store)
 from fakeollama import MODEL, SYSTEM
-
-
-def tree_state(root: Path) -> dict[str, tuple]:
-    """(size, mode, mtime_ns, link target, sha256) of everything under root, links not followed."""
-    state = {}
-    for folder, dirs, files in os.walk(root):
-        for name in dirs + files:
-            path = Path(folder) / name
-            info = path.lstat()
-            link = os.readlink(path) if path.is_symlink() else None
-            digest = hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(info.st_mode) else None
-            state[str(path.relative_to(root))] = (info.st_size, info.st_mode, info.st_mtime_ns, link, digest)
-    return state
 
 
 def by_name(found: list[Found]) -> dict[str, Found]:

@@ -18,6 +18,7 @@ from r1.daemon.store import CorruptSourceError, FileEntry, Manifest, ReconcileRe
 from r1.daemon.store import blobs as blobs_module
 from r1.daemon.store import external
 from tinymodels import write_tiny_gguf
+from toolstores import tree_state
 
 
 def sha(data: bytes) -> str:
@@ -45,14 +46,6 @@ def source(tmp_path: Path) -> Path:
 
 def parse_digest_of(path: Path) -> str:
     return "sha256:" + path.name.removeprefix("sha256-")
-
-
-def tree_state(root: Path) -> dict[str, tuple[int, int, int, str]]:
-    """Every file under root: (size, mode, mtime_ns, sha256), by relative path."""
-    return {
-        str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mode, p.stat().st_mtime_ns, sha(p.read_bytes()))
-        for p in sorted(root.rglob("*")) if p.is_file()
-    }
 
 
 def force(monkeypatch: pytest.MonkeyPatch, how: str) -> None:

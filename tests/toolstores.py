@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,3 +198,16 @@ def lmstudio_tree(root: Path) -> LMStudioTree:
     tree.ggufs["hf.co/lmstudio-community/Split-GGUF:Q8_0"] = shards
     tree.mlx_folder = write_mlx_model(root / "mlx-community" / "tiny-mlx")
     return tree
+
+
+def tree_state(root: Path) -> dict[str, tuple]:
+    """(size, mode, mtime_ns, link target, sha256) of everything under root, links not followed."""
+    state = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder) / name
+            info = path.lstat()
+            link = os.readlink(path) if path.is_symlink() else None
+            digest = hashlib.sha256(path.read_bytes()).hexdigest() if stat.S_ISREG(info.st_mode) else None
+            state[str(path.relative_to(root))] = (info.st_size, info.st_mode, info.st_mtime_ns, link, digest)
+    return state
