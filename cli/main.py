@@ -92,6 +92,9 @@ def list_models(as_json: bool, available: bool) -> None:
         for m in models
     ]
     print(render.table(("NAME", "ID", "SIZE", "FORMAT", "QUANT", "MODIFIED"), rows))
+    for m in models:
+        for problem in m.get("broken", []):
+            print(f"\n{m['name']} cannot be served: {problem}; import it again")
 
 
 @cli.command()
@@ -173,7 +176,11 @@ def show(name: str, as_json: bool) -> None:
         print(f"    {label:<16}{value}")
     print("\n  Files")
     for f in info["files"]:
-        state = "" if f["present"] else "   MISSING: import or pull the model again"
+        state = f"   {f['source']['kind']} from {f['source']['path']}" if "source" in f else ""
+        if "broken" in f:
+            state = f"   BROKEN: {f['broken'].split(': ', 1)[1]}; import it again"
+        elif not f["present"]:
+            state = "   MISSING: import or pull the model again"
         print(f"    {f['path']}   {render.human_size(f['size'])}   {f['digest'][:19]}{state}")
 
 
@@ -269,21 +276,42 @@ def cp(source: str, destination: str) -> None:
 
 
 @cli.command("import")
-@click.argument("path", required=False, type=click.Path())
-@click.option("--name", "-n", help="model name (default: from the file name)")
-@click.option("--copy", is_flag=True, help="always copy the bytes; never hard link or reflink")
+@click.argument("items", nargs=-1, metavar="[PATH | NAME...]")
+@click.option("--name", "-n", help="model name for PATH (default: from the file name)")
+@click.option("--copy", is_flag=True, help="always copy the bytes; never reflink or hard link")
 @click.option("--bundled", is_flag=True, help="import the models that ship with the `bundled` extra (smollm2:135m)")
-def import_command(path: str | None, name: str | None, copy: bool, bundled: bool) -> None:
-    """Put a local GGUF file (all shards of a split one) or an MLX model folder into the store.
+@click.option("--from", "tool", type=click.Choice(["ollama", "hf", "lmstudio"]),
+              help="list, or import by NAME, the models Ollama, the Hugging Face cache or LM Studio keeps")
+@click.option("--dir", "folder", type=click.Path(file_okay=False), help="that tool's models folder (default: its own)")
+@click.option("--dry-run", is_flag=True, help="with --from: list what would be imported, import nothing")
+@click.option("--all", "everything", is_flag=True, help="with --from: import every model there")
+@click.option("--trust", is_flag=True, help="with --from: take files named by their sha256 (Ollama's blobs, the "
+              "Hugging Face cache's) as what their names say, without hashing them")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def import_command(items: tuple[str, ...], name: str | None, copy: bool, bundled: bool, tool: str | None,
+                   folder: str | None, dry_run: bool, everything: bool, trust: bool, as_json: bool) -> None:
+    """Put a local GGUF file (all shards of a split one) or an MLX model folder into the store, or, with
+    --from, the models another tool already downloaded.
 
-    The bytes are reflinked or hard-linked where the file system allows (a hard link makes
-    the original read-only: it is the same file), else copied; either way they are hashed.
+    The bytes are reflinked or hard-linked where the file system allows (else copied, or with --from
+    symlinked) and hashed; the original is never changed, moved or deleted, and r1 refuses a model
+    whose linked file changed after the import.
     """
     import os
     from pathlib import Path
 
     from .api import Api
     from .errors import CliError
+
+    if tool is not None:
+        if name or copy or bundled:
+            raise CliError("--from imports models under their own names: leave out --name, --copy and --bundled")
+        from .bring import bring
+
+        bring(tool, items, folder, dry_run, everything, trust, as_json)
+        return
+    if folder or dry_run or everything or trust:
+        raise CliError("--dir, --dry-run, --all and --trust go with --from ollama|hf|lmstudio")
     from .fetch import BUNDLED, bundled_path, default_name, import_model
 
     api = Api.from_env()
@@ -291,9 +319,9 @@ def import_command(path: str | None, name: str | None, copy: bool, bundled: bool
         for bundled_name in BUNDLED:
             import_model(api, bundled_path(bundled_name), bundled_name, link=not copy)
         return
-    if path is None:
-        raise CliError("give a PATH to import, or --bundled")
-    source = Path(path)
+    if len(items) != 1:
+        raise CliError("give one PATH to import, --bundled, or --from ollama|hf|lmstudio")
+    source = Path(items[0])
     if not source.exists():
         raise CliError(f"no such file or folder: {source}")
     import_model(api, os.path.abspath(source), name or default_name(source), link=not copy)

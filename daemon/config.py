@@ -141,6 +141,39 @@ def default_socket(env: Mapping[str, str], home: Path) -> Path:
     return home / "r1.sock"
 
 
+IMPORT_TOOLS = ("ollama", "hf", "lmstudio")  # `r1 import --from`: the tools whose models r1 finds (daemon/sources)
+OLLAMA_SERVICE_STORE = Path("/usr/share/ollama/.ollama/models")  # Linux's install script runs a system user
+
+
+def tool_roots(env: Mapping[str, str] | None = None, home: Path | None = None,
+               platform: str = sys.platform) -> dict[str, list[Path]]:
+    """Where Ollama, the Hugging Face cache and LM Studio keep a user's models, each tool's candidates
+    most likely first (first_existing picks). The CLI computes them: the daemon may run as another user."""
+    env = os.environ if env is None else env
+    home = Path(home or env.get("HOME") or Path.home())
+    ollama = [Path(env["OLLAMA_MODELS"])] if env.get("OLLAMA_MODELS") else [home / ".ollama" / "models"]
+    if not env.get("OLLAMA_MODELS") and platform.startswith("linux"):
+        ollama.append(OLLAMA_SERVICE_STORE)
+    return {"ollama": ollama, "hf": [_hf_hub_cache(env, home)],
+            "lmstudio": [home / ".lmstudio" / "models", home / ".cache" / "lm-studio" / "models"]}
+
+
+def first_existing(roots: list[Path]) -> Path:
+    """The first of `roots` that is a folder, else the first (so an error names where r1 looked first)."""
+    return next((root for root in roots if root.is_dir()), roots[0])
+
+
+def _hf_hub_cache(env: Mapping[str, str], home: Path) -> Path:
+    """As huggingface_hub computes it: HF_HUB_CACHE, else HF_HOME/hub, else XDG_CACHE_HOME/huggingface/hub."""
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):  # the second: the older name, still honoured
+        if env.get(variable):
+            return Path(env[variable])
+    if env.get("HF_HOME"):
+        return Path(env["HF_HOME"]) / "hub"
+    cache = Path(env["XDG_CACHE_HOME"]) if env.get("XDG_CACHE_HOME") else home / ".cache"
+    return cache / "huggingface" / "hub"
+
+
 def total_memory() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 

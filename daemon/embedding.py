@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import BadRequest
-from .generation import Core, model_spec
+from .generation import Core, check_files, model_spec
 from .memory import embedding_context
 from .metrics import note
 from .runner.client import RunnerError
@@ -107,6 +107,7 @@ async def embed(core: Core, request: EmbedRequest, route: str) -> dict[str, Any]
                                 if request.inputs else ([], 0))
         return {"model": record.name, "embeddings": vectors, "total_duration": time.perf_counter_ns() - started,
                 "load_duration": 0, "prompt_eval_count": counted or 0}
+    await asyncio.to_thread(check_files, core.store, record)
     check_dimensions(record, request.dimensions)
     note(model=record.name, inputs=len(request.inputs))
     spec, _, _ = model_spec(core.store, record, request.options, core.scheduler.extra_buffers)

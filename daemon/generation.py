@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from .capabilities import capabilities, check, fill_in_middle
-from .errors import BadRequest
+from .errors import BadRequest, Conflict
 from .kernels import ExtraBuffers
 from .memory import Estimate, estimate
 from .metrics import Metrics, note
@@ -181,12 +181,22 @@ def conversation(request: Request, overrides: Overrides) -> tuple[str | None, li
     return system, messages
 
 
-def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: ExtraBuffers) -> Prepared:
-    """Everything that can fail before a model loads fails here, with a 4xx."""
+def check_files(store: Store, record: ModelRecord) -> None:
+    """A model is served only from the bytes it was stored with: a file another tool holds that changed
+    or went away since the import, or a blob missing from the store, refuses it with what to do."""
+    broken = store.broken(record.manifest)
+    if broken:
+        raise Conflict(f"{record.name} cannot be served: {'; '.join(map(str, broken))}; import it again "
+                       "(r1 import --from TOOL NAME) or pull it")
     missing = store.missing_files(record.manifest)
     if missing:
         raise BadRequest(f"files of {record.name} are missing from the store ({', '.join(missing)}); "
                          f"pull or import it again")
+
+
+def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: ExtraBuffers) -> Prepared:
+    """Everything that can fail before a model loads fails here, with a 4xx."""
+    check_files(store, record)
     spec, _, sampling = model_spec(store, record, request.options, extra_buffers)
     facts = record.manifest.facts
     asked_template = request_template(request.template)

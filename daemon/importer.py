@@ -21,7 +21,7 @@ Event = dict[str, Any]
 @dataclass(frozen=True)
 class ImportResult:
     record: ModelRecord
-    how: dict[str, str]  # file path -> "linked", "reflinked", "copied" or "stored"
+    how: dict[str, str]  # file path -> "reflinked", "linked", "copied" or "stored"
 
     def event(self) -> Event:
         return {
@@ -46,7 +46,8 @@ def import_model(
     store: Store, path: Path, model: ModelName, *, link: bool = True, emit: Callable[[Event], None] = lambda e: None,
     overrides: Overrides = Overrides(),
 ) -> ImportResult:
-    """Hash the files into blobs (linking where possible), read their facts, record the model.
+    """Hash the files into blobs (a clone or a hard link where possible, never changing the user's
+    files: Store.ingest), read their facts, record the model.
 
     `path` comes from check_source(); the caller validates both arguments before starting.
     `overrides` (template, system, parameters... from `r1 create`) go into the manifest with the facts."""

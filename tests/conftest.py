@@ -260,7 +260,7 @@ def gemma_daemon(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path, hub
                 "model": name, "from": "gemma", "template": template, "parameters": parameters, "stream": False})
             assert status == 200, answer
         daemon.cli("cp", "gemma", HF_NAME)
-        daemon.cli("import", "--bundled", "--copy")  # a copy: a link would make the package's file read-only
+        daemon.cli("import", "--bundled", "--copy")  # a copy: the store keeps no link into the installed package
         daemon.cli("import", str(write_tiny_gguf(root / "tiny.gguf")), "--name", "tiny")
         daemon.cli("import", str(write_tiny_gguf(root / "think.gguf", chat_template=THINK_TEMPLATE, seed=1)),
                    "--name", "thinker")

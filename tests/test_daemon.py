@@ -49,7 +49,9 @@ def test_import_list_show_cp_rm_end_to_end(daemon: Daemon, gemma_path: Path) -> 
     info = json.loads(daemon.cli("show", "GEMMA3:270M", "--json").stdout)
     assert info["model_info"]["general.architecture"] == "gemma3"
     assert info["model_info"]["gemma3.context_length"] == 32768
-    assert info["files"] == [{"path": gemma_path.name, "digest": GEMMA_DIGEST, "size": GEMMA_SIZE, "present": True}]
+    # A hard link to the user's file: r1 records where it came from, to refuse the file if it changes.
+    assert info["files"] == [{"path": gemma_path.name, "digest": GEMMA_DIGEST, "size": GEMMA_SIZE, "present": True,
+                              "source": {"kind": "linked", "path": str(gemma_path)}}]
     snapshot_file = Path(info["path"]) / gemma_path.name
     assert snapshot_file.stat().st_size == GEMMA_SIZE
 

@@ -67,7 +67,7 @@ def index_rows(store: Store, sql: str) -> list[tuple]:
 def test_add_get_list_and_snapshot(store: Store, tmp_path: Path) -> None:
     data = os.urandom(10_000)
     source = write(tmp_path / "src" / "model.gguf", data)
-    manifest = add_file_model(store, "tiny:1", source)
+    manifest = add_file_model(store, "tiny:1", source, link=False)
 
     record = store.get("TINY:1")
     assert record.name == "tiny:1" and record.manifest == manifest and record.manifest_id == manifest.id
@@ -84,10 +84,12 @@ def test_add_get_list_and_snapshot(store: Store, tmp_path: Path) -> None:
 def test_hard_link_shares_the_inode_and_copy_does_not(store: Store, tmp_path: Path) -> None:
     linked = write(tmp_path / "a.gguf", b"linked bytes")
     copied = write(tmp_path / "b.gguf", b"copied bytes")
+    mode = stat.S_IMODE(linked.stat().st_mode)
     assert store.ingest(linked).how in ("linked", "reflinked")
     assert store.ingest(copied, link=False).how == "copied"
-    if store.blobs.path(sha(b"linked bytes")).stat().st_ino == linked.stat().st_ino:
-        assert stat.S_IMODE(linked.stat().st_mode) == 0o444, "a hard-linked original becomes read-only"
+    assert store.blobs.path(sha(b"linked bytes")).stat().st_ino == linked.stat().st_ino, "ext4: a hard link"
+    assert stat.S_IMODE(linked.stat().st_mode) == mode, "a hard-linked original keeps its mode (issue 18)"
+    assert stat.S_IMODE(store.blobs.path(sha(b"copied bytes")).stat().st_mode) == 0o444, "a copy is read-only"
     assert store.blobs.path(sha(b"copied bytes")).stat().st_ino != copied.stat().st_ino
     assert copied.stat().st_mode & stat.S_IWUSR, "a copied original keeps its mode"
 
@@ -175,7 +177,7 @@ def test_not_enough_space_is_a_clear_error_and_leaves_nothing(tmp_path: Path, mo
     source = write(tmp_path / "big.gguf", os.urandom(2048))
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10_000, 9_000, 1000))
     with pytest.raises(InsufficientStorage) as info:
-        blobs.ingest(source, link=False)
+        blobs.copy_in(source)
     assert "needs 2,048 bytes" in str(info.value) and "r1 rm" in str(info.value)
     assert list(blobs.partial.iterdir()) == [] and list(blobs.dir.iterdir()) == []
 
@@ -258,9 +260,10 @@ def test_migrations_create_the_schema_once() -> None:
     assert [c.name for c in db["remote_prices"].columns] == ["upstream", "input", "output"]
     assert [c.name for c in db["responses"].columns] == ["id", "model", "created_at", "expires_at", "instructions",
                                                          "input", "output", "response"]
+    assert [c.name for c in db["blob_sources"].columns] == ["digest", "kind", "source", "size", "mtime_ns", "inode"]
     assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_kernel_crashes",
                                                         "m003_facts_apart_from_overrides", "m004_remotes",
-                                                        "m005_responses"]
+                                                        "m005_responses", "m006_blob_sources"]
     assert migrations.pending(db) == []
 
 

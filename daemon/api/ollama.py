@@ -17,6 +17,7 @@ from ..generation import model_path, model_spec, model_template
 from ..importer import Event, check_source, import_model
 from ..store import ModelRecord, Store, parse_name
 from ..store.remotes import remote_of
+from ..tool_import import check_import_request, import_from
 from ..pull import catalog
 from ..scheduler import Scheduler
 from .context import CORE, PULLS, SCHEDULER, SETTINGS, STORE
@@ -118,6 +119,8 @@ def show(store: Store, record: ModelRecord, scheduler: Scheduler) -> dict[str, A
     for message in overrides.messages or []:
         modelfile += f'MESSAGE {message["role"]} """{message["content"]}"""\n'
     missing = set(store.missing_files(record.manifest))
+    held = store.blob_sources(record.manifest)  # files another tool holds: where from, and whether still as taken
+    broken = {b.path: str(b) for b in store.broken(record.manifest)}
     return {
         "license": model_license(record) or "",
         "modelfile": modelfile,
@@ -135,7 +138,9 @@ def show(store: Store, record: ModelRecord, scheduler: Scheduler) -> dict[str, A
         "memory": memory_fit(store, record, scheduler),
         "path": str(store.snapshot_path(record.manifest_id)),
         "files": [
-            {"path": f.path, "digest": f.digest, "size": f.size, "present": f.path not in missing}
+            {"path": f.path, "digest": f.digest, "size": f.size, "present": f.path not in missing,
+             **({"source": {"kind": held[f.path].kind, "path": held[f.path].source}} if f.path in held else {}),
+             **({"broken": broken[f.path]} if f.path in broken else {})}
             for f in record.manifest.files
         ],
     }
@@ -190,8 +195,16 @@ async def version(request: web.Request) -> web.Response:
 
 @routes.get("/api/tags")
 async def tags(request: web.Request) -> web.Response:
-    records = await asyncio.to_thread(_store(request).list)
-    return web.json_response({"models": [summary(r) for r in records]})
+    store = _store(request)
+
+    def listed() -> list[dict[str, Any]]:
+        models = []
+        for record in store.list():
+            broken = store.broken(record.manifest)  # r1's addition: files another tool held that changed or went
+            models.append(summary(record) | ({"broken": [str(b) for b in broken]} if broken else {}))
+        return models
+
+    return web.json_response({"models": await asyncio.to_thread(listed)})
 
 
 @routes.post("/api/show")
@@ -310,8 +323,15 @@ async def _progress_of(request: web.Request, job: Callable[[Callable[[Event], No
 
 @routes.post("/api/import")
 async def import_(request: web.Request) -> web.StreamResponse:
-    """r1's own: import a local file or folder the daemon can read ({"path", "model", "link"})."""
+    """r1's own: import a local file or folder the daemon can read ({"path", "model", "link"}), or the models
+    another tool keeps ({"from": "ollama" | "hf" | "lmstudio", "dir", "models" or "all", "trust", "dry_run"})."""
     body = await read_json(request)
+    if body.get("from") is not None:
+        tool, root, names = check_import_request(body)
+        store = _store(request)
+        return await _progress_of(request, lambda emit: import_from(
+            store, tool, root, names, everything=get_bool(body, "all", False), trust=get_bool(body, "trust", False),
+            dry_run=get_bool(body, "dry_run", False), emit=emit), get_bool(body, "stream", True))
     path = required_str(body, "path")
     name = required_str(body, "model", "name")
     link = get_bool(body, "link", True)

@@ -65,6 +65,9 @@ async def refresh(name: ModelName, record: ModelRecord, store: Store, settings: 
     source = record.manifest.source
     if settings.hf_offline:
         return Kept(record, "HF_HUB_OFFLINE is set: kept the stored copy without checking for updates")
+    if source is not None and "remote" in source:
+        return Kept(record, f"{record.name} is remote engine {source['remote']}'s model {source['model']}: "
+                            "there is nothing to download")
     if source is None:
         return Kept(record, f"{record.name} was imported from a file or made with `r1 create`, not pulled: "
                             "there is no newer version to check for")

@@ -16,10 +16,12 @@ from typing import Any
 
 import aiohttp
 
-from ..config import Settings
+from ..config import Settings, tool_roots
 from ..metadata import read_metadata
 from ..metrics import Metrics
-from ..store import FileEntry, Manifest, ModelName, ModelNotFoundError, ModelRecord, Store, parse_name
+from ..sources.held import find_held
+from ..store import (CorruptSourceError, FileEntry, Manifest, ModelName, ModelNotFoundError, ModelRecord, Store,
+                     parse_name)
 from .locate import Kept, locate, refresh
 from .plan import PullPlan
 from .quant import RemoteFile
@@ -72,6 +74,8 @@ class Pull:
 class PullManager:
     def __init__(self, store: Store, settings: Settings, spawn: Spawn, metrics: Metrics) -> None:
         self.store, self.settings, self.spawn, self.metrics = store, settings, spawn, metrics
+        # Where other tools keep what they downloaded, as this daemon's environment says (pulls reuse it).
+        self._held_roots = tool_roots()
         self._pulls: dict[str, Pull] = {}
         self._transfers: dict[str, tuple[RangedDownload, asyncio.Task[str]]] = {}
         self._session: aiohttp.ClientSession | None = None
@@ -175,6 +179,8 @@ class PullManager:
         if self.store.blobs.has(remote.sha256, remote.size):
             await pull.emit(_progress(remote.sha256, remote.path, remote.size, remote.size))
             return remote.sha256, 0
+        if await self._take_held(pull, remote):
+            return remote.sha256, 0
         for attempt in (1, 2):  # a digest mismatch discards the bytes and tries once more
             entry = self._transfers.get(remote.sha256)
             started_here = entry is None
@@ -197,6 +203,23 @@ class PullManager:
                     ) from exc
                 log.warning("%s failed its sha256 check (%s); downloading it again", remote.path, exc)
         raise AssertionError("unreachable")
+
+    async def _take_held(self, pull: Pull, remote: RemoteFile) -> bool:
+        """Whether Ollama or the Hugging Face cache already had the file, now in the store (linked where it
+        can be, its bytes hashed): 0 bytes downloaded for it."""
+        assert remote.sha256 is not None
+        held = await asyncio.to_thread(find_held, self._held_roots, remote.sha256, remote.size)
+        if held is None:
+            return False
+        where, path = held
+        try:
+            await asyncio.to_thread(self.store.adopt, path, sha256=remote.sha256)
+        except CorruptSourceError as exc:  # not what its name says: download it after all
+            log.warning("%s in %s is not what its name says (%s); downloading it", remote.path, where, exc)
+            return False
+        await pull.emit({"status": f"found {remote.path} in {where}: nothing to download", "digest": remote.sha256})
+        await pull.emit(_progress(remote.sha256, remote.path, remote.size, remote.size))
+        return True
 
     async def _report(self, pull: Pull, remote: RemoteFile, download: RangedDownload, task: asyncio.Task[str]) -> None:
         """Progress events until the transfer ends; its error, if any."""

@@ -1,12 +1,16 @@
 """The content-addressed model store (see store.py for the layout)."""
 
-from .blobs import Ingested, InvalidDigestError, parse_digest
+from .blobs import CorruptSourceError, Ingested, InvalidDigestError, parse_digest
+from .external import BlobSource, BrokenFile
 from .index import ModelRecord, StoredResponse
 from .manifest import FileEntry, Manifest, Overrides
 from .names import InvalidNameError, ModelName, parse_name
 from .store import MissingBlobError, ModelNotFoundError, ReconcileReport, Store
 
 __all__ = [
+    "BlobSource",
+    "BrokenFile",
+    "CorruptSourceError",
     "FileEntry",
     "Ingested",
     "InvalidDigestError",

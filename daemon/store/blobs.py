@@ -1,4 +1,5 @@
-"""Content-addressed blob files: blobs/sha256-<hex>, immutable and read-only.
+"""Content-addressed blob files: blobs/sha256-<hex>, immutable and read-only (or, for bytes another
+tool owns, a hard link or symlink to its file: see external.py).
 
 This module does file work only (no index): bringing bytes in through partial/,
 verifying their sha256, making them durable, and removing them. It is safe to call
@@ -40,6 +41,17 @@ class InvalidDigestError(BadRequest, ValueError):
 
 class ImportChangedError(BadRequest):
     """The source file changed while it was being imported."""
+
+
+class CorruptSourceError(BadRequest):
+    """A file whose bytes do not match the sha256 it is named by."""
+
+
+def corrupt(src: Path, expected: str) -> CorruptSourceError:
+    return CorruptSourceError(
+        f"{src} is corrupt: its bytes do not match the sha256 it is named by ({expected}); "
+        "the other tool's store is damaged, pull it again there"
+    )
 
 
 class UploadMismatchError(BadRequest):
@@ -95,7 +107,7 @@ def disk_full_is(message: str) -> Iterator[None]:
         raise
 
 
-def _reflink(src: Path, dst: Path) -> bool:
+def reflink(src: Path, dst: Path) -> bool:
     """A copy-on-write clone: a copy that costs no space and shares nothing mutable."""
     try:
         with open(src, "rb") as fin, open(dst, "xb") as fout:
@@ -114,11 +126,27 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _target_size(link: Path) -> int | None:
+    try:
+        return link.stat().st_size
+    except FileNotFoundError:
+        return None
+
+
 @dataclass(frozen=True)
 class Ingested:
     digest: str
     size: int
-    how: str  # "stored" (already there), "reflinked", "linked" or "copied"
+    how: str  # "stored" (already there), "reflinked", "linked", "symlinked" or "copied"
+
+    @property
+    def bytes_linked(self) -> int:
+        """Bytes taken in without writing them (a clone, a hard link or a symlink)."""
+        return self.size if self.how in ("reflinked", "linked", "symlinked") else 0
+
+    @property
+    def bytes_copied(self) -> int:
+        return self.size if self.how == "copied" else 0
 
 
 class BlobStore:
@@ -140,13 +168,16 @@ class BlobStore:
             return False
         return size is None or stat.st_size == size
 
-    def on_disk(self) -> tuple[dict[str, int], list[Path]]:
-        """Blob files present ({digest: size}) and files in blobs/ that are not blobs."""
-        blobs: dict[str, int] = {}
+    def on_disk(self) -> tuple[dict[str, int | None], list[Path]]:
+        """Blobs present ({digest: size}; a symlinked blob's size is its source's, None when the source
+        is gone) and files in blobs/ that are not blobs."""
+        blobs: dict[str, int | None] = {}
         strays: list[Path] = []
         for entry in os.scandir(self.dir):
             match = _DIGEST.fullmatch(entry.name)
-            if match and entry.is_file(follow_symlinks=False) and entry.name == entry.name.lower():
+            if match and entry.name == entry.name.lower() and entry.is_symlink():
+                blobs["sha256:" + match.group(1)] = _target_size(Path(entry.path))
+            elif match and entry.is_file(follow_symlinks=False) and entry.name == entry.name.lower():
                 blobs["sha256:" + match.group(1)] = entry.stat().st_size
             else:
                 strays.append(Path(entry.path))
@@ -155,53 +186,29 @@ class BlobStore:
     def new_partial(self, prefix: str) -> Path:
         return self.partial / f"{prefix}{uuid.uuid4().hex}"
 
-    def ingest(self, src: Path, *, link: bool = True, progress: Progress | None = None) -> Ingested:
-        """Bring a local file into blobs/: a reflink or hard link where the file system allows, else a copy.
-
-        The digest is computed from the bytes that end up in the store; a hard link
-        makes the original read-only too, since the two names share one file.
-        """
-        tmp = self.new_partial(IMPORT_PREFIX)
-        try:
-            if link and _reflink(src, tmp):
-                how = "reflinked"
-            elif link and self._hard_link(src, tmp):
-                how = "linked"
-            else:
-                return self._ingest_copy(src, tmp, progress)
-            digest, size = hash_file(tmp, progress)
-            if self.has(digest, size):
-                return Ingested(digest, size, "stored")
-            self.commit(tmp, digest)
-            return Ingested(digest, size, how)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    @staticmethod
-    def _hard_link(src: Path, tmp: Path) -> bool:
-        # Only our own files: commit() makes the blob read-only, which needs ownership.
-        if os.stat(src).st_uid != os.geteuid():
-            return False
-        try:
-            os.link(src, tmp)
-            return True
-        except OSError:
-            return False
-
-    def _ingest_copy(self, src: Path, tmp: Path, progress: Progress | None) -> Ingested:
-        # Hash first so a file already in the store costs no write; then copy while hashing
-        # again, so what lands in the store is verified even if the source changes meanwhile.
-        digest, size = hash_file(src)
-        if self.has(digest, size):
+    def copy_in(self, src: Path, progress: Progress | None = None, *, expected: str | None = None,
+                usable: Callable[[str, int], bool] | None = None) -> Ingested:
+        """Copy a file into blobs/. Hashed first, so a file already in the store costs no write
+        (`usable` says whether it is; default has()), unless its digest is `expected`; then hashed
+        again while copying, so what lands in the store is verified even if the source changes."""
+        usable = usable or self.has
+        digest, size = (expected, os.stat(src).st_size) if expected else hash_file(src)
+        if usable(digest, size):
             return Ingested(digest, size, "stored")
         self.check_space(size, src)
-        with disk_full_is(f"no space left on the device holding {self.dir.parent} while importing {src}; "
-                          "free some space (r1 rm unused models) and try again"):
-            copied, _ = _copy_hashing(src, tmp, progress)
-        if copied != digest:
-            raise ImportChangedError(f"{src} changed while it was being imported; try again once it is stable")
-        self.commit(tmp, digest)
-        return Ingested(digest, size, "copied")
+        tmp = self.new_partial(IMPORT_PREFIX)
+        try:
+            with disk_full_is(f"no space left on the device holding {self.dir.parent} while importing {src}; "
+                              "free some space (r1 rm unused models) and try again"):
+                copied, size = _copy_hashing(src, tmp, progress)
+            if copied != digest:
+                if expected:
+                    raise corrupt(src, expected)
+                raise ImportChangedError(f"{src} changed while it was being imported; try again once it is stable")
+            self.commit(tmp, digest)
+            return Ingested(digest, size, "copied")
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def check_space(self, needed: int, what: Path | str) -> None:
         free = shutil.disk_usage(self.partial).free
@@ -219,12 +226,18 @@ class BlobStore:
         finally:
             os.close(fd)
         os.chmod(tmp, 0o444)
+        return self.place(tmp, digest)
+
+    def place(self, tmp: Path, digest: str) -> Path:
+        """Move a file or link into blobs/ under its digest, as is (no chmod: a hard link or a
+        symlink shares another tool's file, which r1 must not change)."""
         final = self.path(digest)
         os.replace(tmp, final)
         _fsync_dir(self.dir)
         return final
 
     def remove(self, digest: str) -> None:
+        """Unlink the blob's name: for a hard link or a symlink, never the other tool's file."""
         self.path(digest).unlink(missing_ok=True)
 
 

@@ -16,6 +16,7 @@ import sqlite_utils
 from sqlite_utils import Migrations
 
 from ..metadata.facts import ModelFacts
+from .external import BlobSource
 from .manifest import FileEntry, Manifest, Overrides
 from .remotes import Price, Remote
 
@@ -142,6 +143,22 @@ def m005_responses(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX responses_expiry ON responses(expires_at)")
 
 
+@migrations()
+def m006_blob_sources(db: sqlite_utils.Database) -> None:
+    # Blobs whose bytes another tool owns (external.py): a hard link or a symlink in blobs/, and what
+    # the file was when r1 took it in, so a changed or vanished one is never served.
+    db.execute(
+        """CREATE TABLE blob_sources (
+            digest TEXT PRIMARY KEY,
+            kind TEXT NOT NULL CHECK (kind IN ('linked', 'symlinked')),
+            source TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            inode INTEGER NOT NULL
+        )"""
+    )
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
@@ -225,6 +242,13 @@ class Index:
     def blobs(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT digest, size FROM blobs").fetchall())
 
+    def blob_sources(self, digests: list[str] | None = None) -> dict[str, BlobSource]:
+        """The records of externally held blobs: of `digests`, or all of them."""
+        sql = "SELECT digest, kind, source, size, mtime_ns, inode FROM blob_sources"
+        if digests is not None:
+            sql += f" WHERE digest IN ({', '.join('?' * len(digests))})"
+        return {row[0]: BlobSource(*row) for row in self.db.execute(sql, digests or [])}
+
     def manifest_ids(self) -> list[str]:
         return [row[0] for row in self.db.execute("SELECT id FROM manifests")]
 
@@ -276,6 +300,12 @@ class Index:
     def prune_responses(self, at: float) -> int:
         """Drop the responses expired by `at`; how many went."""
         return self.db.execute("DELETE FROM responses WHERE expires_at <= ?", [at]).rowcount
+
+    def put_blob_source(self, source: BlobSource) -> None:
+        self.db.table("blob_sources").upsert(source.to_row(), pk="digest")
+
+    def drop_blob_sources(self, digests: list[str]) -> None:
+        self.db.conn.executemany("DELETE FROM blob_sources WHERE digest = ?", [(d,) for d in digests])
 
     def put_remote(self, remote: Remote) -> None:
         self.db.table("remotes").upsert(remote.to_row(), pk="name")
@@ -345,4 +375,5 @@ class Index:
             )
         ]
         self.db.conn.executemany("DELETE FROM blobs WHERE digest = ?", [(b,) for b in blobs])
+        self.drop_blob_sources(blobs)
         return Collected(manifests, blobs)

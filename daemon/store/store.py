@@ -2,7 +2,8 @@
 
 $R1_HOME/
   r1.db                    the index (WAL)
-  blobs/sha256-<hex>       immutable, read-only file contents
+  blobs/sha256-<hex>       immutable, read-only file contents; or a hard link or symlink to a file
+                           another tool owns, recorded in blob_sources and never changed (external.py)
   partial/                 bytes on their way in; never read by backends
   snapshots/<manifest>/    symlinks into blobs/ under the file names a backend expects
 
@@ -29,6 +30,7 @@ from pathlib import Path
 from ..errors import Conflict, ModelNotFound
 from .blobs import EPHEMERAL_PREFIXES, VIEW_PREFIX, BlobStore, Ingested, Progress
 from .connections import IndexConnections
+from .external import BlobSource, BrokenFile, Fallback, adopt, describe
 from .index import Collected, Index, ModelRecord, StoredResponse
 from .manifest import Manifest
 from .names import ModelName, parse_name, safe_relpath
@@ -50,11 +52,17 @@ class MissingBlobError(Conflict):
 
 @dataclass
 class ReconcileReport:
-    actions: list[str] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)  # repairs made
+    # Externally held blobs that cannot be served, left as they are: "sha256:...: broken: SOURCE is gone"
+    broken: list[str] = field(default_factory=list)
 
     def add(self, message: str) -> None:
         log.warning("store repair: %s", message)
         self.actions.append(message)
+
+    def add_broken(self, message: str) -> None:
+        log.warning("store: %s", message)
+        self.broken.append(message)
 
 
 def _as_name(name: str | ModelName) -> ModelName:
@@ -151,11 +159,50 @@ class Store:
         """Files of a model whose blobs are not on disk (a damaged store)."""
         return [f.path for f in manifest.files if not self.blobs.has(f.digest, f.size)]
 
+    def blob_sources(self, manifest: Manifest) -> dict[str, BlobSource]:
+        """{file path: record} for the model's files whose bytes another tool holds (linked or symlinked)."""
+        with self._index.reading() as index:
+            sources = index.blob_sources([f.digest for f in manifest.files])
+        return {f.path: sources[f.digest] for f in manifest.files if f.digest in sources}
+
+    def broken(self, manifest: Manifest) -> list[BrokenFile]:
+        """The model's externally held files that must not be served: their source is gone, or changed
+        (size, mtime or inode) since the import. A stat each, no reading."""
+        problems = ((path, source, source.problem(self.blobs.path(source.digest)))
+                    for path, source in self.blob_sources(manifest).items())
+        return [BrokenFile(path, source.digest, source.source, source.kind, problem)
+                for path, source, problem in problems if problem]
+
+    def changed_files(self, manifest: Manifest) -> list[str]:
+        """Paths of the model's files that changed or vanished at their source since they were imported."""
+        return [broken.path for broken in self.broken(manifest)]
+
+    def _usable(self, digest: str, size: int) -> bool:
+        """Whether blobs/ already holds sound bytes for a digest (an external one not gone nor changed)."""
+        if not self.blobs.has(digest, size):
+            return False
+        with self._index.reading() as index:
+            source = index.blob_sources([digest]).get(digest)
+        return source is None or source.problem(self.blobs.path(digest)) is None
+
     # writing: on the writer thread, one at a time
 
     def ingest(self, path: Path, *, link: bool = True, progress: Progress | None = None) -> Ingested:
-        """Bring one local file's bytes in as a blob; no index work: hashing may take a while."""
-        return self.blobs.ingest(path, link=link, progress=progress)
+        """Bring one of the user's files in as a blob (`r1 import`): a clone, a hard link or a copy,
+        never changing the file (see adopt); no index work but the link's record: hashing may take a while."""
+        return self.adopt(path, copy=not link, fallback="copy", progress=progress)
+
+    def adopt(self, path: Path, *, sha256: str | None = None, trust: bool = False, copy: bool = False,
+              fallback: Fallback = "symlink", progress: Progress | None = None) -> Ingested:
+        """Bring a file another tool owns in as a blob without changing or moving it (external.adopt:
+        a reflink, else a hard link, else a symlink or with `fallback="copy"` a copy; `copy` copies).
+        `sha256`: the digest the tool names it by, verified unless `trust`. A linked or symlinked blob
+        is recorded, so changed_files() and broken() can tell when its source changes."""
+        ingested, source = adopt(self.blobs, path, sha256=sha256, trust=trust, copy=copy, fallback=fallback,
+                                 usable=self._usable, progress=progress)
+        if source is not None:
+            self._index.write(lambda index: index.put_blob_source(source))
+        return ingested
 
     def record_kernel_crash(self, engine: str, cpu: str, reason: str) -> None:
         self._index.write(lambda index: index.record_kernel_crash(engine, cpu, reason))
@@ -278,18 +325,35 @@ class Store:
 
     def _reconcile_blobs(self, index: Index, report: ReconcileReport) -> None:
         recorded = index.blobs()
+        external = index.blob_sources()
         present, strays = self.blobs.on_disk()
         for digest, size in present.items():
             if digest not in recorded:
+                self.blobs.remove(digest)  # an unlink: a symlink's or hard link's source stays
+                report.add(f"removed orphan blob {digest} ({size or 0:,} bytes) that no model records")
+            elif digest not in external and size != recorded[digest]:
                 self.blobs.remove(digest)
-                report.add(f"removed orphan blob {digest} ({size:,} bytes) that no model records")
-            elif size != recorded[digest]:
-                self.blobs.remove(digest)
-                self._report_missing(index, report, digest, f"had {size:,} bytes instead of {recorded[digest]:,}; removed it")
-        for digest in recorded.keys() - present.keys():
+                self._report_missing(index, report, digest, f"had {size or 0:,} bytes instead of {recorded[digest]:,}; removed it")
+        for digest in recorded.keys() - present.keys() - external.keys():
             self._report_missing(index, report, digest, "is missing")
         for stray in strays:
             report.add(f"found {stray.name} in blobs/, which is not a blob; left it alone")
+        self._reconcile_external(index, report, recorded, external)
+
+    def _reconcile_external(self, index: Index, report: ReconcileReport, recorded: dict[str, int],
+                            external: dict[str, BlobSource]) -> None:
+        """Report externally held blobs that changed or whose source is gone; left in place, so the
+        model says what happened (r1 list, r1 show) instead of vanishing."""
+        orphans = [digest for digest in external if digest not in recorded]
+        if orphans:
+            index.drop_blob_sources(orphans)
+        for digest in external.keys() - set(orphans):
+            source = external[digest]
+            problem = source.problem(self.blobs.path(digest))
+            if problem:
+                models = ", ".join(index.models_using_blob(digest)) or "none"
+                report.add_broken(f"{digest}: {describe(source.kind, source.source, problem)}; models that need "
+                                  f"it ({models}) must be imported again")
 
     def _report_missing(self, index: Index, report: ReconcileReport, digest: str, what: str) -> None:
         models = index.models_using_blob(digest)

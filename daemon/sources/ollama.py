@@ -1,0 +1,97 @@
+"""Ollama's store, as `ollama pull` and `ollama create` write it:
+
+  ROOT/manifests/{registry}/{namespace}/{model}/{tag}   a Docker v2 manifest (JSON) whose layers
+                                                       name blobs by media type and digest
+  ROOT/blobs/sha256-{hex}                              each layer's bytes, named by their sha256
+
+The model layer is the GGUF; the small layers (template, system, params, messages, license) become
+r1 settings exactly as a pull from Ollama's registry reads them (pull/ollama_model.py).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import BadRequest, R1Error
+from ..pull.ollama_model import (MAX_SETTING_LAYER, MEDIA_PREFIX, MODEL_FILE, PROJECTOR, SETTING_KINDS,
+                                 model_layer, settings_from_layers)
+from ..pull.ollama_registry import Layer, OllamaRef, parse_manifest
+from ..store import InvalidNameError, parse_name
+from ..store.names import OLLAMA_HOST, OLLAMA_LIBRARY
+from .found import Found, NoStoreError, SourceFile
+
+
+def discover_ollama(root: Path) -> list[Found]:
+    manifests = root / "manifests"
+    paths = sorted(p for p in manifests.rglob("*") if p.is_file()) if manifests.is_dir() else []
+    paths = [p for p in paths if len(p.relative_to(manifests).parts) == 4 and not p.name.startswith(".")]
+    if not paths:
+        what = ("holds no manifest" if manifests.is_dir() else
+                "does not exist" if not root.exists() else "has no manifests/ folder")
+        raise NoStoreError(f"{root} {what}: Ollama's store holds manifests/{{registry}}/{{namespace}}/{{model}}/{{tag}} "
+                           "and blobs/sha256-{hex} (by default ~/.ollama/models; OLLAMA_MODELS moves it)")
+    return [_model(root, path, *path.relative_to(manifests).parts) for path in paths]
+
+
+def shown_name(registry: str, namespace: str, model: str, tag: str) -> str:
+    """The name `ollama list` shows: deepseek-r1:7b, ns/model:tag, hf.co/org/repo:tag."""
+    if registry == OLLAMA_HOST:
+        return f"{model}:{tag}" if namespace == OLLAMA_LIBRARY else f"{namespace}/{model}:{tag}"
+    return f"{registry}/{namespace}/{model}:{tag}"
+
+
+def _model(root: Path, path: Path, registry: str, namespace: str, model: str, tag: str) -> Found:
+    shown = shown_name(registry, namespace, model, tag)
+    try:
+        name = str(parse_name(f"{registry}/{namespace}/{model}:{tag}"))
+    except InvalidNameError as exc:  # a registry r1 does not name models of
+        return Found(shown, "gguf", (), where=str(path), problem=str(exc))
+    try:
+        return _read(root, path, name, OllamaRef(f"https://{registry}", namespace, model, tag))
+    except R1Error as exc:  # a manifest r1 cannot read, a model it cannot run, a blob missing
+        return Found(name, "gguf", (), where=str(path), problem=str(exc))
+    except OSError as exc:
+        return Found(name, "gguf", (), where=str(path), problem=f"cannot read {path}: {exc}")
+
+
+def _read(root: Path, path: Path, name: str, ref: OllamaRef) -> Found:
+    manifest = parse_manifest(path.read_bytes(), ref)
+    model = model_layer(manifest, ref)
+    blob = _blob(root, model)
+    if not blob.is_file():
+        raise BadRequest(f"the model's GGUF blob {blob} is missing from Ollama's store: run `ollama pull {ref.model}:"
+                    f"{ref.tag}` (or `ollama rm` it) and try again")
+    size = blob.stat().st_size
+    if size != model.size:
+        raise BadRequest(f"the model's GGUF blob {blob} holds {size} bytes where the manifest says {model.size}: "
+                    "an interrupted or damaged download; pull it again with Ollama")
+    contents, notes = [], []
+    for layer in manifest.layers:
+        kind = layer.media_type.removeprefix(MEDIA_PREFIX)
+        if layer.media_type.startswith(MEDIA_PREFIX) and kind in SETTING_KINDS:
+            data = _small_blob(root, layer)
+            if data is None:
+                notes.append(f"left out the {kind} layer: its blob {_blob(root, layer)} is missing or too large")
+            else:
+                contents.append((kind, data))
+    overrides, setting_notes = settings_from_layers(contents)
+    notes += setting_notes
+    if any(layer.media_type == PROJECTOR for layer in manifest.layers):
+        notes.append("imported text-only: r1 serves text models, so its vision projector was left out")
+    hex_digest = model.digest.removeprefix("sha256:")
+    files = (SourceFile(MODEL_FILE, blob.resolve(), size, hex_digest),)
+    return Found(name, "gguf", files, settings=overrides.to_dict(), notes=tuple(notes), where=str(path))
+
+
+def _blob(root: Path, layer: Layer) -> Path:
+    return root / "blobs" / layer.digest.replace(":", "-")
+
+
+def _small_blob(root: Path, layer: Layer) -> bytes | None:
+    blob = _blob(root, layer)
+    try:
+        if blob.stat().st_size > MAX_SETTING_LAYER:
+            return None
+        return blob.read_bytes()
+    except OSError:
+        return None
