@@ -9,7 +9,6 @@ import signal
 import time
 from typing import Any
 
-import pytest
 
 from conftest import Daemon, InProcess, Stream, runner_pids, prompt_tokens
 from tinymodels import GEMMA_TEMPLATE

@@ -4,9 +4,6 @@ default locations, clear errors, and never a change to the tool's files."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import stat
 from pathlib import Path
 
 import pytest

@@ -20,7 +20,7 @@ from ..store.remotes import remote_of
 from ..tool_import import check_import_request, import_from
 from ..pull import catalog
 from ..scheduler import Scheduler
-from .context import CORE, PULLS, SCHEDULER, SETTINGS, STORE
+from .context import CORE, PULLS, SCHEDULER, STORE
 from .fields import get_bool, required_str
 from .http import read_json, start_owned_task, stream_ndjson
 from .remotes import create_remote_model

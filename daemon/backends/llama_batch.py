@@ -16,7 +16,6 @@ the shared prefix's cells (in a unified cache a copy shares the cells, it copies
 from __future__ import annotations
 
 import codecs
-import ctypes
 import random
 from collections import deque
 from collections.abc import Callable
