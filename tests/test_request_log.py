@@ -179,7 +179,7 @@ async def test_retention_prunes_old_entries(tmp_path: Path) -> None:
         store.close()
 
 
-def test_the_migration_makes_the_table() -> None:
+def test_the_writer_fills_every_column_the_migration_made() -> None:
     import sqlite_utils
 
     from r1.daemon.store.index import migrations
