@@ -425,6 +425,7 @@ def _count(metrics: Metrics, model: str, done: dict[str, Any], first_token: floa
     rate = done["eval_count"] / (done["eval_duration"] / 1e9) if done["eval_duration"] > 0 else 0.0
     if done["eval_count"] > 1:
         metrics.decode_rate.observe(rate)
-    note(prompt_tokens=done["prompt_eval_count"], tokens=done["eval_count"], done=done["done_reason"],
+    note(prompt_tokens=done["prompt_eval_count"], prompt_cached=done.get("prompt_cached") or None,
+         tokens=done["eval_count"], done=done["done_reason"],
          tokens_per_s=round(rate, 1), first_token_s=None if first_token is None else round(first_token, 3))
 

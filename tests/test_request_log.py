@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import InProcess, start_daemon, wait_until
+from conftest import Daemon, InProcess, prompt_tokens, start_daemon, wait_until
 
 from r1.daemon.metrics import Metrics
 from r1.daemon.request_log import RequestLog
@@ -36,8 +36,9 @@ async def logged(api: InProcess, count: int) -> list[dict[str, Any]]:
         await asyncio.sleep(0.1)
 
 
-async def scripted_requests(api: InProcess) -> list[dict[str, Any]]:
-    """Two chats, a streamed and an unstreamed generate, three OpenAI chats: each answer's own counts."""
+async def scripted_requests(api: InProcess) -> list[tuple[int, int]]:
+    """Two chats, a streamed and an unstreamed generate, three OpenAI chats: each answer's own
+    (prompt tokens, output tokens)."""
     answers = []
     for _ in range(2):
         response = await api.client.post("/api/chat", json=CHAT)
@@ -46,12 +47,13 @@ async def scripted_requests(api: InProcess) -> list[dict[str, Any]]:
     answers.append([json.loads(line) for line in (await response.text()).splitlines()][-1])
     response = await api.client.post("/api/generate", json={"model": "m", "prompt": "again", "stream": False})
     answers.append(await response.json())
+    counts = [(prompt_tokens(answer), answer["eval_count"]) for answer in answers]
     for _ in range(3):
         response = await api.client.post("/v1/chat/completions", json={
             "model": "m", "messages": [{"role": "user", "content": "a secret question"}]})
         usage = (await response.json())["usage"]
-        answers.append({"prompt_eval_count": usage["prompt_tokens"], "eval_count": usage["completion_tokens"]})
-    return answers
+        counts.append((usage["prompt_tokens"], usage["completion_tokens"]))
+    return counts
 
 
 async def test_the_log_counts_what_was_sent(api: InProcess) -> None:
@@ -63,7 +65,7 @@ async def test_the_log_counts_what_was_sent(api: InProcess) -> None:
             for route in ("/api/chat", "/api/generate", "/v1/chat/completions")} == \
         {"/api/chat": 2, "/api/generate": 2, "/v1/chat/completions": 3}
     assert sorted((row["prompt_tokens"], row["output_tokens"]) for row in generations) == \
-        sorted((a["prompt_eval_count"], a["eval_count"]) for a in answers)
+        sorted(answers)
     assert {row["dialect"] for row in generations if row["route"].startswith("/api/")} == {"ollama"}
     assert {row["dialect"] for row in generations if row["route"].startswith("/v1/")} == {"openai"}
     assert all(row["status"] == 200 and row["model"] == "m:latest" and row["client_kind"] == "tcp"
@@ -79,8 +81,8 @@ async def test_the_log_counts_what_was_sent(api: InProcess) -> None:
     response = await api.client.get("/api/usage?by=model&since=1h")
     [model] = [row for row in (await response.json())["usage"] if row["key"] == "m:latest"]
     assert model["requests"] == 7
-    assert model["prompt_tokens"] == sum(a["prompt_eval_count"] for a in answers)
-    assert model["output_tokens"] == sum(a["eval_count"] for a in answers)
+    assert model["prompt_tokens"] == sum(prompt for prompt, _ in answers)
+    assert model["output_tokens"] == sum(output for _, output in answers)
     assert model["tokens_per_s"] > 0 and model["cost"] is None and model["errors"] == 0
     everything = len(await logged(api, 0))
     response = await api.client.get("/api/usage?by=client")
@@ -237,3 +239,44 @@ def test_a_killed_daemon_keeps_what_was_written_and_names_its_clients(daemon_env
         assert ids <= after, "every entry written before the kill is there after a restart"
     finally:
         assert again.stop() == 0
+
+
+def test_real_generations_through_both_dialects_are_logged_as_answered(gemma_daemon: Daemon) -> None:
+    started = time.time()
+    answers: dict[str, list[tuple[int, int]]] = {"/api/chat": [], "/api/generate": [], "/v1/chat/completions": []}
+    for _ in range(2):
+        status, answer = gemma_daemon.request("POST", "/api/chat", {
+            "model": "gemma-chat", "messages": [{"role": "user", "content": "Say hi"}], "stream": False})
+        assert status == 200, answer
+        answers["/api/chat"].append((prompt_tokens(answer), answer["eval_count"]))
+    status, answer = gemma_daemon.request("POST", "/api/generate", {
+        "model": "gemma", "prompt": "The sky is", "options": {"num_predict": 8}, "stream": False})
+    assert status == 200, answer
+    answers["/api/generate"].append((prompt_tokens(answer), answer["eval_count"]))
+    status, answer = gemma_daemon.request("POST", "/v1/chat/completions", {
+        "model": "gemma-chat", "messages": [{"role": "user", "content": "Say hi"}], "max_tokens": 8})
+    assert status == 200, answer
+    answers["/v1/chat/completions"].append((answer["usage"]["prompt_tokens"], answer["usage"]["completion_tokens"]))
+
+    def mine() -> list[dict[str, Any]]:
+        rows = gemma_daemon.request("GET", "/api/log?limit=1000")[1]["requests"]
+        return [row for row in rows if row["time"] >= started and row["client_pid"] == os.getpid()
+                and row["route"] in answers]
+
+    wait_until(lambda: len(mine()) == 4)
+    for route, counts in answers.items():
+        rows = [row for row in mine() if row["route"] == route]
+        assert sorted((row["prompt_tokens"], row["output_tokens"]) for row in rows) == sorted(counts)
+        assert all(row["status"] == 200 and row["first_token_s"] > 0 and row["duration_s"] >= row["first_token_s"]
+                   and row["prompt"] is None for row in rows)
+    assert {row["dialect"] for row in mine()} == {"ollama", "openai"}
+
+
+def test_the_settings_turn_the_log_off_and_keep_it_so_in_a_started_daemon() -> None:
+    from r1.daemon.config import Settings, parse_duration
+
+    off = Settings.from_env({"R1_LOG_REQUESTS": "0", "R1_LOG_RETENTION": "7d"})
+    assert off.log_requests is False and off.log_retention == 7 * 86400
+    assert Settings.from_env(off.as_env()).log_requests is False, "autostart passes the 0 on"
+    assert Settings.from_env({}).log_requests is True and Settings.from_env({}).log_prompts is False
+    assert parse_duration("30d", "R1_LOG_RETENTION") == 30 * 86400 == Settings.from_env({}).log_retention

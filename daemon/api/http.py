@@ -91,6 +91,12 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         request.app[REQUEST_LOG].add(log_entry(request, peer, route, status, at, duration, facts, keep_text))
 
 
+def _whole_prompt(facts: dict[str, Any]) -> int | None:
+    """The prompt's tokens, those a slot held from an earlier turn included (as OpenAI's usage counts them)."""
+    evaluated = facts.get("prompt_tokens")
+    return None if evaluated is None else evaluated + (facts.get("prompt_cached") or 0)
+
+
 # Ollama's own routes; other /api/ routes are r1's (usage, log, import, remotes, tcp...).
 OLLAMA_ROUTES = frozenset({"/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/tags", "/api/show",
                            "/api/create", "/api/copy", "/api/delete", "/api/pull", "/api/push", "/api/ps",
@@ -111,7 +117,7 @@ def log_entry(request: web.Request, peer: Peer, route: str, status: int, at: flo
     answer = facts.get(ANSWER)
     return {"time": at, "client_kind": peer.kind, "client": peer.client, "client_uid": peer.uid,
             "client_pid": peer.pid, "dialect": dialect_of(route), "method": request.method, "route": route,
-            "model": facts.get("model"), "status": status, "prompt_tokens": facts.get("prompt_tokens"),
+            "model": facts.get("model"), "status": status, "prompt_tokens": _whole_prompt(facts),
             "output_tokens": facts.get("tokens"), "thinking_tokens": None, "first_token_s": facts.get("first_token_s"),
             "tokens_per_s": facts.get("tokens_per_s"), "duration_s": round(duration, 6), "cost": facts.get("cost"),
             "error": facts.get("error"), "prompt": facts.get(PROMPT) if keep_text else None,
