@@ -13,6 +13,7 @@ from .api import Api
 
 USAGE_HEADERS = ("REQUESTS", "PROMPT TOKENS", "OUTPUT TOKENS", "THINKING TOKENS", "TOKENS/S", "COST", "ERRORS")
 LOG_HEADERS = ("TIME", "CLIENT", "ROUTE", "MODEL", "STATUS", "TOKENS IN/OUT", "FIRST TOKEN", "TOKENS/S", "DURATION")
+LOG_WIDTHS = (19, 20, 26, 20, 6, 13, 11, 8, 8)  # followed rows come one at a time: columns wide enough for most
 
 
 def _number(value: Any, digits: int = 1) -> str:
@@ -60,12 +61,12 @@ def log(limit: int, follow: bool, as_json: bool) -> None:
             return
         print(render.table(LOG_HEADERS, [log_row(row) for row in reversed(rows)]))  # oldest first, as tail
         return
-    # Followed, rows come one at a time: a table per row keeps each on its own line, headers once.
+    # Followed, rows come one at a time: a table per row, of fixed widths, with the headers once.
     header_shown = as_json
     for row in api.stream("GET", f"/api/log?limit={limit}&follow=1"):
         if as_json:
             print(json.dumps(row), flush=True)
             continue
-        lines = render.table(LOG_HEADERS, [log_row(row)]).splitlines()
+        lines = render.table(LOG_HEADERS, [log_row(row)], LOG_WIDTHS).splitlines()
         print("\n".join(lines[1:] if header_shown else lines), flush=True)
         header_shown = True

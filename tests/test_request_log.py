@@ -8,7 +8,11 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sqlite3
+import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import Daemon, InProcess, prompt_tokens, start_daemon, wait_until
+from conftest import R1, Daemon, InProcess, prompt_tokens, start_daemon, wait_until
 
 from r1.daemon.metrics import Metrics
 from r1.daemon.request_log import RequestLog
@@ -109,7 +113,7 @@ async def test_errors_are_logged_with_their_text(api: InProcess) -> None:
     response = await api.client.post("/api/chat", json={"model": "nothing-here", "messages": []})
     assert response.status == 404
     [row] = [row for row in await logged(api, 1) if row["route"] == "/api/chat"]
-    assert row["status"] == 404 and "nothing-here" in row["error"]
+    assert row["status"] == 404 and "nothing-here" in row["error_text"]
     response = await api.client.get("/api/usage?by=nonsense")
     assert response.status == 400 and "model, day, client" in (await response.json())["error"]
     response = await api.client.get("/api/usage?since=yesterday")
@@ -230,6 +234,32 @@ def test_a_killed_daemon_keeps_what_was_written_and_names_its_clients(daemon_env
         cli_rows = by_the_cli()
         assert all(row["client_pid"] != os.getpid() for row in cli_rows), "the r1 command, by name"
 
+        # -n: the request may be written before the command follows: then it comes with the last ones
+        follow = subprocess.Popen([R1, "log", "--follow", "-n", "10000"], env=daemon.env, stdout=subprocess.PIPE,
+                                  text=True)
+        watchdog = threading.Timer(20, follow.kill)
+        watchdog.start()
+        try:
+            assert daemon.request("GET", "/api/catalog")[0] == 200
+            header = follow.stdout.readline().split()
+            line = follow.stdout.readline()
+            while line and "/api/catalog" not in line:
+                line = follow.stdout.readline()
+            assert header[:3] == ["TIME", "CLIENT", "ROUTE"] and "GET /api/catalog" in line and " 200 " in line
+        finally:
+            watchdog.cancel()
+            follow.terminate()
+            follow.wait(10)
+
+        long_name = tmp_path / "a-client-with-a-long-name"  # longer than the 15 bytes of Linux's comm
+        long_name.symlink_to(sys.executable)
+        subprocess.run([str(long_name), "-c", "import socket, sys; s = socket.socket(socket.AF_UNIX); "
+                        "s.connect(sys.argv[1]); s.sendall(b'GET /api/ps HTTP/1.1\\r\\nHost: x\\r\\n"
+                        "Connection: close\\r\\n\\r\\n'); s.recv(100)", str(daemon.socket)], check=True)
+        wait_until(lambda: any(row["route"] == "/api/ps" for row in written()))
+        [ps] = [row for row in written() if row["route"] == "/api/ps"]
+        assert ps["client"] == long_name.name
+
         ids = {row["id"] for row in written()}
     finally:
         assert daemon.stop(signal.SIGKILL) == -signal.SIGKILL
@@ -237,8 +267,15 @@ def test_a_killed_daemon_keeps_what_was_written_and_names_its_clients(daemon_env
     try:
         after = {row["id"] for row in again.request("GET", "/api/log?limit=1000")[1]["requests"]}
         assert ids <= after, "every entry written before the kill is there after a restart"
+        follower = socket.socket(socket.AF_UNIX)
+        follower.connect(str(again.socket))
+        follower.sendall(b"GET /api/log?limit=1&follow=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert b"200 OK" in follower.recv(1000)
+        stopping = time.monotonic()
     finally:
         assert again.stop() == 0
+    assert time.monotonic() - stopping < 5, "a follower does not hold the daemon up for R1_SHUTDOWN_GRACE"
+    follower.close()
 
 
 def test_real_generations_through_both_dialects_are_logged_as_answered(gemma_daemon: Daemon) -> None:

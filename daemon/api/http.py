@@ -120,7 +120,7 @@ def log_entry(request: web.Request, peer: Peer, route: str, status: int, at: flo
             "model": facts.get("model"), "status": status, "prompt_tokens": _whole_prompt(facts),
             "output_tokens": facts.get("tokens"), "thinking_tokens": None, "first_token_s": facts.get("first_token_s"),
             "tokens_per_s": facts.get("tokens_per_s"), "duration_s": round(duration, 6), "cost": facts.get("cost"),
-            "error": facts.get("error"), "prompt": facts.get(PROMPT) if keep_text else None,
+            "error_text": facts.get("error"), "prompt": facts.get(PROMPT) if keep_text else None,
             "answer": "".join(answer) if keep_text and answer else None}
 
 

@@ -183,7 +183,7 @@ def m007_requests(db: sqlite_utils.Database) -> None:
             tokens_per_s REAL,
             duration_s REAL NOT NULL,
             cost REAL,
-            error TEXT,
+            error_text TEXT,
             prompt TEXT,
             answer TEXT
         )"""

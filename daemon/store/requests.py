@@ -12,7 +12,7 @@ import sqlite_utils
 
 COLUMNS = ("time", "client_kind", "client", "client_uid", "client_pid", "dialect", "method", "route", "model",
            "status", "prompt_tokens", "output_tokens", "thinking_tokens", "first_token_s", "tokens_per_s",
-           "duration_s", "cost", "error", "prompt", "answer")
+           "duration_s", "cost", "error_text", "prompt", "answer")
 
 # `--by`: what a usage row is keyed on. A client is a program (its name and uid) or a TCP address,
 # not a pid: each `r1 run` is another process of the same program.
