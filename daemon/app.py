@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import anthropic, blobs, inference, ollama, openai, ops, remotes, responses
+from .api import anthropic, blobs, console, events, inference, ollama, openai, ops, remotes, responses
 from .api.context import CORE, METRICS, PULLS, SCHEDULER, SETTINGS, STORE, TASKS
 from .api.guard import add_cors_headers, guard_middleware
 from .api.http import access_middleware, errors_middleware, start_owned_task
@@ -70,4 +70,6 @@ def create_app(settings: Settings, store: Store, *, start: StartRunner | None = 
     app.add_routes(ops.routes)
     app.add_routes(blobs.routes)
     app.add_routes(remotes.routes)
+    app.add_routes(events.routes)
+    app.add_routes(console.routes)
     return app
