@@ -74,10 +74,10 @@ function countdown(expiresAt) {
   return `unloads in ${m}:${String(s).padStart(2, "0")}`;
 }
 
-function element(tag, props = {}, ...children) {
+function element(tag, { dataset = {}, ...props } = {}, ...children) {
   const node = document.createElement(tag);
   Object.assign(node, props);
-  for (const [name, value] of Object.entries(props.dataset || {})) node.dataset[name] = value;
+  Object.assign(node.dataset, dataset);
   node.append(...children);
   return node;
 }
@@ -113,7 +113,7 @@ function showPs(ps) {
       element("strong", { textContent: model.name }),
       element("span", { textContent: `${bytes(model.size)} · ${model.state}` }),
       element("span", { className: "slots", textContent: slots }),
-      element("span", { className: "countdown muted", dataset: { expires: model.expires_at || "" } }),
+      element("span", { className: "countdown muted", dataset: { expires: model.state === "loading" ? "" : model.expires_at || "" } }),
       button("Unload", `unload ${model.name}`, () => unload(model.name), "danger")));
   });
   const waiting = ps.waiting ? ` · ${ps.waiting} waiting` : "";
