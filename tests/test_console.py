@@ -203,6 +203,39 @@ def test_a_foreign_origin_is_refused_over_tcp(page: Any, gemma_daemon: Daemon, a
     shot(page, artifacts, "9-foreign-origin")
 
 
+USAGE = {"day": [{"key": "2026-11-29", "requests": 3, "prompt_tokens": 120, "output_tokens": 300, "thinking_tokens": 0,
+                  "tokens_per_s": 40.0, "cost": None},
+                 {"key": "2026-11-30", "requests": 5, "prompt_tokens": 200, "output_tokens": 800, "thinking_tokens": 50,
+                  "tokens_per_s": 52.5, "cost": None}],
+         "model": [{"key": "smollm2:135m", "requests": 6, "prompt_tokens": 250, "output_tokens": 900,
+                    "thinking_tokens": 0, "tokens_per_s": 55.0, "cost": None},
+                   {"key": "gemma-chat:latest", "requests": 2, "prompt_tokens": 70, "output_tokens": 200,
+                    "thinking_tokens": 50, "tokens_per_s": 30.0, "cost": None}]}
+
+
+def test_usage_charts_are_drawn_from_api_usage_and_wait_for_the_log(page: Any, artifacts: Path) -> None:
+    # /api/usage comes with the request log (issue 19's other half): its answers are given here.
+    def usage(route: Any) -> None:
+        by = "day" if "by=day" in route.request.url else "model"
+        route.fulfill(json={"rows": USAGE[by]})
+
+    page.route("**/api/usage?*", usage)
+    page.reload()
+    days, models = page.locator("#chart-days svg"), page.locator("#chart-models svg")
+    days.wait_for()
+    assert days.locator("rect.datum").count() == 2 and models.locator("rect.datum").count() == 2
+    assert "11-30: 1050 tokens" in days.get_attribute("aria-label")  # prompt + output + thinking
+    assert "smollm2:135m: 55 tokens/s" in models.get_attribute("aria-label")
+    heights = [float(r.get_attribute("height")) for r in days.locator("rect.datum").all()]
+    assert heights[1] > heights[0] > 0
+    shot(page, artifacts, "11-usage")
+    page.unroute("**/api/usage?*")
+    page.route("**/api/usage?*", lambda route: route.fulfill(status=404, json={"error": "404: Not Found"}))
+    page.reload()
+    page.wait_for_selector("#usage-note:has-text('usage appears once the request log is on')")
+    assert page.locator("#chart-days svg").count() == 0
+
+
 def test_a_key_entered_once_opens_a_keyed_daemon(browser: Any, tmp_path: Path, artifacts: Path) -> None:
     port = free_port()
     with private_daemon(tmp_path, R1_HOST=f"127.0.0.1:{port}", R1_API_KEY="sesame") as keyed:
