@@ -4,17 +4,19 @@ in the test artifacts ($R1_TEST_ARTIFACTS, else a temp folder); the 1280x800 one
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import re
-import shutil
+import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import Daemon, free_port, private_daemon, wait_until
+from conftest import R1, Daemon, free_port, private_daemon, wait_until
 from fakehub import FakeHub
 from tinymodels import write_tiny_gguf
 
@@ -101,6 +103,11 @@ def test_model_list_shows_the_store(page: Any, artifacts: Path) -> None:
         .map(e => e.outerHTML)""")
     assert unnamed == []
     shot(page, artifacts, "1-models")
+    background = "getComputedStyle(document.body).backgroundColor"
+    light = page.evaluate(background)
+    page.emulate_media(color_scheme="dark")  # the system's choice, followed
+    assert page.evaluate(background) != light
+    shot(page, artifacts, "1-models-dark")
 
 
 def test_load_then_unload_from_the_page_moves_the_memory_bar(page: Any, gemma_daemon: Daemon,
@@ -155,7 +162,7 @@ def test_the_thinking_is_collapsed_and_opens(page: Any, artifacts: Path) -> None
     thinking.locator("summary").focus()
     page.keyboard.press("Enter")  # opened from the keyboard
     assert thinking.get_attribute("open") is not None
-    assert answer.locator(".thinking-text").inner_text().strip()
+    assert answer.locator(".thinking-text").text_content()  # what the model thought, now shown
     shot(page, artifacts, "6-thinking")
 
 
@@ -183,6 +190,28 @@ def test_a_pull_shows_its_progress_to_100_percent_and_the_model(page: Any, hub: 
     row(page, name).wait_for(state="detached")
     status, tags = gemma_daemon.request("GET", "/api/tags")
     assert name not in {m["name"] for m in tags["models"]}
+
+
+def test_a_pull_started_elsewhere_shows_up(page: Any, hub: FakeHub, gemma_daemon: Daemon, tmp_path: Path,
+                                           artifacts: Path) -> None:
+    weights = write_tiny_gguf(tmp_path / "elsewhere-Q4_K_M.gguf", seed=20)
+    hub.add_repo("acme/elsewhere-GGUF", {"elsewhere-Q4_K_M.gguf": weights})
+    name = "hf.co/acme/elsewhere-GGUF:latest"
+    hub.throttle(max(weights.stat().st_size // 3, 1))
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pulled = pool.submit(gemma_daemon.cli, "pull", "acme/elsewhere-GGUF")  # as `r1 pull` in a terminal
+            bar = page.locator(f"#pulls li[data-name='{name}']")
+            bar.wait_for()
+            assert bar.get_attribute("data-done") == "false"
+            shot(page, artifacts, "8b-pull-from-the-cli")
+            pulled.result(timeout=120)
+    finally:
+        hub.throttle(None)
+    page.wait_for_selector(f"#pulls li[data-name='{name}'][data-done='true']")
+    assert bar.locator(".percent").inner_text() == "100%"
+    row(page, name).wait_for()
+    gemma_daemon.cli("rm", name)
 
 
 def test_a_foreign_origin_is_refused_over_tcp(page: Any, gemma_daemon: Daemon, artifacts: Path) -> None:
@@ -251,6 +280,27 @@ def test_a_key_entered_once_opens_a_keyed_daemon(browser: Any, tmp_path: Path, a
         assert page.input_value("#key") == "sesame"
         shot(page, artifacts, "10-keyed")
         context.close()
+
+
+def test_r1_ui_opens_the_tcp_listener_and_the_browser(daemon: Daemon, tmp_path: Path) -> None:
+    """A daemon without TCP: `r1 ui` opens the listener (as `r1 launch` does) and hands the URL to the browser."""
+    status, listening = daemon.request("GET", "/api/tcp")
+    assert status == 200 and listening["address"] is None
+    opened = tmp_path / "opened"
+    browser_script = tmp_path / "browser"
+    browser_script.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    browser_script.chmod(0o755)
+    result = subprocess.run([R1, "ui"], env={**daemon.env, "BROWSER": f"{browser_script} %s"},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    status, listening = daemon.request("GET", "/api/tcp")
+    url = f"http://{listening['address']}/ui"
+    assert result.stdout.strip() == f"opened {url}"
+    wait_until(opened.exists)
+    assert opened.read_text().strip() == url
+    with urllib.request.urlopen(url, timeout=10) as page:
+        assert "<title>r1 console</title>" in page.read().decode()
+    assert daemon.cli("ui", "--print").stdout.strip() == url  # the listener already open: the same one
 
 
 def test_r1_ui_prints_the_console_url(gemma_daemon: Daemon) -> None:
