@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .api import anthropic, blobs, console, events, inference, ollama, openai, ops, remotes, responses
-from .api.context import CORE, METRICS, PULLS, SCHEDULER, SETTINGS, STORE, TASKS
+from .api.context import CLOSING, CORE, METRICS, PULLS, SCHEDULER, SETTINGS, STORE, TASKS
 from .api.guard import add_cors_headers, guard_middleware
 from .api.http import access_middleware, errors_middleware, start_owned_task
 from .config import Settings
@@ -36,6 +36,10 @@ async def _pulls(app: web.Application) -> AsyncIterator[None]:
     await app[PULLS].close()
 
 
+async def _closing(app: web.Application) -> None:
+    app[CLOSING].set()
+
+
 def _scheduler(start: StartRunner | None):
     async def run_scheduler(app: web.Application) -> AsyncIterator[None]:
         extra_buffers = ExtraBuffers(app[SETTINGS].llama_extra_buffers, Machine.here(), app[STORE])
@@ -58,6 +62,8 @@ def create_app(settings: Settings, store: Store, *, start: StartRunner | None = 
     app[SETTINGS] = settings
     app[STORE] = store
     app[METRICS] = Metrics() if metrics is None else metrics
+    app[CLOSING] = asyncio.Event()
+    app.on_shutdown.append(_closing)
     # Cleanup runs in reverse: owned tasks (pull transfers) stop before the pulls' HTTP session closes.
     app.cleanup_ctx.append(_scheduler(start))
     app.cleanup_ctx.append(_pulls)

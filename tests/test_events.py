@@ -3,9 +3,12 @@ in-process; the page itself is tested in a browser in test_console.py."""
 
 from __future__ import annotations
 
+import http.client
+import socket
+import time
 from typing import Any
 
-from conftest import InProcess
+from conftest import Daemon, InProcess
 
 
 async def test_events_stream_ps_and_pulls_and_the_page_skips_only_the_key(make_api: Any) -> None:
@@ -24,3 +27,18 @@ async def test_events_stream_ps_and_pulls_and_the_page_skips_only_the_key(make_a
     assert first.startswith("event: ps\ndata: ") and '"memory"' in first
     assert second == 'event: pulls\ndata: {"pulls": []}\n\n'
     events.close()
+
+
+def test_an_open_event_stream_does_not_hold_the_shutdown(daemon: Daemon) -> None:
+    """A console left open: on SIGTERM its stream ends at once, not after R1_SHUTDOWN_GRACE (10 s)."""
+    conn = http.client.HTTPConnection("localhost", timeout=30)
+    conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.sock.connect(str(daemon.socket))
+    conn.request("GET", "/api/events")
+    response = conn.getresponse()
+    assert response.status == 200 and response.readline() == b"event: ps\n"
+    started = time.monotonic()
+    assert daemon.stop() == 0
+    assert time.monotonic() - started < 5
+    response.read()  # the stream was ended, not cut
+    conn.close()

@@ -9,6 +9,7 @@ pull manager free of subscribers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,7 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .context import PULLS
+from .context import CLOSING, PULLS
 from .http import Framing, stream_events
 from .ollama import running
 
@@ -40,10 +41,12 @@ def sources(app: web.Application) -> dict[str, Callable[[], Any]]:
 
 async def changes(app: web.Application, poll: float = POLL_INTERVAL,
                   heartbeat: float = HEARTBEAT_INTERVAL) -> AsyncIterator[bytes]:
-    """Framed events: every source at once, then each one again when it differs; heartbeats between."""
+    """Framed events: every source at once, then each one again when it differs; heartbeats between.
+    Ends when the daemon shuts down."""
     last: dict[str, Any] = {}
     quiet_since = time.monotonic()
-    while True:
+    closing = app[CLOSING]
+    while not closing.is_set():
         for name, read in sources(app).items():
             state = read()
             if last.get(name) != state:
@@ -53,7 +56,8 @@ async def changes(app: web.Application, poll: float = POLL_INTERVAL,
         if time.monotonic() - quiet_since >= heartbeat:
             quiet_since = time.monotonic()
             yield HEARTBEAT
-        await asyncio.sleep(poll)
+        with contextlib.suppress(asyncio.TimeoutError):  # TimeoutError itself from Python 3.11
+            await asyncio.wait_for(closing.wait(), poll)
 
 
 @routes.get("/api/events")
