@@ -30,7 +30,10 @@ async def test_events_stream_ps_and_pulls_and_the_page_skips_only_the_key(make_a
 
 
 def test_an_open_event_stream_does_not_hold_the_shutdown(daemon: Daemon) -> None:
-    """A console left open: on SIGTERM its stream ends at once, not after R1_SHUTDOWN_GRACE (10 s)."""
+    """A console left open: on SIGTERM its stream ends at once, not after R1_SHUTDOWN_GRACE (10 s).
+    (The page is on the socket too.)"""
+    status, page = daemon.request("GET", "/ui")
+    assert status == 200 and "<title>r1 console</title>" in page
     conn = http.client.HTTPConnection("localhost", timeout=30)
     conn.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.sock.connect(str(daemon.socket))
