@@ -422,6 +422,18 @@ def launch(tool: str, model: str, run: bool) -> None:
     start(tool, model, run)
 
 
+@cli.command()
+@click.option("--print", "print_only", is_flag=True, help="print the console's URL instead of opening it")
+def ui(print_only: bool) -> None:
+    """Open the web console (loaded models, the store, chat, usage) in the browser.
+
+    Opens r1's TCP listener on loopback if it is off; when R1_API_KEY is set, the page asks for it once.
+    """
+    from .ui import open_console
+
+    open_console(print_only)
+
+
 @cli.group()
 def remote() -> None:
     """Remote engines (an OpenAI-compatible provider or vLLM, another Ollama) whose models r1 serves."""

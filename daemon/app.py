@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import anthropic, blobs, inference, ollama, openai, ops, remotes, responses, usage
-from .api.context import CORE, METRICS, PULLS, REQUEST_LOG, SCHEDULER, SETTINGS, STORE, TASKS
+from .api import anthropic, blobs, console, events, inference, ollama, openai, ops, remotes, responses, usage
+from .api.context import CLOSING, CORE, METRICS, PULLS, REQUEST_LOG, SCHEDULER, SETTINGS, STORE, TASKS
 from .api.guard import add_cors_headers, guard_middleware
 from .api.http import access_middleware, errors_middleware, start_owned_task
 from .config import Settings
@@ -45,7 +45,10 @@ async def _request_log(app: web.Application) -> AsyncIterator[None]:
     await asyncio.gather(writer, return_exceptions=True)
 
 
-async def _end_follows(app: web.Application) -> None:
+async def _closing(app: web.Application) -> None:
+    """Streams that would never end by themselves (`r1 log --follow`, the console's events) end when the
+    daemon shuts down, rather than hold it for the whole grace."""
+    app[CLOSING].set()
     app[REQUEST_LOG].close_followers()
 
 
@@ -72,7 +75,8 @@ def create_app(settings: Settings, store: Store, *, start: StartRunner | None = 
     app[STORE] = store
     app[METRICS] = Metrics() if metrics is None else metrics
     app[REQUEST_LOG] = RequestLog(store, app[METRICS], enabled=settings.log_requests, retention=settings.log_retention)
-    app.on_shutdown.append(_end_follows)
+    app[CLOSING] = asyncio.Event()
+    app.on_shutdown.append(_closing)
     # Cleanup runs in reverse: owned tasks (pull transfers) stop before the pulls' HTTP session closes,
     # and the request log, first in, writes last: the requests that ended during the shutdown too.
     app.cleanup_ctx.append(_request_log)
@@ -88,4 +92,6 @@ def create_app(settings: Settings, store: Store, *, start: StartRunner | None = 
     app.add_routes(blobs.routes)
     app.add_routes(remotes.routes)
     app.add_routes(usage.routes)
+    app.add_routes(events.routes)
+    app.add_routes(console.routes)
     return app

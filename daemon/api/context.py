@@ -25,6 +25,9 @@ SCHEDULER = web.AppKey("scheduler", Scheduler)
 METRICS = web.AppKey("metrics", Metrics)
 REQUEST_LOG = web.AppKey("request_log", RequestLog)
 CORE = web.AppKey("core", Core)  # store, scheduler and metrics together, for the generation routes
+# Set when the daemon begins to shut down: streams that never end by themselves (/api/events) end then,
+# so an open console does not hold the shutdown for R1_SHUTDOWN_GRACE.
+CLOSING = web.AppKey("closing", asyncio.Event)
 
 
 class Listener(Protocol):
