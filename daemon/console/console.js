@@ -113,7 +113,9 @@ function showPs(ps) {
       element("strong", { textContent: model.name }),
       element("span", { textContent: `${bytes(model.size)} · ${model.state}` }),
       element("span", { className: "slots", textContent: slots }),
-      element("span", { className: "countdown muted", dataset: { expires: model.state === "loading" ? "" : model.expires_at || "" } }),
+      // Its keep-alive counts down only once no request holds it.
+      element("span", { className: "countdown muted",
+                        dataset: { expires: model.state === "idle" || model.state === "stopping" ? model.expires_at || "" : "" } }),
       button("Unload", `unload ${model.name}`, () => unload(model.name), "danger")));
   });
   const waiting = ps.waiting ? ` · ${ps.waiting} waiting` : "";
@@ -293,7 +295,9 @@ async function refreshUsage() {
     const [days, models] = await Promise.all([usage("day"), usage("model")]);
     const tokens = (r) => r.prompt_tokens + r.output_tokens + (r.thinking_tokens || 0);
     $("#chart-days").replaceChildren(barChart(days, (r) => r.key.slice(5), tokens, "tokens"));
-    $("#chart-models").replaceChildren(barChart(models, (r) => r.key, (r) => r.tokens_per_s || 0, "tokens/s"));
+    // Requests without a model (listing, version) have no tokens/s to chart.
+    $("#chart-models").replaceChildren(barChart(models.filter((r) => r.key), (r) => r.key, (r) => r.tokens_per_s || 0,
+                                                "tokens/s"));
     say("#usage-note", days.length ? "" : "no requests in the last 30 days");
   } catch (error) {
     say("#usage-note", error.status === 404 ? "usage appears once the request log is on"
