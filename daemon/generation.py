@@ -284,11 +284,13 @@ async def _generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final
     # whole: it comes out as tool_calls, or, if it is not one after all, as text at the end.
     held: str | None = "" if request.tools else None
     pending: list[dict[str, Any]] = []  # log probabilities of tokens whose text no chunk has carried yet
+    thinking_parts = 0  # text frames (about one a token) that were all thinking, for the request log
     async with scheduler.lease(prepared.spec, request.keep_alive) as lease:
         splitter = ThinkSplitter()
         async for frame in lease.runner.generate(prepared.frame):
             if "t" in frame:
                 piece = splitter.feed(frame["t"]) if split else Piece(content=frame["t"])
+                thinking_parts += bool(piece.thinking and not piece.content)
                 if "lp" in frame:
                     pending += frame["lp"]
             elif "start" in frame:
@@ -318,6 +320,7 @@ async def _generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final
     if pending:  # tokens whose text is not shown (hidden thinking, a tool call) were still sampled
         yield Chunk(logprobs=tuple(pending))
     _count(core.metrics, prepared.record.name, done, first_token)
+    note(thinking_tokens=min(thinking_parts, done["eval_count"]))
     if "context" in done:
         done = {**done, "context": tuple(done["context"])}
     yield Final(

@@ -75,7 +75,8 @@ async def test_the_log_counts_what_was_sent(api: InProcess) -> None:
     assert all(row["status"] == 200 and row["model"] == "m:latest" and row["client_kind"] == "tcp"
                and row["client"] == "127.0.0.1" and row["duration_s"] > 0 for row in generations)
     assert all(row["first_token_s"] is not None and row["tokens_per_s"] is not None for row in generations)
-    assert all(row["thinking_tokens"] is None for row in rows), "the core does not count thinking apart"
+    assert all(row["thinking_tokens"] == 0 for row in generations)  # the scripted answers do not think
+    assert all(row["thinking_tokens"] is None for row in rows if row not in generations)  # nor generate
     import_row = next(row for row in rows if row["route"] == "/api/import")
     assert import_row["dialect"] == "r1"
     assert [row["id"] for row in rows] == sorted((row["id"] for row in rows), reverse=True), "newest first"
@@ -317,3 +318,19 @@ def test_the_settings_turn_the_log_off_and_keep_it_so_in_a_started_daemon() -> N
     assert Settings.from_env(off.as_env()).log_requests is False, "autostart passes the 0 on"
     assert Settings.from_env({}).log_requests is True and Settings.from_env({}).log_prompts is False
     assert parse_duration("30d", "R1_LOG_RETENTION") == 30 * 86400 == Settings.from_env({}).log_retention
+
+
+def test_a_reasoning_models_thinking_tokens_are_counted_apart(gemma_daemon: Daemon) -> None:
+    started = time.time()
+    status, answer = gemma_daemon.request("POST", "/api/chat", {
+        "model": "thinker", "messages": [{"role": "user", "content": "2+2?"}], "stream": False,
+        "options": {"num_predict": 12, "temperature": 0}})
+    assert status == 200 and answer["message"]["thinking"], answer  # the thinker's answer is all thinking
+
+    def row() -> dict[str, Any] | None:
+        rows = gemma_daemon.request("GET", "/api/log?limit=200")[1]["requests"]
+        return next((r for r in rows if r["time"] >= started and r["model"] == "thinker:latest"), None)
+
+    wait_until(lambda: row() is not None)
+    logged = row()
+    assert logged is not None and 0 < logged["thinking_tokens"] <= logged["output_tokens"] == 12

@@ -113,12 +113,13 @@ def dialect_of(route: str) -> str:
 
 def log_entry(request: web.Request, peer: Peer, route: str, status: int, at: float, duration: float,
               facts: dict[str, Any], keep_text: bool) -> dict[str, Any]:
-    """A request's row in the request log. Thinking tokens: null, as the core counts them with the answer's."""
+    """A request's row in the request log. Thinking tokens: the runner's text frames (about one a token) that
+    were all thinking; null for requests that generate nothing."""
     answer = facts.get(ANSWER)
     return {"time": at, "client_kind": peer.kind, "client": peer.client, "client_uid": peer.uid,
             "client_pid": peer.pid, "dialect": dialect_of(route), "method": request.method, "route": route,
             "model": facts.get("model"), "status": status, "prompt_tokens": _whole_prompt(facts),
-            "output_tokens": facts.get("tokens"), "thinking_tokens": None, "first_token_s": facts.get("first_token_s"),
+            "output_tokens": facts.get("tokens"), "thinking_tokens": facts.get("thinking_tokens"), "first_token_s": facts.get("first_token_s"),
             "tokens_per_s": facts.get("tokens_per_s"), "duration_s": round(duration, 6), "cost": facts.get("cost"),
             "error_text": facts.get("error"), "prompt": facts.get(PROMPT) if keep_text else None,
             "answer": "".join(answer) if keep_text and answer else None}
