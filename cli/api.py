@@ -92,7 +92,7 @@ class Api:
         except ApiError as exc:
             raise ApiFailure(exc.status, str(exc)) from exc
 
-    def stream(self, method: str, path: str, body: Json) -> Iterator[Json]:
+    def stream(self, method: str, path: str, body: Json | None = None) -> Iterator[Json]:
         try:
             try:
                 events = self.client.stream(method, path, body)

@@ -132,7 +132,7 @@ class Client:
             response.close()
         return json.loads(raw) if raw.strip() else None
 
-    def stream(self, method: str, path: str, body: dict[str, object]) -> Iterator[dict[str, object]]:
+    def stream(self, method: str, path: str, body: dict[str, object] | None = None) -> Iterator[dict[str, object]]:
         """NDJSON events as they arrive; an in-band {"error"} line raises ApiError."""
         response = self._send(method, path, body)
         try:

@@ -19,6 +19,7 @@ import shlex
 
 from .api import Api
 from .errors import CliError
+from .listener import tcp_address
 
 KEY_VARIABLE = "R1_API_KEY"  # Codex reads the key from the variable its provider's env_key names
 
@@ -43,8 +44,7 @@ def plan(tool: str, address: str, key: str, model: str) -> tuple[dict[str, str],
 def launch(tool: str, model: str, run: bool) -> None:
     api = Api.from_env()
     api("POST", "/api/show", {"model": model})  # a model the store lacks fails here, with the daemon's words
-    listening = api("POST", "/api/tcp", {})
-    address = str(listening["address"])
+    address = tcp_address(api)
     # Without R1_API_KEY a loopback listener takes any key; the tools insist on having one.
     key = api.settings.api_key or "r1"
     env, command = plan(tool, address, key, model)

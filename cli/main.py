@@ -236,6 +236,30 @@ def ps(as_json: bool) -> None:
 
 
 @cli.command()
+@click.option("--by", type=click.Choice(["model", "day", "client"]), default="model", show_default=True,
+              help="what each row totals")
+@click.option("--since", default="7d", show_default=True, metavar="DURATION", help="how far back (24h, 7d, 30d)")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+def usage(by: str, since: str, as_json: bool) -> None:
+    """Totals from the request log: requests, tokens, speed and cost by model, day or client."""
+    from .usage import usage as show
+
+    show(by, since, as_json)
+
+
+@cli.command()
+@click.option("-n", "limit", type=click.IntRange(0, 10_000), default=20, show_default=True,
+              help="how many of the last requests")
+@click.option("--follow", "-f", is_flag=True, help="keep printing requests as they finish (Ctrl-C stops)")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP + " (with --follow: one object a line)")
+def log(limit: int, follow: bool, as_json: bool) -> None:
+    """The last requests the daemon served: who asked, which route and model, tokens and timings."""
+    from .usage import log as show
+
+    show(limit, follow, as_json)
+
+
+@cli.command()
 @click.argument("name", shell_complete=loaded_models)
 def stop(name: str) -> None:
     """Unload a model now (once the requests it is serving end)."""
@@ -396,6 +420,18 @@ def launch(tool: str, model: str, run: bool) -> None:
     from .launch import launch as start
 
     start(tool, model, run)
+
+
+@cli.command()
+@click.option("--print", "print_only", is_flag=True, help="print the console's URL instead of opening it")
+def ui(print_only: bool) -> None:
+    """Open the web console (loaded models, the store, chat, usage) in the browser.
+
+    Opens r1's TCP listener on loopback if it is off; when R1_API_KEY is set, the page asks for it once.
+    """
+    from .ui import open_console
+
+    open_console(print_only)
 
 
 @cli.group()

@@ -64,9 +64,11 @@ def human_until(timestamp: str, now: datetime | None = None) -> str:
     return "Less than a second"
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Left-aligned columns three spaces apart, like Ollama's lists."""
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]], widths: Sequence[int] = ()) -> str:
+    """Left-aligned columns three spaces apart, like Ollama's lists; `widths`: the least width of each
+    column, so that rows printed one at a time (`r1 log --follow`) line up."""
+    least = list(widths) or [0] * len(headers)
+    widths = [max(least[i], *(len(str(row[i])) for row in [headers, *rows])) for i in range(len(headers))]
     lines = ["   ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [headers, *rows]]
     return "\n".join(lines)
 

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import anthropic, blobs, inference, ollama, openai, ops, remotes, responses
-from .api.context import CORE, METRICS, PULLS, SCHEDULER, SETTINGS, STORE, TASKS
+from .api import anthropic, blobs, console, events, inference, ollama, openai, ops, remotes, responses, usage
+from .api.context import CLOSING, CORE, METRICS, PULLS, REQUEST_LOG, SCHEDULER, SETTINGS, STORE, TASKS
 from .api.guard import add_cors_headers, guard_middleware
 from .api.http import access_middleware, errors_middleware, start_owned_task
 from .config import Settings
@@ -16,6 +16,7 @@ from .generation import Core
 from .kernels import ExtraBuffers, Machine
 from .metrics import Metrics
 from .pull.manager import PullManager
+from .request_log import RequestLog
 from .remote.engines import Remotes
 from .scheduler import Scheduler, StartRunner
 from .store import Store
@@ -34,6 +35,21 @@ async def _pulls(app: web.Application) -> AsyncIterator[None]:
     app[PULLS] = PullManager(app[STORE], app[SETTINGS], lambda coro: start_owned_task(app, coro), app[METRICS])
     yield
     await app[PULLS].close()
+
+
+async def _request_log(app: web.Application) -> AsyncIterator[None]:
+    """The request log's writer runs as long as the app; stopping, it writes what is queued."""
+    writer = asyncio.ensure_future(app[REQUEST_LOG].run())
+    yield
+    writer.cancel()
+    await asyncio.gather(writer, return_exceptions=True)
+
+
+async def _closing(app: web.Application) -> None:
+    """Streams that would never end by themselves (`r1 log --follow`, the console's events) end when the
+    daemon shuts down, rather than hold it for the whole grace."""
+    app[CLOSING].set()
+    app[REQUEST_LOG].close_followers()
 
 
 def _scheduler(start: StartRunner | None):
@@ -58,7 +74,12 @@ def create_app(settings: Settings, store: Store, *, start: StartRunner | None = 
     app[SETTINGS] = settings
     app[STORE] = store
     app[METRICS] = Metrics() if metrics is None else metrics
-    # Cleanup runs in reverse: owned tasks (pull transfers) stop before the pulls' HTTP session closes.
+    app[REQUEST_LOG] = RequestLog(store, app[METRICS], enabled=settings.log_requests, retention=settings.log_retention)
+    app[CLOSING] = asyncio.Event()
+    app.on_shutdown.append(_closing)
+    # Cleanup runs in reverse: owned tasks (pull transfers) stop before the pulls' HTTP session closes,
+    # and the request log, first in, writes last: the requests that ended during the shutdown too.
+    app.cleanup_ctx.append(_request_log)
     app.cleanup_ctx.append(_scheduler(start))
     app.cleanup_ctx.append(_pulls)
     app.cleanup_ctx.append(_owned_tasks)
@@ -70,4 +91,7 @@ def create_app(settings: Settings, store: Store, *, start: StartRunner | None = 
     app.add_routes(ops.routes)
     app.add_routes(blobs.routes)
     app.add_routes(remotes.routes)
+    app.add_routes(usage.routes)
+    app.add_routes(events.routes)
+    app.add_routes(console.routes)
     return app

@@ -43,19 +43,19 @@ def parse_size(text: str, variable: str) -> int:
     return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
 
 
-_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+_DURATION_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def parse_duration(text: str, variable: str) -> float:
-    """Seconds from '300', '5m', '1h30m', '2.5s' or '-1' (Ollama's keep_alive); negative means forever."""
+    """Seconds from '300', '5m', '1h30m', '2.5s', '30d' or '-1' (Ollama's keep_alive); negative means forever."""
     text = text.strip()
     number = r"[0-9]+(?:\.[0-9]+)?"
     if re.fullmatch(rf"-?{number}", text):
         return float(text)
-    match = re.fullmatch(rf"(-?)((?:{number}(?:ms|s|m|h))+)", text)
+    match = re.fullmatch(rf"(-?)((?:{number}(?:ms|s|m|h|d))+)", text)
     if not match:
-        raise ConfigError(f"{variable}={text!r} is not a duration; write seconds or e.g. 30s, 5m, 1h30m (negative: forever)")
-    seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(rf"({number})(ms|s|m|h)", match.group(2)))
+        raise ConfigError(f"{variable}={text!r} is not a duration; write seconds or e.g. 30s, 5m, 1h30m, 30d (negative: forever)")
+    seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in re.findall(rf"({number})(ms|s|m|h|d)", match.group(2)))
     return -seconds if match.group(1) else seconds
 
 
@@ -259,6 +259,18 @@ SETTINGS: dict[str, Setting] = {
     "log_file": Setting(
         "R1_LOG_FILE", "", "Log to this file instead of stderr; SIGHUP reopens it (for logrotate).", _optional_path
     ),
+    "log_requests": Setting(
+        "R1_LOG_REQUESTS", "1", "When 1, record every API request in the request log (r1 usage, r1 log); 0 turns "
+        "the log off.", _flag
+    ),
+    "log_prompts": Setting(
+        "R1_LOG_PROMPTS", "", "When 1, the request log keeps each generation's prompt and answer too (off by "
+        "default: the log holds counts and timings only).", _flag
+    ),
+    "log_retention": Setting(
+        "R1_LOG_RETENTION", "30d", "How long the request log keeps a request (1h, 7d, 30d; negative: forever); "
+        "older ones are pruned hourly.", parse_duration
+    ),
     "shutdown_grace": Setting(
         "R1_SHUTDOWN_GRACE",
         "10s",
@@ -397,7 +409,7 @@ class Settings(namedtuple("Settings", list(SETTINGS))):
         out: dict[str, str] = {}
         for name, value in self._asdict().items():
             if isinstance(value, bool):
-                text = "1" if value else ""
+                text = "1" if value else "0"  # "0", not "": an unset flag takes its default (R1_LOG_REQUESTS: on)
             elif isinstance(value, tuple):
                 text = ",".join(value)
             elif name == "socket_mode":

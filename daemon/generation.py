@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from .capabilities import capabilities, check, fill_in_middle
 from .errors import BadRequest, Conflict
 from .kernels import ExtraBuffers
 from .memory import Estimate, estimate
-from .metrics import Metrics, note
+from .metrics import Metrics, answer_text, note
 from .reasoning import Piece, ThinkSplitter
 from .remote.engines import Remotes, answer
 from .remote.wire import End
@@ -238,8 +239,25 @@ def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: 
     return Prepared(record, spec, frame)
 
 
-async def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]:
-    """Chunks of thinking and answer as the model writes them, then one Final."""
+def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]:
+    """Chunks of thinking and answer as the model writes them, then one Final. When the request log keeps
+    text (R1_LOG_PROMPTS=1), the prompt and the answer go to it too; otherwise nothing is added per token."""
+    kept = answer_text()
+    if kept is None:
+        return _generate(core, request)
+    note(prompt=request.prompt if request.messages is None else json.dumps(request.messages))
+    return _keeping_answer(_generate(core, request), kept)
+
+
+async def _keeping_answer(items: AsyncIterator[Chunk | Final], kept: list[str]) -> AsyncIterator[Chunk | Final]:
+    async with contextlib.aclosing(items):
+        async for item in items:
+            if isinstance(item, Chunk):
+                kept.append(item.content)
+            yield item
+
+
+async def _generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]:
     started = time.perf_counter_ns()
     scheduler = core.scheduler
     record = await asyncio.to_thread(core.store.get, request.model)
@@ -266,11 +284,13 @@ async def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]
     # whole: it comes out as tool_calls, or, if it is not one after all, as text at the end.
     held: str | None = "" if request.tools else None
     pending: list[dict[str, Any]] = []  # log probabilities of tokens whose text no chunk has carried yet
+    thinking_parts = 0  # text frames (about one a token) that were all thinking, for the request log
     async with scheduler.lease(prepared.spec, request.keep_alive) as lease:
         splitter = ThinkSplitter()
         async for frame in lease.runner.generate(prepared.frame):
             if "t" in frame:
                 piece = splitter.feed(frame["t"]) if split else Piece(content=frame["t"])
+                thinking_parts += bool(piece.thinking and not piece.content)
                 if "lp" in frame:
                     pending += frame["lp"]
             elif "start" in frame:
@@ -300,6 +320,7 @@ async def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]
     if pending:  # tokens whose text is not shown (hidden thinking, a tool call) were still sampled
         yield Chunk(logprobs=tuple(pending))
     _count(core.metrics, prepared.record.name, done, first_token)
+    note(thinking_tokens=min(thinking_parts, done["eval_count"]))
     if "context" in done:
         done = {**done, "context": tuple(done["context"])}
     yield Final(
@@ -358,9 +379,11 @@ async def _generate_remote(core: Core, record: ModelRecord, request: Request, st
     done = {"done_reason": end.reason, "prompt_eval_count": prompt_tokens, "eval_count": output_tokens,
             "prompt_eval_duration": (first or last or started) - started, "eval_duration": last - first}
     _count(core.metrics, record.name, done, (first - started) / 1e9 if first else None)
+    cost = None if price is None else price.cost(prompt_tokens, output_tokens)
+    note(cost=cost)
     yield Final(**done, total_duration=time.perf_counter_ns() - started,
                 unfinished_thinking=split and splitter.unterminated, tool_calls=tuple(end.tool_calls),
-                cost=None if price is None else price.cost(prompt_tokens, output_tokens), counted=counted)
+                cost=cost, counted=counted)
 
 
 async def count_tokens(core: Core, request: Request) -> int:
@@ -405,6 +428,7 @@ def _count(metrics: Metrics, model: str, done: dict[str, Any], first_token: floa
     rate = done["eval_count"] / (done["eval_duration"] / 1e9) if done["eval_duration"] > 0 else 0.0
     if done["eval_count"] > 1:
         metrics.decode_rate.observe(rate)
-    note(prompt_tokens=done["prompt_eval_count"], tokens=done["eval_count"], done=done["done_reason"],
+    note(prompt_tokens=done["prompt_eval_count"], prompt_cached=done.get("prompt_cached") or None,
+         tokens=done["eval_count"], done=done["done_reason"],
          tokens_per_s=round(rate, 1), first_token_s=None if first_token is None else round(first_token, 3))
 

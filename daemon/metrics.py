@@ -79,10 +79,14 @@ class Metrics:
                                      (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
         self.decode_rate = Histogram("r1_decode_tokens_per_second", "Decode speed of each generation.",
                                      (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000))
+        self.requests_logged = Counter("r1_request_log_written_total", "Requests recorded in the request log.")
+        self.requests_dropped = Counter("r1_request_log_dropped_total",
+                                        "Requests the request log could not record (database not writable, queue full).")
 
     def render(self, scheduler: Any) -> str:
         lines: list[str] = []
-        for metric in (self.requests, self.tokens, self.prompt_tokens, self.bytes_pulled, self.first_token, self.decode_rate):
+        for metric in (self.requests, self.tokens, self.prompt_tokens, self.bytes_pulled, self.first_token, self.decode_rate,
+                       self.requests_logged, self.requests_dropped):
             lines += metric.render()
         lines += _single("counter", "r1_model_loads_total", "Runners started.", scheduler.loads)
         lines += _single("counter", "r1_model_evictions_total", "Idle models unloaded to make room for another.",
@@ -104,3 +108,15 @@ def note(**facts: Any) -> None:
     found = REQUEST_FACTS.get()
     if found is not None:
         found.update(facts)
+
+
+# Facts that hold text (R1_LOG_PROMPTS): kept for the request log, never written to the log line.
+# The access middleware puts an empty ANSWER list in a request's facts when it wants the text.
+PROMPT, ANSWER = "prompt", "answer"
+TEXT_FACTS = (PROMPT, ANSWER)
+
+
+def answer_text() -> list[str] | None:
+    """Where to append the answer's text, when the request log keeps it; None (the usual case) when not."""
+    found = REQUEST_FACTS.get()
+    return None if found is None else found.get(ANSWER)

@@ -261,9 +261,13 @@ def test_migrations_create_the_schema_once() -> None:
     assert [c.name for c in db["responses"].columns] == ["id", "model", "created_at", "expires_at", "instructions",
                                                          "input", "output", "response"]
     assert [c.name for c in db["blob_sources"].columns] == ["digest", "kind", "source", "size", "mtime_ns", "inode"]
+    assert [c.name for c in db["requests"].columns] == ["id", "time", "client_kind", "client", "client_uid", "client_pid",
+                                                        "dialect", "method", "route", "model", "status", "prompt_tokens",
+                                                        "output_tokens", "thinking_tokens", "first_token_s",
+                                                        "tokens_per_s", "duration_s", "cost", "error_text", "prompt", "answer"]
     assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_kernel_crashes",
                                                         "m003_facts_apart_from_overrides", "m004_remotes",
-                                                        "m005_responses", "m006_blob_sources"]
+                                                        "m005_responses", "m006_blob_sources", "m007_requests"]
     assert migrations.pending(db) == []
 
 

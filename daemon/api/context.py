@@ -11,6 +11,7 @@ from ..config import Settings
 from ..generation import Core
 from ..metrics import Metrics
 from ..pull.manager import PullManager
+from ..request_log import RequestLog
 from ..scheduler import Scheduler
 from ..store import Store
 
@@ -22,7 +23,11 @@ TASKS = web.AppKey("tasks", set[asyncio.Task])
 PULLS = web.AppKey("pulls", PullManager)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 METRICS = web.AppKey("metrics", Metrics)
+REQUEST_LOG = web.AppKey("request_log", RequestLog)
 CORE = web.AppKey("core", Core)  # store, scheduler and metrics together, for the generation routes
+# Set when the daemon begins to shut down: streams that never end by themselves (/api/events) end then,
+# so an open console does not hold the shutdown for R1_SHUTDOWN_GRACE.
+CLOSING = web.AppKey("closing", asyncio.Event)
 
 
 class Listener(Protocol):

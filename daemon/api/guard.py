@@ -17,6 +17,7 @@ import socket
 from aiohttp import web
 
 from ..config import Settings
+from .console import is_console
 from .context import SETTINGS
 from .http import Handler, error_response
 
@@ -89,7 +90,9 @@ async def guard_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.Response(status=204, headers={**cors, "Access-Control-Allow-Methods": "GET, POST, DELETE, HEAD, OPTIONS",
                                                   "Access-Control-Allow-Headers": CORS_HEADERS,
                                                   "Access-Control-Max-Age": "600"})
-    if settings.api_key and not key_given(request, settings.api_key):
+    # The console's page is static and asks for the key itself; what it calls needs the key.
+    page = request.method in ("GET", "HEAD") and is_console(request.path)
+    if settings.api_key and not page and not key_given(request, settings.api_key):
         response = error_response(request, 401, "this r1 listener needs an API key: send Authorization: Bearer "
                                   "<R1_API_KEY> (or, as Anthropic's clients do, x-api-key: <R1_API_KEY>)",
                                   "invalid_api_key")

@@ -13,8 +13,9 @@ from aiohttp import web
 
 from ..errors import BadRequest, R1Error
 from ..metadata import MetadataError
-from ..metrics import REQUEST_FACTS
-from .context import METRICS, TASKS
+from ..metrics import ANSWER, PROMPT, REQUEST_FACTS, TEXT_FACTS, note
+from .context import METRICS, REQUEST_LOG, SETTINGS, TASKS
+from .peer import Peer, peer_of
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("r1.access")
@@ -63,9 +64,13 @@ def client_error(exc: Exception) -> tuple[int, str | None]:
 
 @web.middleware
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """One log line per request (route, status, duration, and the model's facts) and its count."""
-    facts: dict[str, Any] = {}
+    """One log line per request (route, status, duration, and the model's facts), its count, and its
+    entry in the request log (queued, written later: nothing here waits for the database)."""
+    keep_text = request.app[SETTINGS].log_prompts
+    facts: dict[str, Any] = {ANSWER: []} if keep_text else {}
     token = REQUEST_FACTS.set(facts)
+    peer = peer_of(request)  # now: a short-lived client (an `r1` command) may be gone once it has its answer
+    at = time.time()
     started = time.perf_counter()
     status = 500
     try:
@@ -77,11 +82,47 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         raise
     finally:
         REQUEST_FACTS.reset(token)
+        duration = time.perf_counter() - started
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
         request.app[METRICS].requests.inc(route=route, status=str(status))
-        extra = "".join(f" {key}={value}" for key, value in facts.items() if value is not None)
-        access_log.info("%s %s %d %.3fs%s", request.method, request.path, status, time.perf_counter() - started, extra)
+        extra = "".join(f" {key}={value}" for key, value in facts.items() if value is not None and key not in TEXT_FACTS)
+        access_log.info("%s %s %d %.3fs%s", request.method, request.path, status, duration, extra)
+        request.app[REQUEST_LOG].add(log_entry(request, peer, route, status, at, duration, facts, keep_text))
+
+
+def _whole_prompt(facts: dict[str, Any]) -> int | None:
+    """The prompt's tokens, those a slot held from an earlier turn included (as OpenAI's usage counts them)."""
+    evaluated = facts.get("prompt_tokens")
+    return None if evaluated is None else evaluated + (facts.get("prompt_cached") or 0)
+
+
+# Ollama's own routes; other /api/ routes are r1's (usage, log, import, remotes, tcp...).
+OLLAMA_ROUTES = frozenset({"/api/generate", "/api/chat", "/api/embed", "/api/embeddings", "/api/tags", "/api/show",
+                           "/api/create", "/api/copy", "/api/delete", "/api/pull", "/api/push", "/api/ps",
+                           "/api/version", "/api/blobs/{digest}"})
+
+
+def dialect_of(route: str) -> str:
+    if route == "/v1/messages" or route.startswith("/v1/messages/"):
+        return "anthropic"
+    if route.startswith("/v1/"):
+        return "openai"
+    return "ollama" if route in OLLAMA_ROUTES else "r1"
+
+
+def log_entry(request: web.Request, peer: Peer, route: str, status: int, at: float, duration: float,
+              facts: dict[str, Any], keep_text: bool) -> dict[str, Any]:
+    """A request's row in the request log. Thinking tokens: the runner's text frames (about one a token) that
+    were all thinking; null for requests that generate nothing."""
+    answer = facts.get(ANSWER)
+    return {"time": at, "client_kind": peer.kind, "client": peer.client, "client_uid": peer.uid,
+            "client_pid": peer.pid, "dialect": dialect_of(route), "method": request.method, "route": route,
+            "model": facts.get("model"), "status": status, "prompt_tokens": _whole_prompt(facts),
+            "output_tokens": facts.get("tokens"), "thinking_tokens": facts.get("thinking_tokens"), "first_token_s": facts.get("first_token_s"),
+            "tokens_per_s": facts.get("tokens_per_s"), "duration_s": round(duration, 6), "cost": facts.get("cost"),
+            "error_text": facts.get("error"), "prompt": facts.get(PROMPT) if keep_text else None,
+            "answer": "".join(answer) if keep_text and answer else None}
 
 
 @web.middleware
@@ -91,6 +132,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except (R1Error, *PLAIN_ERRORS) as exc:
         status, code = client_error(exc)
+        note(error=str(exc))
         response = error_response(request, status, str(exc), code)
         response.headers.update(getattr(exc, "headers", {}))
         return response
@@ -98,12 +140,14 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         if exc.status < 400:
             raise
         reason = {404: f"no such endpoint: {request.method} {request.path}",
-                  405: f"method {request.method} is not allowed on {request.path}"}
-        return error_response(request, exc.status, reason.get(exc.status, exc.reason))
+                  405: f"method {request.method} is not allowed on {request.path}"}.get(exc.status, exc.reason)
+        note(error=reason)
+        return error_response(request, exc.status, reason)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
+        note(error="internal error")
         return error_response(request, 500, "internal error in the r1 daemon; its log has the details")
 
 
@@ -176,6 +220,7 @@ async def _stream(request: web.Request, events: AsyncIterator[Any], encode: Call
             await response.write(framing.trailer)
     except (R1Error, *PLAIN_ERRORS) as exc:
         status, code = client_error(exc)
+        note(error=str(exc))
         await response.write(framing.frame(error_body(request.path, status, str(exc), code)))
     except ConnectionResetError:
         log.debug("the client left %s %s before the end of its stream", request.method, request.path)
@@ -185,6 +230,7 @@ async def _stream(request: web.Request, events: AsyncIterator[Any], encode: Call
     except Exception:
         log.exception("unexpected error while streaming %s %s", request.method, request.path)
         message = "internal error in the r1 daemon; its log has the details"
+        note(error=message)
         await response.write(framing.frame(error_body(request.path, 500, message)))
     await response.write_eof()
     return response

@@ -239,8 +239,13 @@ def rfc3339(seconds: float | None) -> str:
 
 @routes.get("/api/ps")
 async def ps(request: web.Request) -> web.Response:
-    """The loaded models, most recently used first, in Ollama's shape plus r1's own fields."""
-    scheduler = request.app[SCHEDULER]
+    return web.json_response(running(request.app))
+
+
+def running(app: web.Application) -> dict[str, Any]:
+    """The loaded models, most recently used first, in Ollama's shape plus r1's own fields
+    (/api/ps, and the console's `ps` events)."""
+    scheduler = app[SCHEDULER]
     models = []
     for instance in sorted(scheduler.instances(), key=lambda i: -i.last_used):
         spec = instance.spec
@@ -267,14 +272,14 @@ async def ps(request: web.Request) -> web.Response:
         if info.get("extra_buffers") is not None:  # llama.cpp runners: AMX / repacked kernels, or the safe ones
             model["extra_buffers"] = info["extra_buffers"]
         models.append(model)
-    for record, count in request.app[CORE].remotes.serving.values():  # no memory here: the upstream holds them
+    for record, count in app[CORE].remotes.serving.values():  # no memory here: the upstream holds them
         remote, upstream = remote_of(record.manifest) or ("", "")
         models.append({"name": record.name, "model": record.name, "size": 0, "digest": record.manifest_id,
                        "details": details(record), "expires_at": None, "size_vram": 0,
                        "context_length": record.manifest.facts.context_length or 0,
                        "state": "busy", "remote": {"name": remote, "model": upstream}, "requests": count})
-    return web.json_response({"models": models, "memory": {"used": scheduler.used, "budget": scheduler.budget},
-                              "waiting": scheduler.waiting})
+    return {"models": models, "memory": {"used": scheduler.used, "budget": scheduler.budget},
+            "waiting": scheduler.waiting}
 
 
 @routes.post("/api/copy")

@@ -55,6 +55,16 @@ class Pull:
             self.finished, self.error = True, error
             self._changed.notify_all()
 
+    def progress(self) -> Event:
+        """Where the pull stands: its last status and bytes over all its files so far (the console's view)."""
+        files: dict[str, tuple[int, int]] = {}
+        for event in self.events:
+            if "total" in event:
+                files[event.get("file") or event.get("digest") or ""] = (event.get("completed", 0), event["total"])
+        status = self.events[-1]["status"] if self.events else "resolving"
+        return {"name": str(self.name), "status": status, "completed": sum(c for c, _ in files.values()),
+                "total": sum(t for _, t in files.values())}
+
     async def follow(self) -> AsyncIterator[Event]:
         """Every event from the start, then live ones; a failed pull raises its error at the end."""
         seen = 0
@@ -89,6 +99,10 @@ class PullManager:
             timeout = aiohttp.ClientTimeout(total=None, connect=30, sock_read=60)
             self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=False)
         return self._session
+
+    def in_progress(self) -> list[Event]:
+        """Every pull under way, as Pull.progress() tells it."""
+        return [pull.progress() for pull in self._pulls.values()]
 
     async def start(self, name_text: str) -> Pull:
         """Resolve and start pulling (or join the pull already under way); errors before any byte moves."""

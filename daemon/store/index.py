@@ -159,6 +159,38 @@ def m006_blob_sources(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations()
+def m007_requests(db: sqlite_utils.Database) -> None:
+    # The request log (daemon/request_log.py): one row per finished API request, pruned after
+    # R1_LOG_RETENTION. prompt and answer stay null unless R1_LOG_PROMPTS=1.
+    db.execute(
+        """CREATE TABLE requests (
+            id INTEGER PRIMARY KEY,
+            time REAL NOT NULL,
+            client_kind TEXT NOT NULL CHECK (client_kind IN ('unix', 'tcp', 'other')),
+            client TEXT,
+            client_uid INTEGER,
+            client_pid INTEGER,
+            dialect TEXT NOT NULL,
+            method TEXT NOT NULL,
+            route TEXT NOT NULL,
+            model TEXT,
+            status INTEGER NOT NULL,
+            prompt_tokens INTEGER,
+            output_tokens INTEGER,
+            thinking_tokens INTEGER,
+            first_token_s REAL,
+            tokens_per_s REAL,
+            duration_s REAL NOT NULL,
+            cost REAL,
+            error_text TEXT,
+            prompt TEXT,
+            answer TEXT
+        )"""
+    )
+    db.execute("CREATE INDEX requests_time ON requests(time)")
+
+
 def now() -> str:
     return datetime.now(timezone.utc).isoformat()
 

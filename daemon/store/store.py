@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ..errors import Conflict, ModelNotFound
 from .blobs import EPHEMERAL_PREFIXES, VIEW_PREFIX, BlobStore, Ingested, Progress
@@ -34,6 +35,7 @@ from .external import BlobSource, BrokenFile, Fallback, adopt, describe
 from .index import Collected, Index, ModelRecord, StoredResponse
 from .manifest import Manifest
 from .names import ModelName, parse_name, safe_relpath
+from . import requests as request_log
 from .remotes import Price, Remote
 
 log = logging.getLogger(__name__)
@@ -154,6 +156,23 @@ class Store:
 
     def set_price(self, upstream: str, price: Price) -> None:
         self._index.write(lambda index: index.set_price(upstream, price))
+
+    # the request log (daemon/request_log.py writes it, the usage and log endpoints read it)
+
+    def log_requests(self, entries: list[dict[str, Any]]) -> list[int]:
+        """Record a batch of finished requests; their ids. Raises sqlite3's errors (disk full, read-only)."""
+        return self._index.write(lambda index: request_log.insert(index.db, entries))
+
+    def prune_requests(self, before: float) -> int:
+        return self._index.write(lambda index: request_log.prune(index.db, before))
+
+    def usage(self, by: str, since: float) -> list[dict[str, Any]]:
+        with self._index.reading() as index:
+            return request_log.usage(index.db, by, since)
+
+    def recent_requests(self, limit: int, after: int = 0) -> list[dict[str, Any]]:
+        with self._index.reading() as index:
+            return request_log.recent(index.db, limit, after)
 
     def missing_files(self, manifest: Manifest) -> list[str]:
         """Files of a model whose blobs are not on disk (a damaged store)."""

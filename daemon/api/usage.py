@@ -1,0 +1,67 @@
+"""r1's own view of what it served: GET /api/usage (totals) and GET /api/log (the last requests, or a stream of them)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+
+from ..config import ConfigError, parse_duration
+from ..errors import BadRequest
+from ..store.requests import USAGE_KEYS
+from .context import REQUEST_LOG, STORE
+from .http import NDJSON
+
+routes = web.RouteTableDef()
+
+DEFAULT_SINCE = "7d"
+DEFAULT_LIMIT, MAX_LIMIT = 20, 10_000
+
+
+@routes.get("/api/usage")
+async def usage(request: web.Request) -> web.Response:
+    """Totals per model, day or client of the requests since `since` (a duration: 7d, 24h)."""
+    by = request.query.get("by", "model")
+    if by not in USAGE_KEYS:
+        raise BadRequest(f"by={by!r}: totals can be by {', '.join(USAGE_KEYS)}")
+    since_text = request.query.get("since", DEFAULT_SINCE)
+    try:
+        since = parse_duration(since_text, "since")
+    except ConfigError as exc:
+        raise BadRequest(str(exc)) from exc
+    start = 0.0 if since < 0 else time.time() - since
+    rows = await asyncio.to_thread(request.app[STORE].usage, by, start)
+    return web.json_response({"by": by, "since": start, "logging": request.app[REQUEST_LOG].enabled, "usage": rows})
+
+
+def _limit(request: web.Request) -> int:
+    text = request.query.get("limit", str(DEFAULT_LIMIT))
+    if not text.isdigit() or not 0 <= int(text) <= MAX_LIMIT:
+        raise BadRequest(f"limit={text!r} must be a whole number from 0 to {MAX_LIMIT}")
+    return int(text)
+
+
+@routes.get("/api/log")
+async def request_log(request: web.Request) -> web.StreamResponse:
+    """The last `limit` requests, newest first; with follow=1, as NDJSON oldest first and then each new
+    one as it is written, until the client leaves or the daemon stops."""
+    limit = _limit(request)
+    store = request.app[STORE]
+    if request.query.get("follow") not in ("1", "true"):
+        return web.json_response({"requests": await asyncio.to_thread(store.recent_requests, limit)})
+    with request.app[REQUEST_LOG].follow() as follower:  # before the read, so nothing falls in between
+        rows = await asyncio.to_thread(store.recent_requests, limit)
+        seen = rows[0]["id"] if rows else 0
+        response = web.StreamResponse(headers={"Content-Type": NDJSON.content_type, "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        try:
+            for row in reversed(rows):
+                await response.write(NDJSON.frame(row))
+            while (row := await follower.get()) is not None:
+                if row["id"] > seen:
+                    await response.write(NDJSON.frame(row))
+            await response.write_eof()
+        except ConnectionResetError:  # the follower left: found at the first entry written after
+            pass
+    return response

@@ -1,0 +1,1 @@
+"""The web console's page: index.html, console.css and console.js, served at /ui (api/console.py)."""
