@@ -240,6 +240,28 @@ def session_registry() -> Iterator[FakeOllama]:
         yield fake
 
 
+@contextlib.contextmanager
+def over_socket(daemon: Daemon) -> Iterator[Any]:
+    """An HTTP client over the daemon's Unix socket, for the official SDKs (openai 3.x and anthropic 2.x
+    take an httpx2 client)."""
+    import httpx2
+
+    http = httpx2.Client(transport=httpx2.HTTPTransport(uds=str(daemon.socket)), timeout=120)
+    try:
+        yield http
+    finally:
+        http.close()
+
+
+@pytest.fixture(scope="module")
+def openai_client(gemma_daemon: Daemon) -> Iterator[Any]:
+    """The official `openai` client against the session daemon, over its socket."""
+    import openai
+
+    with over_socket(gemma_daemon) as http:
+        yield openai.OpenAI(base_url="http://localhost/v1", api_key="r1", http_client=http, max_retries=0)
+
+
 @pytest.fixture(scope="session")
 def gemma_daemon(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path, hub: FakeHub,
                  session_registry: FakeOllama) -> Iterator[Daemon]:

@@ -8,10 +8,9 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import anthropic
-import httpx2
 import pytest
 
-from conftest import Daemon, InProcess
+from conftest import Daemon, InProcess, over_socket
 from tinymodels import THINK_TEMPLATE
 
 # This client has no sampling arguments (newer Claude models take none); r1 reads Anthropic's fields.
@@ -25,10 +24,9 @@ QUESTION = [{"role": "user", "content": "What is the weather in Paris?"}]
 
 @pytest.fixture(scope="module")
 def client(gemma_daemon: Daemon) -> Iterator[anthropic.Anthropic]:
-    """The official client, over the daemon's socket (anthropic 2.x takes an httpx2 client)."""
-    http = httpx2.Client(transport=httpx2.HTTPTransport(uds=str(gemma_daemon.socket)), timeout=120)
-    yield anthropic.Anthropic(base_url="http://localhost", api_key="r1", http_client=http, max_retries=0)
-    http.close()
+    """The official client, over the daemon's socket."""
+    with over_socket(gemma_daemon) as http:
+        yield anthropic.Anthropic(base_url="http://localhost", api_key="r1", http_client=http, max_retries=0)
 
 
 def test_a_message_streamed_and_not(client: anthropic.Anthropic) -> None:

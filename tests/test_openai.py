@@ -7,10 +7,8 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import httpx2
 import openai
 import pytest
 
@@ -22,11 +20,8 @@ WEATHER = {"type": "function", "function": {
 }}
 
 @pytest.fixture(scope="module")
-def client(gemma_daemon: Daemon) -> Iterator[openai.OpenAI]:
-    """The official client, over the daemon's socket (openai 3.x takes an httpx2 client)."""
-    http = httpx2.Client(transport=httpx2.HTTPTransport(uds=str(gemma_daemon.socket)), timeout=120)
-    yield openai.OpenAI(base_url="http://localhost/v1", api_key="r1", http_client=http, max_retries=0)
-    http.close()
+def client(openai_client: openai.OpenAI) -> openai.OpenAI:
+    return openai_client
 
 
 def ask(client: openai.OpenAI, content: Any, model: str = "gemma-chat", **kw: Any) -> Any:

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx2
 import openai
 import pytest
 
@@ -24,10 +22,8 @@ QUESTION = "What is the weather in Paris?"
 
 
 @pytest.fixture(scope="module")
-def client(gemma_daemon: Daemon) -> Iterator[openai.OpenAI]:
-    http = httpx2.Client(transport=httpx2.HTTPTransport(uds=str(gemma_daemon.socket)), timeout=120)
-    yield openai.OpenAI(base_url="http://localhost/v1", api_key="r1", http_client=http, max_retries=0)
-    http.close()
+def client(openai_client: openai.OpenAI) -> openai.OpenAI:
+    return openai_client
 
 
 def test_text_answer_is_a_response_with_a_message(client: openai.OpenAI) -> None:
