@@ -89,6 +89,11 @@ class ModelSpec:
         return dict(self.load).get("num_ctx", 0)
 
     @property
+    def slots(self) -> int:
+        """Sequences its runner decodes together (with_slots puts them in the load dict)."""
+        return dict(self.load).get("num_parallel", 1)
+
+    @property
     def family(self) -> tuple[str, tuple[tuple[str, Any], ...]]:
         """Specs that differ only in num_ctx and slots: a runner of one can serve the others up to its context."""
         return self.weights, tuple(item for item in self.load if item[0] not in ("num_ctx", "num_parallel"))
@@ -103,7 +108,6 @@ class ModelSpec:
 class Instance:
     spec: ModelSpec  # with its slots (ModelSpec.with_slots)
     memory: int  # the estimate until the runner is up, then its measured size
-    slots: int  # requests its runner serves at once
     turn: asyncio.Semaphore = field(init=False)  # one unit per slot
     busy: int = 0  # slots serving a request now
     loaded: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -117,6 +121,11 @@ class Instance:
 
     def __post_init__(self) -> None:
         self.turn = asyncio.Semaphore(self.slots)
+
+    @property
+    def slots(self) -> int:
+        """Requests its runner serves at once."""
+        return self.spec.slots
 
     @property
     def ready(self) -> bool:
@@ -315,13 +324,13 @@ class Scheduler:
         return chosen
 
     def _begin_load(self, spec: ModelSpec, evicted: list[Instance]) -> None:
-        slots = dict(spec.load)["num_parallel"]
+        slots = spec.slots
         if slots < self.num_parallel:
             log.info("%s gets %d sequence slots of R1_NUM_PARALLEL's %d: the KV cache of each takes %s at num_ctx %d, "
                      "and %d slots would need %s of the %s budget", spec.name, slots, self.num_parallel,
                      human(spec.per_slot), spec.num_ctx, slots + 1, human(spec.estimate + spec.per_slot),
                      human(self.budget))
-        instance = Instance(spec, spec.estimate, slots)
+        instance = Instance(spec, spec.estimate)
         self._instances[spec.key] = instance
         stops = []
         for old in evicted:

@@ -154,7 +154,7 @@ def test_errors_have_anthropics_shape(client: anthropic.Anthropic) -> None:
 
 def test_an_error_in_a_stream_is_an_error_event() -> None:
     """After the first byte an error goes in-band: Anthropic's `error` event with the same body."""
-    from r1.daemon.api.anthropic import ANTHROPIC_SSE
+    from r1.daemon.api.http import NAMED_SSE as ANTHROPIC_SSE
     from r1.daemon.api.http import error_body
 
     name, data = ANTHROPIC_SSE.frame(error_body("/v1/messages", 503, "busy")).decode().removesuffix("\n\n").split("\n")

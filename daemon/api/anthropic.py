@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +22,7 @@ from ..errors import BadRequest
 from ..generation import Chunk, Final, Request, Whole, count_tokens
 from .context import CORE
 from .fields import images_refused, keep_alive, messages, required_str
-from .http import Framing, read_json
+from .http import NAMED_SSE, new_id, read_json, sse_event
 from .openai import function_tools, sampling_options
 from .respond import respond
 
@@ -41,17 +40,6 @@ REFUSED_FIELDS = {"mcp_servers": "MCP servers", "container": "code execution con
                   "context_management": "context editing"}
 
 
-def _new_id(prefix: str) -> str:
-    return prefix + secrets.token_hex(12)
-
-
-def event(name: str, data: Json) -> bytes:
-    """One of Anthropic's server-sent events: its name on the `event:` line, its JSON on `data:`."""
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
-
-
-# An error after the first byte is an `error` event; Anthropic's streams end without a trailer.
-ANTHROPIC_SSE = Framing("text/event-stream", lambda body: event("error", body))
 
 
 # --- request fields ---------------------------------------------------------------------------
@@ -287,7 +275,7 @@ def signature(thinking_text: str) -> str:
 
 def tool_uses(final: Final, one: bool) -> list[Json]:
     calls = final.tool_calls[:1] if one else final.tool_calls
-    return [{"type": "tool_use", "id": _new_id("toolu_"), "name": c["function"]["name"],
+    return [{"type": "tool_use", "id": new_id("toolu_"), "name": c["function"]["name"],
              "input": c["function"]["arguments"]} for c in calls]
 
 
@@ -305,13 +293,13 @@ class MessageShape:
     """One `message`, or its stream: message_start, each block's start, deltas and stop, then
     message_delta and message_stop. Blocks in order: thinking, text, tool_use."""
 
-    framing = ANTHROPIC_SSE
+    framing = NAMED_SSE
     stream_default = False
 
     def __init__(self, body: Json, parsed: Request) -> None:
         choice = body.get("tool_choice")
         self.one_call = isinstance(choice, dict) and choice.get("disable_parallel_tool_use") is True
-        self.common = {"id": _new_id("msg_"), "type": "message", "role": "assistant", "model": parsed.model}
+        self.common = {"id": new_id("msg_"), "type": "message", "role": "assistant", "model": parsed.model}
         self.started = False
         self.index = -1  # of the open block
         self.open: str | None = None  # its type
@@ -331,7 +319,7 @@ class MessageShape:
         out = b""
         if not self.started:
             self.started = True
-            out = event("message_start", {"type": "message_start", "message": self.common | {
+            out = sse_event("message_start", {"type": "message_start", "message": self.common | {
                 "content": [], "stop_reason": None, "stop_sequence": None,
                 "usage": {"input_tokens": 0, "output_tokens": 0}}})  # the prompt is counted by the end
         if isinstance(item, Final):
@@ -350,11 +338,11 @@ class MessageShape:
         out = self.stop()
         self.index += 1
         self.open = kind
-        return out + event("content_block_start", {"type": "content_block_start", "index": self.index,
+        return out + sse_event("content_block_start", {"type": "content_block_start", "index": self.index,
                                                    "content_block": {"type": kind, **fields}})
 
     def delta(self, delta: Json) -> bytes:
-        return event("content_block_delta", {"type": "content_block_delta", "index": self.index, "delta": delta})
+        return sse_event("content_block_delta", {"type": "content_block_delta", "index": self.index, "delta": delta})
 
     def stop(self) -> bytes:
         if self.open is None:
@@ -364,7 +352,7 @@ class MessageShape:
             out = self.delta({"type": "signature_delta", "signature": signature("".join(self.thought))})
             self.thought = []
         self.open = None
-        return out + event("content_block_stop", {"type": "content_block_stop", "index": self.index})
+        return out + sse_event("content_block_stop", {"type": "content_block_stop", "index": self.index})
 
     def last(self, final: Final) -> bytes:
         calls = tool_uses(final, self.one_call)
@@ -374,9 +362,9 @@ class MessageShape:
             out += self.delta({"type": "input_json_delta", "partial_json": json.dumps(call["input"])})
         out += self.stop()
         counts = usage(final)
-        return out + event("message_delta", {"type": "message_delta",
+        return out + sse_event("message_delta", {"type": "message_delta",
                                              "delta": {"stop_reason": stop_reason(final), "stop_sequence": None},
-                                             "usage": counts}) + event("message_stop", {"type": "message_stop"})
+                                             "usage": counts}) + sse_event("message_stop", {"type": "message_stop"})
 
 
 # --- routes -----------------------------------------------------------------------------------

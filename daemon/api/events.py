@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -18,20 +17,14 @@ from typing import Any
 from aiohttp import web
 
 from .context import CLOSING, PULLS
-from .http import Framing, stream_events
+from .http import NAMED_SSE, sse_event, stream_events
 from .ollama import running
 
 POLL_INTERVAL = 0.5  # seconds between looks at the daemon's state
 HEARTBEAT_INTERVAL = 15.0  # seconds of silence before a heartbeat comment
 HEARTBEAT = b": heartbeat\n\n"
-EVENT_STREAM = Framing("text/event-stream", lambda obj: sse_frame("error", obj))
 
 routes = web.RouteTableDef()
-
-
-def sse_frame(name: str, data: Any) -> bytes:
-    """One named server-sent event."""
-    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
 
 
 def sources(app: web.Application) -> dict[str, Callable[[], Any]]:
@@ -52,7 +45,7 @@ async def changes(app: web.Application, poll: float = POLL_INTERVAL,
             if last.get(name) != state:
                 last[name] = state
                 quiet_since = time.monotonic()
-                yield sse_frame(name, state)
+                yield sse_event(name, state)
         if time.monotonic() - quiet_since >= heartbeat:
             quiet_since = time.monotonic()
             yield HEARTBEAT
@@ -62,4 +55,4 @@ async def changes(app: web.Application, poll: float = POLL_INTERVAL,
 
 @routes.get("/api/events")
 async def events(request: web.Request) -> web.StreamResponse:
-    return await stream_events(request, changes(request.app), lambda frame: frame, EVENT_STREAM)
+    return await stream_events(request, changes(request.app), lambda frame: frame, NAMED_SSE)

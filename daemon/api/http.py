@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
@@ -38,10 +39,11 @@ ANTHROPIC_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_erro
 def error_body(path: str, status: int, message: str, code: str | None = None) -> dict[str, Any]:
     """Ollama's {"error": "..."}; on /v1 paths OpenAI's {"error": {"message", "type", "code"}}, and on
     Anthropic's /v1/messages its {"type": "error", "error": {"type", "message"}}."""
-    if path == "/v1/messages" or path.startswith("/v1/messages/"):
+    dialect = dialect_of(path)
+    if dialect == "anthropic":
         kind = ANTHROPIC_ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
         return {"type": "error", "error": {"type": kind, "message": message}}
-    if path.startswith("/v1/"):
+    if dialect == "openai":
         kind = OPENAI_ERROR_TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
         return {"error": {"message": message, "type": kind, "param": None, "code": code}}
     return {"error": message}
@@ -66,10 +68,12 @@ def client_error(exc: Exception) -> tuple[int, str | None]:
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One log line per request (route, status, duration, and the model's facts), its count, and its
     entry in the request log (queued, written later: nothing here waits for the database)."""
-    keep_text = request.app[SETTINGS].log_prompts
+    logging = request.app[REQUEST_LOG].enabled
+    keep_text = logging and request.app[SETTINGS].log_prompts
     facts: dict[str, Any] = {ANSWER: []} if keep_text else {}
     token = REQUEST_FACTS.set(facts)
-    peer = peer_of(request)  # now: a short-lived client (an `r1` command) may be gone once it has its answer
+    # Now: a short-lived client (an `r1` command) may be gone once it has its answer.
+    peer = peer_of(request) if logging else None
     at = time.time()
     started = time.perf_counter()
     status = 500
@@ -88,7 +92,8 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         request.app[METRICS].requests.inc(route=route, status=str(status))
         extra = "".join(f" {key}={value}" for key, value in facts.items() if value is not None and key not in TEXT_FACTS)
         access_log.info("%s %s %d %.3fs%s", request.method, request.path, status, duration, extra)
-        request.app[REQUEST_LOG].add(log_entry(request, peer, route, status, at, duration, facts, keep_text))
+        if peer is not None:
+            request.app[REQUEST_LOG].add(log_entry(request, peer, route, status, at, duration, facts, keep_text))
 
 
 def _whole_prompt(facts: dict[str, Any]) -> int | None:
@@ -104,6 +109,7 @@ OLLAMA_ROUTES = frozenset({"/api/generate", "/api/chat", "/api/embed", "/api/emb
 
 
 def dialect_of(route: str) -> str:
+    """Whose API a route (or a path) belongs to: the request log's dialect, and the shape of its errors."""
     if route == "/v1/messages" or route.startswith("/v1/messages/"):
         return "anthropic"
     if route.startswith("/v1/"):
@@ -183,6 +189,21 @@ class Framing(NamedTuple):
 
 NDJSON = Framing("application/x-ndjson", lambda obj: json.dumps(obj).encode() + b"\n")
 SSE = Framing("text/event-stream", lambda obj: b"data: " + json.dumps(obj).encode() + b"\n\n", b"data: [DONE]\n\n")
+
+
+def sse_event(name: str, data: Any) -> bytes:
+    """One named server-sent event: its name on the `event:` line, its JSON on `data:`."""
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+# Streams of named events (Anthropic's, the Responses API's, /api/events): an error after the first byte is
+# an `error` event, and they end without a trailer.
+NAMED_SSE = Framing("text/event-stream", lambda body: sse_event("error", body))
+
+
+def new_id(prefix: str) -> str:
+    """An answer's, a message's or a call's id, as OpenAI and Anthropic write them ("chatcmpl-…", "toolu_…")."""
+    return prefix + secrets.token_hex(12)
 
 
 async def stream_ndjson(request: web.Request, events: AsyncIterator[Any],

@@ -120,7 +120,7 @@ def show(store: Store, record: ModelRecord, scheduler: Scheduler) -> dict[str, A
         modelfile += f'MESSAGE {message["role"]} """{message["content"]}"""\n'
     missing = set(store.missing_files(record.manifest))
     held = store.blob_sources(record.manifest)  # files another tool holds: where from, and whether still as taken
-    broken = {b.path: str(b) for b in store.broken(record.manifest)}
+    broken = {b.path: str(b) for b in store.broken(record.manifest, held)}
     return {
         "license": model_license(record) or "",
         "modelfile": modelfile,

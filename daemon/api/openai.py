@@ -16,7 +16,6 @@ import array
 import asyncio
 import base64
 import json
-import secrets
 import sys
 import time
 from datetime import datetime
@@ -33,7 +32,7 @@ from ..store.remotes import remote_of
 from .context import CORE, STORE
 from .fields import (TEXT_ONLY, embed_request, get_bool, images_refused, keep_alive, logprobs, messages, required_str,
                      think, think_level, tools)
-from .http import SSE, read_json
+from .http import SSE, new_id, read_json
 from .respond import respond
 
 
@@ -53,10 +52,6 @@ MEDIA_PARTS = ("input_audio", "file")
 COMPLETION_MAX_LOGPROBS = 5  # OpenAI's bound for /v1/completions
 # What follows a chunk's delta (or text) in its event; the part before it is formatted once per stream.
 CHOICE_TAIL = ', "logprobs": null, "finish_reason": null}]}\n\n'
-
-
-def _new_id(prefix: str) -> str:
-    return prefix + secrets.token_hex(12)
 
 
 # --- models -----------------------------------------------------------------------------------
@@ -187,14 +182,14 @@ def function_tools(body: Json) -> list[Any] | None:
                         "{\"type\": \"function\", \"function\": {\"name\": ...}}")
 
 
-def checked_tools(offered: list[Any] | None, where: str = "tools") -> list[Any] | None:
+def checked_tools(offered: list[Any] | None) -> list[Any] | None:
     """Function tools in chat's shape, each with a name and, when given, a JSON schema of an object
     for its parameters."""
     for n, tool in enumerate(offered or []):
         function = tool.get("function") if isinstance(tool, dict) else None
         if not isinstance(function, dict) or not isinstance(function.get("name"), str):
-            raise BadRequest(f"{where}[{n}] must be {{\"type\": \"function\", \"function\": {{\"name\", ...}}}}")
-        check_parameters(function.get("parameters"), f"{where}[{n}]", function["name"])
+            raise BadRequest(f"tools[{n}] must be {{\"type\": \"function\", \"function\": {{\"name\", ...}}}}")
+        check_parameters(function.get("parameters"), f"tools[{n}]", function["name"])
     return offered
 
 
@@ -366,7 +361,7 @@ def usage(final: Final) -> Json:
 
 
 def openai_tool_calls(final: Final) -> list[Json]:
-    return [{"id": _new_id("call_"), "type": "function",
+    return [{"id": new_id("call_"), "type": "function",
              "function": {"name": c["function"]["name"], "arguments": json.dumps(c["function"]["arguments"])}}
             for c in final.tool_calls]
 
@@ -386,7 +381,7 @@ class OpenAIShape:
     def __init__(self, body: Json, parsed: Request) -> None:
         self.with_usage = include_usage(body)
         self.with_logprobs = parsed.logprobs is not None
-        self.common = {"id": _new_id(self.id_prefix), "object": self.kind, "created": int(time.time()),
+        self.common = {"id": new_id(self.id_prefix), "object": self.kind, "created": int(time.time()),
                        "model": parsed.model, "system_fingerprint": "r1"}
         self.head = "data: " + json.dumps(self.common)[:-1] + f', "choices": [{{"index": 0, "{self.field}": '
 

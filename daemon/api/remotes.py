@@ -15,7 +15,7 @@ from aiohttp import web
 from ..errors import BadRequest, NotFound
 from ..remote.engine import RemoteEngine
 from ..store import Overrides, Store, parse_name
-from ..store.remotes import DIALECTS, Price, Remote, remote_manifest
+from ..store.remotes import DIALECTS, Price, Remote, remote_manifest, remote_of
 from .context import CORE, SETTINGS, STORE
 from .fields import required_str
 from .http import read_json
@@ -93,8 +93,7 @@ async def add_remote(request: web.Request) -> web.Response:
 async def remove_remote(request: web.Request) -> web.Response:
     name = required_str(await read_json(request), "name")
     store: Store = request.app[STORE]
-    users = [r.name for r in await asyncio.to_thread(store.list) if (r.manifest.source or {}).get("remote") == name
-             and r.manifest.format == "remote"]
+    users = [r.name for r in await asyncio.to_thread(store.list) if (remote_of(r.manifest) or ("",))[0] == name]
     if not await asyncio.to_thread(store.drop_remote, name):
         raise NotFound(f"no remote named {name!r}; `r1 remote list` shows them")
     key_file = request.app[SETTINGS].home / "remotes" / f"{name}.key"
@@ -124,7 +123,8 @@ async def set_price(request: web.Request) -> web.Response:
     body = await read_json(request)
     store: Store = request.app[STORE]
     record = await asyncio.to_thread(store.get, required_str(body, "model"))
-    if record.manifest.format != "remote" or not record.manifest.source:
+    remote = remote_of(record.manifest)
+    if remote is None:
         raise BadRequest(f"{record.name} is not a remote model: prices are for models an upstream answers")
     prices = []
     for field in ("input", "output"):
@@ -132,7 +132,7 @@ async def set_price(request: web.Request) -> web.Response:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
             raise BadRequest(f"field '{field}' must be a price per million tokens, 0 or more")
         prices.append(float(value))
-    upstream = f"{record.manifest.source['remote']}:{record.manifest.source['model']}"
+    upstream = f"{remote[0]}:{remote[1]}"
     await asyncio.to_thread(store.set_price, upstream, Price(*prices))
     return web.json_response({"model": record.name, "upstream": upstream, "input": prices[0], "output": prices[1]})
 

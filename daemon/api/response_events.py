@@ -11,20 +11,15 @@ both build the same Response; streamed, each change is also an event (`event: TY
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..generation import Chunk, Final, Whole
-from .http import Framing
+from .http import Framing, new_id, sse_event
 from .respond import Items
 
 Json = dict[str, Any]
-
-
-def new_id(prefix: str) -> str:
-    return prefix + secrets.token_hex(12)
 
 
 def response_usage(final: Final, reasoning_tokens: int) -> Json:
@@ -173,8 +168,7 @@ class ResponseShape:
     def emit(self, kind: str, **fields: Any) -> None:
         """Frame an event now (items change later), when the client asked for a stream."""
         if self.streaming:
-            data = json.dumps({"type": kind, **fields, "sequence_number": self.sequence})
-            self.pending.append(f"event: {kind}\ndata: {data}\n\n".encode())
+            self.pending.append(sse_event(kind, {"type": kind, **fields, "sequence_number": self.sequence}))
             self.sequence += 1
 
     def event(self, item: Chunk | Final) -> bytes:

@@ -13,6 +13,17 @@ from pathlib import Path
 from typing import Any
 
 
+# Ollama's sampling defaults, so a model answers the same way through r1 as through Ollama, on either backend.
+SAMPLING_DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repeat_penalty": 1.1,
+                     "repeat_last_n": 64, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+
+
+def shared_prefix(a: list[int], b: list[int]) -> int:
+    """How many tokens two token lists start with alike: what a kept cache can save a prompt."""
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
 class BackendError(Exception):
     """A failure a user can act on (bad file, unsupported option); the message says what to do."""
 

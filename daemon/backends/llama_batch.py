@@ -24,18 +24,15 @@ from typing import Any
 
 import llama_cpp
 
-from .base import BackendError
+from .base import SAMPLING_DEFAULTS, BackendError, shared_prefix
 
 LIB = llama_cpp.llama_cpp
-# Ollama's sampling defaults, so a model answers the same way through r1 as through Ollama.
-DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repeat_penalty": 1.1,
-            "repeat_last_n": 64, "presence_penalty": 0.0, "frequency_penalty": 0.0}
 
 
 def sampler_chain(vocab: Any, n_vocab: int, sampling: dict[str, Any], grammar: tuple[str, str] | None) -> Any:
     """A llama.cpp sampler chain for one sequence, in the order llama-cpp-python's `Llama` builds it:
     penalties, grammar, then greedy at temperature 0, else top_k, top_p, min_p, temperature, a seeded draw."""
-    s = {**DEFAULTS, **{k: v for k, v in sampling.items() if v is not None}}
+    s = {**SAMPLING_DEFAULTS, **{k: v for k, v in sampling.items() if v is not None}}
     grammar_sampler = None
     if grammar is not None:
         grammar_sampler = LIB.llama_sampler_init_grammar(vocab, grammar[0].encode(), grammar[1].encode())
@@ -63,7 +60,6 @@ class Sequence:
     seq: int
     prompt: list[int]
     sampler: Any
-    reused: int = 0  # prompt tokens found in the slot's cells
     todo: list[int] = field(default_factory=list)  # prompt tokens still to evaluate
     next_token: int = -1  # sampled, not yet decoded
     forced: deque[int] = field(default_factory=deque)  # tokens to take instead of sampling (force())
@@ -141,8 +137,8 @@ class Batcher:
             if not free:
                 return
             sequence = self.waiting.popleft()
-            best = max(free, key=lambda s: _shared(s.cached, sequence.prompt))
-            shared = _shared(best.cached, sequence.prompt)
+            best = max(free, key=lambda s: shared_prefix(s.cached, sequence.prompt))
+            shared = shared_prefix(best.cached, sequence.prompt)
             # At least the prompt's last token is evaluated: its logits give the first sample.
             keep = min(shared, len(sequence.prompt) - 1)
             slot = best
@@ -165,7 +161,7 @@ class Batcher:
             del slot.cached[keep:]
             if slot.last is not None:
                 self.reused.pop(slot.last, None)
-            sequence.reused, sequence.todo = keep, sequence.prompt[keep:]
+            sequence.todo = sequence.prompt[keep:]
             self.reused[sequence.seq] = keep
             self.added += 1
             slot.sequence, slot.last, slot.used = sequence, sequence.seq, self.added
@@ -256,11 +252,3 @@ class Batcher:
         self.waiting.clear()
         LIB.llama_batch_free(self.batch)
 
-
-def _shared(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n

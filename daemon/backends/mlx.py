@@ -33,13 +33,10 @@ from mlx_lm.generate import BatchGenerator
 from mlx_lm.sample_utils import apply_min_p, apply_top_k, apply_top_p, greedy_sampler, make_logits_processors
 from mlx_lm.tokenizer_utils import StreamingDetokenizer
 
-from .base import BackendError, BatchBackend, check_vocabulary
+from .base import SAMPLING_DEFAULTS, BackendError, BatchBackend, check_vocabulary
 from .logprobs import token_entry
 from .mlx_cache import PromptCaches
 
-# Ollama's sampling defaults, as the llama.cpp backend uses them: a model answers alike on both.
-DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repeat_penalty": 1.1,
-            "repeat_last_n": 64, "presence_penalty": 0.0, "frequency_penalty": 0.0}
 PROMPT_CHUNK = 512  # prompt tokens evaluated per step when the load options give no num_batch
 
 Sampler = Callable[[mx.array], mx.array]
@@ -199,7 +196,7 @@ class MlxBackend(BatchBackend):
                            lambda t: self._tokenizer.decode([t]).encode())
 
     def _sampling(self, sampling: dict[str, Any]) -> tuple[Sampler, list[Any]]:
-        s = {**DEFAULTS, **sampling}
+        s = {**SAMPLING_DEFAULTS, **sampling}
         if not 0.0 <= s["min_p"] <= 1.0:  # checked now: inside step() it would fail the whole batch
             raise BackendError(f"invalid sampling option: min_p must be between 0 and 1, not {s['min_p']}")
         # Ollama's repeat_last_n: 0 turns the penalties off, -1 means the whole context.

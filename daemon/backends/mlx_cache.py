@@ -13,10 +13,7 @@ from typing import Any
 
 from mlx_lm.models.cache import can_trim_prompt_cache, trim_prompt_cache
 
-
-def common_prefix(a: list[int], b: list[int]) -> int:
-    n = min(len(a), len(b))
-    return next((i for i in range(n) if a[i] != b[i]), n)
+from .base import shared_prefix
 
 
 class PromptCaches:
@@ -33,7 +30,7 @@ class PromptCaches:
         give the first new token."""
         best, best_len = None, 0
         for i, (kept, cache) in enumerate(self._kept):
-            shared = min(common_prefix(kept, tokens), len(tokens) - 1)
+            shared = min(shared_prefix(kept, tokens), len(tokens) - 1)
             # A cache holding more than the shared prefix must be cut back, which not every cache allows
             # (recurrent layers, a rotating window that has wrapped).
             if shared > best_len and (shared == len(kept) or can_trim_prompt_cache(cache)):

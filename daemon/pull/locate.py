@@ -12,6 +12,7 @@ import aiohttp
 
 from ..config import Settings
 from ..store import ModelName, ModelRecord, Store
+from ..store.remotes import remote_of
 from .ollama_model import registry_plan
 from .ollama_registry import OllamaRef, fetch_manifest, ollama_ref
 from .plan import PullPlan
@@ -65,8 +66,8 @@ async def refresh(name: ModelName, record: ModelRecord, store: Store, settings: 
     source = record.manifest.source
     if settings.hf_offline:
         return Kept(record, "HF_HUB_OFFLINE is set: kept the stored copy without checking for updates")
-    if source is not None and "remote" in source:
-        return Kept(record, f"{record.name} is remote engine {source['remote']}'s model {source['model']}: "
+    if remote := remote_of(record.manifest):
+        return Kept(record, f"{record.name} is remote engine {remote[0]}'s model {remote[1]}: "
                             "there is nothing to download")
     if source is None:
         return Kept(record, f"{record.name} was imported from a file or made with `r1 create`, not pulled: "

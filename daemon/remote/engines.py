@@ -38,8 +38,7 @@ class Remotes:
                 self.serving[record.name] = (record, count - 1)
 
     async def engine(self, name: str) -> RemoteEngine:
-        remotes = await asyncio.to_thread(self._store.remotes)
-        remote = next((r for r in remotes if r.name == name), None)
+        remote = next(iter(await asyncio.to_thread(self._store.remotes, name)), None)
         if remote is None:
             raise NotFound(f"no remote named {name!r}; `r1 remote list` shows them, `r1 remote add` adds one")
         engine = self._engines.get(name)

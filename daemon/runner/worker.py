@@ -283,9 +283,7 @@ class Worker:
                 request.cached = backend.reused(rid)
                 self._start(request)
             if ended:
-                if out := request.stops.feed(text):
-                    request.written.append(out)
-                    self._send_text(rid, out, request.logprobs)
+                self._write(request, request.stops.feed(text))
                 self._finish(active.pop(rid), "stop", backend)
                 continue
             reason = self._token(request, text)
@@ -301,19 +299,14 @@ class Worker:
         if request.count == 0:
             request.first = request.last
         request.count += 1
-        out = request.stops.feed(text)
-        if out:
-            request.written.append(out)
-            self._send_text(request.frame["id"], out, request.logprobs)
+        self._write(request, request.stops.feed(text))
         return "length" if request.count >= request.limit and not request.stops.stopped else None
 
     def _finish(self, request: Request, reason: str, backend: Backend) -> None:
         rid = request.frame["id"]
         if not request.announced:  # cancelled before its first token
             self._start(request)
-        if tail := request.stops.finish():  # tokens none of whose text was shown go with a stop string
-            request.written.append(tail)
-            self._send_text(rid, tail, request.logprobs)
+        self._write(request, request.stops.finish())  # text held back for a stop string that never came
         first = request.first or request.started
         done = {
             "done_reason": reason,
@@ -330,6 +323,12 @@ class Worker:
             done["context"] = backend.tokenize(request.prompt + "".join(request.written))
         self.cancelled.discard(rid)
         self.send({"id": rid, "done": done})
+
+    def _write(self, request: Request, text: str) -> None:
+        """Answer text the stop matcher let out: kept for Ollama's `context`, and sent."""
+        if text:
+            request.written.append(text)
+            self._send_text(request.frame["id"], text, request.logprobs)
 
     def _send_text(self, rid: int, text: str, logprobs: list[dict[str, Any]]) -> None:
         """Text for the daemon, with the log probabilities of the tokens it came from."""

@@ -11,10 +11,10 @@ from pathlib import Path
 from ..metadata import is_mlx_model_file, model_files
 from ..metadata.mlx_reader import is_mlx_folder
 from ..pull.quant import SHARD, RemoteFile, gguf_variants
+from ..pull.resolve import MLX_TAG
 from ..store import InvalidNameError, parse_name
 from .found import Found, SourceFile, source_file
 
-MLX_TAG = "mlx"
 
 
 @dataclass(frozen=True)

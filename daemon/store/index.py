@@ -298,8 +298,10 @@ class Index:
         row = self.db.execute("SELECT reason FROM kernel_crashes WHERE engine = ? AND cpu = ?", [engine, cpu]).fetchone()
         return row[0] if row else None
 
-    def remotes(self) -> list[Remote]:
-        cursor = self.db.execute("SELECT * FROM remotes ORDER BY name")
+    def remotes(self, name: str | None = None) -> list[Remote]:
+        """Every remote, or the one named `name` (none when there is no such remote)."""
+        where, args = ("WHERE name = ?", [name]) if name is not None else ("", [])
+        cursor = self.db.execute(f"SELECT * FROM remotes {where} ORDER BY name", args)
         names = [d[0] for d in cursor.description]
         return [Remote.from_row(dict(zip(names, row))) for row in cursor.fetchall()]
 

@@ -50,9 +50,9 @@ def usage(db: sqlite_utils.Database, by: str, since: float) -> list[dict[str, An
     return _dicts(cursor)
 
 
-def recent(db: sqlite_utils.Database, limit: int, after: int = 0) -> list[dict[str, Any]]:
-    """The last `limit` requests with an id above `after`, newest first."""
-    cursor = db.execute("SELECT * FROM requests WHERE id > ? ORDER BY id DESC LIMIT ?", [after, limit])
+def recent(db: sqlite_utils.Database, limit: int) -> list[dict[str, Any]]:
+    """The last `limit` requests, newest first."""
+    cursor = db.execute("SELECT * FROM requests ORDER BY id DESC LIMIT ?", [limit])
     return _dicts(cursor)
 
 

@@ -123,9 +123,10 @@ class Store:
         with self._index.reading() as index:
             return index.kernel_crash(engine, cpu)
 
-    def remotes(self) -> list[Remote]:
+    def remotes(self, name: str | None = None) -> list[Remote]:
+        """Every remote engine, or the one named `name` (an empty list when there is none)."""
         with self._index.reading() as index:
-            return index.remotes()
+            return index.remotes(name)
 
     def price(self, upstream: str) -> Price | None:
         """The price of an upstream model ("REMOTE:id"), if one was set."""
@@ -170,9 +171,9 @@ class Store:
         with self._index.reading() as index:
             return request_log.usage(index.db, by, since)
 
-    def recent_requests(self, limit: int, after: int = 0) -> list[dict[str, Any]]:
+    def recent_requests(self, limit: int) -> list[dict[str, Any]]:
         with self._index.reading() as index:
-            return request_log.recent(index.db, limit, after)
+            return request_log.recent(index.db, limit)
 
     def missing_files(self, manifest: Manifest) -> list[str]:
         """Files of a model whose blobs are not on disk (a damaged store)."""
@@ -184,11 +185,12 @@ class Store:
             sources = index.blob_sources([f.digest for f in manifest.files])
         return {f.path: sources[f.digest] for f in manifest.files if f.digest in sources}
 
-    def broken(self, manifest: Manifest) -> list[BrokenFile]:
+    def broken(self, manifest: Manifest, sources: dict[str, BlobSource] | None = None) -> list[BrokenFile]:
         """The model's externally held files that must not be served: their source is gone, or changed
-        (size, mtime or inode) since the import. A stat each, no reading."""
-        problems = ((path, source, source.problem(self.blobs.path(source.digest)))
-                    for path, source in self.blob_sources(manifest).items())
+        (size, mtime or inode) since the import. A stat each, no reading. `sources`: its blob_sources(),
+        when the caller has read them already."""
+        held = self.blob_sources(manifest) if sources is None else sources
+        problems = ((path, source, source.problem(self.blobs.path(source.digest))) for path, source in held.items())
         return [BrokenFile(path, source.digest, source.source, source.kind, problem)
                 for path, source, problem in problems if problem]
 
