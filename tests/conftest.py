@@ -35,7 +35,11 @@ TEST_CACHE = Path(os.environ.get("R1_TEST_CACHE", Path(tempfile.gettempdir()) / 
 def pytest_configure(config: pytest.Config) -> None:
     """The workers share the cores: each daemon's runners (daemons inherit this environment) compute
     with their share, or llama.cpp's threads spin waiting for cores that another worker holds.
-    Measured: 2 workers on 2 cores, 210 s with runners on 2 threads, 158 s on 1."""
+    Measured: 2 workers on 2 cores, 210 s with runners on 2 threads, 158 s on 1.
+
+    The suite starts hundreds of r1 processes from this editable checkout: they keep the bytecode
+    they compile (in __pycache__, ignored by git) rather than compile r1's modules each time."""
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         return  # xdist's controller runs no test; its workers inherit its environment and decide
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
