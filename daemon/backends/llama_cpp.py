@@ -119,6 +119,7 @@ class LlamaCppBackend(BatchBackend):
             self._batcher = Batcher(self.llm.ctx, self.llm.model, self.llm._model.vocab, self.slots,
                                     self.llm.n_batch, lambda token: self.llm.detokenize([token]))
         self.context_length = self.llm.n_ctx() // self.slots
+        self.threads = (llama_cpp.llama_n_threads(self.llm.ctx), llama_cpp.llama_n_threads_batch(self.llm.ctx))
         self.on_gpu = bool(llama_cpp.llama_supports_gpu_offload()) and self._params["n_gpu_layers"] != 0
         self.chat_template = self.llm.metadata.get("tokenizer.chat_template")
         self.bos_token = self._token_text(self.llm.token_bos())
