@@ -317,6 +317,14 @@ SETTINGS: dict[str, Setting] = {
         "fit the memory budget gets fewer, down to 1.",
         _count(1, 64),
     ),
+    "num_thread": Setting(
+        "R1_NUM_THREAD",
+        "0",
+        "CPU threads a llama.cpp runner computes with, for prompts and tokens alike, where the model or request "
+        "sets no num_thread option (0: half the cores for tokens, all of them for prompts). Lower it to leave "
+        "cores to other programs, or when several models run at once.",
+        _count(0, 1024),
+    ),
     "max_queue": Setting(
         "R1_MAX_QUEUE",
         "512",

@@ -142,9 +142,10 @@ class Lease:
 StartRunner = Callable[[ModelSpec, bool], Awaitable[RunnerHandle]]
 
 
-async def start_runner(spec: ModelSpec, extra_buffers: bool, log_level: str) -> Runner:
-    return await Runner.start(spec.name, spec.format, spec.path, {**dict(spec.load), "extra_buffers": extra_buffers},
-                              log_level)
+async def start_runner(spec: ModelSpec, extra_buffers: bool, log_level: str, threads: int = 0) -> Runner:
+    """A runner process for the spec; `threads` (R1_NUM_THREAD) stands in where the spec sets no num_thread."""
+    load = {**({"num_thread": threads} if threads else {}), **dict(spec.load), "extra_buffers": extra_buffers}
+    return await Runner.start(spec.name, spec.format, spec.path, load, log_level)
 
 
 def measured(info: dict[str, Any]) -> int:
@@ -164,7 +165,8 @@ class Scheduler:
         self.evictions = 0
         self.extra_buffers = extra_buffers
         # Real runners log at the daemon's level.
-        self._start = start or functools.partial(start_runner, log_level=settings.log_level)
+        self._start = start or functools.partial(start_runner, log_level=settings.log_level,
+                                                 threads=settings.num_thread)
         self._clock = clock
         self._instances: dict[Any, Instance] = {}
         self._waiting = 0  # requests waiting for memory or a turn

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import importlib.resources
+import os
 import subprocess
 import sys
 import tempfile
@@ -44,17 +45,19 @@ def _answers(port: int, api_key: str | None) -> bool:
 
 @contextlib.contextmanager
 def llama_server(model_path: Path, *, alias: str | None = None, api_key: str | None = None, n_ctx: int = 2048,
-                 n_threads: int = 2) -> Iterator[str]:
+                 n_threads: int | None = None) -> Iterator[str]:
     """Start the server on a free loopback port, yield its base URL once GET /v1/models answers, and
     stop it afterwards. LlamaServerFailed (with the end of its output) if it exits or is not up in time.
     Without `alias` the model's id is its path (and any model name in a request is served anyway);
     with `api_key` every request needs `Authorization: Bearer <api_key>`."""
     port = free_port()
+    # By default the share of the cores an r1 runner gets in this test run (conftest's R1_NUM_THREAD).
+    threads = str(n_threads or os.environ.get("R1_NUM_THREAD", "2"))
     options = [*(["--model_alias", alias] if alias else []), *(["--api_key", api_key] if api_key else [])]
     with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty server must never block on it
         process = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", str(n_threads), *options],
+             "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", threads, "--n_threads_batch", threads, *options],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
         def failed(why: str) -> LlamaServerFailed:

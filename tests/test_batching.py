@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,9 @@ def smollm2() -> Path:
 
 
 async def start(path: Path, slots: int, num_ctx: int = 512) -> Runner:
-    runner = await Runner.start(path.stem, "gguf", path, {"num_ctx": num_ctx, "num_parallel": slots, "num_thread": 2},
-                                "INFO")
+    # The worker's share of the cores (conftest), as the daemon's runners get it.
+    runner = await Runner.start(path.stem, "gguf", path, {"num_ctx": num_ctx, "num_parallel": slots,
+                                                          "num_thread": int(os.environ["R1_NUM_THREAD"])}, "INFO")
     assert runner.info["slots"] == slots and runner.info["context_length"] == num_ctx
     return runner
 

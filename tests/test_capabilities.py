@@ -98,7 +98,7 @@ def test_pooling_type_is_read(tmp_path: Path) -> None:
 
 # --- real models on the session daemon ---------------------------------------------------------------
 
-GREEDY = {"temperature": 0, "repeat_penalty": 1.0, "num_thread": 2}  # no penalty: the pick is the argmax
+GREEDY = {"temperature": 0, "repeat_penalty": 1.0}  # no penalty: the pick is the argmax
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +195,7 @@ def test_logprobs_end_with_the_text_a_stop_string_leaves(gemma_daemon: Daemon) -
 def test_openai_chat_logprobs_from_the_real_runner(gemma_daemon: Daemon) -> None:
     status, answer = gemma_daemon.request("POST", "/v1/chat/completions", {
         "model": "gemma-chat", "messages": [{"role": "user", "content": "Name a color."}], "logprobs": True,
-        "top_logprobs": 2, "max_tokens": 8, "temperature": 0, "options": {"repeat_penalty": 1.0, "num_thread": 2}})
+        "top_logprobs": 2, "max_tokens": 8, "temperature": 0, "options": {"repeat_penalty": 1.0}})
     assert status == 200, answer
     choice = answer["choices"][0]
     assert len(choice["logprobs"]["content"]) == answer["usage"]["completion_tokens"] == 8

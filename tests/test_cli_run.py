@@ -247,7 +247,7 @@ def test_run_a_model_without_a_chat_template_continues_the_prompt(daemon: Daemon
     # Gemma 3 270M's GGUF has no chat template; the Modelfile adds none, only a short, greedy answer.
     daemon.cli("import", str(gemma_path), "--name", "gemma-base")
     modelfile = tmp_path / "Modelfile"
-    modelfile.write_text("FROM gemma-base\nPARAMETER num_predict 12\nPARAMETER temperature 0\nPARAMETER num_thread 2\n")
+    modelfile.write_text("FROM gemma-base\nPARAMETER num_predict 12\nPARAMETER temperature 0\n")
     assert r1(daemon, "create", "gemma", "-f", str(modelfile)).returncode == 0
     assert json.loads(daemon.cli("show", "gemma", "--json").stdout)["template"] == ""
     result = r1(daemon, "run", "gemma", "The capital of France is", "--verbose")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import logging
 import math
+import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,10 +31,11 @@ from r1.daemon.runner.client import RunnerError
 from scripted import ScriptedRunner
 from tinymodels import write_tiny_bert, write_tiny_gguf
 
-# One Gemma embedding instance for the module, at a context of 768 tokens: 700 fit (they did not fit
-# llama.cpp's default batch of 512), 5,000 do not. num_thread 1 (the default on two cores) sets it
-# apart from other tests' Gemma runners, one of which would serve it otherwise (a runner with a larger
-# num_ctx serves smaller ones); it unloads a little after the module.
+# One Gemma embedding instance for the module, at a context of 768 tokens: more than llama.cpp's default
+# batch of 512, which is all llama-cpp-python's own embed takes at once. Its num_thread option (the
+# worker's share of the cores, from conftest) sets it apart from other tests' Gemma runners, one of
+# which would serve it otherwise (a runner with a larger num_ctx serves smaller ones); it unloads a
+# little after the module.
 GEMMA = "gemma-embed"
 CONTEXT = 768
 WIDTH = 640  # Gemma 3 270M's embedding_length
@@ -103,7 +105,7 @@ def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def models(gemma_daemon: Daemon, tiny_path: Path) -> Iterator[Daemon]:
     status, answer = gemma_daemon.request("POST", "/api/create", {
-        "model": GEMMA, "from": "gemma", "parameters": {"num_ctx": CONTEXT, "num_thread": 1}, "stream": False})
+        "model": GEMMA, "from": "gemma", "parameters": {"num_ctx": CONTEXT, "num_thread": int(os.environ["R1_NUM_THREAD"])}, "stream": False})
     assert status == 200, answer
     gemma_daemon.cli("import", str(tiny_path), "--name", TINY)
     gemma_daemon.cli("import", str(write_tiny_bert(tiny_path.with_name("bert.gguf"))), "--name", BERT)
@@ -114,7 +116,7 @@ def models(gemma_daemon: Daemon, tiny_path: Path) -> Iterator[Daemon]:
 
 @pytest.fixture(scope="module")
 def texts(gemma_path: Path) -> dict[int, str]:
-    return sized_texts(gemma_path, (300, 700, CONTEXT, 5000), WORDS)
+    return sized_texts(gemma_path, (300, CONTEXT, 5000), WORDS)
 
 
 @pytest.fixture(scope="module")
@@ -160,24 +162,19 @@ def test_a_runner_with_a_larger_context_holds_a_request_to_its_own(models: Daemo
     assert [m["context_length"] for m in rows] == [TINY_CONTEXT]  # the one runner served both
 
 
-def test_gemma_embeds_more_tokens_than_llama_cpps_default_batch(models: Daemon, texts: dict[int, str]) -> None:
-    status, answer = post(models, "/api/embed", GEMMA, texts[700], truncate=False)
-    assert status == 200, answer
-    assert answer["prompt_eval_count"] == 700
-    [vector] = answer["embeddings"]
-    assert len(vector) == WIDTH and math.isclose(norm(vector), 1.0, rel_tol=1e-4)
-
-
-def test_an_input_cut_to_the_context_is_its_first_tokens_and_fits_the_estimate(
+def test_gemma_embeds_its_whole_context_and_an_input_cut_to_it_is_its_first_tokens(
         models: Daemon, texts: dict[int, str]) -> None:
+    # 768 tokens, more than llama.cpp's default batch of 512, which once refused them.
+    status, head = post(models, "/api/embed", GEMMA, texts[CONTEXT], truncate=False)
+    assert status == 200, head
+    [vector] = head["embeddings"]
+    assert len(vector) == WIDTH and math.isclose(norm(vector), 1.0, rel_tol=1e-4)
     status, cut = post(models, "/v1/embeddings", GEMMA, texts[5000])  # as Ollama's OpenAI layer: cut
     assert status == 200, cut
-    status, head = post(models, "/api/embed", GEMMA, texts[CONTEXT])  # the same first 768 tokens, BOS first
-    assert status == 200, head
-    assert cut["usage"]["prompt_tokens"] == head["prompt_eval_count"] == CONTEXT
-    assert cut["data"][0]["embedding"] == pytest.approx(head["embeddings"][0], abs=1e-5)
+    assert cut["usage"]["prompt_tokens"] == head["prompt_eval_count"] == CONTEXT  # the same first 768, BOS first
+    assert cut["data"][0]["embedding"] == pytest.approx(vector, abs=1e-5)
     status, other = post(models, "/api/embed", GEMMA, "cats purr")
-    assert not same_direction(other["embeddings"][0], head["embeddings"][0])
+    assert not same_direction(other["embeddings"][0], vector)
 
     # Loaded by an embedding request, the runner's estimate has the embedding context on top.
     def loaded() -> dict[str, Any]:

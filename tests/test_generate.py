@@ -13,7 +13,7 @@ from typing import Any
 from conftest import Daemon, InProcess, Stream, runner_pids, prompt_tokens
 from tinymodels import GEMMA_TEMPLATE
 
-GREEDY = {"temperature": 0, "num_thread": 2}
+GREEDY = {"temperature": 0}
 STATS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration")
 
 

@@ -325,7 +325,7 @@ def test_the_ollama_client_gets_a_400_for_what_cannot_be_converted(gemma_daemon:
     assert caught.value.status_code == 400 and "the function js is not supported" in caught.value.error
 
 
-GREEDY = {"temperature": 0, "num_thread": 2}
+GREEDY = {"temperature": 0}
 GEMMA_GO = ('{{- range .Messages }}<start_of_turn>{{ if eq .Role "assistant" }}model{{ else }}user{{ end }}\n'
             '{{ .Content }}<end_of_turn>\n{{ end }}<start_of_turn>model\n')
 

@@ -20,7 +20,7 @@ from tinymodels import write_tiny_gguf
 
 DOUBLE = str(Path(__file__).parent / "crashing_llama")
 ASK = {"model": "tiny", "prompt": "The capital of France is", "raw": True, "stream": False,
-       "options": {"temperature": 0, "num_predict": 4, "num_thread": 2}}
+       "options": {"temperature": 0, "num_predict": 4}}
 WARNING = "crashed while loading"
 
 

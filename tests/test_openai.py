@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import openai
@@ -234,11 +235,13 @@ def test_completions_take_the_prompt_raw(client: openai.OpenAI) -> None:
 
 
 @pytest.fixture
-async def aclient(api: InProcess) -> openai.AsyncOpenAI:
-    """The official client against the app in-process (its test server listens on loopback)."""
+async def aclient(api: InProcess) -> AsyncIterator[openai.AsyncOpenAI]:
+    """The official client against the app in-process (its test server listens on loopback); closed
+    while its event loop runs, or its connections' finalizers fail in a later test's loop."""
     await api.add_model("chat")
     await api.add_model("base", chat_template=None)
-    return openai.AsyncOpenAI(base_url=str(api.client.make_url("/v1")), api_key="r1", max_retries=0)
+    async with openai.AsyncOpenAI(base_url=str(api.client.make_url("/v1")), api_key="r1", max_retries=0) as client:
+        yield client
 
 
 async def test_errors_come_in_openais_shape(aclient: openai.AsyncOpenAI, api: InProcess) -> None:

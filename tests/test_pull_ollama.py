@@ -201,6 +201,7 @@ async def test_what_r1_cannot_run_is_refused_or_left_out(served: InProcess, regi
     client = ollama.AsyncClient(host=str(served.client.make_url("")))
     with pytest.raises(ollama.ResponseError) as caught:
         await client.pull("lora")
+    await client.close()
     assert caught.value.status_code == 400
     assert "applies a LoRA adapter to its base model, which r1 cannot do" in caught.value.error
     assert registry.served_bytes(digest_of(gguf)) == 0, "refused before any byte moved"

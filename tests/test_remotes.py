@@ -242,7 +242,7 @@ def test_another_r1_daemon_as_an_ollama_dialect_upstream(daemon: Daemon, gemma_d
     daemon.cli("remote", "add", "ollie", f"http://127.0.0.1:{gemma_daemon.port}", "--dialect", "ollama")
     assert "gemma-chat:latest" in daemon.cli("remote", "models", "ollie").stdout
     daemon.cli("create", "ollie-chat", "--from", "ollie:gemma-chat:latest")
-    options = {"temperature": 0, "num_predict": 6, "num_thread": 2}
+    options = {"temperature": 0, "num_predict": 6}
     status, there = gemma_daemon.request("POST", "/api/chat", {"model": "gemma-chat", "stream": False, "options": options,
                                                                "messages": [{"role": "user", "content": "Name a color."}]})
     status, here = daemon.request("POST", "/api/chat", {"model": "ollie-chat", "stream": False, "options": options,
@@ -310,7 +310,7 @@ def test_a_modelfile_builds_on_a_remote_model(daemon: Daemon, upstream: FakeUpst
 def test_requests_beyond_r1_remote_parallel_wait_their_turn(tmp_path: Path) -> None:
     import threading
 
-    with FakeUpstream() as fake, private_daemon(tmp_path, R1_REMOTE_PARALLEL="1", R1_REMOTE_FIRST_BYTE_TIMEOUT="1s") as daemon:
+    with FakeUpstream() as fake, private_daemon(tmp_path, R1_REMOTE_PARALLEL="1", R1_REMOTE_FIRST_BYTE_TIMEOUT="2s") as daemon:
         daemon.cli("remote", "add", "one", fake.url)
         daemon.cli("create", "stuck", "--from", "one:no-first-byte")
         fake.reset_counters()

@@ -231,12 +231,12 @@ def test_bad_input_gets_openais_error_shape(client: openai.OpenAI) -> None:
 
 async def test_fields_become_the_cores_request(api: InProcess) -> None:
     await api.add_model("chat")
-    client = openai.AsyncOpenAI(base_url=str(api.client.make_url("/v1")), api_key="r1", max_retries=0)
-    answer = await client.responses.create(
-        model="chat", instructions="Be brief.", temperature=0.2, top_p=0.5, max_output_tokens=2,
-        input=[{"role": "developer", "content": "Answer in French."},
-               {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
-        text={"format": {"type": "json_object"}}, extra_body={"options": {"top_k": 7}})
+    async with openai.AsyncOpenAI(base_url=str(api.client.make_url("/v1")), api_key="r1", max_retries=0) as client:
+        answer = await client.responses.create(
+            model="chat", instructions="Be brief.", temperature=0.2, top_p=0.5, max_output_tokens=2,
+            input=[{"role": "developer", "content": "Answer in French."},
+                   {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+            text={"format": {"type": "json_object"}}, extra_body={"options": {"top_k": 7}})
     sent = api.runners.requests[-1]
     assert sent["sampling"] == {"temperature": 0.2, "top_p": 0.5, "num_predict": 2, "top_k": 7}
     assert sent["format"] == "json"

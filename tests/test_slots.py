@@ -49,7 +49,7 @@ def test_a_budget_for_three_slots_gives_three_and_show_says_so(tmp_path: Path, g
 def test_ps_shows_the_slots_busy_and_the_runner_was_loaded_with_them(gemma_daemon: Daemon) -> None:
     stream = Stream(gemma_daemon.socket, "/api/generate", {
         "model": "gemma", "prompt": "Once upon a time", "raw": True,
-        "options": {"num_predict": 4000, "num_ctx": 4096, "temperature": 0, "num_thread": 2}})
+        "options": {"num_predict": 4000, "num_ctx": 4096, "temperature": 0}})
     try:
         assert stream.status == 200
         assert not next(iter(stream))["done"]  # streaming: its slot is busy until the answer ends
@@ -76,7 +76,7 @@ def test_the_estimate_for_four_slots_is_within_15_percent_of_the_runner_measured
         daemon.cli("import", str(gemma_path), "--name", "gemma")
         status, answer = daemon.request("POST", "/api/generate", {
             "model": "gemma", "prompt": "Hi", "raw": True, "stream": False,
-            "options": {"num_ctx": 8192, "num_predict": 2, "num_thread": 2}})  # 4 x 8192 tokens: 576 MiB of KV
+            "options": {"num_ctx": 8192, "num_predict": 2}})  # 4 x 8192 tokens: 576 MiB of KV
         assert status == 200, answer
         [gemma] = daemon.request("GET", "/api/ps")[1]["models"]
     assert gemma["slots"] == 4 and gemma["context_length"] == 8192
@@ -87,13 +87,13 @@ def test_the_estimate_for_four_slots_is_within_15_percent_of_the_runner_measured
 def test_an_embedding_is_answered_while_the_model_streams_an_answer(gemma_daemon: Daemon) -> None:
     stream = Stream(gemma_daemon.socket, "/api/generate", {
         "model": "gemma", "prompt": "Once upon a time", "raw": True,
-        "options": {"num_predict": 4000, "num_ctx": 4096, "temperature": 0, "num_thread": 2}})
+        "options": {"num_predict": 4000, "num_ctx": 4096, "temperature": 0}})
     try:
         answers = iter(stream)
         assert not next(answers)["done"]
         runners = set(runner_pids(gemma_daemon))
         status, embedded = gemma_daemon.request("POST", "/api/embed", {
-            "model": "gemma", "input": ["a sentence to embed"], "options": {"num_ctx": 4096, "num_thread": 2}})
+            "model": "gemma", "input": ["a sentence to embed"], "options": {"num_ctx": 4096}})
         assert status == 200 and len(embedded["embeddings"][0]) == 640, embedded
         assert not next(answers)["done"]  # the answer goes on: the embedding did not wait for it, nor end it
         assert set(runner_pids(gemma_daemon)) == runners  # the streaming runner computed it: no other was started

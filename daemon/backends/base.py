@@ -47,6 +47,8 @@ class Backend(ABC):
     on_gpu: bool = False
     #: llama.cpp's extra buffer types (AMX, repacked weights) in use; None where a backend has none.
     extra_buffers: bool | None = None
+    #: CPU threads for generated tokens and for prompts; None where the backend does not choose them.
+    threads: tuple[int, int] | None = None
 
     @abstractmethod
     def __init__(self, path: Path, load: dict[str, Any]) -> None:

@@ -92,12 +92,16 @@ class LlamaCppBackend(BatchBackend):
         if self.slots < 1 or self.slots > llama_cpp.llama_max_parallel_sequences():
             raise BackendError(f"num_parallel must be between 1 and {llama_cpp.llama_max_parallel_sequences()}, "
                                f"not {self.slots}")
+        # A num_thread sets both thread counts, as in Ollama; without one, token-by-token decoding
+        # (bound by memory bandwidth) takes half the cores and prompts (bound by compute) all of them.
+        threads = load.get("num_thread")
         self._params = dict(
             model_path=str(path),
             n_ctx=load.get("num_ctx", 4096) * self.slots,
             # -1 offloads every layer; on a CPU-only build it changes nothing.
             n_gpu_layers=load.get("num_gpu", -1),
-            n_threads=load.get("num_thread") or max(1, (os.cpu_count() or 2) // 2) or None,
+            n_threads=threads or max(1, (os.cpu_count() or 2) // 2),
+            n_threads_batch=threads or os.cpu_count() or 1,
             n_batch=load.get("num_batch", 512),
             use_mmap=load.get("use_mmap", True),
             last_n_tokens_size=64,
@@ -115,6 +119,7 @@ class LlamaCppBackend(BatchBackend):
             self._batcher = Batcher(self.llm.ctx, self.llm.model, self.llm._model.vocab, self.slots,
                                     self.llm.n_batch, lambda token: self.llm.detokenize([token]))
         self.context_length = self.llm.n_ctx() // self.slots
+        self.threads = (llama_cpp.llama_n_threads(self.llm.ctx), llama_cpp.llama_n_threads_batch(self.llm.ctx))
         self.on_gpu = bool(llama_cpp.llama_supports_gpu_offload()) and self._params["n_gpu_layers"] != 0
         self.chat_template = self.llm.metadata.get("tokenizer.chat_template")
         self.bos_token = self._token_text(self.llm.token_bos())
@@ -131,7 +136,7 @@ class LlamaCppBackend(BatchBackend):
             if self.llm._ctx.memory is None:
                 # Non-causal models (BERT-like embedders) keep no KV cache: they only embed, so their
                 # embedding context is made now and warms up instead.
-                self._embedder = Embedder(self.llm, self._params["n_threads"])
+                self._embedder = Embedder(self.llm, self._params["n_threads_batch"])
                 self._embedder.warm_up(tokens[:size])
                 return
             self.llm.eval(tokens[:size])
@@ -232,7 +237,7 @@ class LlamaCppBackend(BatchBackend):
     def embed(self, texts: list[str], truncate: bool, context: int) -> tuple[list[list[float]], int]:
         # Made on first use: a runner that only generates never pays for its KV cache.
         if self._embedder is None:
-            self._embedder = Embedder(self.llm, self._params["n_threads"])
+            self._embedder = Embedder(self.llm, self._params["n_threads_batch"])
         return self._embedder.embed(texts, truncate, context)
 
     def close(self) -> None:

@@ -84,7 +84,9 @@ class Runner:
         except BaseException:
             await runner.stop()
             raise
-        log.info("runner %d loaded %s in %.2f s", process.pid, label, runner.info["load_duration"] / 1e9)
+        threads = runner.info.get("threads")
+        log.info("runner %d loaded %s in %.2f s%s", process.pid, label, runner.info["load_duration"] / 1e9,
+                 f" (threads: {threads[0]} for tokens, {threads[1]} for prompts)" if threads else "")
         return runner
 
     @property

@@ -157,6 +157,7 @@ class Worker:
             "chat_template": self.backend.chat_template is not None,
             "gpu": self.backend.on_gpu,
             "extra_buffers": self.backend.extra_buffers,
+            "threads": self.backend.threads,
             "slots": self.backend.slots if isinstance(self.backend, BatchBackend) else 1,
             **self._health(),
         }})
