@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import json
 import re
@@ -89,6 +90,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: Any  # the parsed JSON, None when there was none
+    at: float = dataclasses.field(default_factory=time.monotonic)  # when it arrived
 
 
 def words(text: str) -> list[str]:
