@@ -406,9 +406,11 @@ class FakeHub(LoopbackServer):
                     chunk = f.data[start + sent:start + sent + size]
                 if flip and sent == 0:
                     chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
+                # Counted before the write: once written, the client may read the end of the body and the
+                # test check the count before this thread runs again.
+                self._count(key, len(chunk))
                 await resp.write(chunk)
                 sent += len(chunk)
-                self._count(key, len(chunk))
                 if bps:
                     if bps != paced_bps:  # rate changed: pace from here
                         paced_since, paced_bytes, paced_bps = time.monotonic(), 0, bps

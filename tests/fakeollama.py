@@ -149,9 +149,9 @@ class FakeOllama(LoopbackServer):
         try:
             while sent < limit and not self._closing:
                 piece = bytes(body[sent:min(sent + CHUNK, limit)])
+                self._count(digest, len(piece))  # before the write, as in fakehub: the client may be done first
                 await response.write(piece)
                 sent += len(piece)
-                self._count(digest, len(piece))
             if sent < len(body):
                 await cut_off(request, "fakeollama")
         except ConnectionError:
