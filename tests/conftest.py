@@ -46,6 +46,12 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("R1_NUM_THREAD", str(max(1, (os.cpu_count() or 1) // workers)))
 
 
+def worker_threads() -> int:
+    """The threads for a runner a test starts itself: this worker's share of the cores, as the daemons'
+    runners get it (pytest_configure)."""
+    return int(os.environ["R1_NUM_THREAD"])
+
+
 @pytest.fixture(autouse=True)
 def r1_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """R1_HOME in the test's temp dir; the socket in a short dir of its own (macOS allows 104 bytes)."""

