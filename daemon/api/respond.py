@@ -39,7 +39,12 @@ async def respond(request: web.Request, parse: Callable[[Json], Request],
     `watch(shape, items)`, when given, sees the core's items before they are shaped (to keep the answer)."""
     body = await read_json(request)
     parsed = parse(body)
-    shape = dialect(body, parsed)
+    return await serve(request, body, parsed, dialect(body, parsed), watch)
+
+
+async def serve(request: web.Request, body: Json, parsed: Request, shape: Dialect,
+                watch: Callable[[Any, Items], Items] | None = None) -> web.StreamResponse:
+    """Generate for a request already read and checked, streamed or whole as the body asks."""
     stream = get_bool(body, "stream", shape.stream_default)
     items = generate(request.app[CORE], parsed)
     if watch is not None:

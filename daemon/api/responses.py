@@ -26,7 +26,7 @@ from .context import SETTINGS, STORE
 from .fields import get_bool, get_str, keep_alive, required_str, think, tools
 from .http import read_json
 from .openai import chat_messages, checked_tools, chosen_tools, effort, effort_level, format_of, sampling_options
-from .respond import respond
+from .respond import serve
 from .response_events import ResponseShape
 
 routes = web.RouteTableDef()
@@ -244,7 +244,7 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     turn = parse_turn(body, previous)
     shape = ResponseShape(turn.echo, get_bool(body, "stream", False),
                           keeper(store, request.app[SETTINGS].responses_ttl, turn))
-    return await respond(request, lambda _: turn.request, lambda _body, _parsed: shape, ResponseShape.watch)
+    return await serve(request, body, turn.request, shape, ResponseShape.watch)
 
 
 @routes.get("/v1/responses/{id}")
