@@ -68,6 +68,18 @@ def import_model(
     return ImportResult(record, how)
 
 
+def progress_events(emit: Callable[[Event], None], status: str, total: int) -> Callable[[int], None]:
+    """A progress callback for one file's bytes (Store.ingest, Store.adopt) that emits their running total."""
+    done = 0
+
+    def progress(n: int) -> None:
+        nonlocal done
+        done += n
+        emit({"status": status, "total": total, "completed": done})
+
+    return progress
+
+
 def _ingest_all(
     store: Store, root: Path, files: list[Path], link: bool, emit: Callable[[Event], None]
 ) -> tuple[list[FileEntry], dict[str, str]]:
@@ -76,16 +88,10 @@ def _ingest_all(
     for file in files:
         relative = file.relative_to(root).as_posix()
         total = file.stat().st_size
-        done = 0
-        emit({"status": f"importing {relative}", "total": total, "completed": 0})
-
-        def progress(n: int, relative: str = relative, total: int = total) -> None:
-            nonlocal done
-            done += n
-            emit({"status": f"importing {relative}", "total": total, "completed": done})
-
-        ingested = store.ingest(file, link=link, progress=progress)
-        emit({"status": f"importing {relative}", "digest": ingested.digest, "total": total, "completed": total})
+        status = f"importing {relative}"
+        emit({"status": status, "total": total, "completed": 0})
+        ingested = store.ingest(file, link=link, progress=progress_events(emit, status, total))
+        emit({"status": status, "digest": ingested.digest, "total": total, "completed": total})
         entries.append(FileEntry(relative, ingested.digest, ingested.size))
         how[relative] = ingested.how
     return entries, how

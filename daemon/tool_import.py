@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadRequest
-from .importer import Event
+from .importer import Event, progress_events
 from .metadata import read_metadata
 from .sources import Found, discover
 from .store import FileEntry, Manifest, MissingBlobError, ModelRecord, Overrides, Store, parse_name
@@ -53,17 +53,12 @@ def import_found(store: Store, found: Found, *, trust: bool, emit: Callable[[Eve
 def _take_in(store: Store, found: Found, trust: bool, emit: Callable[[Event], None]) -> tuple[ModelRecord, int, int]:
     entries, linked, copied = [], 0, 0
     for file in found.files:
-        done = 0
-
-        def progress(n: int, path: str = file.path, total: int = file.size) -> None:
-            nonlocal done
-            done += n
-            emit({"status": f"importing {found.name} {path}", "total": total, "completed": done})
-
+        status = f"importing {found.name} {file.path}"
         named = f"sha256:{file.sha256}" if file.sha256 else None  # the digest the tool names the file by
-        ingested = store.adopt(file.source, sha256=named, trust=trust and named is not None, progress=progress)
-        emit({"status": f"importing {found.name} {file.path}", "digest": ingested.digest, "how": ingested.how,
-              "total": file.size, "completed": file.size})
+        ingested = store.adopt(file.source, sha256=named, trust=trust and named is not None,
+                               progress=progress_events(emit, status, file.size))
+        emit({"status": status, "digest": ingested.digest, "how": ingested.how, "total": file.size,
+              "completed": file.size})
         entries.append(FileEntry(file.path, ingested.digest, ingested.size))
         linked += ingested.bytes_linked
         copied += ingested.bytes_copied

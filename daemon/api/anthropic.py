@@ -21,7 +21,7 @@ from aiohttp import web
 from ..errors import BadRequest
 from ..generation import Chunk, Final, Request, Whole, count_tokens
 from .context import CORE
-from .fields import images_refused, keep_alive, messages, required_str
+from .fields import THINK_LEVELS, images_refused, keep_alive, messages, required_str
 from .http import NAMED_SSE, new_id, read_json, sse_event
 from .openai import function_tools, sampling_options
 from .respond import respond
@@ -259,7 +259,7 @@ def effort(body: Json) -> str | None:
     value = (body.get("output_config") or {}).get("effort")
     if value is None:
         return None
-    if value not in ("low", "medium", "high", "max"):
+    if value not in (*THINK_LEVELS, "max"):
         raise BadRequest(f"output_config.effort must be low, medium, high or max, not {value!r}")
     return "high" if value == "max" else value
 

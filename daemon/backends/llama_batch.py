@@ -137,8 +137,7 @@ class Batcher:
             if not free:
                 return
             sequence = self.waiting.popleft()
-            best = max(free, key=lambda s: shared_prefix(s.cached, sequence.prompt))
-            shared = shared_prefix(best.cached, sequence.prompt)
+            shared, best = max(((shared_prefix(s.cached, sequence.prompt), s) for s in free), key=lambda pair: pair[0])
             # At least the prompt's last token is evaluated: its logits give the first sample.
             keep = min(shared, len(sequence.prompt) - 1)
             slot = best

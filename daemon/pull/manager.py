@@ -44,10 +44,14 @@ class Pull:
         self.finished = False
         self.error: BaseException | None = None
         self._changed = asyncio.Condition()
+        self._files: dict[str, tuple[int, int]] = {}  # (completed, total) by file, from its latest event
 
     async def emit(self, event: Event) -> None:
         async with self._changed:
             self.events.append(event)
+            if "total" in event:
+                file = event.get("file") or event.get("digest") or ""
+                self._files[file] = (event.get("completed", 0), event["total"])
             self._changed.notify_all()
 
     async def finish(self, error: BaseException | None = None) -> None:
@@ -57,13 +61,9 @@ class Pull:
 
     def progress(self) -> Event:
         """Where the pull stands: its last status and bytes over all its files so far (the console's view)."""
-        files: dict[str, tuple[int, int]] = {}
-        for event in self.events:
-            if "total" in event:
-                files[event.get("file") or event.get("digest") or ""] = (event.get("completed", 0), event["total"])
         status = self.events[-1]["status"] if self.events else "resolving"
-        return {"name": str(self.name), "status": status, "completed": sum(c for c, _ in files.values()),
-                "total": sum(t for _, t in files.values())}
+        return {"name": str(self.name), "status": status, "completed": sum(c for c, _ in self._files.values()),
+                "total": sum(t for _, t in self._files.values())}
 
     async def follow(self) -> AsyncIterator[Event]:
         """Every event from the start, then live ones; a failed pull raises its error at the end."""
