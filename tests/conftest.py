@@ -52,6 +52,12 @@ def worker_threads() -> int:
     return int(os.environ["R1_NUM_THREAD"])
 
 
+def own_runner_load(**options: Any) -> dict[str, Any]:
+    """Load options for a runner a test starts itself, without a scheduler: this worker's share of the cores,
+    and llama.cpp's extra buffer types off, since nothing falls back when they crash (CPUs with AMX, FACTS.md)."""
+    return {"num_thread": worker_threads(), "extra_buffers": False, **options}
+
+
 @pytest.fixture(autouse=True)
 def r1_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     """R1_HOME in the test's temp dir; the socket in a short dir of its own (macOS allows 104 bytes)."""

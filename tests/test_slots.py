@@ -72,7 +72,9 @@ def test_ps_shows_the_slots_busy_and_the_runner_was_loaded_with_them(gemma_daemo
 
 
 def test_the_estimate_for_four_slots_is_within_15_percent_of_the_runner_measured(tmp_path: Path, gemma_path: Path) -> None:
-    with private_daemon(tmp_path) as daemon:  # R1_NUM_PARALLEL's default: 4 slots
+    # R1_NUM_PARALLEL's default: 4 slots. Extra buffers off: on a CPU whose kernels crash (AMX) the first load
+    # falls back without them, and the estimate made before the crash still counts their repacked copy.
+    with private_daemon(tmp_path, R1_LLAMA_EXTRA_BUFFERS="off") as daemon:
         daemon.cli("import", str(gemma_path), "--name", "gemma")
         status, answer = daemon.request("POST", "/api/generate", {
             "model": "gemma", "prompt": "Hi", "raw": True, "stream": False,

