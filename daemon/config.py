@@ -287,7 +287,8 @@ SETTINGS: dict[str, Setting] = {
         "R1_KEEP_ALIVE",
         "5m",
         "How long a model stays loaded after its last request (30s, 5m, 1h; 0 unloads at once; "
-        "negative keeps it loaded). A request's keep_alive overrides it.",
+        "negative keeps it loaded). A request's keep_alive overrides it (one over 100 years, like a negative one, "
+        "keeps the model loaded).",
         parse_duration,
     ),
     "memory_budget": Setting(

@@ -6,6 +6,11 @@ Specific errors live next to the code that raises them and subclass one of these
 them into `{"error": "..."}` without matching on strings.
 """
 
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
 
 class R1Error(Exception):
     """An error whose message is meant for the user: it says what was wrong and what to do."""
@@ -37,6 +42,30 @@ class Conflict(R1Error):
 
 class InsufficientStorage(R1Error):
     status = 507
+
+
+SQLITE_FULL = 13  # sqlite3's "database or disk is full" (sqlite3.Error.sqlite_errorcode, Python 3.11+)
+SQLITE_FULL_TEXT = "database or disk is full"  # the same error on Python 3.10, which has no code to read
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` (or what caused it) says the disk or the user's quota is full: an OSError's ENOSPC or
+    EDQUOT, or SQLite's SQLITE_FULL. Every write path maps these to InsufficientStorage through here."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if type(seen).__module__ == "sqlite3" and (getattr(seen, "sqlite_errorcode", None) == SQLITE_FULL
+                                                     or str(seen) == SQLITE_FULL_TEXT):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+def disk_full(home: Path) -> InsufficientStorage:
+    """The one answer to a write that found the disk full, wherever it happened."""
+    return InsufficientStorage(f"the disk holding the r1 store ({home}) is full: free some space "
+                               "(r1 rm unused models, or make room on that disk) and try again")
 
 
 class ServiceUnavailable(R1Error):

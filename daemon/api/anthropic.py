@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ..errors import BadRequest
 from ..generation import Chunk, Final, Request, Whole, count_tokens
+from ..runner.options import INT32_MAX
 from .context import CORE
 from .fields import THINK_LEVELS, images_refused, keep_alive, messages, required_str
 from .http import NAMED_SSE, new_id, read_json, sse_event
@@ -50,8 +51,8 @@ def max_tokens(body: Json) -> int:
     value = body.get("max_tokens")
     if value is None:
         raise BadRequest("field 'max_tokens' is required: the most tokens the answer may have, like 1024")
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise BadRequest(f"field 'max_tokens' must be a positive whole number, not {json.dumps(value)}")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= INT32_MAX:
+        raise BadRequest(f"field 'max_tokens' must be a whole number from 1 to {INT32_MAX}, not {json.dumps(value)}")
     return value
 
 
@@ -88,7 +89,7 @@ def refuse_media(kind: Any, where: str) -> None:
 def tool_result(block: Json, where: str, names: dict[str, str]) -> Json:
     """A tool_result block as the tool message chat templates read (Ollama's shape, with the tool's name)."""
     call_id = block.get("tool_use_id")
-    if call_id not in names:
+    if not isinstance(call_id, str) or call_id not in names:
         raise BadRequest(f"{where}.tool_use_id {json.dumps(call_id)} names no tool_use block of an earlier "
                          "assistant message")
     content = block.get("content")
@@ -186,7 +187,7 @@ def tools_and_format(body: Json, think: bool) -> tuple[list[Json] | None, Json |
     converted = [function_tool(t, f"tools[{n}]") for n, t in enumerate(offered or [])]
     choice = body.get("tool_choice") or {"type": "auto"}
     kind = choice.get("type") if isinstance(choice, dict) else None
-    openai_choice: Any = {"auto": "auto", "any": "auto", "none": "none"}.get(kind or "")
+    openai_choice: Any = {"auto": "auto", "any": "auto", "none": "none"}.get(kind if isinstance(kind, str) else "")
     if kind == "tool":
         openai_choice = {"type": "function", "function": {"name": choice.get("name")}}
     if openai_choice is None:

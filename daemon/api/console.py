@@ -24,11 +24,16 @@ def is_console(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
 
+# The files the console is made of: a name in a URL is looked up here, never on the disk (where a
+# 5,000-character name is an OSError, not a 404).
+ASSETS = frozenset(p.name for p in PAGE_DIR.iterdir() if p.suffix in CONTENT_TYPES and p.is_file())
+
+
 def _asset(name: str) -> web.Response:
+    if name not in ASSETS:
+        raise NotFound(f"the console has no file {name[:100]!r}; open {PREFIX}")
     path = PAGE_DIR / name
-    kind = CONTENT_TYPES.get(path.suffix)
-    if kind is None or "/" in name or not path.is_file():
-        raise NotFound(f"the console has no file {name!r}; open {PREFIX}")
+    kind = CONTENT_TYPES[path.suffix]
     # The page must never run in a frame of another site (clickjacking an unload or a delete).
     return web.Response(body=path.read_bytes(), content_type=kind, charset="utf-8",
                         headers={"Cache-Control": "no-cache", "X-Frame-Options": "DENY",

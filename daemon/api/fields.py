@@ -33,6 +33,19 @@ def required_str(body: Json, *keys: str) -> str:
     return value
 
 
+# Linux's limits (macOS's are near): a longer path, or name in it, is an OSError wherever it is looked up.
+PATH_MAX, NAME_MAX = 4096, 255
+
+
+def check_path_length(body: Json, *keys: str) -> None:
+    """A 400 for a path field longer than any path can be, before anything looks it up on the disk."""
+    for key in keys:
+        value = body.get(key)
+        if isinstance(value, str) and (len(value.encode()) >= PATH_MAX
+                                       or any(len(name.encode()) > NAME_MAX for name in value.split("/"))):
+            raise BadRequest(f"field '{key}' is longer than a path can be ({PATH_MAX} bytes, {NAME_MAX} a name)")
+
+
 def get_bool(body: Json, key: str, default: bool) -> bool:
     value = body.get(key, default)
     if value is None:
@@ -42,19 +55,24 @@ def get_bool(body: Json, key: str, default: bool) -> bool:
     return value
 
 
+# A keep_alive longer than this is forever, as a negative one is: an expiry that far off fits no timestamp
+# (/api/ps), and a whole number of 400 digits no float.
+KEEP_ALIVE_FOREVER = 100 * 365 * 86400
+
+
 def keep_alive(body: Json) -> float | None:
     """Seconds from Ollama's keep_alive ("5m", 300, "-1", 0); None: the daemon's default."""
     value = body.get("keep_alive")
     if value is None:
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
     if isinstance(value, str):
         try:
-            return parse_duration(value, "keep_alive")
+            value = parse_duration(value, "keep_alive")
         except ConfigError as exc:
             raise BadRequest(str(exc)) from exc
-    raise BadRequest(f"field 'keep_alive' must be a duration like \"5m\" or a number of seconds, not {value!r}")
+    elif not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise BadRequest(f"field 'keep_alive' must be a duration like \"5m\" or a number of seconds, not {value!r}")
+    return -1.0 if value < 0 or value > KEEP_ALIVE_FOREVER else float(value)
 
 
 THINK_LEVELS = ("low", "medium", "high")

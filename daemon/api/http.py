@@ -157,18 +157,72 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(request, 500, "internal error in the r1 daemon; its log has the details")
 
 
+@web.middleware
+async def disk_full_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A write that found the disk full, wherever in the store it was, is a 507 that says so (errors_middleware,
+    outside this one, answers it), never an internal error."""
+    try:
+        return await handler(request)
+    except Exception as exc:
+        full = disk_full_error(request, exc)
+        if full is None:
+            raise
+        raise full from exc
+
+
+def disk_full_error(request: web.Request, exc: BaseException) -> R1Error | None:
+    """The 507 that `exc` means when it is a write finding the disk full (logged with what found it), else None."""
+    if isinstance(exc, R1Error) or not is_disk_full(exc):
+        return None
+    log.warning("%s %s found the disk full: %s", request.method, request.path, exc)
+    return disk_full(request.app[SETTINGS].home)
+
+
+# Deeper bodies are refused at the door: no real request nests this far, and what reads a body later
+# (json.dumps into the runner's frame, the request log, a chat template) recurses once per level.
+MAX_JSON_DEPTH = 64
+TOO_DEEP = f"request body nests more than {MAX_JSON_DEPTH} levels of arrays and objects; send a flatter body"
+
+
 async def read_json(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object; an empty body is an empty object, as in Ollama."""
+    """The request body as a JSON object; an empty body is an empty object, as in Ollama. Only JSON:
+    NaN, Infinity and numbers too large for a float are refused, and so is nesting beyond MAX_JSON_DEPTH."""
     raw = await request.read()
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
+    except RecursionError as exc:
+        raise BadRequest(TOO_DEEP) from exc
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
         raise BadRequest(f"invalid JSON in request body: {exc}") from exc
     if not isinstance(body, dict):
         raise BadRequest(f"request body must be a JSON object, not {type(body).__name__}")
+    if _depth_over(body, MAX_JSON_DEPTH):
+        raise BadRequest(TOO_DEEP)
     return body
+
+
+def _not_json(name: str) -> Any:
+    raise BadRequest(f"invalid JSON in request body: {name} is not a JSON number; send a finite number or null")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise BadRequest(f"invalid JSON in request body: the number {text[:40]} is too large for a float")
+    return value
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest deeper than `limit` in `value`, found without recursion."""
+    level = [value]
+    for _ in range(limit):
+        level = [child for node in level
+                 for child in (node.values() if isinstance(node, dict) else node) if isinstance(child, (dict, list))]
+        if not level:
+            return False
+    return True
 
 
 def start_owned_task(app: web.Application, coro: Awaitable[Any]) -> asyncio.Task:

@@ -315,7 +315,7 @@ async def _progress_of(request: web.Request, job: Callable[[Callable[[Event], No
     async def progress() -> AsyncIterator[Event]:
         while (item := await events.get()) is not None:
             if isinstance(item, BaseException):
-                raise item
+                raise disk_full_error(request, item) or item  # a 507 in the stream too
             yield item
 
     if stream:
@@ -331,6 +331,7 @@ async def import_(request: web.Request) -> web.StreamResponse:
     """r1's own: import a local file or folder the daemon can read ({"path", "model", "link"}), or the models
     another tool keeps ({"from": "ollama" | "hf" | "lmstudio", "dir", "models" or "all", "trust", "dry_run"})."""
     body = await read_json(request)
+    check_path_length(body, "path", "dir")
     if body.get("from") is not None:
         tool, root, names = check_import_request(body)
         store = _store(request)

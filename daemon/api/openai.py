@@ -158,14 +158,14 @@ def effort(value: Any, where: str) -> bool | None:
         return None
     if value == "none":
         return False
-    if value in EFFORT_LEVELS:
+    if isinstance(value, str) and value in EFFORT_LEVELS:
         return True
     raise BadRequest(f"field '{where}' must be none, minimal, low, medium, high or xhigh, not {json.dumps(value)}")
 
 
 def effort_level(value: Any, body: Json) -> str | None:
     """A reasoning effort as r1's think level; without one, Ollama's `think` level, which r1 also reads."""
-    return think_level(body) if value is None else EFFORT_LEVELS.get(value)
+    return think_level(body) if value is None else EFFORT_LEVELS.get(value) if isinstance(value, str) else None
 
 
 def reasoning_level(body: Json) -> str | None:
@@ -290,8 +290,11 @@ def chat_messages(body: Json) -> list[Json]:
         if message.get("tool_calls") is not None:
             out["tool_calls"] = ollama_tool_calls(message["tool_calls"], f"messages[{n}].tool_calls")
             names.update((c["id"], c["function"]["name"]) for c in out["tool_calls"] if "id" in c)
-        if out.get("role") == "tool" and "tool_name" not in out and message.get("tool_call_id") in names:
-            out["tool_name"] = names[message["tool_call_id"]]  # what Ollama's templates read
+        call_id = message.get("tool_call_id")
+        if call_id is not None and not isinstance(call_id, str):
+            raise BadRequest(f"messages[{n}].tool_call_id must be a string: the id of the tool call it answers")
+        if out.get("role") == "tool" and "tool_name" not in out and call_id in names:
+            out["tool_name"] = names[call_id]  # what Ollama's templates read
         converted.append(out)
     return messages({"messages": converted})
 

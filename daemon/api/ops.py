@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from ..errors import BadRequest, Forbidden, ServiceUnavailable
@@ -48,7 +50,7 @@ async def open_tcp_listener(request: web.Request) -> web.Response:
     if asked:
         host, _, text = asked.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
-        if not text.isdigit() or not is_loopback(host):
+        if not re.fullmatch(r"[0-9]{1,5}", text) or int(text) > 65535 or not is_loopback(host):
             raise BadRequest(f"host {asked!r} must be a loopback HOST:PORT such as 127.0.0.1:11434 (R1_HOST at the "
                              "daemon's start listens anywhere else, with R1_API_KEY)")
         port = int(text)

@@ -129,7 +129,7 @@ async def set_price(request: web.Request) -> web.Response:
     prices = []
     for field in ("input", "output"):
         value = body.get(field)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= sys.float_info.max:
             raise BadRequest(f"field '{field}' must be a price per million tokens, 0 or more")
         prices.append(float(value))
     upstream = f"{remote[0]}:{remote[1]}"

@@ -36,10 +36,10 @@ class ResponseShape:
 
     stream_default = False
 
-    def __init__(self, echo: Json, streaming: bool, keep: Callable[[Json], Awaitable[None]]) -> None:
+    def __init__(self, echo: Json, streaming: bool, keep: Callable[[Json], Awaitable[bool]]) -> None:
         self.framing = Framing("text/event-stream", self.in_band_error)
         self.streaming = streaming
-        self.keep = keep  # stores the finished Response (or not, for store: false)
+        self.keep = keep  # stores the finished Response (or not, for store: false); whether it did
         self.response: Json = {"id": new_id("resp_"), "object": "response", "created_at": int(time.time()),
                                "status": "in_progress", "error": None, "incomplete_details": None,
                                **echo, "output": [], "usage": None}
@@ -55,14 +55,17 @@ class ResponseShape:
 
     async def watch(self, items: Items) -> Items:
         """Every item passes through here first; the finished Response is kept before the client
-        sees its last event, so a next request can name it at once."""
+        sees its last event, so a next request can name it at once. One the store could not keep
+        (a full disk) still answers, with "store": false."""
         try:
             async for item in items:
                 if isinstance(item, Chunk):
                     self.add(item)
                 else:
                     self.finish(item)
-                    await self.keep(self.response)
+                    if not await self.keep(self.response):
+                        self.response["store"] = False
+                    self.emit(f"response.{self.response['status']}", response=self.response)
                 yield item
         finally:
             await items.aclose()  # type: ignore[attr-defined]
@@ -90,7 +93,6 @@ class ResponseShape:
         reasoning = final.eval_count if final.unfinished_thinking and thought else thought
         self.response.update(status=status, usage=response_usage(final, reasoning),
                              incomplete_details={"reason": "max_output_tokens"} if incomplete else None)
-        self.emit("response.incomplete" if incomplete else "response.completed", response=self.response)
 
     # --- output items -------------------------------------------------------------------------
 

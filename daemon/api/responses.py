@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest, NotFound, is_disk_full
 from ..generation import Request
 from ..store import Store, StoredResponse
 from .context import SETTINGS, STORE
@@ -29,6 +30,7 @@ from .openai import chat_messages, checked_tools, chosen_tools, effort, effort_l
 from .respond import serve
 from .response_events import ResponseShape
 
+log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 Json = dict[str, Any]
@@ -87,7 +89,7 @@ def parts(content: Any, where: str) -> Any:
     converted = []
     for n, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
-        if kind in TEXT_PARTS:
+        if isinstance(kind, str) and kind in TEXT_PARTS:
             converted.append({"type": TEXT_PARTS[kind], TEXT_PARTS[kind]: part.get(TEXT_PARTS[kind], part.get("text"))})
         elif kind in ("input_image", "input_file", "input_audio"):
             converted.append({"type": "input_image" if kind == "input_image" else "file"})  # chat's words refuse them
@@ -219,15 +221,24 @@ async def stored(store: Store, response_id: str, what: str) -> StoredResponse:
     return found
 
 
-def keeper(store: Store, ttl: float, turn: Turn) -> Callable[[Json], Awaitable[None]]:
-    """What keeps a finished Response: nothing for store: false."""
-    async def keep(response: Json) -> None:
+def keeper(store: Store, ttl: float, turn: Turn) -> Callable[[Json], Awaitable[bool]]:
+    """What keeps a finished Response (nothing for store: false), and says whether it did. A store that
+    cannot keep it loses nothing the client asked for: the answer goes out all the same, and the log
+    says why no later request can name it."""
+    async def keep(response: Json) -> bool:
         if not turn.store:
-            return
+            return False
         created = time.time()
-        await asyncio.to_thread(store.put_response, StoredResponse(
-            response["id"], turn.request.model, created, created + (ttl if ttl >= 0 else FOREVER),
-            turn.instructions, turn.items, response["output"], response))
+        try:
+            await asyncio.to_thread(store.put_response, StoredResponse(
+                response["id"], turn.request.model, created, created + (ttl if ttl >= 0 else FOREVER),
+                turn.instructions, turn.items, response["output"], response))
+        except Exception as exc:
+            full = is_disk_full(exc)
+            log.warning("response %s answered but not stored (sent with \"store\": false): %s", response["id"],
+                        "the disk holding the store is full; free some space" if full else exc, exc_info=not full)
+            return False
+        return True
 
     return keep
 

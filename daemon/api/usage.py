@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from aiohttp import web
@@ -37,7 +38,7 @@ async def usage(request: web.Request) -> web.Response:
 
 def _limit(request: web.Request) -> int:
     text = request.query.get("limit", str(DEFAULT_LIMIT))
-    if not text.isdigit() or not 0 <= int(text) <= MAX_LIMIT:
+    if not re.fullmatch(r"[0-9]{1,9}", text) or int(text) > MAX_LIMIT:  # ASCII digits: str.isdigit() takes '²'
         raise BadRequest(f"limit={text!r} must be a whole number from 0 to {MAX_LIMIT}")
     return int(text)
 

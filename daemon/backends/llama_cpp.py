@@ -95,14 +95,16 @@ class LlamaCppBackend(BatchBackend):
         # A num_thread sets both thread counts, as in Ollama; without one, token-by-token decoding
         # (bound by memory bandwidth) takes half the cores and prompts (bound by compute) all of them.
         threads = load.get("num_thread")
+        n_ctx = load.get("num_ctx", 4096) * self.slots
         self._params = dict(
             model_path=str(path),
-            n_ctx=load.get("num_ctx", 4096) * self.slots,
+            n_ctx=n_ctx,
             # -1 offloads every layer; on a CPU-only build it changes nothing.
             n_gpu_layers=load.get("num_gpu", -1),
             n_threads=threads or max(1, (os.cpu_count() or 2) // 2),
             n_threads_batch=threads or os.cpu_count() or 1,
-            n_batch=load.get("num_batch", 512),
+            # llama-cpp-python holds the batch to n_ctx, but sizes its logits by the batch asked for first.
+            n_batch=min(load.get("num_batch", 512), n_ctx),
             use_mmap=load.get("use_mmap", True),
             last_n_tokens_size=64,
             verbose=False,

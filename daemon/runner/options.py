@@ -8,6 +8,7 @@ A model's own defaults (set by `r1 create` PARAMETER lines) sit under the reques
 from __future__ import annotations
 
 import logging
+import sys
 from typing import Any
 
 from ..errors import BadRequest
@@ -24,6 +25,14 @@ IGNORED_OPTIONS = frozenset({
 
 DEFAULT_NUM_CTX = 4096  # Ollama's default; a model with a shorter context gets its own
 
+# Whole-number options that size something, and the range where each means something (-1: as the model or
+# the machine has it). Beyond it llama.cpp crashes (num_thread 1,000,000), allocates terabytes (num_batch
+# 10**11) or works for minutes (repeat_last_n 10**11). split_options also holds repeat_last_n to num_ctx,
+# and the llama.cpp backend num_batch to its context.
+INT32_MAX = 2**31 - 1  # llama.cpp keeps these in 32-bit ints
+SIZE_RANGES = {"num_ctx": (1, INT32_MAX), "num_batch": (1, INT32_MAX), "num_thread": (-1, 512),
+               "num_gpu": (-1, INT32_MAX), "repeat_last_n": (-1, INT32_MAX), "num_predict": (-2, INT32_MAX)}
+
 
 def _coerce(label: str, value: Any, kind: type) -> Any:
     """`value` as `kind`; a BadRequest that calls the value `label` ("option 'top_k'") otherwise."""
@@ -36,8 +45,8 @@ def _coerce(label: str, value: Any, kind: type) -> Any:
         if isinstance(value, float) and value.is_integer():
             return int(value)
     elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= sys.float_info.max:
+            return float(value)  # (a whole number of 400 digits is JSON, but no float)
     elif kind is list:
         if isinstance(value, str):
             return [value]
@@ -48,8 +57,13 @@ def _coerce(label: str, value: Any, kind: type) -> Any:
 
 
 def check_option(name: str, value: Any, label: str | None = None) -> Any:
-    """One known option's value, typed; errors call it `label` (by default "option 'NAME'")."""
-    return _coerce(label or f"option '{name}'", value, OPTION_TYPES[name])
+    """One known option's value, typed and in its range; errors call it `label` (by default "option 'NAME'")."""
+    label = label or f"option '{name}'"
+    checked = _coerce(label, value, OPTION_TYPES[name])
+    bounds = SIZE_RANGES.get(name)
+    if bounds is not None and not bounds[0] <= checked <= bounds[1]:
+        raise BadRequest(f"{label} must be from {bounds[0]} to {bounds[1]}, not {checked}")
+    return checked
 
 
 def check_options(options: Any) -> dict[str, Any]:
@@ -69,11 +83,12 @@ def check_options(options: Any) -> dict[str, Any]:
 
 
 def split_options(options: dict[str, Any], context_length: int | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(load, sampling) from checked options; num_ctx defaults to 4096 or the model's own, if shorter."""
+    """(load, sampling) from checked options; num_ctx defaults to 4096 or the model's own, if shorter.
+    A penalty window longer than the context would size a buffer for tokens that never come."""
     load = {k: v for k, v in options.items() if k in LOAD_OPTIONS}
     sampling = {k: v for k, v in options.items() if k in SAMPLING_OPTIONS}
     if "num_ctx" not in load:
         load["num_ctx"] = min(DEFAULT_NUM_CTX, context_length or DEFAULT_NUM_CTX)
-    elif load["num_ctx"] < 1:
-        raise BadRequest(f"option 'num_ctx' must be at least 1, not {load['num_ctx']}")
+    if sampling.get("repeat_last_n", 0) > load["num_ctx"]:
+        sampling["repeat_last_n"] = load["num_ctx"]
     return load, sampling

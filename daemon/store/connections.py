@@ -29,7 +29,12 @@ Job = Callable[[Index], Any]
 
 def _connect(path: Path) -> sqlite_utils.Database:
     # isolation_level=None: transactions are explicit (sqlite-utils' atomic(), reading()'s BEGIN).
-    return sqlite_utils.Database(sqlite3.connect(path, check_same_thread=False, isolation_level=None))
+    db = sqlite_utils.Database(sqlite3.connect(path, check_same_thread=False, isolation_level=None))
+    # sqlite-utils learns whether SQLite has ON CONFLICT by creating a table at the first upsert. On a full
+    # disk that fails, and for the connection's life it falls back to INSERT OR IGNORE then UPDATE, which
+    # silently stores nothing in a table with NOT NULL columns (a Response, a remote). SQLite's version says.
+    db._supports_on_conflict = sqlite3.sqlite_version_info >= (3, 24, 0)
+    return db
 
 
 class IndexConnections:
