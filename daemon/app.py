@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from .api import anthropic, blobs, console, events, inference, ollama, openai, ops, remotes, responses, usage
-from .api.context import CLOSING, CORE, METRICS, PULLS, REQUEST_LOG, SCHEDULER, SETTINGS, STORE, TASKS
+from .api.context import CLOSING, CORE, FILE_JOBS, METRICS, PULLS, REQUEST_LOG, SCHEDULER, SETTINGS, STORE, TASKS
 from .api.guard import add_cors_headers, guard_middleware
-from .api.http import access_middleware, errors_middleware, start_owned_task
+from .api.http import access_middleware, disk_full_middleware, errors_middleware, start_owned_task
 from .config import Settings
+from .file_jobs import FileJobs
 from .generation import Core
 from .kernels import ExtraBuffers, Machine
 from .metrics import Metrics
@@ -20,6 +21,13 @@ from .request_log import RequestLog
 from .remote.engines import Remotes
 from .scheduler import Scheduler, StartRunner
 from .store import Store
+
+
+async def _file_jobs(app: web.Application) -> AsyncIterator[None]:
+    """First in, last out: every job it runs (pulls', owned tasks') has stopped before it closes."""
+    app[FILE_JOBS] = FileJobs()
+    yield
+    await app[FILE_JOBS].close()
 
 
 async def _owned_tasks(app: web.Application) -> AsyncIterator[None]:
@@ -32,7 +40,8 @@ async def _owned_tasks(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _pulls(app: web.Application) -> AsyncIterator[None]:
-    app[PULLS] = PullManager(app[STORE], app[SETTINGS], lambda coro: start_owned_task(app, coro), app[METRICS])
+    app[PULLS] = PullManager(app[STORE], app[SETTINGS], lambda coro: start_owned_task(app, coro), app[METRICS],
+                             app[FILE_JOBS])
     yield
     await app[PULLS].close()
 
@@ -69,7 +78,8 @@ def create_app(settings: Settings, store: Store, *, start: StartRunner | None = 
                metrics: Metrics | None = None) -> web.Application:
     """An app over an opened store; the caller owns the store's lifetime. Tests hand in a fake
     runner factory (`start`; by default real runner processes) and their own metrics to read."""
-    app = web.Application(middlewares=[access_middleware, guard_middleware, errors_middleware])
+    app = web.Application(middlewares=[access_middleware, guard_middleware, errors_middleware,
+                                         disk_full_middleware])
     app.on_response_prepare.append(add_cors_headers)
     app[SETTINGS] = settings
     app[STORE] = store
@@ -78,7 +88,9 @@ def create_app(settings: Settings, store: Store, *, start: StartRunner | None = 
     app[CLOSING] = asyncio.Event()
     app.on_shutdown.append(_closing)
     # Cleanup runs in reverse: owned tasks (pull transfers) stop before the pulls' HTTP session closes,
-    # and the request log, first in, writes last: the requests that ended during the shutdown too.
+    # the request log writes last (the requests that ended during the shutdown too), and the file-jobs
+    # pool, first in, closes once nothing can hand it a job.
+    app.cleanup_ctx.append(_file_jobs)
     app.cleanup_ctx.append(_request_log)
     app.cleanup_ctx.append(_scheduler(start))
     app.cleanup_ctx.append(_pulls)

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from ..store import parse_digest
 from ..store.blobs import Upload
-from .context import STORE
+from .context import FILE_JOBS, STORE
 
 routes = web.RouteTableDef()
 
@@ -28,21 +28,22 @@ async def has_blob(request: web.Request) -> web.Response:
 @routes.post("/api/blobs/{digest}")
 async def upload_blob(request: web.Request) -> web.Response:
     """Hash the body as it arrives; it becomes a blob only if it has the digest the URL names.
-    The event loop only receives: hashing and writing run in a worker thread, a megabyte at a time."""
+    The event loop only receives: hashing and writing run on the file-jobs pool, a megabyte at a time."""
     digest = _digest(request)
     blobs = request.app[STORE].blobs
     if await asyncio.to_thread(blobs.has, digest):
         return web.Response(status=200)
-    upload = await asyncio.to_thread(Upload, blobs, digest, request.content_length)
+    run = request.app[FILE_JOBS].run
+    upload = await run(Upload, blobs, digest, request.content_length)
     try:
         received = bytearray()
         async for chunk in request.content.iter_chunked(CHUNK):
             received += chunk
             if len(received) >= CHUNK:
                 data, received = received, bytearray()
-                await asyncio.to_thread(upload.write, data)
-        await asyncio.to_thread(upload.write, received)
-        await asyncio.to_thread(upload.commit)
+                await run(upload.write, data)
+        await run(upload.write, received)
+        await run(upload.commit)
     finally:
-        await asyncio.to_thread(upload.discard)
+        await run(upload.discard)
     return web.Response(status=201)

@@ -8,6 +8,7 @@ from typing import Protocol
 from aiohttp import web
 
 from ..config import Settings
+from ..file_jobs import FileJobs
 from ..generation import Core
 from ..metrics import Metrics
 from ..pull.manager import PullManager
@@ -24,6 +25,9 @@ PULLS = web.AppKey("pulls", PullManager)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 METRICS = web.AppKey("metrics", Metrics)
 REQUEST_LOG = web.AppKey("request_log", RequestLog)
+# Long file jobs (imports, uploads, create, a pull's hashing) run here, so look-ups on asyncio's
+# default pool never wait behind them.
+FILE_JOBS = web.AppKey("file_jobs", FileJobs)
 CORE = web.AppKey("core", Core)  # store, scheduler and metrics together, for the generation routes
 # Set when the daemon begins to shut down: streams that never end by themselves (/api/events) end then,
 # so an open console does not hold the shutdown for R1_SHUTDOWN_GRACE.

@@ -296,7 +296,7 @@ async def _one(event: Event) -> AsyncIterator[Event]:
 
 
 async def _progress_of(request: web.Request, job: Callable[[Callable[[Event], None]], Event], stream: bool) -> web.StreamResponse:
-    """Run a store job in a thread (it goes on if the client leaves) and relay its progress events."""
+    """Run a store job on the file-jobs pool (it goes on if the client leaves) and relay its progress events."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
 
@@ -305,7 +305,7 @@ async def _progress_of(request: web.Request, job: Callable[[Callable[[Event], No
 
     async def work() -> None:
         try:
-            events.put_nowait(await asyncio.to_thread(job, emit))
+            events.put_nowait(await request.app[FILE_JOBS].run(job, emit))
         except BaseException as exc:  # handed to whoever is listening; the task itself ends quietly
             events.put_nowait(exc)
         events.put_nowait(None)

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 
 from ..config import Settings, tool_roots
+from ..file_jobs import FileJobs
 from ..metadata import read_metadata
 from ..metrics import Metrics
 from ..sources.held import find_held
@@ -82,8 +83,9 @@ class Pull:
 
 
 class PullManager:
-    def __init__(self, store: Store, settings: Settings, spawn: Spawn, metrics: Metrics) -> None:
+    def __init__(self, store: Store, settings: Settings, spawn: Spawn, metrics: Metrics, jobs: FileJobs) -> None:
         self.store, self.settings, self.spawn, self.metrics = store, settings, spawn, metrics
+        self.jobs = jobs  # hashing, commits and recording: file work, kept off the look-ups' pool
         # Where other tools keep what they downloaded, as this daemon's environment says (pulls reuse it).
         self._held_roots = tool_roots()
         self._pulls: dict[str, Pull] = {}
@@ -169,7 +171,7 @@ class PullManager:
             downloaded += fetched
         await pull.emit({"status": "verifying sha256 digest"})
         await pull.emit({"status": "writing manifest"})
-        record = await asyncio.to_thread(self._record, plan, entries)
+        record = await self.jobs.run(self._record, plan, entries)
         seconds = time.monotonic() - started
         log.info("pulled %s from %s (%s, %d bytes downloaded in %.1f s)",
                  record.name, plan.origin, plan.choice.tag, downloaded, seconds)
@@ -200,7 +202,7 @@ class PullManager:
             started_here = entry is None
             if entry is None:
                 download = RangedDownload(self._http(), remote.url, plan.headers, remote.size, remote.sha256,
-                                          self.store.blobs, self.settings.pull_connections)
+                                          self.store.blobs, self.settings.pull_connections, file_job=self.jobs.run)
                 entry = self._transfers[remote.sha256] = (download, self.spawn(download.run()))
                 entry[1].add_done_callback(lambda _, key=remote.sha256: self._transfers.pop(key, None))
             download, task = entry
@@ -222,12 +224,12 @@ class PullManager:
         """Whether Ollama or the Hugging Face cache already had the file, now in the store (linked where it
         can be, its bytes hashed): 0 bytes downloaded for it."""
         assert remote.sha256 is not None
-        held = await asyncio.to_thread(find_held, self._held_roots, remote.sha256, remote.size)
+        held = await self.jobs.run(find_held, self._held_roots, remote.sha256, remote.size)
         if held is None:
             return False
         where, path = held
         try:
-            await asyncio.to_thread(self.store.adopt, path, sha256=remote.sha256)
+            await self.jobs.run(self.store.adopt, path, sha256=remote.sha256)
         except CorruptSourceError as exc:  # not what its name says: download it after all
             log.warning("%s in %s is not what its name says (%s); downloading it", remote.path, where, exc)
             return False

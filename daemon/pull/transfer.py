@@ -18,11 +18,15 @@ import os
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 
 from ..errors import NotFound, R1Error
 from ..store.blobs import DOWNLOAD_PREFIX, BlobStore, disk_full_is
+
+RunJob = Callable[..., Awaitable[Any]]  # runs blocking file work off the event loop (FileJobs.run)
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +61,10 @@ class RangedDownload:
         expected: str | None,
         blobs: BlobStore,
         connections: int,
+        file_job: RunJob = asyncio.to_thread,
     ) -> None:
         self.session, self.url, self.headers = session, url, headers
+        self.file_job = file_job  # runs the hashing and the commit: on the daemon's file-jobs pool
         self.size, self.expected, self.blobs = size, expected, blobs
         self.connections = connections
         key = expected.replace(":", "-") if expected else f"{DOWNLOAD_PREFIX}{uuid.uuid4().hex}"
@@ -124,7 +130,7 @@ class RangedDownload:
         if self.expected and digest != self.expected:
             self.discard()
             raise DigestMismatchError(f"expected {self.expected}, got {digest}")
-        await asyncio.to_thread(self.blobs.commit, self.path, digest)
+        await self.file_job(self.blobs.commit, self.path, digest)
         self.state_path.unlink(missing_ok=True)
         return digest
 
@@ -191,7 +197,7 @@ class RangedDownload:
             self._changed.clear()  # before looking, so a write after the look still wakes us
             ready = self._contiguous()
             if ready > hashed:
-                await asyncio.to_thread(_hash_range, sha, fd, hashed, ready)
+                await self.file_job(_hash_range, sha, fd, hashed, ready)
                 hashed = ready
             else:
                 await self._changed.wait()
