@@ -48,6 +48,10 @@ class ScriptedRunner:
             # A unit vector per input, different for different texts.
             return {"embeddings": [[1.0, 0.0] if n % 2 == 0 else [0.0, 1.0] for n, _ in enumerate(fields["input"])],
                     "prompt_eval_count": sum(len(text) for text in fields["input"]), "duration": 1000}
+        if op == "tokenize":  # a token per word of what the core sent
+            self.requests.append({"op": op, **fields})
+            text = fields.get("prompt") or " ".join(str(m.get("content")) for m in fields.get("messages", []))
+            return {"tokens": list(range(len(text.split())))}
         return {"rss": 50 * MB} if op == "health" else {}
 
     async def generate(self, request: Frame) -> AsyncIterator[Frame]:
