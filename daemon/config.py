@@ -239,8 +239,8 @@ SETTINGS: dict[str, Setting] = {
     "origins": Setting(
         "R1_ORIGINS",
         "",
-        "Browser origins allowed on TCP besides localhost and 127.0.0.1 on any port, comma-separated; "
-        "* matches any run of characters (e.g. https://*.example.com, app://*).",
+        "Browser origins allowed on TCP besides localhost, 127.0.0.1 and [::1] on any port, comma-separated; "
+        "* matches any run of characters, every other character only itself (e.g. https://*.example.com, app://*).",
         _list,
     ),
     "allowed_hosts": Setting(

@@ -9,9 +9,10 @@ for a non-loopback bind), the request carries it as a Bearer token (or in x-api-
 
 from __future__ import annotations
 
-import fnmatch
+import functools
 import hmac
 import ipaddress
+import re
 import socket
 
 from aiohttp import web
@@ -26,7 +27,17 @@ LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 DEFAULT_ORIGINS = tuple(f"{scheme}://{host}{port}" for scheme in ("http", "https")
                         for host in ("localhost", "127.0.0.1", "[::1]") for port in ("", ":*"))
 CORS = web.RequestKey("cors", dict)
-CORS_HEADERS = "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, X-Api-Key, Anthropic-Version"
+# What browsers may send besides the simple headers: the API's own, and those the OpenAI and Anthropic
+# JavaScript SDKs (Stainless-made) add to requests, their helpers' and pollers' included (and, as Ollama
+# allows it, X-Stainless-Async of their Python siblings).
+CORS_HEADERS = ", ".join((
+    "Authorization", "Content-Type", "User-Agent", "Accept", "X-Requested-With", "X-Api-Key",
+    "Anthropic-Version", "Anthropic-Beta", "Anthropic-Dangerous-Direct-Browser-Access",
+    "OpenAI-Organization", "OpenAI-Project",
+    "X-Stainless-Lang", "X-Stainless-Package-Version", "X-Stainless-OS", "X-Stainless-Arch",
+    "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Retry-Count", "X-Stainless-Timeout",
+    "X-Stainless-Async", "X-Stainless-Helper-Method", "X-Stainless-Helper", "X-Stainless-Poll-Helper",
+    "X-Stainless-Custom-Poll-Interval"))
 
 
 def is_loopback(host: str) -> bool:
@@ -57,8 +68,15 @@ def host_allowed(header: str, settings: Settings) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=64)
+def _origin_pattern(pattern: str) -> re.Pattern[str]:
+    """An R1_ORIGINS pattern: * matches any run of characters, everything else only itself (the brackets of
+    [::1] included: no character classes, as fnmatch would make of them)."""
+    return re.compile(".*".join(map(re.escape, pattern.split("*"))), re.IGNORECASE)
+
+
 def origin_allowed(origin: str, settings: Settings) -> bool:
-    return any(fnmatch.fnmatchcase(origin, pattern) for pattern in (*DEFAULT_ORIGINS, *settings.origins))
+    return any(_origin_pattern(pattern).fullmatch(origin) for pattern in (*DEFAULT_ORIGINS, *settings.origins))
 
 
 def over_tcp(request: web.Request) -> bool:
