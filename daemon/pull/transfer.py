@@ -46,6 +46,18 @@ class TransferError(R1Error):
     status = 502
 
 
+def refusal(url: str, status: int) -> R1Error | None:
+    """A 4xx that asking again cannot change, as the error to give up with; None for what may pass (a 5xx,
+    408 Request Timeout, 429 Too Many Requests) or for no error at all."""
+    if status in (401, 403):
+        return TransferError(f"{url} was refused ({status}); for a Hub repo, check HF_TOKEN")
+    if status == 404:
+        return NotFound(f"no file at {url}")
+    if 400 <= status < 500 and status not in (408, 429):
+        return TransferError(f"{url} answered {status}: the server will not give it")
+    return None
+
+
 def chunk_size(size: int, connections: int) -> int:
     """About four chunks per connection, so a slow one never holds the rest back for long."""
     return max(MIN_CHUNK, min(MAX_CHUNK, size // (connections * 4) or 1))
@@ -158,10 +170,8 @@ class RangedDownload:
         headers = {**self.headers, "Range": f"bytes={offset}-{end - 1}"}
         async with self.session.get(self.url, headers=headers) as response:
             whole = response.status == 200 and offset == 0 and end == self.size
-            if response.status in (401, 403):
-                raise TransferError(f"{self.url} was refused ({response.status}); for a Hub repo, check HF_TOKEN")
-            if response.status == 404:
-                raise NotFound(f"no file at {self.url}")
+            if refused := refusal(self.url, response.status):
+                raise refused
             if response.status != 206 and not whole:
                 raise aiohttp.ClientResponseError(response.request_info, (), status=response.status,
                                                   message=f"expected 206 Partial Content, got {response.status}")
@@ -229,8 +239,8 @@ async def get_bytes(session: aiohttp.ClientSession, url: str, headers: dict[str,
     for attempt in range(ATTEMPTS):
         try:
             async with session.get(url, headers=headers) as response:
-                if response.status == 404:
-                    raise NotFound(f"no file at {url}")
+                if refused := refusal(url, response.status):
+                    raise refused  # not retried: a 4xx says the same the next time
                 response.raise_for_status()
                 return await read_limited(response, limit)
         except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
