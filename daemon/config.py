@@ -264,8 +264,9 @@ SETTINGS: dict[str, Setting] = {
         "the log off.", _flag
     ),
     "log_prompts": Setting(
-        "R1_LOG_PROMPTS", "", "When 1, the request log keeps each generation's prompt and answer too (off by "
-        "default: the log holds counts and timings only).", _flag
+        "R1_LOG_PROMPTS", "", "When 1, the request log keeps each generation's prompt and answer, and each failed "
+        "request's error message (off by default: counts, timings and statuses only, since messages may quote "
+        "what a client sent).", _flag
     ),
     "log_retention": Setting(
         "R1_LOG_RETENTION", "30d", "How long the request log keeps a request (1h, 7d, 30d; negative: forever); "

@@ -6,6 +6,10 @@ transaction through the store's writer thread. So a kill -9 loses at most the en
 written, and a database that cannot be written (disk full, read-only file) costs dropped
 entries, counted in /metrics, never a failed or slower request. Followers (`r1 log --follow`)
 get each entry once it is written, with its id.
+
+What a row keeps of text: the prompt and the answer only with R1_LOG_PROMPTS=1, and an error's message
+only then too (messages quote what the client sent: a bad field's value, a template's complaint about a
+message, an upstream's echo), else its status; a remote's secrets never (`redact`).
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from http import HTTPStatus
 from typing import Any
 
 from .metrics import Metrics
+from .redact import redact
 from .store import Store
 
 log = logging.getLogger(__name__)
@@ -30,6 +36,19 @@ PRUNE_INTERVAL = 3600.0
 FOLLOWER_BACKLOG = 1000  # a follower that reads slower than this many entries loses the oldest
 
 Entry = dict[str, Any]
+TEXT_COLUMNS = ("error_text", "prompt", "answer")
+
+
+def error_text(status: int, error: str | None, keep_text: bool) -> str | None:
+    """What a row keeps of a request's error: the message when it keeps text, else the status only."""
+    if error is None or keep_text:
+        return error
+    if status < 400:  # in band, after the answer had started
+        return "error after the answer began"
+    try:
+        return f"{status} {HTTPStatus(status).phrase}"
+    except ValueError:  # 499: the client went away
+        return str(status)
 
 
 class RequestLog:
@@ -52,6 +71,9 @@ class RequestLog:
         if len(self._pending) >= MAX_PENDING:
             self._metrics.requests_dropped.inc()
             return
+        for column in TEXT_COLUMNS:
+            if entry.get(column):
+                entry[column] = redact(entry[column])
         self._pending.append(entry)
         if len(self._pending) >= BATCH_SIZE:
             self._wake.set()

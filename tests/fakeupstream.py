@@ -38,9 +38,23 @@ Models that behave as named, on every POST route unless said otherwise:
                      noted in `abandoned` (what r1 must do when its own client leaves)
   tool-call          `tool_calls` with TOOL_CALL, its arguments over several chunks as OpenAI streams
                      them, `finish_reason` "tool_calls"; 400 on /v1/completions
+  no-usage           TEXT, but never a usage chunk, whatever `stream_options` asks (llama-cpp-python's
+                     server streams none); not streamed, usage as usual
+
+Hostile models (HOSTILE), on every POST route, for what r1 must keep from its clients, its logs and its
+database, and answers it must refuse to read; the last five send server-sent events whatever was asked:
+
+  echo-upper         401 whose message quotes the Authorization header it got, in upper case
+  echo-lower         500 whose message quotes every header it got, in lower case
+  echo-headers       400 whose message quotes every header it got, as sent
+  echo-midstream     one chunk of TEXT, then an in-band `error` quoting every header, case swapped
+  garbage-first      a `data:` line that is not JSON, first
+  garbage-late       one chunk of TEXT, then a `data:` line that is not JSON
+  huge-first         a chunk of HUGE_LINE bytes on one line (more than the 512 KiB aiohttp reads as one)
+  huge-late          one chunk of TEXT, then the huge line
 
 On /v1/completions the reasoning models answer INLINE as `text` (a raw completion has no reasoning
-field). /v1/embeddings embeds for every model but the fault ones and no-first-byte.
+field). /v1/embeddings embeds for every model but the fault, hostile and no-first-byte ones.
 
     with FakeUpstream() as upstream:
         upstream.add_model("plain", text="Hello there.")
@@ -80,8 +94,11 @@ FAULTS: dict[str, tuple[int, str, str, str]] = {  # model -> (status, message, t
     "fault-500": (500, "The server had an error while processing your request", "server_error", "server_error"),
 }
 BEHAVIOURS = ("cut-after-3", "no-first-byte", "reasoning-content", "reasoning-field", "inline-think", "tool-call",
-              "slow")
+              "slow", "no-usage")
 SLOW_PAUSE = 0.1  # seconds between the chunks of `slow`
+HOSTILE = ("echo-upper", "echo-lower", "echo-headers", "echo-midstream", "garbage-first", "garbage-late",
+           "huge-first", "huge-late")
+HUGE_LINE = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -142,7 +159,8 @@ class FakeUpstream(LoopbackServer):
         """What /v1/models lists: the added models, then the behaviour models (fault-404 is unknown), each
         split of inline-think last."""
         with self._lock:
-            return [*self._texts, *FAULTS, *BEHAVIOURS, *(f"inline-think-{n}" for n in range(len(INLINE) + 1))]
+            return [*self._texts, *FAULTS, *BEHAVIOURS, *HOSTILE,
+                    *(f"inline-think-{n}" for n in range(len(INLINE) + 1))]
 
     # -- requests (event loop thread) --
 
@@ -175,6 +193,8 @@ class FakeUpstream(LoopbackServer):
         if model in FAULTS:
             status, message, kind, code = FAULTS[model]
             return _error(status, message, kind, code, {"Retry-After": "7"} if status == 429 else None)
+        if model in HOSTILE:
+            return await self._hostile(request, model)
         with self._lock:
             known = model in self._texts or model in BEHAVIOURS or re.fullmatch(r"inline-think-\d+", model)
         if not known:
@@ -245,7 +265,7 @@ class FakeUpstream(LoopbackServer):
                 "object": "chat.completion.chunk" if chat else "text_completion",
                 "created": int(time.time()), "model": model}
         if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage")) and model != "no-usage"
             return await self._stream(request, head, chat, pieces, finish, usage if include_usage else None)
         if chat:
             content = "".join(v for f, v in pieces if f == "content")
@@ -262,6 +282,32 @@ class FakeUpstream(LoopbackServer):
         if model == "cut-after-3":
             return await self._cut_body(request, json.dumps(reply).encode())
         return web.json_response(reply)
+
+    async def _hostile(self, request: web.Request, model: str) -> web.StreamResponse:
+        seen = "; ".join(f"{name}: {value}" for name, value in request.headers.items())
+        if model == "echo-upper":
+            return _error(401, f"Invalid API key: {request.headers.get('Authorization', '').upper()}",
+                          "invalid_request_error", "invalid_api_key")
+        if model == "echo-lower":
+            return _error(500, f"internal error serving {seen.lower()}", "server_error", None)
+        if model == "echo-headers":
+            return _error(400, f"bad request with headers {seen}", "invalid_request_error", None)
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+        await response.prepare(request)
+        head = {"id": "chatcmpl-hostile", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": model}
+        if model.endswith("-late") or model == "echo-midstream":
+            await _send(response, {**head, "choices": [{"index": 0, "delta": {"content": TEXT},
+                                                         "finish_reason": None}]})
+        if model.startswith("garbage-"):
+            await response.write(b"data: {this is not JSON\n\n")
+        elif model.startswith("huge-"):
+            await _send(response, {**head, "choices": [{"index": 0, "delta": {"content": "x" * HUGE_LINE}}]})
+        else:
+            await _send(response, {"error": {"message": f"upstream failed serving {seen.swapcase()}",
+                                             "type": "server_error"}})
+        await response.write(b"data: [DONE]\n\n")
+        return response
 
     async def _stream(self, request: web.Request, head: dict[str, Any], chat: bool, pieces: list[tuple[str, Any]],
                       finish: str, usage: dict[str, int] | None) -> web.StreamResponse:

@@ -16,7 +16,8 @@ import openai
 import pytest
 
 from conftest import wait_until
-from fakeupstream import ANSWER, INLINE, MAX_MODEL_LEN, TEXT, THINKING, TOOL_CALL, FakeUpstream, embedding, words
+from fakeupstream import (ANSWER, HUGE_LINE, INLINE, MAX_MODEL_LEN, TEXT, THINKING, TOOL_CALL, FakeUpstream, embedding,
+                          words)
 
 HELLO = "Hello there."
 USER = [{"role": "user", "content": "Say hello to me"}]  # 4 words
@@ -205,3 +206,34 @@ def test_tool_call(client: openai.OpenAI) -> None:
     choice = client.chat.completions.create(model="tool-call", messages=USER).choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.content is None
     assert choice.message.tool_calls[0].model_dump() == TOOL_CALL
+
+
+def test_no_usage_streams_none_whatever_it_is_asked(client: openai.OpenAI) -> None:
+    chunks = chat_stream(client, "no-usage", stream_options={"include_usage": True})
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
+    assert all(c.usage is None for c in chunks)
+    assert client.chat.completions.create(model="no-usage", messages=USER).usage.completion_tokens == len(words(TEXT))
+
+
+def test_hostile_models_echo_what_they_got_and_send_what_no_client_reads(upstream: FakeUpstream) -> None:
+    key = {"Authorization": "Bearer sk-Echo-Me", "X-Custom": "Custom-Value"}
+    with httpx.Client(base_url=upstream.url, headers=key) as wire:
+        def chat(model: str) -> httpx.Response:
+            return wire.post("/v1/chat/completions", json={"model": model, "messages": USER, "stream": True})
+
+        for model, status, echoed in (("echo-upper", 401, "BEARER SK-ECHO-ME"),
+                                      ("echo-lower", 500, "x-custom: custom-value"),
+                                      ("echo-headers", 400, "X-Custom: Custom-Value")):
+            answer = chat(model)
+            assert answer.status_code == status and echoed in answer.json()["error"]["message"], model
+        midstream = chat("echo-midstream").text.split("\n\n")
+        assert TEXT in midstream[0] and "cUSTOM-vALUE" in json.loads(midstream[1][6:])["error"]["message"]
+        for model in ("garbage-first", "garbage-late", "huge-first", "huge-late"):
+            lines = chat(model).text.split("\n\n")
+            assert (TEXT in lines[0]) == model.endswith("-late") and lines[-2:] == ["data: [DONE]", ""]
+            last = lines[-3]
+            if model.startswith("garbage-"):
+                with pytest.raises(ValueError):
+                    json.loads(last[6:])
+            else:
+                assert len(last) > HUGE_LINE and "\n" not in last

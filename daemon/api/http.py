@@ -127,7 +127,8 @@ def log_entry(request: web.Request, peer: Peer, route: str, status: int, at: flo
             "model": facts.get("model"), "status": status, "prompt_tokens": _whole_prompt(facts),
             "output_tokens": facts.get("tokens"), "thinking_tokens": facts.get("thinking_tokens"), "first_token_s": facts.get("first_token_s"),
             "tokens_per_s": facts.get("tokens_per_s"), "duration_s": round(duration, 6), "cost": facts.get("cost"),
-            "error_text": facts.get("error"), "prompt": facts.get(PROMPT) if keep_text else None,
+            "error_text": error_text(status, facts.get("error"), keep_text),
+            "prompt": facts.get(PROMPT) if keep_text else None,
             "answer": "".join(answer) if keep_text and answer else None}
 
 

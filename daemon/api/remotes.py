@@ -26,14 +26,16 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def shown(remote: Remote) -> dict[str, Any]:
-    """A remote as `r1 remote list` shows it: where its key comes from, never the key; header values masked."""
+    """A remote as `r1 remote list` shows it: where its key comes from, never the key; header values and
+    a URL's password or key masked."""
     key = f"${remote.key_env}" if remote.key_env else "a key file" if remote.key_file else "none"
-    return {"name": remote.name, "urls": list(remote.urls), "dialect": remote.dialect, "key": key,
-            "headers": {name: "***" for name in remote.headers}, "ca_file": remote.ca_file}
+    return {"name": remote.name, "urls": [masked_url(url) for url in remote.urls], "dialect": remote.dialect,
+            "key": key, "headers": {name: "***" for name in remote.headers}, "ca_file": remote.ca_file}
 
 
 def check_remote(body: dict[str, Any], home: Path) -> tuple[Remote, str | None]:
     """The remote a POST /api/remotes asks for, and its key text when the request carries one."""
+    check_path_length(body, "ca_file")
     name = required_str(body, "name")
     if not REMOTE_NAME.fullmatch(name):
         raise BadRequest(f"remote name {name!r} must be lowercase letters, digits, '-' or '_' (at most 64)")
@@ -105,10 +107,12 @@ async def upstream_models(engine: RemoteEngine) -> list[dict[str, Any]]:
     """What the upstream offers: [{"id", "context_length"?}], from /v1/models (vLLM adds max_model_len) or /api/tags."""
     if engine.remote.dialect == "openai":
         listing = await engine.get("/models")
-        return [{"id": m["id"], **({"context_length": m["max_model_len"]} if m.get("max_model_len") else {})}
-                for m in listing.get("data") or []]
+        with engine.faults():  # a listing not of OpenAI's shape is the upstream's fault
+            return [{"id": m["id"], **({"context_length": m["max_model_len"]} if m.get("max_model_len") else {})}
+                    for m in listing.get("data") or []]
     listing = await engine.get("/api/tags")
-    return [{"id": m["name"]} for m in listing.get("models") or []]
+    with engine.faults():
+        return [{"id": m["name"]} for m in listing.get("models") or []]
 
 
 @routes.get("/api/remotes/{name}/models")

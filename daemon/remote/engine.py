@@ -1,22 +1,32 @@
 """HTTP to one remote engine: its key, its limit on requests in flight, its URL pool, and every fault
-turned into an error that names the remote and the URL (never the key) and says what to do."""
+turned into an error that names the remote and the URL (never a secret) and says what to do."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 
 from ..config import Settings, secret_from_env
 from ..errors import BadGateway, BadRequest, GatewayTimeout, NotFound, R1Error, ServiceUnavailable, TooManyRequests
+from ..redact import header_secrets, masked_url, redact, remember, url_secrets
 from ..store.remotes import Remote
 from .pool import UrlPool
+
+log = logging.getLogger(__name__)
+
+# What reading an answer that is not what its dialect promises raises: not JSON (ValueError), a missing
+# or mistyped field (LookupError, TypeError, AttributeError), a line longer than aiohttp reads as one.
+UNREADABLE = (ValueError, LookupError, TypeError, AttributeError, HttpProcessingError)
+READ_BUFFER = 256 * 1024  # aiohttp's default, set here because it bounds a line of an answer: twice this
 
 
 class RemoteAuthError(R1Error):
@@ -38,6 +48,7 @@ class RemoteEngine:
         self.pool = UrlPool(tuple(base_url(remote, u) for u in remote.urls), self._healthy)
         self._turns = asyncio.Semaphore(settings.remote_parallel)
         self._session: aiohttp.ClientSession | None = None
+        remember(header_secrets(remote.headers) | {secret for url in remote.urls for secret in url_secrets(url)})
 
     @property
     def health_path(self) -> str:
@@ -70,6 +81,7 @@ class RemoteEngine:
         headers = dict(self.remote.headers)
         key = self._key()
         if key:
+            remember((key,))  # read at each request: a key file may have changed since the last one
             headers["Authorization"] = f"Bearer {key}"
         return headers
 
@@ -81,6 +93,7 @@ class RemoteEngine:
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._settings.remote_connect_timeout,
                                               sock_read=self._settings.remote_first_byte_timeout),
                 trust_env=True,  # HTTPS_PROXY and friends
+                read_bufsize=READ_BUFFER,
             )
         return self._session
 
@@ -91,11 +104,34 @@ class RemoteEngine:
         except (aiohttp.ClientError, asyncio.TimeoutError, R1Error):
             return False
 
+    @contextlib.contextmanager
+    def faults(self) -> Iterator[None]:
+        """Around whatever talks to the upstream or reads its answers: an error leaves with every secret
+        masked (upstreams quote the headers they got), and an answer r1 cannot read is the upstream's fault,
+        a 502 that names it, never r1's 500."""
+        try:
+            yield
+        except R1Error as exc:
+            exc.args = (redact(str(exc)),)
+            raise
+        except UNREADABLE as exc:
+            log.debug("remote %s sent an unreadable answer", self.remote.name, exc_info=True)
+            raise BadGateway(f"remote {self.remote.name} sent an answer r1 cannot read ({_unreadable(exc)}); check "
+                             f"that it speaks the {self.remote.dialect} dialect (r1 remote list)") from None
+
+    async def read(self, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+        """`events` read from an upstream's answer, through `faults`."""
+        async with contextlib.aclosing(events):
+            with self.faults():
+                async for event in events:
+                    yield event
+
     @contextlib.asynccontextmanager
     async def post(self, path: str, body: dict[str, Any]) -> AsyncIterator[aiohttp.ClientResponse]:
         """The upstream's answer to a POST, status checked; tries the pool's URLs in turn until one answers."""
         async with self._turn():
-            response = await self._send("POST", path, body)
+            with self.faults():
+                response = await self._send("POST", path, body)
             try:
                 yield response
             finally:
@@ -103,11 +139,12 @@ class RemoteEngine:
 
     async def get(self, path: str) -> Any:
         async with self._turn():
-            response = await self._send("GET", path, None)
-            try:
-                return await response.json(content_type=None)
-            finally:
-                response.release()
+            with self.faults():
+                response = await self._send("GET", path, None)
+                try:
+                    return await response.json(content_type=None)
+                finally:
+                    response.release()
 
     @contextlib.asynccontextmanager
     async def _turn(self) -> AsyncIterator[None]:
@@ -127,12 +164,12 @@ class RemoteEngine:
                                                self._settings.remote_first_byte_timeout):
                         response = await self._client().request(method, url + path, json=body, headers=headers)
                 except asyncio.TimeoutError as exc:  # aiohttp's read timeout too: a slow engine, not a dead URL
-                    raise GatewayTimeout(f"remote {self.remote.name} at {url} did not start answering within "
-                                         f"{self._settings.remote_first_byte_timeout:g} s "
+                    raise GatewayTimeout(f"remote {self.remote.name} at {masked_url(url)} did not start answering "
+                                         f"within {self._settings.remote_first_byte_timeout:g} s "
                                          "(R1_REMOTE_FIRST_BYTE_TIMEOUT)") from exc
                 except (aiohttp.ClientConnectionError, OSError) as exc:
                     self.pool.failed(url, type(exc).__name__)
-                    failures.append(f"{url}: {exc}")
+                    failures.append(f"{masked_url(url)}: {exc}")
                     continue
             if response.status >= 500:
                 self.pool.failed(url, f"HTTP {response.status}")
@@ -141,15 +178,13 @@ class RemoteEngine:
             if response.status < 400:
                 return response
             detail = await _error_detail(response)
-            if key := headers.get("Authorization", "").removeprefix("Bearer "):
-                detail = detail.replace(key, "***")  # some upstreams quote the key they refused
             response.release()
             raise self._refusal(response, url, detail)
         raise BadGateway(f"remote {self.remote.name} cannot be reached ({'; '.join(failures)}); "
                          "check that it runs and its URL (r1 remote list)")
 
     def _refusal(self, response: aiohttp.ClientResponse, url: str, detail: str) -> R1Error:
-        name, status = self.remote.name, response.status
+        name, status, url = self.remote.name, response.status, masked_url(url)
         if status in (401, 403):
             return RemoteAuthError(f"remote {name} at {url} refused the key ({status}: {detail}); the key comes from "
                                    f"{self.key_source()}")
@@ -167,6 +202,19 @@ class RemoteEngine:
         self.pool.close()
         if self._session is not None:
             await self._session.close()
+
+
+def _unreadable(exc: Exception) -> str:
+    """What was wrong with an answer, without quoting it."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"not JSON: {exc.msg}"
+    if isinstance(exc, UnicodeDecodeError):
+        return "not UTF-8 text"
+    if isinstance(exc, LineTooLong):
+        return f"a line over {2 * READ_BUFFER // 1024} KiB"
+    if isinstance(exc, HttpProcessingError):
+        return f"not valid HTTP: {type(exc).__name__}"
+    return f"not the shape its dialect has: {type(exc).__name__}"
 
 
 async def _error_detail(response: aiohttp.ClientResponse) -> str:

@@ -72,8 +72,9 @@ async def answer(engine: RemoteEngine, upstream: str, *, messages: list[dict[str
         call = ollama_call(upstream, messages, prompt, system=system, raw=raw, options=options, fmt=fmt, tools=tools,
                            think=think)
         events = ollama_events
-    async with engine.post(call.path, call.body) as response:
-        yield events(response, remote.name)
+    async with (engine.post(call.path, call.body) as response,
+                contextlib.aclosing(engine.read(events(response, remote.name))) as read):
+        yield read
 
 
 async def embeddings(engine: RemoteEngine, upstream: str, inputs: list[str], truncate: bool,
@@ -84,12 +85,15 @@ async def embeddings(engine: RemoteEngine, upstream: str, inputs: list[str], tru
         if dimensions is not None:
             body["dimensions"] = dimensions
         async with engine.post("/embeddings", body) as response:
-            answer = await response.json(content_type=None)
-        vectors = [item["embedding"] for item in sorted(answer.get("data") or [], key=lambda item: item["index"])]
-        return vectors, (answer.get("usage") or {}).get("prompt_tokens")
+            with engine.faults():
+                answer = await response.json(content_type=None)
+                data = sorted(answer.get("data") or [], key=lambda item: item["index"])
+                vectors = [item["embedding"] for item in data]
+                return vectors, (answer.get("usage") or {}).get("prompt_tokens")
     body = {"model": upstream, "input": inputs, "truncate": truncate}
     if dimensions is not None:
         body["dimensions"] = dimensions
     async with engine.post("/api/embed", body) as response:
-        answer = await response.json(content_type=None)
-    return answer.get("embeddings") or [], answer.get("prompt_eval_count")
+        with engine.faults():
+            answer = await response.json(content_type=None)
+            return answer.get("embeddings") or [], answer.get("prompt_eval_count")

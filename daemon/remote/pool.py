@@ -8,6 +8,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 
+from ..redact import masked_url
+
 log = logging.getLogger(__name__)
 RECHECK_SECONDS = 1.0
 
@@ -39,7 +41,8 @@ class UrlPool:
 
     def failed(self, url: str, why: str) -> None:
         if url not in self._down:
-            log.warning("remote URL %s failed (%s); requests go to the others until it answers again", url, why)
+            log.warning("remote URL %s failed (%s); requests go to the others until it answers again",
+                        masked_url(url), why)
             self._down[url] = asyncio.ensure_future(self._recheck(url))
 
     def answered(self, url: str) -> None:
@@ -51,7 +54,7 @@ class UrlPool:
         while True:
             await asyncio.sleep(RECHECK_SECONDS)
             if await self._healthy(url):
-                log.info("remote URL %s answers again", url)
+                log.info("remote URL %s answers again", masked_url(url))
                 self._down.pop(url, None)
                 return
 
