@@ -152,6 +152,7 @@ def stats(done: dict[str, object]) -> list[str]:
         lines.append(f"prompt eval count:    {prompt_count} token(s)")
     if prompt_ns:
         lines.append(f"prompt eval duration: {go_duration(prompt_ns)}")
+    if prompt_ns and prompt_count:  # a remote engine that counts no prompt has no rate to show
         lines.append(f"prompt eval rate:     {prompt_count / (prompt_ns / 1e9):.2f} tokens/s")
     if count:
         lines.append(f"eval count:           {count} token(s)")

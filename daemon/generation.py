@@ -91,6 +91,7 @@ class Final:
     context: tuple[int, ...] | None = None  # /api/generate, not raw: the prompt and answer as token ids
     cost: float | None = None  # r1's addition for remote models with a price: US dollars
     counted: bool = False  # a remote model's upstream gave no token counts: r1 counted the answer's parts
+    prompt_unknown: bool = False  # nor the prompt's: left out of the answer, as Ollama leaves out what it lacks
 
     def stats(self) -> dict[str, Any]:
         # r1's additions, present only when they say something
@@ -98,7 +99,7 @@ class Final:
         cached = {"prompt_cached": self.prompt_cached} if self.prompt_cached else {}
         cost = {"cost": self.cost} if self.cost is not None else {}
         counted = {"tokens_counted_by_r1": True} if self.counted else {}
-        return unfinished | cached | cost | counted | {
+        stats = unfinished | cached | cost | counted | {
             "done_reason": self.done_reason,
             "total_duration": self.total_duration,
             "load_duration": self.load_duration,
@@ -107,6 +108,9 @@ class Final:
             "eval_count": self.eval_count,
             "eval_duration": self.eval_duration,
         }
+        if self.prompt_unknown:
+            del stats["prompt_eval_count"]
+        return stats
 
 
 @dataclass(frozen=True)
@@ -373,17 +377,19 @@ async def _generate_remote(core: Core, record: ModelRecord, request: Request, st
     tail = splitter.finish() if split else Piece()
     if tail.content or (tail.thinking and show_thinking):
         yield Chunk(tail.thinking if show_thinking else "", tail.content)
-    counted = end.output_tokens is None
+    counted, prompt_unknown = end.output_tokens is None, end.prompt_tokens is None
     prompt_tokens, output_tokens = end.prompt_tokens or 0, parts if counted else end.output_tokens or 0
     price = await asyncio.to_thread(core.store.price, f"{remote}:{upstream}")
     done = {"done_reason": end.reason, "prompt_eval_count": prompt_tokens, "eval_count": output_tokens,
             "prompt_eval_duration": (first or last or started) - started, "eval_duration": last - first}
     _count(core.metrics, record.name, done, (first - started) / 1e9 if first else None)
-    cost = None if price is None else price.cost(prompt_tokens, output_tokens)
-    note(cost=cost)
+    # An upstream that does not count the prompt (llama-cpp-python's server, streaming) leaves the cost
+    # unknown too: a cost from a prompt of 0 would understate it.
+    cost = None if price is None or prompt_unknown else price.cost(prompt_tokens, output_tokens)
+    note(cost=cost, **({"prompt_tokens": None} if prompt_unknown else {}))
     yield Final(**done, total_duration=time.perf_counter_ns() - started,
                 unfinished_thinking=split and splitter.unterminated, tool_calls=tuple(end.tool_calls),
-                cost=cost, counted=counted)
+                cost=cost, counted=counted, prompt_unknown=prompt_unknown)
 
 
 async def count_tokens(core: Core, request: Request) -> int:
