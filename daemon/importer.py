@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import BadRequest
 from .metadata import model_files, read_metadata
-from .store import FileEntry, Manifest, MissingBlobError, ModelName, ModelRecord, Overrides, Store
+from .store import FileEntry, Ingested, Manifest, MissingBlobError, ModelName, ModelRecord, Overrides, Store
 
 log = logging.getLogger(__name__)
 
@@ -50,22 +50,39 @@ def import_model(
     files: Store.ingest), read their facts, record the model.
 
     `path` comes from check_source(); the caller validates both arguments before starting.
-    `overrides` (template, system, parameters... from `r1 create`) go into the manifest with the facts."""
+    `overrides` (template, system, parameters... from `r1 create`) go into the manifest with the facts.
+    Each file must be a regular file outside R1_HOME (a client names the path: Store.client_view and
+    Store.ingest check it); the facts recorded are read from the bytes taken in, not from the path."""
     fmt, files = model_files(path)
-    facts = read_metadata(fmt, files)
     root = path if path.is_dir() else path.parent
+    named = [(file.relative_to(root).as_posix(), file) for file in files]
     try:
-        entries, how = _ingest_all(store, root, files, link, emit)
-        emit({"status": "writing manifest"})
-        record = store.add(model, Manifest(tuple(entries), facts, overrides))
-    except MissingBlobError:
-        # A concurrent `rm` took a shared blob between hashing and recording: bring it back once.
-        entries, how = _ingest_all(store, root, files, link, emit)
-        record = store.add(model, Manifest(tuple(entries), facts, overrides))
+        with store.client_view(named) as view:  # refuses a file r1 will not read, or cannot run, before any is hashed
+            read_metadata(fmt, [view / relative for relative, _ in named])
+        try:
+            record, how = _record(store, model, fmt, _ingest_all(store, root, files, link, emit), overrides, emit)
+        except MissingBlobError:
+            # A concurrent `rm` took a shared blob between hashing and recording: bring it back once.
+            record, how = _record(store, model, fmt, _ingest_all(store, root, files, link, emit), overrides, emit)
     except PermissionError as exc:
         raise BadRequest(f"the r1 daemon cannot read {exc.filename}: permission denied") from exc
     log.info("imported %s from %s (%s)", record.name, path, ", ".join(sorted(set(how.values()))))
     return ImportResult(record, how)
+
+
+def _record(store: Store, model: ModelName, fmt: str, ingested: Iterator[tuple[str, Ingested]], overrides: Overrides,
+            emit: Callable[[Event], None]) -> tuple[ModelRecord, dict[str, str]]:
+    """Take the files in and record the model; on any error, the blobs taken in for it go (Store.intake)."""
+    with store.intake() as taken:
+        entries: list[FileEntry] = []
+        for relative, one in ingested:
+            taken.append(one)
+            entries.append(FileEntry(relative, one.digest, one.size))
+        with store.staged_view((e.path, e.digest) for e in entries) as view:
+            facts = read_metadata(fmt, [view / e.path for e in entries])
+        emit({"status": "writing manifest"})
+        record = store.add(model, Manifest(tuple(entries), facts, overrides))
+    return record, {entry.path: one.how for entry, one in zip(entries, taken)}
 
 
 def progress_events(emit: Callable[[Event], None], status: str, total: int) -> Callable[[int], None]:
@@ -80,11 +97,9 @@ def progress_events(emit: Callable[[Event], None], status: str, total: int) -> C
     return progress
 
 
-def _ingest_all(
-    store: Store, root: Path, files: list[Path], link: bool, emit: Callable[[Event], None]
-) -> tuple[list[FileEntry], dict[str, str]]:
-    entries: list[FileEntry] = []
-    how: dict[str, str] = {}
+def _ingest_all(store: Store, root: Path, files: list[Path], link: bool,
+                emit: Callable[[Event], None]) -> Iterator[tuple[str, Ingested]]:
+    """Each file taken in, with its path in the model, as it is done."""
     for file in files:
         relative = file.relative_to(root).as_posix()
         total = file.stat().st_size
@@ -92,6 +107,4 @@ def _ingest_all(
         emit({"status": status, "total": total, "completed": 0})
         ingested = store.ingest(file, link=link, progress=progress_events(emit, status, total))
         emit({"status": status, "digest": ingested.digest, "total": total, "completed": total})
-        entries.append(FileEntry(relative, ingested.digest, ingested.size))
-        how[relative] = ingested.how
-    return entries, how
+        yield relative, ingested

@@ -1,6 +1,8 @@
 """`r1 import --from ollama|hf|lmstudio`: models another tool already downloaded, brought into the store
 without copying a byte where the file system allows (Store.adopt: a reflink, a hard link, or a symlink,
-never changing the other tool's files), with the settings that tool keeps beside them.
+never changing the other tool's files), with the settings that tool keeps beside them. Each file is the
+regular file discovery found inside the tool's folder, checked again as it is taken in; an import that
+fails half-way leaves none of its links behind (Store.intake).
 
 The CLI computes the tool's folder with the user's environment (config.tool_roots) and sends it; the
 daemon discovers (sources/), then imports the models asked for, one after another.
@@ -51,21 +53,20 @@ def import_found(store: Store, found: Found, *, trust: bool, emit: Callable[[Eve
 
 
 def _take_in(store: Store, found: Found, trust: bool, emit: Callable[[Event], None]) -> tuple[ModelRecord, int, int]:
-    entries, linked, copied = [], 0, 0
-    for file in found.files:
-        status = f"importing {found.name} {file.path}"
-        named = f"sha256:{file.sha256}" if file.sha256 else None  # the digest the tool names the file by
-        ingested = store.adopt(file.source, sha256=named, trust=trust and named is not None,
-                               progress=progress_events(emit, status, file.size))
-        emit({"status": status, "digest": ingested.digest, "how": ingested.how, "total": file.size,
-              "completed": file.size})
-        entries.append(FileEntry(file.path, ingested.digest, ingested.size))
-        linked += ingested.bytes_linked
-        copied += ingested.bytes_copied
-    with store.staged_view((e.path, e.digest) for e in entries) as view:
-        facts = read_metadata(found.format, [view / e.path for e in entries])
-    manifest = Manifest(tuple(sorted(entries, key=lambda e: e.path)), facts, Overrides.from_dict(found.settings))
-    return store.add(parse_name(found.name), manifest), linked, copied
+    with store.intake() as taken:
+        for file in found.files:
+            status = f"importing {found.name} {file.path}"
+            named = f"sha256:{file.sha256}" if file.sha256 else None  # the digest the tool names the file by
+            taken.append(store.adopt(file.source, sha256=named, trust=trust and named is not None, inside=file.inside,
+                                     from_client=True, progress=progress_events(emit, status, file.size)))
+            emit({"status": status, "digest": taken[-1].digest, "how": taken[-1].how, "total": file.size,
+                  "completed": file.size})
+        entries = [FileEntry(file.path, ingested.digest, ingested.size) for file, ingested in zip(found.files, taken)]
+        with store.staged_view((e.path, e.digest) for e in entries) as view:
+            facts = read_metadata(found.format, [view / e.path for e in entries])
+        manifest = Manifest(tuple(sorted(entries, key=lambda e: e.path)), facts, Overrides.from_dict(found.settings))
+        record = store.add(parse_name(found.name), manifest)
+    return record, sum(i.bytes_linked for i in taken), sum(i.bytes_copied for i in taken)
 
 
 def import_from(store: Store, tool: str, root: Path, names: list[str], *, everything: bool, trust: bool,

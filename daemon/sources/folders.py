@@ -12,9 +12,8 @@ from ..metadata import is_mlx_model_file, model_files
 from ..metadata.mlx_reader import is_mlx_folder
 from ..pull.quant import SHARD, RemoteFile, gguf_variants
 from ..pull.resolve import MLX_TAG
-from ..store import InvalidNameError, parse_name
+from ..store import InvalidNameError, RefusedFileError, parse_name
 from .found import Found, SourceFile, source_file
-
 
 
 @dataclass(frozen=True)
@@ -49,9 +48,10 @@ def _hidden(relative: Path) -> bool:
     return any(part.startswith(".") for part in relative.parts)
 
 
-def found_in_folder(folder: Path, repo: str, sha256: Callable[[Path], str | None]) -> list[Found]:
-    """Each model of `folder` as r1 would import it, named `repo:TAG` (repo: "hf.co/org/repo");
-    `sha256` says what a file's real name tells of its hash."""
+def found_in_folder(folder: Path, repo: str, sha256: Callable[[Path], str | None], inside: Path) -> list[Found]:
+    """Each model of `folder` as r1 would import it, named `repo:TAG` (repo: "hf.co/org/repo"); each
+    file must lead inside `inside` (the tool's folder for the model) to a regular file; `sha256` says
+    what a file's real name tells of its hash."""
     found = []
     for model in folder_models(folder):
         name, problem = f"{repo}:{model.tag}", None
@@ -62,10 +62,14 @@ def found_in_folder(folder: Path, repo: str, sha256: Callable[[Path], str | None
         files: list[SourceFile] = []
         for path, file in model.files:
             try:
-                files.append(source_file(path, file, sha256(file.resolve())))
-            except OSError:
+                files.append(source_file(path, file, inside, sha256))
+            except RefusedFileError as exc:
+                problem = problem or str(exc)
+            except FileNotFoundError:
                 problem = problem or (f"{file} is a link to a file that is missing ({file.resolve()}): "
                                       "an interrupted or deleted download; download it again with the tool")
+            except OSError as exc:
+                problem = problem or f"cannot read {file}: {exc.strerror or exc}"
         problem = problem or _missing_shards(folder, model)
         found.append(Found(name, model.format, tuple(files), where=str(folder), problem=problem))
     return found

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import BadRequest
+from ..store import Confinement, open_regular
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -22,6 +24,7 @@ class SourceFile:
     source: Path  # the real file to import (symlinks resolved: a blob of the tool's store)
     size: int
     sha256: str | None = None  # hex, where the tool names the file by it (Ollama blobs, HF LFS blobs)
+    inside: Path | None = None  # the folder of the tool's store it must stay in (checked again when imported)
 
 
 @dataclass(frozen=True)
@@ -43,10 +46,12 @@ class Found:
         return self.problem is None
 
 
-def source_file(path: str, file: Path, sha256: str | None = None) -> SourceFile:
-    """A file as found: `file` resolved through its symlinks, its size read now."""
-    real = file.resolve()
-    return SourceFile(path, real, real.stat().st_size, sha256)
+def source_file(path: str, file: Path, inside: Path, named: Callable[[Path], str | None] = lambda _: None) -> SourceFile:
+    """A file as found: `file` resolved through its links, which must lead inside the folder `inside`
+    to a regular file, its size read now; `named` says what the real file's name tells of its sha256.
+    A RefusedFileError says why not; an OSError (FileNotFoundError...) that it cannot be opened."""
+    with open_regular(file, Confinement(inside)) as opened:
+        return SourceFile(path, opened.path, opened.status.st_size, named(opened.path), inside)
 
 
 def sha256_named(file: Path) -> str | None:

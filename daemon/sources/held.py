@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..store import Confinement, RefusedFileError, open_regular
+
 TOOL_NAMES = {"ollama": "Ollama's store", "hf": "the Hugging Face cache"}
 
 
@@ -19,8 +21,9 @@ def find_held(roots: dict[str, list[Path]], sha256: str, size: int) -> tuple[str
             candidates += [("hf", repo / "blobs" / hex_digest) for repo in sorted(root.glob("models--*"))]
     for tool, path in candidates:
         try:
-            if path.is_file() and path.stat().st_size == size:
-                return TOOL_NAMES[tool], path
-        except OSError:  # unreadable: as if it were not there
+            with open_regular(path, Confinement(path.parent)) as found:  # a regular file in blobs/, not a link out
+                if found.status.st_size == size:
+                    return TOOL_NAMES[tool], path
+        except (OSError, RefusedFileError):  # missing, unreadable or refused: as if it were not there
             continue
     return None

@@ -7,7 +7,8 @@
 
 Each snapshot is a candidate: the one refs/main points at first, named `hf.co/org/repo:TAG` as
 `r1 pull` names it; another snapshot adds only the models whose files differ, with the commit in
-the tag where the name is taken (`:Q4_K_M-1a2b3c4d`).
+the tag where the name is taken (`:Q4_K_M-1a2b3c4d`). Every file r1 reads or imports is a regular
+file inside the repo's folder (a snapshot's links lead into its blobs/): a link leading out is refused.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from ..store import Confinement, RefusedFileError, read_small
 from .found import Found, NoStoreError, sha256_named
 from .folders import found_in_folder
 
 REPO_PREFIX = "models--"
 COMMIT_IN_TAG = 8  # hex digits of an older snapshot's commit put in its tags
+MAX_REF = 1024  # bytes of a ref file read: a commit hash
 
 
 def discover_hf_cache(root: Path) -> list[Found]:
@@ -42,7 +45,7 @@ def _repo_models(repo: Path) -> list[Found]:
     found: list[Found] = []
     seen: set[tuple[str, tuple[Path, ...]]] = set()
     for commit, snapshot in _snapshots(repo):
-        for model in found_in_folder(snapshot, base, sha256_named):
+        for model in found_in_folder(snapshot, base, sha256_named, repo):
             key = (model.format, tuple(f.source for f in model.files))
             if key in seen:  # the same blobs as a newer snapshot's: the same model
                 continue
@@ -60,10 +63,18 @@ def _snapshots(repo: Path) -> list[tuple[str, Path]]:
     """(commit, folder) of each snapshot: refs/main's first, then other refs', then the rest by name."""
     snapshots = repo / "snapshots"
     folders = sorted(p for p in snapshots.iterdir() if p.is_dir()) if snapshots.is_dir() else []
-    first = [snapshots / p.read_text().strip() for p in _refs(repo)]
+    first = [snapshots / commit for p in _refs(repo) if (commit := _ref_commit(repo, p))]
     ordered = [p for p in first if p in folders]
     ordered += [p for p in folders if p not in ordered]
     return [(p.name, p) for p in dict.fromkeys(ordered)]
+
+
+def _ref_commit(repo: Path, ref: Path) -> str | None:
+    """The commit a ref file names; None for one r1 cannot read as such (not a small regular file there)."""
+    try:
+        return read_small(ref, MAX_REF, Confinement(repo)).decode("utf-8", errors="replace").strip()
+    except (RefusedFileError, OSError):
+        return None
 
 
 def _first_ref(repo: Path) -> str:

@@ -5,20 +5,24 @@
   ROOT/blobs/sha256-{hex}                              each layer's bytes, named by their sha256
 
 The model layer is the GGUF; the small layers (template, system, params, messages, license) become
-r1 settings exactly as a pull from Ollama's registry reads them (pull/ollama_model.py).
+r1 settings exactly as a pull from Ollama's registry reads them (pull/ollama_model.py), checked
+against their digest as a pull checks them. Only the files a manifest names are read, each a regular
+file inside ROOT/blobs (manifests inside ROOT/manifests): a link that leads elsewhere is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from ..errors import BadRequest, R1Error
 from ..pull.ollama_model import (MAX_SETTING_LAYER, MEDIA_PREFIX, MODEL_FILE, PROJECTOR, SETTING_KINDS,
                                  model_layer, settings_from_layers)
-from ..pull.ollama_registry import Layer, OllamaRef, parse_manifest
-from ..store import InvalidNameError, parse_name
+from ..pull.ollama_registry import MAX_MANIFEST, Layer, OllamaRef, parse_manifest
+from ..store import Confinement, InvalidNameError, parse_name, read_small
+from ..store.blobs import corrupt
 from ..store.names import OLLAMA_HOST, OLLAMA_LIBRARY
-from .found import Found, NoStoreError, SourceFile
+from .found import Found, NoStoreError, source_file
 
 
 def discover_ollama(root: Path) -> list[Found]:
@@ -55,21 +59,22 @@ def _model(root: Path, path: Path, registry: str, namespace: str, model: str, ta
 
 
 def _read(root: Path, path: Path, name: str, ref: OllamaRef) -> Found:
-    manifest = parse_manifest(path.read_bytes(), ref)
+    manifest = parse_manifest(read_small(path, MAX_MANIFEST, Confinement(root / "manifests")), ref)
     model = model_layer(manifest, ref)
-    blob = _blob(root, model)
-    if not blob.is_file():
-        raise BadRequest(f"the model's GGUF blob {blob} is missing from Ollama's store: run `ollama pull {ref.model}:"
-                    f"{ref.tag}` (or `ollama rm` it) and try again")
-    size = blob.stat().st_size
-    if size != model.size:
-        raise BadRequest(f"the model's GGUF blob {blob} holds {size} bytes where the manifest says {model.size}: "
-                    "an interrupted or damaged download; pull it again with Ollama")
+    hex_digest = model.digest.removeprefix("sha256:")
+    try:
+        gguf = source_file(MODEL_FILE, _blob(root, model), root / "blobs", lambda _: hex_digest)
+    except FileNotFoundError:
+        raise BadRequest(f"the model's GGUF blob {_blob(root, model)} is missing from Ollama's store: run `ollama pull "
+                         f"{ref.model}:{ref.tag}` (or `ollama rm` it) and try again") from None
+    if gguf.size != model.size:
+        raise BadRequest(f"the model's GGUF blob {_blob(root, model)} holds {gguf.size} bytes where the manifest says "
+                         f"{model.size}: an interrupted or damaged download; pull it again with Ollama")
     contents, notes = [], []
     for layer in manifest.layers:
         kind = layer.media_type.removeprefix(MEDIA_PREFIX)
         if layer.media_type.startswith(MEDIA_PREFIX) and kind in SETTING_KINDS:
-            data = _small_blob(root, layer)
+            data = _setting_layer(root, layer)
             if data is None:
                 notes.append(f"left out the {kind} layer: its blob {_blob(root, layer)} is missing or too large")
             else:
@@ -78,20 +83,24 @@ def _read(root: Path, path: Path, name: str, ref: OllamaRef) -> Found:
     notes += setting_notes
     if any(layer.media_type == PROJECTOR for layer in manifest.layers):
         notes.append("imported text-only: r1 serves text models, so its vision projector was left out")
-    hex_digest = model.digest.removeprefix("sha256:")
-    files = (SourceFile(MODEL_FILE, blob.resolve(), size, hex_digest),)
-    return Found(name, "gguf", files, settings=overrides.to_dict(), notes=tuple(notes), where=str(path))
+    return Found(name, "gguf", (gguf,), settings=overrides.to_dict(), notes=tuple(notes), where=str(path))
 
 
 def _blob(root: Path, layer: Layer) -> Path:
     return root / "blobs" / layer.digest.replace(":", "-")
 
 
-def _small_blob(root: Path, layer: Layer) -> bytes | None:
+def _setting_layer(root: Path, layer: Layer) -> bytes | None:
+    """A settings layer's bytes, checked against its digest as a pull checks them; None when its blob is
+    missing or larger than r1 reads. A RefusedFileError for a blob that is not a regular file in
+    ROOT/blobs, a CorruptSourceError for bytes that are not the digest's."""
     blob = _blob(root, layer)
+    if layer.size > MAX_SETTING_LAYER:
+        return None
     try:
-        if blob.stat().st_size > MAX_SETTING_LAYER:
-            return None
-        return blob.read_bytes()
+        data = read_small(blob, MAX_SETTING_LAYER, Confinement(root / "blobs"))
     except OSError:
         return None
+    if "sha256:" + hashlib.sha256(data).hexdigest() != layer.digest:
+        raise corrupt(blob, layer.digest)
+    return data

@@ -1,6 +1,7 @@
 """The content-addressed model store (see store.py for the layout)."""
 
 from .blobs import CorruptSourceError, Ingested, InvalidDigestError, parse_digest
+from .confined import Confinement, RefusedFileError, open_regular, read_small
 from .external import BlobSource, BrokenFile
 from .index import ModelRecord, StoredResponse
 from .manifest import FileEntry, Manifest, Overrides
@@ -10,6 +11,7 @@ from .store import MissingBlobError, ModelNotFoundError, ReconcileReport, Store
 __all__ = [
     "BlobSource",
     "BrokenFile",
+    "Confinement",
     "CorruptSourceError",
     "FileEntry",
     "Ingested",
@@ -22,8 +24,11 @@ __all__ = [
     "ModelRecord",
     "Overrides",
     "ReconcileReport",
+    "RefusedFileError",
     "Store",
     "StoredResponse",
+    "open_regular",
     "parse_digest",
     "parse_name",
+    "read_small",
 ]

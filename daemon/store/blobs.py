@@ -9,7 +9,6 @@ from several threads; a blob's final rename is atomic, so readers never see half
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import os
@@ -19,8 +18,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from ..errors import BadRequest, InsufficientStorage
+from ..errors import BadRequest, InsufficientStorage, is_disk_full
 
 CHUNK = 4 * 1024 * 1024
 # Partial files a restart can never resume (imports; downloads whose digest was not known up
@@ -33,6 +33,7 @@ _DIGEST = re.compile(r"sha256[:-]([0-9a-fA-F]{64})")
 _FICLONE = 0x40049409  # Linux ioctl: copy-on-write clone (btrfs, XFS, bcachefs)
 
 Progress = Callable[[int], None]
+Readable = Path | BinaryIO  # a path, or a file opened already (confined.open_regular), read from its start
 
 
 class InvalidDigestError(BadRequest, ValueError):
@@ -66,51 +67,59 @@ def parse_digest(text: str) -> str:
     return "sha256:" + match.group(1).lower()
 
 
-def hash_file(path: Path, progress: Progress | None = None) -> tuple[str, int]:
+def hash_file(path: Readable, progress: Progress | None = None) -> tuple[str, int]:
     """The sha256 digest and size of a file, reading it once."""
+    with _reading(path) as src:
+        return _hash_stream(src, None, progress)
+
+
+def _copy_hashing(src: Readable, dst: Path, progress: Progress | None) -> tuple[str, int]:
+    with _reading(src) as fin, open(dst, "xb") as fout:
+        return _hash_stream(fin, fout, progress)
+
+
+def _hash_stream(src: BinaryIO, out: BinaryIO | None, progress: Progress | None) -> tuple[str, int]:
+    """The sha256 digest and size of what `src` holds from here on, written to `out` too if given."""
     sha = hashlib.sha256()
     size = 0
     buffer = bytearray(CHUNK)
     view = memoryview(buffer)
-    with open(path, "rb") as src:
-        while n := src.readinto(buffer):
-            sha.update(view[:n])
-            size += n
-            if progress:
-                progress(n)
-    return "sha256:" + sha.hexdigest(), size
-
-
-def _copy_hashing(src: Path, dst: Path, progress: Progress | None) -> tuple[str, int]:
-    sha = hashlib.sha256()
-    size = 0
-    buffer = bytearray(CHUNK)
-    view = memoryview(buffer)
-    with open(src, "rb") as fin, open(dst, "xb") as fout:
-        while n := fin.readinto(buffer):
-            sha.update(view[:n])
-            fout.write(view[:n])
-            size += n
-            if progress:
-                progress(n)
+    while n := src.readinto(buffer):
+        sha.update(view[:n])
+        if out is not None:
+            out.write(view[:n])
+        size += n
+        if progress:
+            progress(n)
     return "sha256:" + sha.hexdigest(), size
 
 
 @contextlib.contextmanager
+def _reading(src: Readable) -> Iterator[BinaryIO]:
+    """A path opened for reading, or a file opened already, read from its start (and left open)."""
+    if isinstance(src, (str, os.PathLike)):
+        with open(src, "rb") as file:
+            yield file
+    else:
+        src.seek(0)
+        yield src
+
+
+@contextlib.contextmanager
 def disk_full_is(message: str) -> Iterator[None]:
-    """Turn 'no space left on device' into InsufficientStorage saying `message`; other errors pass."""
+    """Turn 'no space left on device' (or a full quota) into InsufficientStorage saying `message`; other errors pass."""
     try:
         yield
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
+        if is_disk_full(exc):
             raise InsufficientStorage(message) from exc
         raise
 
 
-def reflink(src: Path, dst: Path) -> bool:
+def reflink(src: Readable, dst: Path) -> bool:
     """A copy-on-write clone: a copy that costs no space and shares nothing mutable."""
     try:
-        with open(src, "rb") as fin, open(dst, "xb") as fout:
+        with _reading(src) as fin, open(dst, "xb") as fout:
             fcntl.ioctl(fout.fileno(), _FICLONE, fin.fileno())
         return True
     except OSError:
@@ -187,12 +196,15 @@ class BlobStore:
         return self.partial / f"{prefix}{uuid.uuid4().hex}"
 
     def copy_in(self, src: Path, progress: Progress | None = None, *, expected: str | None = None,
-                usable: Callable[[str, int], bool] | None = None) -> Ingested:
-        """Copy a file into blobs/. Hashed first, so a file already in the store costs no write
-        (`usable` says whether it is; default has()), unless its digest is `expected`; then hashed
-        again while copying, so what lands in the store is verified even if the source changes."""
+                usable: Callable[[str, int], bool] | None = None, opened: BinaryIO | None = None) -> Ingested:
+        """Copy a file into blobs/ (`opened`: the file `src` names, opened already: read that). Hashed first,
+        so a file already in the store costs no write (`usable` says whether it is; default has()),
+        unless its digest is `expected`; then hashed again while copying, so what lands in the store is
+        verified even if the source changes."""
         usable = usable or self.has
-        digest, size = (expected, os.stat(src).st_size) if expected else hash_file(src)
+        reading: Readable = opened or src
+        size = os.fstat(opened.fileno()).st_size if opened else os.stat(src).st_size
+        digest, size = (expected, size) if expected else hash_file(reading)
         if usable(digest, size):
             return Ingested(digest, size, "stored")
         self.check_space(size, src)
@@ -200,7 +212,7 @@ class BlobStore:
         try:
             with disk_full_is(f"no space left on the device holding {self.dir.parent} while importing {src}; "
                               "free some space (r1 rm unused models) and try again"):
-                copied, size = _copy_hashing(src, tmp, progress)
+                copied, size = _copy_hashing(reading, tmp, progress)
             if copied != digest:
                 if expected:
                     raise corrupt(src, expected)

@@ -9,6 +9,7 @@ blob unlinks r1's name only: the other tool's file stays.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Callable
@@ -16,8 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from .blobs import (IMPORT_PREFIX, BlobStore, ImportChangedError, Ingested, Progress, corrupt, hash_file, parse_digest,
-                    reflink)
+from .blobs import (IMPORT_PREFIX, BlobStore, ImportChangedError, Ingested, Progress, Readable, corrupt, hash_file,
+                    parse_digest, reflink)
+from .confined import Confinement, OpenedFile, RefusedFileError, open_regular, pinned_path
 
 Fallback = Literal["symlink", "copy"]
 Usable = Callable[[str, int], bool]  # (digest, size) -> whether the store already has sound bytes for it
@@ -86,6 +88,22 @@ def describe(kind: str, source: str, problem: str) -> str:
     return f"broken: r1's link to {source} is gone from the store"
 
 
+def pinned(source: BlobSource, blob: Path, held: contextlib.ExitStack) -> Path:
+    """A path that reads a symlinked blob's source file as it was imported, whatever its path leads to
+    now: the file opened through the link, checked to be the one imported (size, mtime, inode) and kept
+    open in `held` (confined.pinned_path). A hard link or a clone is r1's own name for its inode: the
+    blob itself."""
+    try:
+        if source.kind != "symlinked" or source.replaced(blob):
+            return blob
+    except FileNotFoundError:  # gone: reading it says so
+        return blob
+    opened = held.enter_context(open_regular(blob))
+    if _fingerprint(opened.status) != (source.size, source.mtime_ns, source.inode):
+        raise ImportChangedError(f"{source.source} changed while it was being imported; try again once it is stable")
+    return pinned_path(opened)
+
+
 def _fingerprint(status: os.stat_result) -> tuple[int, int, int]:
     return status.st_size, status.st_mtime_ns, status.st_ino
 
@@ -102,35 +120,48 @@ def _hard_link(src: Path, tmp: Path) -> bool:
 def adopt(
     blobs: BlobStore, src: Path, *, sha256: str | None = None, trust: bool = False, copy: bool = False,
     fallback: Fallback = "symlink", usable: Usable | None = None, progress: Progress | None = None,
+    rules: Confinement = Confinement(),
 ) -> tuple[Ingested, BlobSource | None]:
     """Take a file r1 does not own into blobs/ without changing it; the BlobSource to record, if any.
 
-    `sha256` is the digest the other tool names the file by: checked against the bytes, or with
-    `trust` taken as is without reading them. `copy` copies; otherwise a reflink, else a hard link,
-    else `fallback`: a symlink (another tool's store) or a copy (a user's file, which may be deleted).
-    `usable` says whether the store already holds sound bytes for a digest (default: blobs.has)."""
+    The file must be a regular file where `rules` allow (confined.py), and what r1 takes is the file it
+    opened then, even if the path changes afterwards. `sha256` is the digest the other tool names the
+    file by: checked against the bytes, or with `trust` taken as is without reading them. `copy`
+    copies; otherwise a reflink, else a hard link, else `fallback`: a symlink (another tool's store)
+    or a copy (a user's file, which may be deleted). `usable` says whether the store already holds
+    sound bytes for a digest (default: blobs.has)."""
     if trust and not sha256:
         raise ValueError("trust needs the sha256 the file is named by")
     expected = parse_digest(sha256) if sha256 else None
     usable = usable or blobs.has
-    src = Path(os.path.realpath(src))
-    before = os.stat(src)
-    if expected and trust and usable(expected, before.st_size):
-        return Ingested(expected, before.st_size, "stored"), None
-    if copy:
-        return blobs.copy_in(src, progress, expected=expected, usable=usable), None
+    with open_regular(src, rules) as source:
+        before = source.status
+        if expected and trust and usable(expected, before.st_size):
+            return Ingested(expected, before.st_size, "stored"), None
+        if copy:
+            return blobs.copy_in(source.path, progress, expected=expected, usable=usable, opened=source.file), None
+        return _share(blobs, source, expected, trust, fallback, usable, progress)
+
+
+def _share(blobs: BlobStore, source: OpenedFile, expected: str | None, trust: bool, fallback: Fallback,
+           usable: Usable, progress: Progress | None) -> tuple[Ingested, BlobSource | None]:
+    """The open file into blobs/ as a reflink, a hard link, or `fallback`, and hashed (unless trusted)."""
+    src, before = source.path, source.status
     tmp = blobs.new_partial(IMPORT_PREFIX)
     try:
-        if reflink(src, tmp):
+        if reflink(source.file, tmp):
             how = "reflinked"
         elif _hard_link(src, tmp):
             how = "linked"
         elif fallback == "copy":
-            return blobs.copy_in(src, progress, expected=expected, usable=usable), None
+            return blobs.copy_in(src, progress, expected=expected, usable=usable, opened=source.file), None
         else:
             os.symlink(src, tmp)
             how = "symlinked"
-        digest = expected if trust and expected else _hash(tmp, src, expected, progress)
+        if how != "reflinked" and _identity(tmp.stat()) != _identity(before):  # a swap between open and link
+            raise RefusedFileError(src, "it was replaced while r1 linked it")
+        digest = expected if trust and expected else _hash(tmp if how == "reflinked" else source.file, src, expected,
+                                                           progress)
         after = tmp.stat()  # the clone's, or (following the link) the shared file's
         if how != "reflinked" and _fingerprint(after) != _fingerprint(before):
             raise ImportChangedError(f"{src} changed while it was being imported; try again once it is stable")
@@ -145,8 +176,12 @@ def adopt(
         tmp.unlink(missing_ok=True)  # a leftover link or clone, never what it points at
 
 
-def _hash(path: Path, src: Path, expected: str | None, progress: Progress | None) -> str:
-    digest, _ = hash_file(path, progress)
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    return status.st_dev, status.st_ino
+
+
+def _hash(readable: Readable, src: Path, expected: str | None, progress: Progress | None) -> str:
+    digest, _ = hash_file(readable, progress)
     if expected and digest != expected:
         raise corrupt(src, expected)
     return digest

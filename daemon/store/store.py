@@ -31,10 +31,12 @@ from typing import Any
 from ..errors import Conflict, ModelNotFound
 from .blobs import EPHEMERAL_PREFIXES, VIEW_PREFIX, BlobStore, Ingested, Progress
 from .connections import IndexConnections
-from .external import BlobSource, BrokenFile, Fallback, adopt, describe
+from .confined import Confinement, open_regular, pinned_path
+from .external import BlobSource, BrokenFile, Fallback, adopt, describe, pinned
 from .index import Collected, Index, ModelRecord, StoredResponse
 from .manifest import Manifest
 from .names import ModelName, parse_name, safe_relpath
+from .private import INDEX, make_private
 from . import requests as request_log
 from .remotes import Price, Remote
 
@@ -86,10 +88,10 @@ class Store:
 
     def open(self) -> ReconcileReport:
         """Create the layout if needed, open the index (migrating it) and repair what a crash left."""
-        self.home.mkdir(parents=True, exist_ok=True)
+        make_private(self.home)
         self.blobs.create_dirs()
         self.snapshots.mkdir(exist_ok=True)
-        self._connections = IndexConnections(self.home / "r1.db")
+        self._connections = IndexConnections(self.home / INDEX)
         return self.reconcile()
 
     def close(self) -> None:
@@ -211,19 +213,58 @@ class Store:
     def ingest(self, path: Path, *, link: bool = True, progress: Progress | None = None) -> Ingested:
         """Bring one of the user's files in as a blob (`r1 import`): a clone, a hard link or a copy,
         never changing the file (see adopt); no index work but the link's record: hashing may take a while."""
-        return self.adopt(path, copy=not link, fallback="copy", progress=progress)
+        return self.adopt(path, copy=not link, fallback="copy", progress=progress, from_client=True)
 
     def adopt(self, path: Path, *, sha256: str | None = None, trust: bool = False, copy: bool = False,
-              fallback: Fallback = "symlink", progress: Progress | None = None) -> Ingested:
+              fallback: Fallback = "symlink", progress: Progress | None = None, inside: Path | None = None,
+              from_client: bool = False) -> Ingested:
         """Bring a file another tool owns in as a blob without changing or moving it (external.adopt:
         a reflink, else a hard link, else a symlink or with `fallback="copy"` a copy; `copy` copies).
-        `sha256`: the digest the tool names it by, verified unless `trust`. A linked or symlinked blob
-        is recorded, so changed_files() and broken() can tell when its source changes."""
+        `sha256`: the digest the tool names it by, verified unless `trust`. The file must be a regular
+        file, `inside` that folder if given, and never in R1_HOME when a client named it (`from_client`).
+        A linked or symlinked blob is recorded, so changed_files() and broken() can tell when its source
+        changes."""
+        rules = Confinement(inside, self.home if from_client else None)
         ingested, source = adopt(self.blobs, path, sha256=sha256, trust=trust, copy=copy, fallback=fallback,
-                                 usable=self._usable, progress=progress)
+                                 usable=self._usable, progress=progress, rules=rules)
         if source is not None:
-            self._index.write(lambda index: index.put_blob_source(source))
+            try:
+                self._index.write(lambda index: index.put_blob_source(source))
+            except BaseException:
+                self.discard([ingested])  # an unrecorded link would be served as r1's own bytes
+                raise
         return ingested
+
+    @contextlib.contextmanager
+    def intake(self) -> Iterator[list[Ingested]]:
+        """Collects the blobs brought in for one model (append each); if the model is not recorded (an
+        error half-way: a later file refused, a full disk), those this intake put in blobs/ and no model
+        records are removed, so a failed import leaves no link behind."""
+        taken: list[Ingested] = []
+        try:
+            yield taken
+        except BaseException:
+            try:
+                self.discard(taken)
+            except Exception as exc:  # the import's own error matters more; reconcile removes them at start
+                log.warning("could not remove the blobs of a failed import: %s", exc)
+            raise
+
+    def discard(self, taken: Iterable[Ingested]) -> None:
+        """Remove blobs brought in for a model that was not recorded, unless a model records them now:
+        only r1's names (a link's source stays), and only those brought in, not ones already stored."""
+        digests = {ingested.digest for ingested in taken if ingested.how != "stored"}
+
+        def write(index: Index) -> None:
+            unrecorded = sorted(digests - index.blobs().keys())
+            index.drop_blob_sources(unrecorded)
+            for digest in unrecorded:
+                self.blobs.remove(digest)
+            if unrecorded:
+                log.info("removed %d blob(s) of an import that failed: %s", len(unrecorded), ", ".join(unrecorded))
+
+        if digests:
+            self._index.write(write)
 
     def record_kernel_crash(self, engine: str, cpu: str, reason: str) -> None:
         self._index.write(lambda index: index.record_kernel_crash(engine, cpu, reason))
@@ -283,13 +324,39 @@ class Store:
     @contextlib.contextmanager
     def staged_view(self, files: Iterable[tuple[str, str]]) -> Iterator[Path]:
         """A temporary folder presenting blobs under model file names ((path, digest) pairs),
-        so a model's metadata can be read before the model is recorded."""
+        so a model's metadata can be read before the model is recorded. A blob that is a symlink to
+        another tool's file shows that file as imported, opened now (external.pinned): its owner may
+        have swapped the path since."""
+        files = list(files)
+        with self._index.reading() as index:
+            sources = index.blob_sources([digest for _, digest in files])
+        with contextlib.ExitStack() as held:
+            shown = [(path, pinned(sources[digest], self.blobs.path(digest), held) if digest in sources
+                      else self.blobs.path(digest)) for path, digest in files]
+            with self._view(shown) as root:
+                yield root
+
+    @contextlib.contextmanager
+    def client_view(self, files: Iterable[tuple[str, Path]]) -> Iterator[Path]:
+        """A temporary folder presenting files a client named ((path in the model, file) pairs), each
+        opened now as a regular file outside R1_HOME (a RefusedFileError for one that is not) and read
+        through that open file (confined.pinned_path), so a model's metadata can be read before a byte
+        of it is hashed."""
+        with contextlib.ExitStack() as held:
+            rules = Confinement(private=self.home)
+            shown = [(path, pinned_path(held.enter_context(open_regular(file, rules)))) for path, file in files]
+            with self._view(shown) as root:
+                yield root
+
+    @contextlib.contextmanager
+    def _view(self, links: list[tuple[str, Path]]) -> Iterator[Path]:
+        """A temporary folder in partial/ of symlinks ((name, target) pairs), removed afterwards."""
         root = self.blobs.new_partial(VIEW_PREFIX)
         try:
-            for path, digest in files:
+            for path, target in links:
                 link = root / safe_relpath(path)
                 link.parent.mkdir(parents=True, exist_ok=True)
-                os.symlink(self.blobs.path(digest), link)
+                os.symlink(target, link)
             yield root
         finally:
             shutil.rmtree(root, ignore_errors=True)
