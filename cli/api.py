@@ -38,9 +38,9 @@ def start_daemon(settings: Settings) -> None:
     """Start `python -m r1.daemon` detached, logging to $R1_HOME/daemon.log, and wait until it answers."""
     import subprocess  # only this path needs it; keep the common one quick
 
-    settings.home.mkdir(parents=True, exist_ok=True)
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # the daemon keeps it private (store/private.py)
     log_path = settings.home / "daemon.log"
-    with open(log_path, "ab") as log:
+    with open(os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "r1.daemon"],
             # The daemon writes its log itself (so SIGHUP can reopen it); stderr catches a crash.

@@ -187,6 +187,7 @@ class Chat:
         finally:
             with contextlib.suppress(OSError):
                 readline.write_history_file(history)
+                history.chmod(0o600)  # what you typed is yours alone
 
     def read(self) -> str | None:
         """The next input: a line, or the lines between \"\"\" marks; "" after Ctrl-C; None at EOF."""

@@ -232,8 +232,9 @@ def install_plan(host: Host, service: Target) -> Plan:
         if not host.has_user(user):
             plan.blockers.append(f"the account {user} does not exist; create it first (the commands are at the top of "
                                  f"{service.template})")
-        folders = [service.setting("R1_HOME"), str(Path(service.setting("R1_SOCKET")).parent), str(log.parent)]
-        plan.steps.append(Run(["install", "-d", "-o", user, "-g", group, "-m", "0750", *folders]))
+        owned = ["install", "-d", "-o", user, "-g", group, "-m"]
+        plan.steps.append(Run([*owned, "0700", service.setting("R1_HOME")]))  # the group gets the socket, not the store
+        plan.steps.append(Run([*owned, "0750", str(Path(service.setting("R1_SOCKET")).parent), str(log.parent)]))
     else:
         plan.steps.append(Run(["mkdir", "-p", str(log.parent)]))
     plan.steps += [

@@ -21,7 +21,9 @@ from .config import ConfigError, Settings
 from .errors import R1Error
 from .api.context import LISTENER
 from .api.guard import is_loopback
+from .redact import redact_logs
 from .store import Store
+from .store.private import PRIVATE_UMASK
 
 log = logging.getLogger("r1.daemon")
 
@@ -31,9 +33,10 @@ class AlreadyRunningError(R1Error):
 
 
 @contextlib.contextmanager
-def exclusive(lock_path: Path, what: str) -> Iterator[None]:
-    """Hold an flock for the daemon's lifetime; the kernel drops it if the daemon dies."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
+def exclusive(lock_path: Path, what: str, folder_mode: int = 0o700) -> Iterator[None]:
+    """Hold an flock for the daemon's lifetime; the kernel drops it if the daemon dies. A missing folder
+    for it is made with `folder_mode`."""
+    _make_folder(lock_path.parent, folder_mode)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
@@ -53,7 +56,7 @@ def exclusive(lock_path: Path, what: str) -> Iterator[None]:
 
 def bind_unix_socket(path: Path, mode: int = 0o600) -> socket.socket:
     """Listen on `path`, private (0600) from the first instant, then `mode`; replace a stale socket file."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _socket_folder(path.parent, mode)
     if path.exists() or path.is_symlink():
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -74,6 +77,28 @@ def bind_unix_socket(path: Path, mode: int = 0o600) -> socket.socket:
     sock.listen(128)
     sock.setblocking(False)
     return sock
+
+
+def socket_folder_mode(mode: int) -> int:
+    """The mode of a folder r1 makes for its socket: 0710 when the socket's group may connect (it may
+    pass through, not list), else 0700."""
+    return 0o710 if mode & 0o070 else 0o700
+
+
+def _make_folder(folder: Path, mode: int) -> None:
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, mode)  # beyond the umask: 0710 must keep its group bit
+
+
+def _socket_folder(folder: Path, mode: int) -> None:
+    """The socket's folder, made if missing; a warning when the socket's group may connect but the
+    folder keeps that group out (R1_HOME, which stays private, is such a folder)."""
+    _make_folder(folder, socket_folder_mode(mode))
+    if mode & 0o070 and not folder.stat().st_mode & 0o010:
+        log.warning("R1_SOCKET_MODE=%04o lets the socket's group connect, but its folder %s does not let the group "
+                    "in: put the socket in a folder of its own that the group may enter (as /run/r1/r1.sock)",
+                    mode, folder)
 
 
 def tcp_address(settings: Settings) -> tuple[str, int] | None:
@@ -158,8 +183,10 @@ async def serve(settings: Settings) -> None:
 
 def run(settings: Settings) -> int:
     """Run the daemon in the foreground until SIGTERM or SIGINT; the process exit code."""
+    os.umask(PRIVATE_UMASK)  # what the daemon writes (its log first) is its user's alone
     target = {"filename": settings.log_file} if settings.log_file else {"stream": sys.stderr}
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", **target)
+    redact_logs()  # no remote's secret in the log, whoever logs it
     # huggingface_hub's HTTP client logs every request at INFO; r1 logs what a pull did instead.
     for noisy in ("httpx", "httpx2"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -209,7 +209,8 @@ def test_macos_dry_runs(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pyt
     assert main(["service", "install", "--system", "--dry-run", "--platform", "darwin"]) == 0
     out = capsys.readouterr().out
     assert "would fail: the account _r1 does not exist" in out and str(SYSTEM_DAEMON) in out
-    assert ("would run: install -d -o _r1 -g _r1 -m 0750 /usr/local/var/r1 /usr/local/var/run/r1 /Library/Logs/r1\n"
+    assert ("would run: install -d -o _r1 -g _r1 -m 0700 /usr/local/var/r1\n"
+            "would run: install -d -o _r1 -g _r1 -m 0750 /usr/local/var/run/r1 /Library/Logs/r1\n"
             f"would write /Library/LaunchDaemons/com.r1.daemon.plist:\n{filled(SYSTEM_DAEMON)}") in out
     assert out.endswith("would run: launchctl enable system/com.r1.daemon\n"
                         "would run: launchctl bootstrap system /Library/LaunchDaemons/com.r1.daemon.plist\n")

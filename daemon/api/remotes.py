@@ -66,11 +66,13 @@ def check_remote(body: dict[str, Any], home: Path) -> tuple[Remote, str | None]:
 
 
 def write_key(path: str, key: str) -> None:
-    """The key in a file only the daemon's user can read, written whole or not at all."""
+    """The key in a file only the daemon's user can read (0600 in a 0700 folder), written whole or not at all."""
     target = Path(path)
     target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(target.parent, 0o700)
     partial = target.with_suffix(".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    partial.unlink(missing_ok=True)  # a new file, so 0600 holds whatever an old one's mode was
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as out:
         out.write(key.strip() + "\n")
     os.replace(partial, target)
