@@ -201,7 +201,7 @@ class Scheduler:
     async def lease(self, spec: ModelSpec, keep_alive: float | None = None) -> AsyncIterator[Lease]:
         """The model's runner, loaded, for the caller's turn; keep_alive (s) applies when it ends."""
         started = time.perf_counter_ns()
-        instance = await self._acquire(spec)
+        instance = await self._acquire(spec, keep_alive)
         try:
             load_duration = time.perf_counter_ns() - started
             await self._take_turn(instance)
@@ -215,12 +215,17 @@ class Scheduler:
                 instance.turn.release()
         finally:
             instance.leases -= 1
-            instance.last_used = self._clock()
-            instance.keep_alive = self.default_keep_alive if keep_alive is None else keep_alive
-            self._released(instance)
+            self._leave(instance, keep_alive)
 
-    async def _acquire(self, spec: ModelSpec) -> Instance:
-        """The instance for `spec`, leased (leases + 1) and loaded."""
+    def _leave(self, instance: Instance, keep_alive: float | None) -> None:
+        """A request is done with the instance: its keep-alive applies from now."""
+        instance.last_used = self._clock()
+        instance.keep_alive = self.default_keep_alive if keep_alive is None else keep_alive
+        self._released(instance)
+
+    async def _acquire(self, spec: ModelSpec, keep_alive: float | None) -> Instance:
+        """The instance for `spec`, leased (leases + 1) and loaded. A request that stops waiting for the load
+        (its client left) lets it go on for the others; with no others, the model idles out once loaded."""
         waiting = False
         try:
             while True:
@@ -238,6 +243,8 @@ class Scheduler:
                         await asyncio.shield(instance.loaded)
                     except BaseException:
                         instance.leases -= 1
+                        if not instance.leases and not instance.loaded.done():
+                            instance.loaded.add_done_callback(lambda _: self._leave(instance, keep_alive))
                         raise
                     return instance
                 if spec.estimate > self.budget:

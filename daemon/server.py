@@ -155,14 +155,20 @@ async def serve(settings: Settings) -> None:
     tcp = tcp_address(settings)
 
     with exclusive(settings.home / "daemon.lock", f"the store {settings.home}"), exclusive(
-        settings.socket.with_name(settings.socket.name + ".lock"), f"the socket {settings.socket}"
+        settings.socket.with_name(settings.socket.name + ".lock"), f"the socket {settings.socket}",
+        socket_folder_mode(settings.socket_mode)
     ):
         store = Store(settings.home)
         report = await asyncio.to_thread(store.open)
         log.info("store %s ready (%d repairs)", settings.home, len(report.actions))
         # shutdown_timeout: on SIGTERM, requests in flight get this long before they are cancelled.
+        # handler_cancellation: a client that closes its connection cancels its handler, whatever it awaits (a
+        # load, a slot, a prompt's evaluation), so nobody's slot works for no one; work that must outlive its
+        # client runs in tasks the app owns (http.start_owned_task, http.must_finish). aiohttp's test server,
+        # which the in-process tests use, cancels the same way.
         app = create_app(settings, store)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_grace)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_grace,
+                               handler_cancellation=True)
         listener = app[LISTENER] = TcpListener(runner, bool(settings.api_key))
         sock = bind_unix_socket(settings.socket, settings.socket_mode)
         try:

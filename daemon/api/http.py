@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-import secrets
 import logging
+import math
+import secrets
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, NamedTuple
 
 from aiohttp import web
 
-from ..errors import BadRequest, R1Error
+from ..errors import BadRequest, R1Error, disk_full, is_disk_full
 from ..metadata import MetadataError
 from ..metrics import ANSWER, PROMPT, REQUEST_FACTS, TEXT_FACTS, note
-from .context import METRICS, REQUEST_LOG, SETTINGS, TASKS
+from ..request_log import error_text
+from .context import CLOSING, METRICS, REQUEST_LOG, SETTINGS, TASKS
 from .peer import Peer, peer_of
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,17 @@ def client_error(exc: Exception) -> tuple[int, str | None]:
     return next(status for kind, status in PLAIN_ERRORS.items() if isinstance(exc, kind)), None
 
 
+CANCELLED = 499  # the status of a request whose client went away before its answer was whole, as nginx writes it
+
+
+class ClientGone(ConnectionResetError):
+    """A write found the client's connection closed: the request ends there, with the response begun."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        super().__init__("the client closed its connection")
+        self.response = response
+
+
 @web.middleware
 async def access_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """One log line per request (route, status, duration, and the model's facts), its count, and its
@@ -81,9 +95,12 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         response = await handler(request)
         status = response.status
         return response
-    except asyncio.CancelledError:
-        status = 499  # the client went away, as nginx writes it
+    except asyncio.CancelledError:  # aiohttp cancels the handler of a client that closed its connection
+        status = CANCELLED
         raise
+    except ClientGone as gone:  # noticed by a write before the cancellation came
+        status = CANCELLED
+        return gone.response
     finally:
         REQUEST_FACTS.reset(token)
         duration = time.perf_counter() - started
@@ -91,7 +108,10 @@ async def access_middleware(request: web.Request, handler: Handler) -> web.Strea
         route = resource.canonical if resource is not None else "unmatched"
         request.app[METRICS].requests.inc(route=route, status=str(status))
         extra = "".join(f" {key}={value}" for key, value in facts.items() if value is not None and key not in TEXT_FACTS)
-        access_log.info("%s %s %d %.3fs%s", request.method, request.path, status, duration, extra)
+        why = ""
+        if status == CANCELLED:
+            why = " (the daemon is stopping)" if request.app[CLOSING].is_set() else " (client went away)"
+        access_log.info("%s %s %d %.3fs%s%s", request.method, request.path, status, duration, extra, why)
         if peer is not None:
             request.app[REQUEST_LOG].add(log_entry(request, peer, route, status, at, duration, facts, keep_text))
 
@@ -234,6 +254,34 @@ def start_owned_task(app: web.Application, coro: Awaitable[Any]) -> asyncio.Task
     return task
 
 
+def must_finish(handler: Handler) -> Handler:
+    """For a route whose steps must all be done once begun (a file, then the row that names it): the handler
+    runs in a task the app owns, so a client that leaves stops only the wait for the answer, not the work."""
+    @functools.wraps(handler)
+    async def finishing(request: web.Request) -> web.StreamResponse:
+        work = start_owned_task(request.app, handler(request))
+        try:
+            return await asyncio.shield(work)
+        except asyncio.CancelledError:
+            work.add_done_callback(functools.partial(_finished_alone, request.method, request.path))
+            raise
+
+    return finishing
+
+
+def _finished_alone(method: str, path: str, work: asyncio.Task) -> None:
+    """How work that outlived its client ended: nobody else will read its result."""
+    if work.cancelled():
+        return
+    exc = work.exception()
+    if exc is None:
+        log.info("%s %s finished after its client went away", method, path)
+    elif isinstance(exc, (R1Error, ConnectionError, *PLAIN_ERRORS)):  # a refusal, or a body that never came
+        log.info("%s %s failed after its client went away: %s", method, path, exc)
+    else:
+        log.error("%s %s failed after its client went away", method, path, exc_info=exc)
+
+
 class Framing(NamedTuple):
     """How a stream puts JSON objects on the wire: Ollama's NDJSON or OpenAI's server-sent events."""
 
@@ -273,7 +321,8 @@ async def stream_events(request: web.Request, events: AsyncIterator[Any], encode
 
     The first event is awaited before the response starts, so an early failure still gets
     its own status code; after the first byte, errors go in-band as a last framed error.
-    A client that goes away closes `events` at once, so a generation stops at the next token.
+    A client that goes away, before the first event or after, closes `events` at once (aiohttp cancels
+    its handler, or a write fails first: ClientGone), so its generation stops within a batch step.
     """
     try:
         return await _stream(request, events, encode, framing)
@@ -286,27 +335,27 @@ async def _stream(request: web.Request, events: AsyncIterator[Any], encode: Call
                   framing: Framing) -> web.StreamResponse:
     first = await anext(events, None)
     response = web.StreamResponse(headers={"Content-Type": framing.content_type, "Cache-Control": "no-cache"})
-    await response.prepare(request)
     try:
-        if first is not None:
-            await response.write(encode(first))
-            async for event in events:
-                await response.write(encode(event))
-        if framing.trailer:
-            await response.write(framing.trailer)
-    except (R1Error, *PLAIN_ERRORS) as exc:
-        status, code = client_error(exc)
-        note(error=str(exc))
-        await response.write(framing.frame(error_body(request.path, status, str(exc), code)))
-    except ConnectionResetError:
-        log.debug("the client left %s %s before the end of its stream", request.method, request.path)
-        return response  # nobody to finish the stream for
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("unexpected error while streaming %s %s", request.method, request.path)
-        message = "internal error in the r1 daemon; its log has the details"
-        note(error=message)
-        await response.write(framing.frame(error_body(request.path, 500, message)))
-    await response.write_eof()
+        await response.prepare(request)
+        try:
+            if first is not None:
+                await response.write(encode(first))
+                async for event in events:
+                    await response.write(encode(event))
+            if framing.trailer:
+                await response.write(framing.trailer)
+        except (R1Error, *PLAIN_ERRORS) as exc:
+            status, code = client_error(exc)
+            note(error=str(exc))
+            await response.write(framing.frame(error_body(request.path, status, str(exc), code)))
+        except (ConnectionResetError, asyncio.CancelledError):
+            raise
+        except Exception:
+            log.exception("unexpected error while streaming %s %s", request.method, request.path)
+            message = "internal error in the r1 daemon; its log has the details"
+            note(error=message)
+            await response.write(framing.frame(error_body(request.path, 500, message)))
+        await response.write_eof()
+    except ConnectionResetError as exc:  # nobody to finish the stream for
+        raise ClientGone(response) from exc
     return response

@@ -217,6 +217,7 @@ async def show_model(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/delete")
+@must_finish  # a model whose name is gone unloads too, whether or not its client waits for that
 async def delete(request: web.Request) -> web.Response:
     body = await read_json(request)
     name = required_str(body, "model", "name")

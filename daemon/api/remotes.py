@@ -7,18 +7,20 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from ..errors import BadRequest, NotFound
+from ..redact import masked_url
 from ..remote.engine import RemoteEngine
 from ..store import Overrides, Store, parse_name
 from ..store.remotes import DIALECTS, Price, Remote, remote_manifest, remote_of
 from .context import CORE, SETTINGS, STORE
-from .fields import required_str
-from .http import read_json
+from .fields import check_path_length, required_str
+from .http import must_finish, read_json
 
 routes = web.RouteTableDef()
 REMOTE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
@@ -85,6 +87,7 @@ async def list_remotes(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/remotes")
+@must_finish  # the key file and the remote's row together: no key left behind by a client that left
 async def add_remote(request: web.Request) -> web.Response:
     remote, key = check_remote(await read_json(request), request.app[SETTINGS].home)
     if key is not None and remote.key_file:
@@ -94,6 +97,7 @@ async def add_remote(request: web.Request) -> web.Response:
 
 
 @routes.delete("/api/remotes")
+@must_finish  # the row and then the key file: a client that leaves between must not keep the key on disk
 async def remove_remote(request: web.Request) -> web.Response:
     name = required_str(await read_json(request), "name")
     store: Store = request.app[STORE]

@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ from .protocol import MAX_FRAME, Frame, decode, encode
 log = logging.getLogger(__name__)
 
 STOP_GRACE = 5.0  # seconds a runner gets to exit after its socket closes, before SIGKILL
+# Calls that wait their turn in the runner (behind generations): a caller that stops waiting cancels them,
+# and the runner drops those it has not started.
+MODEL_WORK = frozenset({"embed", "tokenize"})
 
 
 class RunnerError(R1Error):
@@ -61,11 +65,14 @@ class Runner:
         self._stopping = False  # set by stop(): an exit then is the plan, not news
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()  # set once the process is gone
         self._tasks: list[asyncio.Task] = []
+        self._confirming: set[asyncio.Task] = set()  # waits for the runner to confirm a cancelled generation
         self.info: dict[str, Any] = {}
 
     @classmethod
-    async def start(cls, label: str, fmt: str, path: Path, load: dict[str, Any], log_level: str) -> Runner:
-        """Start a runner that logs at `log_level` and load the model in it; RunnerError if it cannot."""
+    async def start(cls, label: str, fmt: str, path: Path, load: dict[str, Any], log_level: str,
+                    templates: dict[str, Any] | None = None) -> Runner:
+        """Start a runner that logs at `log_level` and load the model in it; RunnerError if it cannot.
+        `templates`: the limits its chat templates render within (runner/limits.py), else the defaults."""
         parent, child = socket.socketpair()
         out_read, out_write = os.pipe()
         try:
@@ -80,7 +87,7 @@ class Runner:
         runner = cls(label, process, reader, writer)
         runner._tasks = [asyncio.ensure_future(runner._route()), asyncio.ensure_future(runner._log_output(out_read))]
         try:
-            runner.info = await runner.call("load", format=fmt, path=str(path), load=load)
+            runner.info = await runner.call("load", format=fmt, path=str(path), load=load, templates=templates)
         except BaseException:
             await runner.stop()
             raise
@@ -170,13 +177,18 @@ class Runner:
         return frame
 
     async def call(self, op: str, **fields: Any) -> dict[str, Any]:
-        """One request, one answer."""
+        """One request, one answer. A caller that stops waiting for model work (an embedding, a count of
+        tokens) cancels it, so that the runner can drop it; its late answer is ignored."""
         rid = next(self._ids)
         queue: asyncio.Queue[Any] = asyncio.Queue()
         self._waiting[rid] = queue
         try:
             await self._send({"id": rid, "op": op, **fields})
             return (await self._next(queue))["result"]
+        except asyncio.CancelledError:
+            if op in MODEL_WORK:
+                self._ask_cancel(rid)
+            raise
         finally:
             del self._waiting[rid]
 
@@ -198,19 +210,25 @@ class Runner:
             if finished or not self.alive:
                 del self._waiting[rid]
             else:
-                # The client left: stop the tokens now, and forget the id once the runner confirms.
-                asyncio.ensure_future(self._cancel(rid, queue))
+                # The client left: the cancel frame goes out now, and the id is forgotten once the runner confirms.
+                self._ask_cancel(rid)
+                confirmed = asyncio.ensure_future(self._confirmed(rid, queue, time.perf_counter()))
+                self._confirming.add(confirmed)  # held, so that it is not collected before it ends
+                confirmed.add_done_callback(self._confirming.discard)
 
-    async def _cancel(self, rid: int, queue: asyncio.Queue[Any]) -> None:
+    def _ask_cancel(self, rid: int) -> None:
+        """Ask the runner to drop request `rid`: written before this returns, not when the loop gets to it."""
+        if self.alive and not self._writer.is_closing():
+            self._writer.write(encode({"id": next(self._ids), "op": "cancel", "target": rid}))
+
+    async def _confirmed(self, rid: int, queue: asyncio.Queue[Any], asked: float) -> None:
         try:
-            await self._send({"id": next(self._ids), "op": "cancel", "target": rid})
             while True:
                 frame = await queue.get()
                 if frame is _DIED or "done" in frame or "error" in frame:
                     break
-            log.info("generation %d on %s cancelled: its client went away", rid, self.label)
-        except (RunnerDied, ConnectionError):
-            pass
+            log.debug("generation %d on %s cancelled: its client went away (stopped %.2f s after asked)",
+                      rid, self.label, time.perf_counter() - asked)
         finally:
             self._waiting.pop(rid, None)
 

@@ -43,7 +43,7 @@ def usage(db: sqlite_utils.Database, by: str, since: float) -> list[dict[str, An
         f"SELECT {key} AS key, count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
         "coalesce(sum(output_tokens), 0) AS output_tokens, sum(thinking_tokens) AS thinking_tokens, "
         "avg(CASE WHEN output_tokens > 1 THEN tokens_per_s END) AS tokens_per_s, sum(cost) AS cost, "
-        "sum(status >= 400) AS errors "
+        "sum(status >= 400 AND status <> 499) AS errors "  # 499: the client went away, no failure of r1's
         f"FROM requests WHERE time >= ? GROUP BY key ORDER BY {'key' if by == 'day' else 'requests DESC, key'}",
         [since],
     )
