@@ -8,7 +8,7 @@ Options arrive validated (runner/options.py); a backend ignores those its librar
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,14 @@ def shared_prefix(a: list[int], b: list[int]) -> int:
 
 class BackendError(Exception):
     """A failure a user can act on (bad file, unsupported option); the message says what to do."""
+
+
+class Cancelled(Exception):
+    """Work stopped between two of its chunks because its client went away (the `stop` a backend was given)."""
+
+
+def never() -> bool:
+    return False
 
 
 def check_vocabulary(tokens: list[int], size: int) -> None:
@@ -85,10 +93,12 @@ class Backend(ABC):
         fill-in-the-middle tokens."""
         raise BackendError(f"{type(self).__name__} cannot fill in the middle; leave 'suffix' out")
 
-    def embed(self, texts: list[str], truncate: bool, context: int) -> tuple[list[list[float]], int]:
+    def embed(self, texts: list[str], truncate: bool, context: int,
+              stop: Callable[[], bool] = never) -> tuple[list[list[float]], int]:
         """Unit-length vectors for `texts`, and the tokens evaluated to compute them. An input longer
         than `context` tokens (the request's num_ctx, at most the loaded one) is cut to it when
-        `truncate` is on, else refused with a BackendError."""
+        `truncate` is on, else refused with a BackendError. `stop` is asked between chunks of the work:
+        once it says so, Cancelled."""
         raise BackendError(f"{type(self).__name__} does not compute embeddings")
 
     def memory(self) -> dict[str, int]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ import llama_cpp
 import numpy as np
 from llama_cpp import Llama, LlamaGrammar
 
-from .base import BackendError, BatchBackend, check_vocabulary
+from .base import BackendError, BatchBackend, check_vocabulary, never
 from .llama_batch import Batcher
 from .llama_embed import Embedder
 from .logprobs import log_softmax, token_entry
@@ -232,15 +232,17 @@ class LlamaCppBackend(BatchBackend):
             try:
                 grammar = LlamaGrammar.from_json_schema(json.dumps(fmt), verbose=False)
                 return grammar._grammar, grammar._root
-            except (ValueError, KeyError, TypeError, NotImplementedError) as exc:
-                raise BackendError(f"cannot turn this JSON schema into a grammar: {exc}") from exc
+            except (ValueError, KeyError, TypeError, NotImplementedError, AssertionError, RecursionError) as exc:
+                # (llama-cpp-python's converter asserts what it does not know: {"type": "nope"}, a bad pattern)
+                raise BackendError(f"cannot turn this JSON schema into a grammar: {exc!r}") from exc
         raise BackendError(f"format must be \"json\" or a JSON schema object, not {fmt!r}")
 
-    def embed(self, texts: list[str], truncate: bool, context: int) -> tuple[list[list[float]], int]:
+    def embed(self, texts: list[str], truncate: bool, context: int,
+              stop: Callable[[], bool] = never) -> tuple[list[list[float]], int]:
         # Made on first use: a runner that only generates never pays for its KV cache.
         if self._embedder is None:
             self._embedder = Embedder(self.llm, self._params["n_threads_batch"])
-        return self._embedder.embed(texts, truncate, context)
+        return self._embedder.embed(texts, truncate, context, stop)
 
     def close(self) -> None:
         if self._embedder is not None:  # its context goes before the weights it runs on

@@ -19,13 +19,13 @@ token (BERT's [SEP], an EOS a model asks for) at the end; otherwise they are ref
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import llama_cpp
 import numpy as np
 from llama_cpp import Llama
 
-from .base import BackendError
+from .base import BackendError, Cancelled
 
 # Bytes of logits one chunk of a causal model may produce: llama.cpp holds them twice (the graph's
 # tensor and the output buffer). daemon/memory.py's estimate of the embedding context follows it.
@@ -79,15 +79,17 @@ class Embedder:
                                "lower the num_ctx option")
         self.batch = llama_cpp.llama_batch_init(self.chunk, 0, 1)
 
-    def embed(self, texts: list[str], truncate: bool, context: int) -> tuple[list[list[float]], int]:
+    def embed(self, texts: list[str], truncate: bool, context: int,
+              stop: Callable[[], bool]) -> tuple[list[list[float]], int]:
         """Unit-length vectors, and the tokens evaluated (after truncation to `context`, or less if the
-        model was trained on less)."""
+        model was trained on less); Cancelled between two decodes once `stop` says so."""
         limit = min(context, self.n_ctx)
         inputs = [self._fit(text, n, len(texts), truncate, limit) for n, text in enumerate(texts)]
         vectors: list[np.ndarray] = []
         for group in self._groups(inputs):
+            _check(stop)
             llama_cpp.llama_memory_clear(llama_cpp.llama_get_memory(self.ctx), True)
-            vectors.extend(self._pool_in_chunks(group) if self.causal else self._pool_whole(group))
+            vectors.extend(self._pool_in_chunks(group, stop) if self.causal else self._pool_whole(group))
         return [(v / max(float(np.linalg.norm(v)), 1e-12)).tolist() for v in vectors], sum(map(len, inputs))
 
     def warm_up(self, tokens: list[int]) -> None:
@@ -150,11 +152,13 @@ class Embedder:
         return [np.ctypeslib.as_array(llama_cpp.llama_get_embeddings_seq(self.ctx, s), shape=(self.width,)).astype(np.float64)
                 for s in range(len(group))]
 
-    def _pool_in_chunks(self, group: list[list[int]]) -> list[np.ndarray]:
+    def _pool_in_chunks(self, group: list[list[int]], stop: Callable[[], bool]) -> list[np.ndarray]:
         rows = self._rows(group)
         lengths = np.array([len(tokens) for tokens in group])
         pooled = np.zeros((len(group), self.width))
         for start in range(0, len(rows), self.chunk):
+            if start:
+                _check(stop)
             part = rows[start:start + self.chunk]
             self._decode(part)
             states = np.ctypeslib.as_array(llama_cpp.llama_get_embeddings(self.ctx), shape=(len(part), self.width))
@@ -171,3 +175,8 @@ class Embedder:
     def close(self) -> None:
         llama_cpp.llama_batch_free(self.batch)
         llama_cpp.llama_free(self.ctx)
+
+
+def _check(stop: Callable[[], bool]) -> None:
+    if stop():
+        raise Cancelled("the embedding's client went away")
