@@ -78,6 +78,13 @@ def _optional_path(text: str, variable: str) -> Path | None:
     return _path(text, variable) if text else None
 
 
+def _positive_duration(text: str, variable: str) -> float:
+    seconds = parse_duration(text, variable)
+    if seconds <= 0:
+        raise ConfigError(f"{variable}={text!r} must be a duration of more than 0 seconds, such as 2s or 500ms")
+    return seconds
+
+
 def _list(text: str, variable: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in text.split(",") if item.strip())
 
@@ -332,6 +339,26 @@ SETTINGS: dict[str, Setting] = {
         "512",
         "Requests that may wait for a model or a turn; beyond that the answer is 503.",
         _count(1, 100_000),
+    ),
+    "template_timeout": Setting(
+        "R1_TEMPLATE_TIMEOUT", "2s", "Longest a chat template may take to render one prompt (500ms, 2s); a template "
+        "that runs longer is stopped and its request answered 400. Real templates take milliseconds.",
+        _positive_duration,
+    ),
+    "template_max_loops": Setting(
+        "R1_TEMPLATE_MAX_LOOPS", "1000000", "Most loop iterations and calls a chat template may run for one prompt; "
+        "beyond that the request is answered 400.", _count(1, 10**9)
+    ),
+    "template_max_output": Setting(
+        "R1_TEMPLATE_MAX_OUTPUT", "8MiB", "Most characters a chat template may write for one prompt, or build into "
+        "any one value; beyond that the request is answered 400. The template renderer may use 512 MiB plus 16 "
+        "times this much memory.", _budget
+    ),
+    "template_max_bytes": Setting(
+        "R1_TEMPLATE_MAX_BYTES", "128KiB", "Largest chat template r1 renders, in bytes (Go templates: also once "
+        "converted to Jinja, about twice as long). A larger one in a request or `r1 create` is a 400, a pull keeps "
+        "the GGUF's own, and chats with a model whose own is larger are refused. Real templates are a few KiB, "
+        "the largest about 40.", _budget
     ),
     "pull_connections": Setting(
         "R1_PULL_CONNECTIONS", "4", "Byte ranges of one file downloaded in parallel by a pull.", _count(1, 64)

@@ -34,6 +34,7 @@ from .errors import R1Error, ServiceUnavailable
 from .kernels import ExtraBuffers
 from .memory import human, slots_that_fit
 from .runner.client import Runner, RunnerDied
+from .runner.limits import TemplateLimits
 
 log = logging.getLogger(__name__)
 
@@ -142,10 +143,13 @@ class Lease:
 StartRunner = Callable[[ModelSpec, bool], Awaitable[RunnerHandle]]
 
 
-async def start_runner(spec: ModelSpec, extra_buffers: bool, log_level: str, threads: int = 0) -> Runner:
-    """A runner process for the spec; `threads` (R1_NUM_THREAD) stands in where the spec sets no num_thread."""
+async def start_runner(spec: ModelSpec, extra_buffers: bool, log_level: str, threads: int = 0,
+                       templates: TemplateLimits | None = None) -> Runner:
+    """A runner process for the spec; `threads` (R1_NUM_THREAD) stands in where the spec sets no num_thread;
+    its chat templates render within `templates` (R1_TEMPLATE_*)."""
     load = {**({"num_thread": threads} if threads else {}), **dict(spec.load), "extra_buffers": extra_buffers}
-    return await Runner.start(spec.name, spec.format, spec.path, load, log_level)
+    return await Runner.start(spec.name, spec.format, spec.path, load, log_level,
+                              templates.to_frame() if templates else None)
 
 
 def measured(info: dict[str, Any]) -> int:
@@ -165,8 +169,9 @@ class Scheduler:
         self.evictions = 0
         self.extra_buffers = extra_buffers
         # Real runners log at the daemon's level.
+        self.template_limits = TemplateLimits.from_settings(settings)
         self._start = start or functools.partial(start_runner, log_level=settings.log_level,
-                                                 threads=settings.num_thread)
+                                                 threads=settings.num_thread, templates=self.template_limits)
         self._clock = clock
         self._instances: dict[Any, Instance] = {}
         self._waiting = 0  # requests waiting for memory or a turn

@@ -1,12 +1,16 @@
 """The runner process: one backend, one model, driven by frames from the daemon.
 
-The main thread reads frames; a single worker thread runs the model (llama.cpp and MLX
+The main thread reads frames; a single model thread runs the model (llama.cpp and MLX
 contexts are not thread-safe), so `health`, `ping` and `cancel` are answered while a
-generation runs. With a batching backend that thread is an engine loop: generate requests join
-the batch as they arrive and advance together one step at a time, while embeddings and tokenize
-requests are answered between steps. A request for log probabilities (which the batch does not
-give) waits for the batch to drain and runs alone; later requests wait behind it, in order. When the daemon goes away its end of the socket closes, the read returns nothing,
-and the process exits at once, mid-generation or not: a runner never outlives its daemon.
+generation runs. Generate and tokenize requests are prepared first on two prepare threads
+(prepare.py: the chat template, rendered in a renderer process, and the tokens), so a slow or
+hostile template never stalls the model. With a batching backend the model thread is an engine
+loop: prepared requests join the batch as they arrive and advance together one step at a time,
+while embeddings are answered between steps. A request for log probabilities (which the batch
+does not give) waits for the batch to drain and runs alone; later requests wait behind it, in
+order. A cancel for a request not yet started (being prepared, or waiting for the model) drops it
+unrun and answers it. When the daemon goes away its end of the socket closes, the read returns
+nothing, and the process exits at once, mid-generation or not: a runner never outlives its daemon.
 """
 
 from __future__ import annotations
@@ -20,45 +24,37 @@ import threading
 import time
 from pathlib import Path
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends import Backend, BackendError, load_backend
-from ..backends.base import BatchBackend
+from ..backends.base import BatchBackend, Cancelled
 from ..reasoning import template_opens_think
-from . import template
-from .budget import CLOSING, ThinkBudget
+from .budget import CLOSING
+from .limits import TemplateLimits
+from .parent import die_with_parent
+from .prepare import Preparer, Request, context_of
 from .protocol import MAX_FRAME, Frame, decode, encode
-from .stops import StopMatcher
+from .renderers import Renderers
 
 log = logging.getLogger("r1.runner")
 
-
-@dataclass
-class Request:
-    """One generation in the batch: what the runner applies on top of the backend's tokens."""
-    frame: Frame
-    prompt: str
-    tokens: list[int]
-    limit: int
-    stops: StopMatcher
-    cached: int = 0  # prompt tokens its slot held evaluated already; prompt_eval_count leaves them out
-    started: int = field(default_factory=time.perf_counter_ns)
-    first: int = 0
-    last: int = 0
-    count: int = 0
-    announced: bool = False  # whether its start frame went out
-    written: list[str] = field(default_factory=list)  # the answer, for Ollama's `context`
-    logprobs: list[dict[str, Any]] = field(default_factory=list)  # of tokens whose text the stop matcher holds
-    budget: ThinkBudget | None = None  # tokens it may think before the runner closes the block
+PREPARED = ("generate", "tokenize")  # ops that go through a prepare thread before (or instead of) the model
+PREPARE_THREADS = 2  # as many as renderers: one hostile template holds up one thread, never the others
+# What a generate dropped before it started reports: nothing evaluated, nothing generated.
+UNRUN = {"done_reason": "cancel", "prompt_eval_count": 0, "prompt_cached": 0, "prompt_eval_duration": 0,
+         "eval_count": 0, "eval_duration": 0}
 
 
 class Worker:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.backend: Backend | None = None
-        self.jobs: queue.Queue[Frame] = queue.Queue()
+        self.preparer: Preparer | None = None
+        self.jobs: queue.Queue[Frame | Request] = queue.Queue()  # for the model thread
+        self.to_prepare: queue.Queue[Frame] = queue.Queue()
         self.cancelled: set[int] = set()
+        self.waiting: dict[int, Frame] = {}  # requests not yet with the model: a cancel answers them at once
+        self._waiting_lock = threading.Lock()
         self._send_lock = threading.Lock()
 
     def send(self, frame: Frame) -> None:
@@ -70,78 +66,162 @@ class Worker:
 
     def serve(self) -> None:
         threading.Thread(target=self._work, name="model", daemon=True).start()
+        for n in range(PREPARE_THREADS):
+            threading.Thread(target=self._prepare, name=f"prepare-{n}", daemon=True).start()
         reader = self.sock.makefile("rb")
         while line := reader.readline(MAX_FRAME):
             frame = decode(line)
             op = frame.get("op")
             if op == "cancel":
-                self.cancelled.add(frame["target"])
+                self._cancel(frame["target"])
             elif op == "ping":  # answered here, not by the model thread: proof of life, however busy
                 self.send({"id": frame["id"], "result": {}})
             elif op == "health":
                 self.send({"id": frame["id"], "result": self._health()})
             else:
-                self.jobs.put(frame)
+                with self._waiting_lock:
+                    self.waiting[frame["id"]] = frame
+                (self.to_prepare if op in PREPARED else self.jobs).put(frame)
         log.debug("the daemon closed the connection; exiting")
 
-    def _health(self) -> dict[str, Any]:
-        rss = 0
-        try:
-            import psutil  # imported here: a runner that is never asked does not pay for it
+    def _cancel(self, target: int) -> None:
+        with self._waiting_lock:
+            frame = self.waiting.pop(target, None)
+            if frame is None:  # with the model: it drops it between two steps
+                self.cancelled.add(target)
+                return
+        self._drop(frame)
 
-            rss = psutil.Process().memory_info().rss
-        except Exception:  # psutil missing or /proc unreadable: report what is known
-            pass
+    def _claim(self, frame: Frame) -> bool:
+        """Whether a request is still wanted, by the thread about to start on it."""
+        with self._waiting_lock:
+            return self.waiting.pop(frame["id"], None) is not None
+
+    def _drop(self, frame: Frame) -> None:
+        """A request cancelled before its work: a generate ends with done_reason cancel, others with an error."""
+        rid = frame["id"]
+        self.cancelled.discard(rid)
+        if frame.get("op") == "generate":
+            self.send({"id": rid, "start": {"opened_think": False}})
+            self.send({"id": rid, "done": UNRUN})
+        else:
+            self.send({"id": rid, "error": "cancelled: its client went away", "status": 499})
+
+    def _fail(self, rid: int, op: str, exc: Exception) -> None:
+        self.cancelled.discard(rid)
+        if isinstance(exc, BackendError):
+            self.send({"id": rid, "error": str(exc), "status": 400})
+        else:
+            log.error("runner failed on %s", op, exc_info=exc)
+            self.send({"id": rid, "error": f"the model runner failed: {type(exc).__name__}: {exc}", "status": 500})
+
+    def _health(self) -> dict[str, Any]:
+        rss = _resident_with_renderers()
         if self.backend is None:
             return {"pid": os.getpid(), "rss": rss}
         return {"pid": os.getpid(), "rss": rss, "unaccounted": self.backend.unaccounted_memory(), **self.backend.memory()}
 
-    # The model side (worker thread)
+    # The prepare side (two threads)
+
+    def _prepare(self) -> None:
+        """Render and tokenize requests, then hand generations to the model thread; tokenize requests end here.
+        A request stays `waiting` while it is prepared: a cancel meanwhile answers it at once, and what its
+        preparation gives is dropped."""
+        while True:
+            frame = self.to_prepare.get()
+            if frame["id"] not in self.waiting:
+                continue  # cancelled while it waited, and answered then
+            try:
+                preparer = self._preparer()
+                prepared: Request | list[int] = (preparer.tokens(frame) if frame["op"] == "tokenize"
+                                                 else preparer.request(frame))
+            except Exception as exc:
+                if self._claim(frame):
+                    self._fail(frame["id"], frame["op"], exc)
+                continue
+            if not self._claim(frame):
+                continue
+            if isinstance(prepared, Request):
+                self.jobs.put(prepared)
+            else:
+                self.send({"id": frame["id"], "result": {"tokens": prepared}})
+
+    def _preparer(self) -> Preparer:
+        if self.preparer is None:
+            raise BackendError("no model is loaded in this runner")
+        return self.preparer
+
+    # The model side (model thread)
 
     def _work(self) -> None:
         active: dict[int, Request] = {}  # generations in the batch, by request id
-        held: deque[Frame] = deque()  # generate requests waiting behind one that must run alone
+        held: deque[Request] = deque()  # generations waiting behind one that must run alone
         while True:
             busy = isinstance(self.backend, BatchBackend) and self.backend.busy
+            self._drop_held(held)
             if held and not busy:
-                self._dispatch(held.popleft(), active, held, from_held=True)
+                self._run(held.popleft(), active, held, from_held=True)
             else:
                 # While the batch runs, new requests are taken between its steps: all that arrived, so that
                 # prompts sent together are evaluated together, and none waits a step per request ahead of it.
                 try:
-                    frame = self.jobs.get(block=not busy)
+                    job = self.jobs.get(block=not busy)
                     while True:
-                        self._dispatch(frame, active, held, from_held=False)
-                        frame = self.jobs.get_nowait()
+                        self._dispatch(job, active, held)
+                        job = self.jobs.get_nowait()
                 except queue.Empty:
                     pass
             if active:
                 self._advance(active)
 
-    def _dispatch(self, frame: Frame, active: dict[int, Request], held: deque[Frame], from_held: bool) -> None:
-        handlers = {"load": self._load, "generate": self._generate, "embed": self._embed, "tokenize": self._tokenize}
-        handler = handlers.get(frame.get("op", ""))
-        backend = self.backend
-        if frame.get("op") == "generate" and isinstance(backend, BatchBackend):
-            alone = frame.get("logprobs") is not None
-            if not from_held and (held or (alone and backend.busy)):
-                held.append(frame)
-                return
-            if not alone:
-                handler = lambda f: self._join(f, backend, active)  # noqa: E731
-        rid = frame["id"]
+    def _dispatch(self, job: Frame | Request, active: dict[int, Request], held: deque[Request]) -> None:
+        if isinstance(job, Request):
+            self._run(job, active, held, from_held=False)
+            return
+        if not self._claim(job):
+            return  # cancelled while it waited, and answered then
+        handler = {"load": self._load, "embed": self._embed}.get(job.get("op", ""))
         try:
             if handler is None:
-                raise BackendError(f"unknown runner op {frame.get('op')!r}")
-            handler(frame)
-        except BackendError as exc:
-            self.send({"id": rid, "error": str(exc), "status": 400})
+                raise BackendError(f"unknown runner op {job.get('op')!r}")
+            handler(job)
+        except Cancelled:  # its client left mid-way: answered as if cancelled before it began
+            self._drop(job)
         except Exception as exc:
-            log.exception("runner failed on %s", frame.get("op"))
-            self.send({"id": rid, "error": f"the model runner failed: {type(exc).__name__}: {exc}", "status": 500})
+            self._fail(job["id"], job.get("op", ""), exc)
+        else:
+            self.cancelled.discard(job["id"])
+
+    def _run(self, request: Request, active: dict[int, Request], held: deque[Request], from_held: bool) -> None:
+        """A prepared generation: into the batch, behind one that runs alone, or alone."""
+        rid = request.frame["id"]
+        backend = self._model()
+        if rid in self.cancelled:
+            self._finish(request, "cancel", backend)
+            return
+        run = self._generate
+        if isinstance(backend, BatchBackend):
+            alone = request.frame.get("logprobs") is not None
+            if not from_held and (held or (alone and backend.busy)):
+                held.append(request)
+                return
+            if not alone:
+                run = lambda r: self._join(r, backend, active)  # noqa: E731
+        request.started = time.perf_counter_ns()  # its prompt's time starts now, not when it was prepared
+        try:
+            run(request)
+        except Exception as exc:
+            active.pop(rid, None)
+            self._fail(rid, "generate", exc)
         finally:
             if rid not in active:
                 self.cancelled.discard(rid)
+
+    def _drop_held(self, held: deque[Request]) -> None:
+        """Held generations whose clients left end now, not when their turn comes."""
+        for request in [r for r in held if r.frame["id"] in self.cancelled]:
+            held.remove(request)
+            self._finish(request, "cancel", self._model())
 
     def _model(self) -> Backend:
         if self.backend is None:
@@ -150,7 +230,10 @@ class Worker:
 
     def _load(self, frame: Frame) -> None:
         started = time.perf_counter()
+        renderers = Renderers(TemplateLimits.from_frame(frame.get("templates")))
+        renderers.warm()  # it imports while the model loads
         self.backend = load_backend(frame["format"])(Path(frame["path"]), frame.get("load", {}))
+        self.preparer = Preparer(self.backend, renderers)
         self.send({"id": frame["id"], "result": {
             "load_duration": int((time.perf_counter() - started) * 1e9),
             "context_length": self.backend.context_length,
@@ -162,72 +245,14 @@ class Worker:
             **self._health(),
         }})
 
-    def _prompt(self, frame: Frame, backend: Backend) -> str:
-        source = frame.get("template") or backend.chat_template
-        if "messages" in frame:
-            if not source:
-                raise BackendError("this model has no chat template; give it one with `r1 create` and a TEMPLATE line, or use /api/generate")
-            return template.render(source, frame["messages"], bos_token=backend.bos_token, eos_token=backend.eos_token,
-                                   tools=frame.get("tools"), think=frame.get("think"),
-                                   effort=frame.get("reasoning_effort"))
-        system, prompt = frame.get("system"), frame.get("prompt", "")
-        if frame.get("raw"):
-            return prompt
-        # Ollama's `context`: the earlier prompt and answer, as text, before this turn's prompt.
-        earlier = backend.detokenize(frame["context"]) if frame.get("context") else ""
-        if not source:
-            return earlier + (f"{system}\n\n{prompt}" if system else prompt)
-        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-        return earlier + template.render(source, messages, bos_token=backend.bos_token, eos_token=backend.eos_token,
-                                         think=frame.get("think"), effort=frame.get("reasoning_effort"),
-                                         suffix=frame.get("suffix"))
-
-    def _fit(self, frame: Frame, backend: Backend, context: int) -> tuple[str, list[int]]:
-        """The prompt and its tokens; a chat too long for the context loses its oldest turns,
-        as in Ollama: system messages and the last message stay."""
-        if frame.get("fill") == "tokens":  # fill in the middle with the model's own FIM tokens, no template
-            tokens = backend.fill_in_middle(frame.get("prompt", ""), frame["suffix"])
-            return backend.detokenize(tokens), tokens
-        prompt = self._prompt(frame, backend)
-        tokens = backend.tokenize(prompt)
-        messages = frame.get("messages")
-        dropped = 0
-        while messages and len(tokens) >= context:
-            droppable = [i for i, m in enumerate(messages[:-1]) if m.get("role") != "system"]
-            if not droppable:
-                break
-            messages = messages[: droppable[0]] + messages[droppable[0] + 1:]
-            dropped += 1
-            prompt = self._prompt({**frame, "messages": messages}, backend)
-            tokens = backend.tokenize(prompt)
-        if dropped:
-            log.info("dropped the %d oldest messages of a chat to fit the context of %d tokens", dropped, context)
-        return prompt, tokens
-
-    def _prepare(self, frame: Frame, backend: Backend) -> Request:
-        context = self._context(frame, backend)
-        prompt, tokens = self._fit(frame, backend, context)
-        room = context - len(tokens)
-        if room <= 0:
-            raise BackendError(
-                f"the prompt is {len(tokens)} tokens, which fills the model's context of {context}; "
-                "shorten it or raise the num_ctx option"
-            )
-        sampling = frame.get("sampling", {})
-        limit = sampling.get("num_predict", -1)
-        limit = room if limit is None or limit < 0 else min(limit, room)
-        budget = frame.get("think_budget")
-        return Request(frame, prompt, tokens, limit, StopMatcher(sampling.get("stop") or []),
-                       budget=None if budget is None else ThinkBudget(budget, opened=template_opens_think(prompt)))
-
     def _start(self, request: Request) -> None:
         request.announced = True
         self.send({"id": request.frame["id"], "start": {"opened_think": template_opens_think(request.prompt)}})
 
-    def _generate(self, frame: Frame) -> None:
+    def _generate(self, request: Request) -> None:
         """One generation alone, through the backend's stream()."""
         backend = self._model()
-        request = self._prepare(frame, backend)
+        frame = request.frame
         rid = frame["id"]
         self._start(request)
         top = frame.get("logprobs")  # alternatives per token, when log probabilities were asked for
@@ -246,9 +271,9 @@ class Worker:
                     break
         self._finish(request, reason, backend)
 
-    def _join(self, frame: Frame, backend: BatchBackend, active: dict[int, Request]) -> None:
+    def _join(self, request: Request, backend: BatchBackend, active: dict[int, Request]) -> None:
         """A generation joins the batch; _advance carries it on."""
-        request = self._prepare(frame, backend)
+        frame = request.frame
         if request.limit == 0:
             self._start(request)
             self._finish(request, "length", backend)
@@ -339,49 +364,44 @@ class Worker:
             logprobs.clear()
         self.send(frame)
 
-    @staticmethod
-    def _context(frame: Frame, backend: Backend) -> int:
-        """A runner loaded with a larger context may serve a request that asked for a smaller one."""
-        return min(backend.context_length, frame.get("num_ctx") or backend.context_length)
-
     def _embed(self, frame: Frame) -> None:
         backend = self._model()
         started = time.perf_counter_ns()
-        vectors, count = backend.embed(frame["input"], frame.get("truncate", True), self._context(frame, backend))
+        rid = frame["id"]
+        vectors, count = backend.embed(frame["input"], frame.get("truncate", True), context_of(frame, backend),
+                                       stop=lambda: rid in self.cancelled)
         self.send({"id": frame["id"], "result": {
             "embeddings": vectors, "prompt_eval_count": count, "duration": time.perf_counter_ns() - started,
         }})
-
-    def _tokenize(self, frame: Frame) -> None:
-        """A text's tokens; without one, those of the prompt a generate frame would render."""
-        backend = self._model()
-        text = frame["text"] if "text" in frame else self._prompt(frame, backend)
-        self.send({"id": frame["id"], "result": {"tokens": backend.tokenize(text)}})
-
-
-def _die_with_parent() -> None:
-    """Linux: the kernel kills this process when the daemon dies, even while a C call blocks."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    PR_SET_PDEATHSIG = 1
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass
 
 
 def _arg(argv: list[str], name: str) -> str:
     return argv[argv.index(name) + 1]
 
 
+def _resident_with_renderers() -> int:
+    """The runner's resident size and its template renderers' (its only children): the memory it costs."""
+    try:
+        import psutil  # imported here: a runner that is never asked does not pay for it
+
+        process = psutil.Process()
+        rss = process.memory_info().rss
+        children = process.children()
+    except Exception:  # psutil missing or /proc unreadable: report what is known
+        return 0
+    for child in children:
+        try:
+            rss += child.memory_info().rss
+        except psutil.Error:  # a renderer replaced meanwhile
+            pass
+    return rss
+
+
 def main(argv: list[str]) -> int:
     """`--fd N --log-level LEVEL`: the daemon's end of the socket, and the daemon's own log level."""
     logging.basicConfig(level=_arg(argv, "--log-level"), stream=sys.stderr,
                         format="runner %(process)d %(levelname)s %(message)s")
-    _die_with_parent()
+    die_with_parent()
     fd = int(_arg(argv, "--fd"))
     sock = socket.socket(fileno=fd)
     try:
