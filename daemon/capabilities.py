@@ -36,18 +36,19 @@ GO_FIELDS = {"think": "enable_thinking"}
 def template_variables(source: str) -> frozenset[str]:
     """The variables a Jinja template reads from its context (none if it does not parse); for one
     converted from Ollama's Go, the fields it reads, as Ollama's own capability check sees them."""
-    from jinja2 import Environment, TemplateSyntaxError, meta  # imported when a template is looked at
+    from jinja2 import TemplateSyntaxError  # imported when a template is looked at
 
     from .gotemplate import converted_uses
+    from .runner.sandbox import reading_environment, variables_read
 
     if go_fields := converted_uses(source):
         return frozenset(GO_FIELDS.get(name, name) for name in go_fields)
 
     try:
-        parsed = Environment(extensions=["jinja2.ext.loopcontrols"]).parse(source)
-    except TemplateSyntaxError:
+        parsed = reading_environment().parse(source)
+    except (TemplateSyntaxError, RecursionError):  # nested too deeply for Python: the renderer refuses it too
         return frozenset()
-    return frozenset(meta.find_undeclared_variables(parsed))
+    return frozenset(variables_read(parsed))
 
 
 def capabilities(facts: ModelFacts, template: str | None) -> list[str]:

@@ -13,24 +13,45 @@ from typing import Any
 from .errors import BadRequest
 from .importer import Event, check_source, import_model
 from .options import OPTION_TYPES
+from .runner.limits import too_big
 from .runner.options import check_options
 from .metadata import read_metadata
 from .store import FileEntry, Manifest, ModelRecord, Overrides, Store, parse_digest, parse_name
+
+
+def check_template_size(source: str, max_bytes: int) -> None:
+    """Before anything else is done with a template: its size (R1_TEMPLATE_MAX_BYTES). Converting and
+    compiling cost time in proportion, and no real template comes near the limit."""
+    size = len(source.encode(errors="replace"))
+    if size > max_bytes:
+        raise BadRequest(too_big(size, max_bytes))
+
+
+def sized_template(source: str, max_bytes: int) -> str:
+    """A template as r1 stores and renders it (Ollama's Go converted to Jinja), within R1_TEMPLATE_MAX_BYTES
+    as it came and as it is rendered."""
+    check_template_size(source, max_bytes)
+    converted = check_template(source)
+    check_template_size(converted, max_bytes)  # Jinja converted from Go is about twice as long
+    return converted
 
 
 def check_template(source: str) -> str:
     """The template as r1 stores it: an Ollama Go template converted to Jinja (a 400 names what
     cannot be converted), Jinja as it is; one that will not compile is refused now rather than
     at the first chat."""
-    from jinja2 import Environment, TemplateSyntaxError  # only create needs it in the daemon
+    from jinja2 import TemplateSyntaxError  # only create needs it in the daemon
 
     from .gotemplate import as_jinja
+    from .runner.sandbox import reading_environment
 
     source = as_jinja(source)
     try:
-        Environment(extensions=["jinja2.ext.loopcontrols"]).parse(source)
+        reading_environment().parse(source)
     except TemplateSyntaxError as exc:
         raise BadRequest(f"TEMPLATE is not valid Jinja (line {exc.lineno}): {exc.message}") from exc
+    except RecursionError:
+        raise BadRequest("TEMPLATE nests its blocks or expressions too deeply for r1 to read it") from None
     return source
 
 
@@ -109,8 +130,11 @@ def create_model(store: Store, body: dict[str, Any], emit: Callable[[Event], Non
     return store.add(name, manifest)
 
 
-def check_request(body: dict[str, Any]) -> None:
-    """Fail fast, with a 400, before any work starts."""
+def check_request(body: dict[str, Any], max_template_bytes: int) -> Overrides:
+    """Fail fast, with a 400, before any work starts; the Modelfile fields, checked. Converting and parsing a
+    template takes CPU: call it off the event loop."""
+    if isinstance(body.get("template"), str):
+        body = {**body, "template": sized_template(body["template"], max_template_bytes)}
     if not isinstance(body.get("model"), str):
         raise BadRequest("field 'model' is required: the name of the model to create")
     parse_name(body["model"])
@@ -129,4 +153,4 @@ def check_request(body: dict[str, Any]) -> None:
         raise BadRequest(f"field '{sources[0]}' must be a string")
     if sources == ["path"]:
         check_source(body["path"])
-    check_settings(body)
+    return check_settings(body)

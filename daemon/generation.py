@@ -133,13 +133,18 @@ def model_template(record: ModelRecord) -> str | None:
     return record.manifest.overrides.template or record.manifest.facts.chat_template
 
 
-def request_template(source: str | None) -> str | None:
-    """A request's `template` as r1 renders it: an Ollama Go template is converted to Jinja."""
+def request_template(source: str | None, max_bytes: int) -> str | None:
+    """A request's `template` as r1 renders it: an Ollama Go template is converted to Jinja, once its size
+    is known to be within R1_TEMPLATE_MAX_BYTES."""
     if not source:
         return None
+    from .create import check_template_size
     from .gotemplate import as_jinja  # loaded only when a request brings its own template
 
-    return as_jinja(source)
+    check_template_size(source, max_bytes)
+    converted = as_jinja(source)
+    check_template_size(converted, max_bytes)  # Jinja converted from Go is about twice as long
+    return converted
 
 
 def model_spec(store: Store, record: ModelRecord, options: dict[str, Any],
@@ -199,12 +204,13 @@ def check_files(store: Store, record: ModelRecord) -> None:
                          f"pull or import it again")
 
 
-def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: ExtraBuffers) -> Prepared:
+def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: ExtraBuffers,
+            max_template_bytes: int) -> Prepared:
     """Everything that can fail before a model loads fails here, with a 4xx."""
     check_files(store, record)
     spec, _, sampling = model_spec(store, record, request.options, extra_buffers)
     facts = record.manifest.facts
-    asked_template = request_template(request.template)
+    asked_template = request_template(request.template, max_template_bytes)
     in_effect = asked_template or model_template(record)
     if not (request.is_empty and request.keep_alive == 0):  # unloading asks nothing of the model
         check(request.model, record.name, capabilities(facts, in_effect), chat=request.messages is not None,
@@ -269,7 +275,8 @@ async def _generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final
         async for item in _generate_remote(core, record, request, started):
             yield item
         return
-    prepared = await asyncio.to_thread(prepare, core.store, record, request, scheduler.extra_buffers)
+    prepared = await asyncio.to_thread(prepare, core.store, record, request, scheduler.extra_buffers,
+                                       scheduler.template_limits.max_bytes)
     if request.is_empty and request.keep_alive == 0:  # Ollama's way to unload (`r1 stop`): no load first
         await scheduler.stop(prepared.spec.weights)
         yield Final("unload", total_duration=time.perf_counter_ns() - started)
@@ -398,7 +405,9 @@ async def count_tokens(core: Core, request: Request) -> int:
     record = await asyncio.to_thread(core.store.get, request.model)
     if remote_of(record.manifest) is not None:
         raise BadRequest(f"{record.name} is a remote model: r1 cannot count its tokens, only its upstream can")
-    prepared = await asyncio.to_thread(prepare, core.store, record, request, core.scheduler.extra_buffers)
+    prepared = await asyncio.to_thread(prepare, core.store, record, request, core.scheduler.extra_buffers,
+                                       core.scheduler.template_limits.max_bytes)
+    note(model=record.name)
     async with core.scheduler.lease(prepared.spec, request.keep_alive) as lease:
         return len((await lease.runner.call("tokenize", **prepared.frame))["tokens"])
 

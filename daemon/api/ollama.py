@@ -12,7 +12,7 @@ from aiohttp import web
 
 from .. import __version__
 from ..capabilities import capabilities
-from ..create import check_request, check_settings, create_model
+from ..create import check_request, create_model
 from ..generation import model_path, model_spec, model_template
 from ..importer import Event, check_source, import_model
 from ..store import ModelRecord, Store, parse_name
@@ -20,9 +20,9 @@ from ..store.remotes import remote_of
 from ..tool_import import check_import_request, import_from
 from ..pull import catalog
 from ..scheduler import Scheduler
-from .context import CORE, PULLS, SCHEDULER, STORE
-from .fields import get_bool, required_str
-from .http import read_json, start_owned_task, stream_ndjson
+from .context import CORE, FILE_JOBS, PULLS, SCHEDULER, SETTINGS, STORE
+from .fields import check_path_length, get_bool, required_str
+from .http import disk_full_error, must_finish, read_json, start_owned_task, stream_ndjson
 from .remotes import create_remote_model
 
 routes = web.RouteTableDef()
@@ -354,10 +354,11 @@ async def import_(request: web.Request) -> web.StreamResponse:
 async def create(request: web.Request) -> web.StreamResponse:
     """Ollama's create from Modelfile fields: {"model", "from" | r1's "path", "template", "system", "parameters", ...}."""
     body = await read_json(request)
-    check_request(body)
+    # Off the loop: converting an Ollama template takes CPU (R1_TEMPLATE_MAX_BYTES bounds it).
+    overrides = await request.app[FILE_JOBS].run(check_request, body, request.app[SETTINGS].template_max_bytes)
     store = _store(request)
     if isinstance(body.get("from"), str) and ":" in body["from"]:
-        made = await create_remote_model(request, body["model"], body["from"], check_settings(body))
+        made = await create_remote_model(request, body["model"], body["from"], overrides)
         if made is not None:
             return web.json_response(made) if not get_bool(body, "stream", True) else await stream_ndjson(
                 request, _one(made))

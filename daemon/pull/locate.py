@@ -53,7 +53,7 @@ async def locate(name: ModelName, settings: Settings, session: aiohttp.ClientSes
     if manifest is None:
         looked.append(f"not in Ollama's registry at {settings.ollama_registry} (as {ref.repo}:{ref.tag})")
         raise UnknownModelError(f"model '{name}' not found: {'; '.join(looked)}")
-    plan = await registry_plan(session, name, ref, manifest)
+    plan = await registry_plan(session, name, ref, manifest, settings.template_max_bytes)
     if name.is_hf:  # say why an org/repo name comes from the registry
         return replace(plan, notes=(f"{looked[-1]}: pulling {ref} from Ollama's registry", *plan.notes))
     return plan
@@ -83,7 +83,7 @@ async def refresh(name: ModelName, record: ModelRecord, store: Store, settings: 
                                     f"the stored copy of {record.name} stays as it is")
         if complete and manifest.digest == source["digest"]:
             return Kept(record, f"{ref} has not changed (manifest {manifest.digest[7:19]})", up_to_date=True)
-        return await registry_plan(session, name, ref, manifest)
+        return await registry_plan(session, name, ref, manifest, settings.template_max_bytes)
     tag = None if source["tag"] == MLX_TAG else source["tag"]
     plan = await asyncio.to_thread(hub_plan, name, source["repo"], tag, settings)
     if complete and plan.source == source:

@@ -8,6 +8,7 @@ dialect: it is converted to r1's Jinja, or, when it cannot be, the GGUF's own te
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import replace
@@ -53,15 +54,16 @@ def model_layer(manifest: RegistryManifest, ref: OllamaRef) -> Layer:
 
 
 async def registry_plan(session: aiohttp.ClientSession, name: ModelName, ref: OllamaRef,
-                        manifest: RegistryManifest) -> PullPlan:
-    """What pulling `ref` stores as `name`: the GGUF, and its settings read from the small layers now."""
+                        manifest: RegistryManifest, max_template_bytes: int | None = None) -> PullPlan:
+    """What pulling `ref` stores as `name`: the GGUF, and its settings read from the small layers now (off the
+    event loop: converting a template takes CPU); a template over `max_template_bytes` is left out."""
     model = model_layer(manifest, ref)
     contents: list[tuple[str, bytes]] = []
     for layer in manifest.layers:
         kind = layer.media_type.removeprefix(MEDIA_PREFIX)
         if layer.media_type.startswith(MEDIA_PREFIX) and kind in SETTING_KINDS:
             contents.append((kind, await fetch_layer(session, ref, layer, MAX_SETTING_LAYER)))
-    overrides, notes = settings_from_layers(contents)
+    overrides, notes = await asyncio.to_thread(settings_from_layers, contents, max_template_bytes)
     if any(layer.media_type == PROJECTOR for layer in manifest.layers):
         notes.append(f"pulled {ref} text-only: r1 serves text models, so its vision projector was left out")
     remote = RemoteFile(MODEL_FILE, model.size, model.digest, ref.blob_url(model.digest))
@@ -69,7 +71,8 @@ async def registry_plan(session: aiohttp.ClientSession, name: ModelName, ref: Ol
     return PullPlan(name, ref.origin, "gguf", Choice(ref.tag, (remote,)), source, dict(HEADERS), overrides, tuple(notes))
 
 
-def settings_from_layers(contents: list[tuple[str, bytes]]) -> tuple[Overrides, list[str]]:
+def settings_from_layers(contents: list[tuple[str, bytes]],
+                         max_template_bytes: int | None = None) -> tuple[Overrides, list[str]]:
     """r1 settings from (kind, bytes) of small layers, checked as `r1 create` checks a Modelfile's,
     and notes on what was left out."""
     fields: dict[str, Any] = {}
@@ -79,7 +82,7 @@ def settings_from_layers(contents: list[tuple[str, bytes]]) -> tuple[Overrides, 
     for kind, data in contents:
         text = data.decode("utf-8", errors="replace")
         if kind in ("template", "prompt"):
-            template, note = _template(text)
+            template, note = _template(text, max_template_bytes)
             notes += [note] if note else []
         elif kind == "system":
             fields["system"] = text
@@ -101,14 +104,21 @@ def settings_from_layers(contents: list[tuple[str, bytes]]) -> tuple[Overrides, 
     return replace(overrides, template=template), notes
 
 
-def _template(text: str) -> tuple[str | None, str | None]:
+def _template(text: str, max_bytes: int | None) -> tuple[str | None, str | None]:
     """The Go template as Jinja, or None and why the GGUF's own template is kept."""
     from ..gotemplate import GoTemplateError, to_jinja  # the daemon needs the converter only here and in create
 
+    def too_big(template: str) -> bool:
+        return max_bytes is not None and len(template.encode()) > max_bytes
+
+    kept = f"kept the model file's own chat template: Ollama's is over the {max_bytes} bytes of R1_TEMPLATE_MAX_BYTES"
+    if too_big(text):
+        return None, kept
     try:
-        return to_jinja(text), None
+        converted = to_jinja(text)
     except GoTemplateError as exc:
         return None, f"kept the model file's own chat template: Ollama's template could not be converted ({exc})"
+    return (None, kept) if too_big(converted) else (converted, None)
 
 
 def _json(text: str) -> Any:
