@@ -5,7 +5,8 @@
                  sequence slot (R1_NUM_PARALLEL): a runner holds num_ctx tokens per slot
     compute      llama.cpp's scratch buffers, which grow with the vocabulary (the logits), and
                  with each slot by the logits of one more output
-    runtime      the runner process itself: Python, the backend library, the tokenizer
+    runtime      the runner process itself: Python, the backend library, the tokenizer; and its
+                 chat template renderer (runner/renderer.py: Python and Jinja, 23 MiB at rest)
     repacked     with llama.cpp's extra buffer types on, a second copy of the weights it lays out
                  for faster CPU kernels (AMX tiles, AVX2 or Arm blocks); the mapped file stays too
 
@@ -30,7 +31,8 @@ from .metadata import ModelFacts
 
 MiB = 1024 * 1024
 KV_BYTES = 2  # f16 K and V entries, llama.cpp's default and MLX's for bf16/f16 and quantized models
-RUNTIME = {"gguf": 44 * MiB, "mlx": 85 * MiB}
+RENDERER = 23 * MiB  # the runner's template renderer, started with it (a spare joins it under load)
+RUNTIME = {"gguf": 44 * MiB + RENDERER, "mlx": 85 * MiB + RENDERER}
 COMPUTE_BASE = 16 * MiB
 COMPUTE_PER_VOCAB = 183  # bytes of llama.cpp scratch per vocabulary entry, at the default n_batch 512
 DEFAULT_VOCAB = 128_000  # for models imported before r1 recorded the vocabulary size
