@@ -121,7 +121,7 @@ def _choice(choices: tuple[str, ...], normal: Callable[[str], str]) -> Callable[
 
 def _count(low: int, high: int) -> Callable[[str, str], int]:
     def parse(text: str, variable: str) -> int:
-        if not text.isdigit() or not low <= int(text) <= high:
+        if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
             raise ConfigError(f"{variable}={text!r} must be a whole number from {low} to {high}")
         return int(text)
 

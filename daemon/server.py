@@ -110,7 +110,7 @@ def tcp_address(settings: Settings) -> tuple[str, int] | None:
     if not sep:
         host, port = text, "11434"
     host = host.strip("[]") or "127.0.0.1"
-    if not port.isdigit() or not 0 < int(port) < 65536:
+    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ConfigError(f"R1_HOST={text!r} is not HOST:PORT (e.g. 127.0.0.1:11434)")
     if not is_loopback(host) and not settings.api_key:
         raise ConfigError(

@@ -6,6 +6,7 @@ import pytest
 from r1.cli.main import cli, main
 from r1.daemon import __version__
 from r1.daemon.config import MAX_SOCKET_PATH, SETTINGS, ConfigError, Settings
+from r1.daemon.server import tcp_address
 
 
 def test_defaults_follow_xdg_on_linux(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -40,6 +41,11 @@ def test_bad_values_name_the_variable() -> None:
     with pytest.raises(ConfigError, match="R1_LLAMA_EXTRA_BUFFERS='sometimes' must be one of auto, on, off"):
         Settings.from_env({"HOME": "/h", "R1_LLAMA_EXTRA_BUFFERS": "sometimes"})
     assert Settings.from_env({"HOME": "/h", "R1_LLAMA_EXTRA_BUFFERS": "Off"}).llama_extra_buffers == "off"
+    # str.isdigit() takes '²', which int() then refuses: a count is ASCII digits, or a ConfigError.
+    with pytest.raises(ConfigError, match="R1_MAX_LOADED='²' must be a whole number"):
+        Settings.from_env({"HOME": "/h", "R1_MAX_LOADED": "²"})
+    with pytest.raises(ConfigError, match="is not HOST:PORT"):
+        tcp_address(Settings.from_env({"HOME": "/h", "R1_HOST": "127.0.0.1:²"}))
     long_socket = "/tmp/" + "s" * MAX_SOCKET_PATH
     with pytest.raises(ConfigError, match="set R1_SOCKET to a shorter path"):
         Settings.from_env({"HOME": "/h", "R1_SOCKET": long_socket})
