@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import logging
 import os
-import signal
 import socket
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import R1Error
+from .parent import how_it_ended
 from .protocol import MAX_FRAME, Frame, decode, encode
 
 log = logging.getLogger(__name__)
@@ -136,15 +136,8 @@ class Runner:
             queue.put_nowait(_DIED)
 
     def _describe_exit(self, code: int) -> str:
-        if code < 0:
-            try:
-                how = f"was killed by {signal.Signals(-code).name}"
-            except ValueError:
-                how = f"was killed by signal {-code}"
-        else:
-            how = f"exited with status {code}"
         words = " | ".join(list(self._last_words)[-3:])
-        return how + (f" ({words})" if words else "")
+        return how_it_ended(code) + (f" ({words})" if words else "")
 
     def _died(self) -> RunnerDied:
         how = f": {self._death}" if self._death else ""

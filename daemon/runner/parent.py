@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+
+
+def how_it_ended(code: int) -> str:
+    """A child's exit status in words: "was killed by SIGSEGV", "exited with status 1"."""
+    if code >= 0:
+        return f"exited with status {code}"
+    try:
+        return f"was killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"was killed by signal {-code}"
 
 
 def die_with_parent() -> None:
@@ -12,7 +23,6 @@ def die_with_parent() -> None:
     if not sys.platform.startswith("linux"):
         return
     import ctypes
-    import signal
 
     PR_SET_PDEATHSIG = 1
     try:

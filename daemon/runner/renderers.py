@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import select
-import signal
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ from typing import Any
 
 from ..backends.base import BackendError
 from .limits import TemplateLimits, timed_out
+from .parent import how_it_ended
 
 GRACE = 1.0  # seconds past R1_TEMPLATE_TIMEOUT before a renderer that has not answered is killed
 START_TIMEOUT = 30.0  # seconds a new renderer may take to import what it needs
@@ -78,13 +78,9 @@ class Renderer:
 
     def _ended(self) -> str:
         try:
-            code = self.process.wait(1.0)
+            return how_it_ended(self.process.wait(1.0))
         except subprocess.TimeoutExpired:
             return "stopped answering"
-        if code < 0:
-            return f"was killed by {signal.Signals(-code).name}" if -code in signal.valid_signals() else \
-                f"was killed by signal {-code}"
-        return f"exited with status {code}"
 
     def stop(self) -> None:
         if self.alive:
