@@ -27,11 +27,13 @@ def check_template_size(source: str, max_bytes: int) -> None:
         raise BadRequest(too_big(size, max_bytes))
 
 
-def sized_template(source: str, max_bytes: int) -> str:
-    """A template as r1 stores and renders it (Ollama's Go converted to Jinja), within R1_TEMPLATE_MAX_BYTES
-    as it came and as it is rendered."""
+def converted_within(source: str, max_bytes: int) -> str:
+    """A template as r1 renders it (Ollama's Go converted to Jinja, Jinja as it is), within
+    R1_TEMPLATE_MAX_BYTES as it came and as it is rendered."""
+    from .gotemplate import as_jinja
+
     check_template_size(source, max_bytes)
-    converted = check_template(source)
+    converted = as_jinja(source)
     check_template_size(converted, max_bytes)  # Jinja converted from Go is about twice as long
     return converted
 
@@ -134,7 +136,7 @@ def check_request(body: dict[str, Any], max_template_bytes: int) -> Overrides:
     """Fail fast, with a 400, before any work starts; the Modelfile fields, checked. Converting and parsing a
     template takes CPU: call it off the event loop."""
     if isinstance(body.get("template"), str):
-        body = {**body, "template": sized_template(body["template"], max_template_bytes)}
+        body = {**body, "template": check_template(converted_within(body["template"], max_template_bytes))}
     if not isinstance(body.get("model"), str):
         raise BadRequest("field 'model' is required: the name of the model to create")
     parse_name(body["model"])

@@ -138,13 +138,9 @@ def request_template(source: str | None, max_bytes: int) -> str | None:
     is known to be within R1_TEMPLATE_MAX_BYTES."""
     if not source:
         return None
-    from .create import check_template_size
-    from .gotemplate import as_jinja  # loaded only when a request brings its own template
+    from .create import converted_within  # loaded only when a request brings its own template
 
-    check_template_size(source, max_bytes)
-    converted = as_jinja(source)
-    check_template_size(converted, max_bytes)  # Jinja converted from Go is about twice as long
-    return converted
+    return converted_within(source, max_bytes)
 
 
 def model_spec(store: Store, record: ModelRecord, options: dict[str, Any],
