@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadRequest
-from .metadata import model_files, read_metadata
+from .metadata import ModelFacts, model_files, read_metadata
 from .store import FileEntry, Ingested, Manifest, MissingBlobError, ModelName, ModelRecord, Overrides, Store
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,13 @@ def import_model(
     return ImportResult(record, how)
 
 
+def stored_facts(store: Store, fmt: str, entries: list[FileEntry]) -> ModelFacts:
+    """A model's facts, read from the blobs its entries name (before the model is recorded): what is
+    stored, whatever the files it came from hold by now."""
+    with store.staged_view((e.path, e.digest) for e in entries) as view:
+        return read_metadata(fmt, [view / e.path for e in entries])
+
+
 def _record(store: Store, model: ModelName, fmt: str, ingested: Iterator[tuple[str, Ingested]], overrides: Overrides,
             emit: Callable[[Event], None]) -> tuple[ModelRecord, dict[str, str]]:
     """Take the files in and record the model; on any error, the blobs taken in for it go (Store.intake)."""
@@ -78,8 +85,7 @@ def _record(store: Store, model: ModelName, fmt: str, ingested: Iterator[tuple[s
         for relative, one in ingested:
             taken.append(one)
             entries.append(FileEntry(relative, one.digest, one.size))
-        with store.staged_view((e.path, e.digest) for e in entries) as view:
-            facts = read_metadata(fmt, [view / e.path for e in entries])
+        facts = stored_facts(store, fmt, entries)
         emit({"status": "writing manifest"})
         record = store.add(model, Manifest(tuple(entries), facts, overrides))
     return record, {entry.path: one.how for entry, one in zip(entries, taken)}

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadRequest
-from .importer import Event, progress_events
-from .metadata import read_metadata
+from .importer import Event, progress_events, stored_facts
 from .sources import Found, discover
 from .store import FileEntry, Manifest, MissingBlobError, ModelRecord, Overrides, Store, parse_name
 
@@ -62,8 +61,7 @@ def _take_in(store: Store, found: Found, trust: bool, emit: Callable[[Event], No
             emit({"status": status, "digest": taken[-1].digest, "how": taken[-1].how, "total": file.size,
                   "completed": file.size})
         entries = [FileEntry(file.path, ingested.digest, ingested.size) for file, ingested in zip(found.files, taken)]
-        with store.staged_view((e.path, e.digest) for e in entries) as view:
-            facts = read_metadata(found.format, [view / e.path for e in entries])
+        facts = stored_facts(store, found.format, entries)
         manifest = Manifest(tuple(sorted(entries, key=lambda e: e.path)), facts, Overrides.from_dict(found.settings))
         record = store.add(parse_name(found.name), manifest)
     return record, sum(i.bytes_linked for i in taken), sum(i.bytes_copied for i in taken)

@@ -369,7 +369,7 @@ def test_a_symlinked_file_swapped_after_it_was_taken_in_is_read_as_it_was_import
     monkeypatch.setattr(external, "reflink", lambda src, dst: False)
     monkeypatch.setattr(os, "link", no_link)
     template = next(file.source for file in found.files if file.path == "chat_template.jinja")
-    read = tool_import.read_metadata
+    read = importer.read_metadata  # what stored_facts reads the staged files with
 
     def read_while_swapped(fmt: str, files: list[Path]) -> Any:  # the folder's owner swaps the file under r1
         template.rename(template.with_name("aside"))
@@ -380,7 +380,7 @@ def test_a_symlinked_file_swapped_after_it_was_taken_in_is_read_as_it_was_import
             template.unlink()
             template.with_name("aside").rename(template)
 
-    monkeypatch.setattr(tool_import, "read_metadata", read_while_swapped)
+    monkeypatch.setattr(importer, "read_metadata", read_while_swapped)
     record, _, copied = tool_import.import_found(store, found, trust=False, emit=lambda event: None)
     assert copied == 0 and record.manifest.facts.chat_template == (mlx_model / "chat_template.jinja").read_text()
     assert KEY not in record.manifest.canonical_json() + store_text(store.home)

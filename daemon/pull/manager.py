@@ -18,7 +18,7 @@ import aiohttp
 
 from ..config import Settings, tool_roots
 from ..file_jobs import FileJobs
-from ..metadata import read_metadata
+from ..importer import stored_facts
 from ..metrics import Metrics
 from ..sources.held import find_held
 from ..store import (CorruptSourceError, FileEntry, Manifest, ModelName, ModelNotFoundError, ModelRecord, Store,
@@ -181,8 +181,7 @@ class PullManager:
         })
 
     def _record(self, plan: PullPlan, entries: list[FileEntry]) -> ModelRecord:
-        with self.store.staged_view((e.path, e.digest) for e in entries) as view:
-            facts = read_metadata(plan.format, [view / e.path for e in entries])
+        facts = stored_facts(self.store, plan.format, entries)
         return self.store.add(plan.name, Manifest(tuple(entries), facts, plan.overrides, plan.source))
 
     async def _fetch(self, pull: Pull, plan: PullPlan, remote: RemoteFile) -> tuple[str, int]:
