@@ -17,6 +17,7 @@ from ..errors import BadRequest, NotFound
 from ..redact import masked_url
 from ..remote.engine import RemoteEngine
 from ..store import Overrides, Store, parse_name
+from ..store.private import key_path
 from ..store.remotes import DIALECTS, Price, Remote, remote_manifest, remote_of
 from .context import CORE, SETTINGS, STORE
 from .fields import check_path_length, required_str
@@ -63,7 +64,7 @@ def check_remote(body: dict[str, Any], home: Path) -> tuple[Remote, str | None]:
     ca_file = body.get("ca_file")
     if ca_file is not None and not (isinstance(ca_file, str) and Path(ca_file).is_file()):
         raise BadRequest(f"ca_file {ca_file!r} is not a file the daemon can read")
-    key_file = str(home / "remotes" / f"{name}.key") if key else None
+    key_file = str(key_path(home, name)) if key else None
     return Remote(name, tuple(u.rstrip("/") for u in urls), dialect, key_env, key_file, headers, ca_file), key
 
 
@@ -104,8 +105,7 @@ async def remove_remote(request: web.Request) -> web.Response:
     users = [r.name for r in await asyncio.to_thread(store.list) if (remote_of(r.manifest) or ("",))[0] == name]
     if not await asyncio.to_thread(store.drop_remote, name):
         raise NotFound(f"no remote named {name!r}; `r1 remote list` shows them")
-    key_file = request.app[SETTINGS].home / "remotes" / f"{name}.key"
-    key_file.unlink(missing_ok=True)
+    key_path(request.app[SETTINGS].home, name).unlink(missing_ok=True)
     return web.json_response({"removed": name, "models_left": users})
 
 

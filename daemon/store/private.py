@@ -25,6 +25,11 @@ INDEX_FILES = (INDEX, INDEX + "-wal", INDEX + "-shm")
 KEYS = "remotes"  # $R1_HOME/remotes/NAME.key
 
 
+def key_path(home: Path, remote: str) -> Path:
+    """Where the key of a remote added with a key (r1 remote add --api-key-file) is kept."""
+    return home / KEYS / f"{remote}.key"
+
+
 def make_private(home: Path) -> list[str]:
     """Create R1_HOME private, or make an existing one private again, with the index's and key files;
     what was changed, each also logged."""
