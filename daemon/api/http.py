@@ -152,6 +152,9 @@ def log_entry(request: web.Request, peer: Peer, route: str, status: int, at: flo
             "answer": "".join(answer) if keep_text and answer else None}
 
 
+INTERNAL = "internal error in the r1 daemon; its log has the details"
+
+
 @web.middleware
 async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure becomes a JSON error with a fitting status; never a traceback."""
@@ -175,7 +178,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
         note(error="internal error")
-        return error_response(request, 500, "internal error in the r1 daemon; its log has the details")
+        return error_response(request, 500, INTERNAL)
 
 
 @web.middleware
@@ -344,18 +347,25 @@ async def _stream(request: web.Request, events: AsyncIterator[Any], encode: Call
                     await response.write(encode(event))
             if framing.trailer:
                 await response.write(framing.trailer)
-        except (R1Error, *PLAIN_ERRORS) as exc:
-            status, code = client_error(exc)
-            note(error=str(exc))
-            await response.write(framing.frame(error_body(request.path, status, str(exc), code)))
         except (ConnectionResetError, asyncio.CancelledError):
             raise
-        except Exception:
-            log.exception("unexpected error while streaming %s %s", request.method, request.path)
-            message = "internal error in the r1 daemon; its log has the details"
-            note(error=message)
-            await response.write(framing.frame(error_body(request.path, 500, message)))
+        except Exception as exc:
+            await response.write(framing.frame(_in_band(request, exc)))
         await response.write_eof()
     except ConnectionResetError as exc:  # nobody to finish the stream for
         raise ClientGone(response) from exc
     return response
+
+
+def _in_band(request: web.Request, exc: Exception) -> dict[str, Any]:
+    """The error a stream ends with once it has begun: a client's error as it is, a full disk as its 507,
+    anything else a 500 whose details go to the log."""
+    exc = disk_full_error(request, exc) or exc
+    if isinstance(exc, (R1Error, *PLAIN_ERRORS)):
+        status, code = client_error(exc)
+        message = str(exc)
+    else:
+        log.error("unexpected error while streaming %s %s", request.method, request.path, exc_info=exc)
+        status, code, message = 500, None, INTERNAL
+    note(error=message)
+    return error_body(request.path, status, message, code)

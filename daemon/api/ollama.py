@@ -22,7 +22,7 @@ from ..pull import catalog
 from ..scheduler import Scheduler
 from .context import CORE, FILE_JOBS, PULLS, SCHEDULER, SETTINGS, STORE
 from .fields import check_path_length, get_bool, required_str
-from .http import disk_full_error, must_finish, read_json, start_owned_task, stream_ndjson
+from .http import must_finish, read_json, start_owned_task, stream_ndjson
 from .remotes import create_remote_model
 
 routes = web.RouteTableDef()
@@ -316,7 +316,7 @@ async def _progress_of(request: web.Request, job: Callable[[Callable[[Event], No
     async def progress() -> AsyncIterator[Event]:
         while (item := await events.get()) is not None:
             if isinstance(item, BaseException):
-                raise disk_full_error(request, item) or item  # a 507 in the stream too
+                raise item
             yield item
 
     if stream:
