@@ -119,11 +119,22 @@ def _choice(choices: tuple[str, ...], normal: Callable[[str], str]) -> Callable[
     return parse
 
 
+def whole_number(text: str, low: int, high: int) -> int | None:
+    """`text` as a whole number from `low` to `high` (`low` >= 0) written in ASCII digits, else None; for
+    settings, ports and query parameters (str.isdigit() takes '²', which int() then refuses)."""
+    digits = text.lstrip("0") or text[-1:]  # leading zeros say nothing, and may be thousands long
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > len(str(high)):
+        return None
+    value = int(digits)
+    return value if low <= value <= high else None
+
+
 def _count(low: int, high: int) -> Callable[[str, str], int]:
     def parse(text: str, variable: str) -> int:
-        if not (text.isascii() and text.isdigit()) or not low <= int(text) <= high:
+        value = whole_number(text, low, high)
+        if value is None:
             raise ConfigError(f"{variable}={text!r} must be a whole number from {low} to {high}")
-        return int(text)
+        return value
 
     return parse
 

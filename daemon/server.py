@@ -17,7 +17,7 @@ from aiohttp import web
 
 from . import __version__
 from .app import create_app
-from .config import ConfigError, Settings
+from .config import ConfigError, Settings, whole_number
 from .errors import R1Error
 from .api.context import LISTENER
 from .api.guard import is_loopback
@@ -110,7 +110,7 @@ def tcp_address(settings: Settings) -> tuple[str, int] | None:
     if not sep:
         host, port = text, "11434"
     host = host.strip("[]") or "127.0.0.1"
-    if not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
+    if whole_number(port, 1, 65535) is None:
         raise ConfigError(f"R1_HOST={text!r} is not HOST:PORT (e.g. 127.0.0.1:11434)")
     if not is_loopback(host) and not settings.api_key:
         raise ConfigError(

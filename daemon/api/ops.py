@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 from aiohttp import web
 
+from ..config import whole_number
 from ..errors import BadRequest, Forbidden, ServiceUnavailable
 from .context import LISTENER, METRICS, SCHEDULER, SETTINGS
 from .fields import get_str
@@ -50,10 +49,10 @@ async def open_tcp_listener(request: web.Request) -> web.Response:
     if asked:
         host, _, text = asked.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
-        if not re.fullmatch(r"[0-9]{1,5}", text) or int(text) > 65535 or not is_loopback(host):
+        port = whole_number(text, 0, 65535)  # 0: a free port
+        if port is None or not is_loopback(host):
             raise BadRequest(f"host {asked!r} must be a loopback HOST:PORT such as 127.0.0.1:11434 (R1_HOST at the "
                              "daemon's start listens anywhere else, with R1_API_KEY)")
-        port = int(text)
     try:
         await request.app[LISTENER].open(host, port)
     except OSError as exc:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
 from aiohttp import web
 
-from ..config import ConfigError, parse_duration
+from ..config import ConfigError, parse_duration, whole_number
 from ..errors import BadRequest
 from ..store.requests import USAGE_KEYS
 from .context import REQUEST_LOG, STORE
@@ -38,9 +37,10 @@ async def usage(request: web.Request) -> web.Response:
 
 def _limit(request: web.Request) -> int:
     text = request.query.get("limit", str(DEFAULT_LIMIT))
-    if not re.fullmatch(r"[0-9]{1,9}", text) or int(text) > MAX_LIMIT:  # ASCII digits: str.isdigit() takes '²'
+    limit = whole_number(text, 0, MAX_LIMIT)
+    if limit is None:
         raise BadRequest(f"limit={text!r} must be a whole number from 0 to {MAX_LIMIT}")
-    return int(text)
+    return limit
 
 
 @routes.get("/api/log")
