@@ -6,9 +6,7 @@ TCP; small downloads that a server refuses."""
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
-import socket
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -51,17 +49,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, upstream: FakeUpstream) -> 
 
 
 def post(daemon: Daemon, path: str, body: dict[str, Any]) -> tuple[int, str]:
-    """The status and the raw body text, streamed or not, as a client would read them."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(30)
-    sock.connect(str(daemon.socket))
-    conn = http.client.HTTPConnection("localhost")
-    conn.sock = sock
-    conn.request("POST", path, json.dumps(body))
-    response = conn.getresponse()
-    text = response.read().decode()
-    conn.close()
-    return response.status, text
+    """The status and the body as text, streamed or not (a JSON body written back as text)."""
+    status, answer = daemon.request("POST", path, body, timeout=30)
+    return status, answer if isinstance(answer, str) else json.dumps(answer)
 
 
 def ask(daemon: Daemon, path: str, model: str, stream: bool, **extra: Any) -> tuple[int, str]:

@@ -370,7 +370,7 @@ class Worker:
         rid = frame["id"]
         vectors, count = backend.embed(frame["input"], frame.get("truncate", True), context_of(frame, backend),
                                        stop=lambda: rid in self.cancelled)
-        self.send({"id": frame["id"], "result": {
+        self.send({"id": rid, "result": {
             "embeddings": vectors, "prompt_eval_count": count, "duration": time.perf_counter_ns() - started,
         }})
 

@@ -116,7 +116,7 @@ def _kernel_path(fd: int) -> Path | None:
     try:
         if sys.platform == "darwin":
             return Path(os.fsdecode(fcntl.fcntl(fd, fcntl.F_GETPATH, bytes(1024)).rstrip(b"\0")))
-        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+        return Path(os.readlink(_PROC_FDS / str(fd)))
     except OSError:
         return None
 
