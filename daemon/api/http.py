@@ -160,12 +160,6 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     """Every failure becomes a JSON error with a fitting status; never a traceback."""
     try:
         return await handler(request)
-    except (R1Error, *PLAIN_ERRORS) as exc:
-        status, code = client_error(exc)
-        note(error=str(exc))
-        response = error_response(request, status, str(exc), code)
-        response.headers.update(getattr(exc, "headers", {}))
-        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -175,26 +169,29 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(request, exc.status, reason)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
-    except Exception:
-        log.exception("unexpected error in %s %s", request.method, request.path)
-        note(error="internal error")
-        return error_response(request, 500, INTERNAL)
-
-
-@web.middleware
-async def disk_full_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """A write that found the disk full, wherever in the store it was, is a 507 that says so (errors_middleware,
-    outside this one, answers it), never an internal error."""
-    try:
-        return await handler(request)
     except Exception as exc:
-        full = disk_full_error(request, exc)
-        if full is None:
-            raise
-        raise full from exc
+        status, code, message = _failure(request, exc)
+        response = error_response(request, status, message, code)
+        response.headers.update(getattr(exc, "headers", {}))
+        return response
 
 
-def disk_full_error(request: web.Request, exc: BaseException) -> R1Error | None:
+def _failure(request: web.Request, exc: Exception) -> tuple[int, str | None, str]:
+    """What a request that failed with `exc` answers, before its first byte or in band after it (noted for the
+    logs): a client's error as it is, a full disk as its 507 wherever the write was, anything else a 500 whose
+    details go to the log."""
+    exc = _disk_full_error(request, exc) or exc
+    if isinstance(exc, (R1Error, *PLAIN_ERRORS)):
+        status, code = client_error(exc)
+        message = str(exc)
+    else:
+        log.error("unexpected error in %s %s", request.method, request.path, exc_info=exc)
+        status, code, message = 500, None, INTERNAL
+    note(error=message)
+    return status, code, message
+
+
+def _disk_full_error(request: web.Request, exc: BaseException) -> R1Error | None:
     """The 507 that `exc` means when it is a write finding the disk full (logged with what found it), else None."""
     if isinstance(exc, R1Error) or not is_disk_full(exc):
         return None
@@ -350,22 +347,9 @@ async def _stream(request: web.Request, events: AsyncIterator[Any], encode: Call
         except (ConnectionResetError, asyncio.CancelledError):
             raise
         except Exception as exc:
-            await response.write(framing.frame(_in_band(request, exc)))
+            status, code, message = _failure(request, exc)
+            await response.write(framing.frame(error_body(request.path, status, message, code)))
         await response.write_eof()
     except ConnectionResetError as exc:  # nobody to finish the stream for
         raise ClientGone(response) from exc
     return response
-
-
-def _in_band(request: web.Request, exc: Exception) -> dict[str, Any]:
-    """The error a stream ends with once it has begun: a client's error as it is, a full disk as its 507,
-    anything else a 500 whose details go to the log."""
-    exc = disk_full_error(request, exc) or exc
-    if isinstance(exc, (R1Error, *PLAIN_ERRORS)):
-        status, code = client_error(exc)
-        message = str(exc)
-    else:
-        log.error("unexpected error while streaming %s %s", request.method, request.path, exc_info=exc)
-        status, code, message = 500, None, INTERNAL
-    note(error=message)
-    return error_body(request.path, status, message, code)
