@@ -12,11 +12,13 @@ import functools
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .capabilities import capabilities, check, fill_in_middle
+from .context_fit import fitting_lease
 from .errors import BadRequest, Conflict
 from .kernels import ExtraBuffers
 from .memory import Estimate, estimate
@@ -25,7 +27,7 @@ from .reasoning import Piece, ThinkSplitter
 from .remote.engines import Remotes, answer
 from .remote.wire import End
 from .runner.options import check_options, split_options
-from .scheduler import ModelSpec, Scheduler
+from .scheduler import Lease, ModelSpec, Scheduler
 from .store import ModelRecord, Overrides, Store
 from .store.remotes import remote_of
 from .tools import may_be_tool_call, parse_tool_calls
@@ -118,6 +120,15 @@ class Prepared:
     record: ModelRecord
     spec: ModelSpec
     frame: dict[str, Any]  # the runner's generate request
+    # The model's spec for another num_ctx, when neither the request nor the model set one: r1 fits it.
+    respec: Callable[[int], ModelSpec] | None = None
+
+    def lease(self, scheduler: Scheduler, keep_alive: float | None) -> AbstractAsyncContextManager[Lease]:
+        """A runner for this request; one whose context holds its prompt when r1 chooses the context."""
+        if self.respec is None:
+            return scheduler.lease(self.spec, keep_alive)
+        return fitting_lease(scheduler, self.spec, self.frame, keep_alive, self.record.manifest.facts.context_length,
+                             self.respec)
 
 
 def model_path(store: Store, record: ModelRecord) -> Path:
@@ -212,7 +223,12 @@ def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: 
         check(request.model, record.name, capabilities(facts, in_effect), chat=request.messages is not None,
               tools=bool(request.tools), think=request.think, suffix=bool(request.suffix))
     overrides = record.manifest.overrides
-    frame: dict[str, Any] = {"sampling": sampling, "format": request.format, "num_ctx": spec.num_ctx}
+    frame: dict[str, Any] = {"sampling": sampling, "format": request.format}
+    respec = None
+    if "num_ctx" in {**(overrides.parameters or {}), **request.options}:
+        frame["num_ctx"] = spec.num_ctx
+    else:  # the whole context of the runner it gets, grown to fit its prompt (context_fit.py)
+        respec = functools.partial(_spec_with_context, store, record, request.options, extra_buffers)
     if request.logprobs is not None:
         frame["logprobs"] = request.logprobs
     template = asked_template or overrides.template
@@ -242,7 +258,12 @@ def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: 
             frame["fill"] = fill_in_middle(facts, in_effect, request.raw)
         if request.context is not None:
             frame["context"] = request.context
-    return Prepared(record, spec, frame)
+    return Prepared(record, spec, frame, respec)
+
+
+def _spec_with_context(store: Store, record: ModelRecord, options: dict[str, Any], extra_buffers: ExtraBuffers,
+                       num_ctx: int) -> ModelSpec:
+    return model_spec(store, record, {**options, "num_ctx": num_ctx}, extra_buffers)[0]
 
 
 def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]:
@@ -292,7 +313,7 @@ async def _generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final
     held: str | None = "" if request.tools else None
     pending: list[dict[str, Any]] = []  # log probabilities of tokens whose text no chunk has carried yet
     thinking_parts = 0  # text frames (about one a token) that were all thinking, for the request log
-    async with scheduler.lease(prepared.spec, request.keep_alive) as lease:
+    async with prepared.lease(scheduler, request.keep_alive) as lease:
         splitter = ThinkSplitter()
         async for frame in lease.runner.generate(prepared.frame):
             if "t" in frame:

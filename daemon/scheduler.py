@@ -137,6 +137,7 @@ class Instance:
 class Lease:
     runner: RunnerHandle
     load_duration: int  # ns this request waited for the model to load (0 when it was hot)
+    num_ctx: int = 0  # the context its runner holds per sequence, maybe more than the request asked for
 
 
 # Starts a runner for the spec; the flag turns llama.cpp's extra buffer types on or off.
@@ -214,7 +215,7 @@ class Scheduler:
             try:
                 instance.last_used = self._clock()
                 assert instance.runner is not None
-                yield Lease(instance.runner, load_duration)
+                yield Lease(instance.runner, load_duration, instance.spec.num_ctx)
             finally:
                 instance.busy -= 1
                 instance.turn.release()
