@@ -10,7 +10,7 @@ Computed from the model's files and the template in effect, as Ollama does:
 * `insert` (fill in the middle): the tokenizer has FIM tokens, or the template reads `suffix`.
 
 The refusals use Ollama's words ("... does not support tools"), so clients that match them work,
-then say what to do instead.
+then say what to do instead, naming the field as the request's dialect calls it.
 """
 
 from __future__ import annotations
@@ -76,9 +76,10 @@ def fill_in_middle(facts: ModelFacts, template: str | None, raw: bool) -> str:
 
 
 def check(model: str, name: str, found: list[str], *, chat: bool, tools: bool, think: bool | None,
-          suffix: bool) -> None:
+          suffix: bool, think_field: str = "think") -> None:
     """Refuse, as Ollama does, a request that needs what the model cannot do. `model` is the name
-    the request gave, `name` the stored one (Ollama's messages use one or the other)."""
+    the request gave, `name` the stored one (Ollama's messages use one or the other); `think_field` what
+    the request called its thinking switch (Ollama's think, Anthropic's thinking, OpenAI's reasoning_effort)."""
     if COMPLETION not in found:
         route = "chat" if chat else "generate"
         raise BadRequest(f"{json.dumps(model)} does not support {route}: it is an embedding model; "
@@ -88,7 +89,7 @@ def check(model: str, name: str, found: list[str], *, chat: bool, tools: bool, t
                          "leave 'tools' out, or give it a template that renders them (`r1 create`, TEMPLATE)")
     if think and THINKING not in found:
         raise BadRequest(f"{json.dumps(model)} does not support thinking: its template has no think block; "
-                         "leave 'think' out or set it to false")
+                         f"leave '{think_field}' out, or give it a template with a think block (`r1 create`, TEMPLATE)")
     if suffix and INSERT not in found:
         raise BadRequest(f"{name} does not support insert: it has no fill-in-the-middle tokens and its template "
                          "reads no suffix; leave 'suffix' out")

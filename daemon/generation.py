@@ -56,6 +56,7 @@ class Request:
     think: bool | None = None
     effort: str | None = None  # "low", "medium" or "high": how much to think (THINK_BUDGETS)
     think_budget: int | None = None  # at most this many thinking tokens (Anthropic's budget_tokens)
+    think_field: str = "think"  # what the request's dialect calls its thinking switch, for errors
     keep_alive: float | None = None
     tools: list[Any] | None = None
     suffix: str | None = None  # text after the gap to fill in (/api/generate, /v1/completions)
@@ -221,7 +222,8 @@ def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: 
     in_effect = asked_template or model_template(record)
     if not (request.is_empty and request.keep_alive == 0):  # unloading asks nothing of the model
         check(request.model, record.name, capabilities(facts, in_effect), chat=request.messages is not None,
-              tools=bool(request.tools), think=request.think, suffix=bool(request.suffix))
+              tools=bool(request.tools), think=request.think, suffix=bool(request.suffix),
+              think_field=request.think_field)
     overrides = record.manifest.overrides
     frame: dict[str, Any] = {"sampling": sampling, "format": request.format}
     respec = None

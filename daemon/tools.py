@@ -4,6 +4,8 @@ Templates differ in the wrapping (Hermes and Qwen: `<tool_call>{...}</tool_call>
 a bare `{"name", "parameters"}`; Mistral: `[TOOL_CALLS] [...]`), not in the content: a
 function name and its arguments. An answer that is one or more such calls, naming tools
 the request offered, becomes `tool_calls` in Ollama's shape; anything else stays text.
+A request that must call a tool gets `forced_call`'s schema as its format: the grammar lets
+the model write nothing but such a call.
 """
 
 from __future__ import annotations
@@ -71,3 +73,12 @@ def parse_tool_calls(text: str, tools: list[Any]) -> list[dict[str, Any]]:
     names = tool_names(tools)
     calls = [_call(item, names) for item in items]
     return calls if calls and all(calls) else []  # type: ignore[return-value]
+
+
+def forced_call(tools: list[dict[str, Any]]) -> dict[str, Any]:
+    """A JSON schema that lets the model write nothing but a call of one of `tools` (function tools in
+    Ollama's shape): how r1 honours a tool choice that forces a call, as parse_tool_calls reads it back."""
+    calls = [{"type": "object", "required": ["name", "arguments"], "properties": {
+        "name": {"type": "string", "enum": [t["function"]["name"]]},
+        "arguments": t["function"].get("parameters") or {"type": "object"}}} for t in tools]
+    return calls[0] if len(calls) == 1 else {"anyOf": calls}

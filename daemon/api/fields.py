@@ -4,12 +4,14 @@ or raises BadRequest naming the field and what it must be."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from ..config import ConfigError, parse_duration
 from ..embedding import EmbedRequest
 from ..errors import BadRequest
 from ..runner.options import check_options
+from ..tools import forced_call
 
 Json = dict[str, Any]
 
@@ -76,6 +78,34 @@ def keep_alive(body: Json) -> float | None:
 
 
 THINK_LEVELS = ("low", "medium", "high")
+
+
+@dataclass(frozen=True)
+class FieldNames:
+    """What a dialect calls the fields that the shared checks name in their errors, so that each
+    error names the field the client sent."""
+
+    think: str  # the switch for thinking: "think", "thinking", "reasoning_effort", "reasoning.effort"
+    format: str  # what shapes the answer as JSON: "format", "output_config.format", "response_format", ...
+
+
+def forced_format(tools: list[Any] | None, forcing: bool, shaped: str | Json | None, thinking: bool | None,
+                  names: FieldNames) -> tuple[str | Json | None, bool | None]:
+    """The format and the think switch of a request whose tool_choice may force a call (Anthropic's any and
+    tool, OpenAI's required and a named function). Forced, a grammar lets the model write nothing but a call
+    of one of `tools` from its first token: nothing else may shape the answer, and the model does not think
+    first (a request that turns thinking on is refused, as Anthropic refuses it)."""
+    if not forcing:
+        return shaped, thinking
+    if not tools:
+        raise BadRequest("field 'tool_choice' forces a call, but 'tools' offers no function to call")
+    if shaped is not None:
+        raise BadRequest(f"{names.format} and a tool_choice that forces a call cannot both shape the answer; "
+                         "leave one out")
+    if thinking:
+        raise BadRequest(f"{names.think} may not turn thinking on while tool_choice forces a call: the answer is "
+                         "the call from its first token; leave it out or let tool_choice be auto")
+    return forced_call(tools), False
 
 
 def think(body: Json) -> bool | None:

@@ -30,8 +30,8 @@ from ..runner.options import check_option, check_options
 from ..store import InvalidNameError, ModelRecord
 from ..store.remotes import remote_of
 from .context import CORE, STORE
-from .fields import (TEXT_ONLY, embed_request, get_bool, images_refused, keep_alive, logprobs, messages, required_str,
-                     think, think_level, tools)
+from .fields import (TEXT_ONLY, FieldNames, embed_request, forced_format, get_bool, images_refused, keep_alive,
+                     logprobs, messages, required_str, think, think_level, tools)
 from .http import SSE, new_id, read_json
 from .respond import respond
 
@@ -172,8 +172,9 @@ def reasoning_level(body: Json) -> str | None:
     return effort_level(body.get("reasoning_effort"), body)
 
 
-def function_tools(body: Json) -> list[Any] | None:
-    """`tools` as given (OpenAI's and Ollama's shapes are the same), narrowed by tool_choice."""
+def function_tools(body: Json) -> tuple[list[Any] | None, bool]:
+    """`tools` as given (OpenAI's and Ollama's shapes are the same), narrowed by tool_choice, and whether
+    tool_choice forces a call."""
     offered = checked_tools(tools(body))
     choice = body.get("tool_choice")
     function = choice.get("function") if isinstance(choice, dict) else None
@@ -212,17 +213,19 @@ def check_parameters(schema: Any, where: str, name: str) -> None:
                          "{\"type\": \"object\", \"properties\": {...}, \"required\": [...]}")
 
 
-def chosen_tools(offered: list[Any] | None, choice: Any, named: str | None, shapes: str) -> list[Any] | None:
-    """The tools a tool_choice leaves: all (auto, required, unset), none, or the one it names."""
+def chosen_tools(offered: list[Any] | None, choice: Any, named: str | None,
+                 shapes: str) -> tuple[list[Any] | None, bool]:
+    """The tools a tool_choice leaves: all (auto, required, unset), none, or the one it names; and whether
+    the model must call one (required, named: a grammar makes it, fields.forced_format)."""
     if named is not None:
         hits = [t for t in offered or [] if t["function"]["name"] == named]
         if not hits:
             raise BadRequest(f"tool_choice names the function {named!r}, which is not in 'tools'")
-        return hits
-    if choice is None or choice in ("auto", "required"):  # required: r1 cannot force a call; best effort
-        return offered
+        return hits, True
+    if choice is None or choice in ("auto", "required"):
+        return offered, choice == "required"
     if choice == "none":
-        return None
+        return None, False
     raise BadRequest(f"field 'tool_choice' must be {shapes}")
 
 
@@ -302,15 +305,19 @@ def chat_messages(body: Json) -> list[Json]:
 def chat_request(body: Json) -> Request:
     model = required_str(body, "model")
     only_one_choice(body)
+    names = FieldNames("reasoning_effort" if "reasoning_effort" in body else "think", "response_format")
+    offered, forcing = function_tools(body)
+    shaped, thinking = forced_format(offered, forcing, response_format(body), reasoning(body), names)
     return Request(
         model=model,
         messages=chat_messages(body),
-        format=response_format(body),
+        format=shaped,
         options=sampling_options(body, CHAT_FIELDS),
-        think=reasoning(body),
+        think=thinking,
         effort=reasoning_level(body),
+        think_field=names.think,
         keep_alive=keep_alive(body),
-        tools=function_tools(body),
+        tools=offered,
         logprobs=logprobs(body),
     )
 
