@@ -7,7 +7,9 @@ OpenAI dialect's helpers, whose logic is the same), and the `Chunk`s and the `Fi
 `{"type": "error", "error": {...}}` (daemon/api/http.py's `error_body` shapes them by path).
 
 What r1 cannot do as Anthropic does is a 400 that says so, never a silent difference: images
-and documents, server tools, an assistant message to continue (prefill), MCP servers.
+and documents, server tools, an assistant message to continue (prefill), MCP servers, context
+edits other than clearing thinking (context_editing.py). Beyond Anthropic's API, a "system"
+message may sit anywhere in `messages` (some clients send one): it stays where it is.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from ..errors import BadRequest
 from ..generation import Chunk, Final, Request, Whole, count_tokens
 from ..runner.options import INT32_MAX
 from .context import CORE
-from .fields import THINK_LEVELS, images_refused, keep_alive, messages, required_str
+from .context_editing import applied_edits, context_edits
+from .fields import THINK_LEVELS, FieldNames, forced_format, images_refused, keep_alive, messages, required_str
 from .http import NAMED_SSE, new_id, read_json, sse_event
 from .openai import function_tools, sampling_options
 from .respond import respond
@@ -37,10 +40,9 @@ SAMPLING_FIELDS = {"temperature": "temperature", "top_p": "top_p", "top_k": "top
 STOP_REASONS = {"stop": "end_turn", "length": "max_tokens"}  # the core's done_reason -> Anthropic's
 MEDIA_BLOCKS = ("image", "document", "search_result", "container_upload")
 # Fields that would change the answer and that r1 cannot honour: refused rather than ignored.
-REFUSED_FIELDS = {"mcp_servers": "MCP servers", "container": "code execution containers",
-                  "context_management": "context editing"}
-
-
+REFUSED_FIELDS = {"mcp_servers": "MCP servers", "container": "code execution containers"}
+NAMES = FieldNames(think="thinking", format="output_config.format")  # for the shared checks' errors
+THINKING_DISPLAYS = ("summarized", "omitted")  # r1's thinking is shown whole: its own summary
 
 
 # --- request fields ---------------------------------------------------------------------------
@@ -102,12 +104,13 @@ def tool_result(block: Json, where: str, names: dict[str, str]) -> Json:
 def turn(message: Json, where: str, names: dict[str, str]) -> list[Json]:
     """One Anthropic message as the core's messages: tool results become tool messages before the text."""
     role = message.get("role")
-    if role not in ("user", "assistant"):
-        raise BadRequest(f"{where}.role must be \"user\" or \"assistant\", not {json.dumps(role)}; "
-                         "the system prompt goes in the top-level 'system' field")
+    if role not in ("user", "assistant", "system"):
+        raise BadRequest(f"{where}.role must be \"user\", \"assistant\" or \"system\", not {json.dumps(role)}")
     content = message.get("content")
     if isinstance(content, str):
         return [{"role": role, "content": content}]
+    if role == "system":  # kept where it is, as on OpenAI's routes: the template places it
+        return [{"role": role, "content": block_text(content, f"{where}.content")}]
     if not isinstance(content, list):
         raise BadRequest(f"{where}.content must be a string or a list of content blocks")
     texts: list[str] = []
@@ -170,37 +173,21 @@ def function_tool(tool: Any, where: str) -> Json:
     return {"type": "function", "function": function}
 
 
-def forced_call(tools: list[Json]) -> Json:
-    """A JSON schema that lets the model write nothing but a call of one of `tools`: how r1 honours
-    tool_choice any and tool (the core parses the call out of the answer, as it does a template's)."""
-    calls = [{"type": "object", "required": ["name", "arguments"], "properties": {
-        "name": {"type": "string", "enum": [t["function"]["name"]]}, "arguments": t["function"]["parameters"]}}
-        for t in tools]
-    return calls[0] if len(calls) == 1 else {"anyOf": calls}
-
-
-def tools_and_format(body: Json, think: bool) -> tuple[list[Json] | None, Json | None]:
-    """The function tools offered and, when tool_choice forces a call, the format that forces it."""
+def tools_and_choice(body: Json) -> tuple[list[Json] | None, bool]:
+    """The function tools offered, narrowed by tool_choice, and whether it forces a call (any, tool)."""
     offered = body.get("tools")
     if offered is not None and not isinstance(offered, list):
         raise BadRequest("field 'tools' must be a list")
     converted = [function_tool(t, f"tools[{n}]") for n, t in enumerate(offered or [])]
     choice = body.get("tool_choice") or {"type": "auto"}
     kind = choice.get("type") if isinstance(choice, dict) else None
-    openai_choice: Any = {"auto": "auto", "any": "auto", "none": "none"}.get(kind if isinstance(kind, str) else "")
+    openai_choice: Any = {"auto": "auto", "any": "required", "none": "none"}.get(kind if isinstance(kind, str) else "")
     if kind == "tool":
         openai_choice = {"type": "function", "function": {"name": choice.get("name")}}
     if openai_choice is None:
         raise BadRequest("field 'tool_choice' must be {\"type\": \"auto\"}, {\"type\": \"any\"}, {\"type\": \"none\"} "
                          "or {\"type\": \"tool\", \"name\": ...}")
-    tools = function_tools({"tools": converted, "tool_choice": openai_choice})
-    if kind not in ("any", "tool"):
-        return tools, None
-    if not tools:
-        raise BadRequest(f"tool_choice {kind!r} needs 'tools' to choose from")
-    if think:
-        raise BadRequest("thinking may not be enabled when tool_choice forces tool use; use tool_choice auto")
-    return tools, forced_call(tools)
+    return function_tools({"tools": converted, "tool_choice": openai_choice})
 
 
 def output_format(body: Json) -> Json | None:
@@ -219,21 +206,27 @@ def output_format(body: Json) -> Json | None:
     return spec["schema"]
 
 
-def thinking(body: Json) -> tuple[bool, int | None]:
+def thinking(body: Json) -> tuple[bool | None, int | None]:
     """`thinking`: enabled shows a reasoning model's thinking as blocks, at most budget_tokens of it (the
-    runner closes the block then); disabled or absent leaves it out."""
+    runner closes the block then); adaptive leaves it to the model, as Ollama's unset think does (a model
+    that thinks shows its thinking, one that cannot answers without: no error); disabled or absent hides it.
+    output_config.effort sets how much (effort()); display "omitted" sends the blocks empty (omits_thinking)."""
     value = body.get("thinking")
     if value is None:
         return False, None
     kind = value.get("type") if isinstance(value, dict) else None
+    if kind in ("adaptive", "enabled") and value.get("display") not in (None, *THINKING_DISPLAYS):
+        raise BadRequest(f"thinking.display must be \"summarized\" or \"omitted\", not {json.dumps(value['display'])}")
     if kind == "disabled":
         return False, None
+    if kind == "adaptive":
+        return None, None
     if kind == "enabled":
         budget = value.get("budget_tokens")
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
             raise BadRequest("thinking.budget_tokens must be a positive whole number, like 1024")
         return True, budget
-    raise BadRequest("field 'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": N} "
+    raise BadRequest("field 'thinking' must be {\"type\": \"enabled\", \"budget_tokens\": N}, {\"type\": \"adaptive\"} "
                      "or {\"type\": \"disabled\"}")
 
 
@@ -243,16 +236,18 @@ def parse(body: Json, *, counting: bool = False) -> Request:
     for key, what in REFUSED_FIELDS.items():
         if body.get(key) is not None:
             raise BadRequest(f"field '{key}' ({what}) is not supported by r1; leave it out")
+    context_edits(body)
     think, budget = thinking(body)
     if not counting:
         max_tokens(body)
-    tools, forced = tools_and_format(body, think)
-    shaped = output_format(body)
-    if forced and shaped:
-        raise BadRequest("output_config.format and a tool_choice that forces a call cannot both shape the answer")
-    return Request(model=model, messages=chat_messages(body), system=system_prompt(body), format=forced or shaped,
+    tools, forcing = tools_and_choice(body)
+    shaped, think = forced_format(tools, forcing, output_format(body), think, NAMES)
+    system = system_prompt(body)
+    # The system prompt as the first message: a system message later in `messages` stays where it is.
+    messages = ([{"role": "system", "content": system}] if system else []) + chat_messages(body)
+    return Request(model=model, messages=messages, system=system, format=shaped,
                    options=sampling_options(body, SAMPLING_FIELDS), think=think, think_budget=budget,
-                   effort=effort(body), keep_alive=keep_alive(body), tools=tools)
+                   think_field=NAMES.think, effort=effort(body), keep_alive=keep_alive(body), tools=tools)
 
 
 def effort(body: Json) -> str | None:
@@ -266,6 +261,12 @@ def effort(body: Json) -> str | None:
 
 
 # --- answers ----------------------------------------------------------------------------------
+
+
+def omits_thinking(body: Json) -> bool:
+    """thinking.display "omitted": thinking blocks come empty, with their signature, as Anthropic sends them."""
+    value = body.get("thinking")
+    return isinstance(value, dict) and value.get("display") == "omitted"
 
 
 def signature(thinking_text: str) -> str:
@@ -300,7 +301,10 @@ class MessageShape:
     def __init__(self, body: Json, parsed: Request) -> None:
         choice = body.get("tool_choice")
         self.one_call = isinstance(choice, dict) and choice.get("disable_parallel_tool_use") is True
+        self.omit_thinking = omits_thinking(body)
         self.common = {"id": new_id("msg_"), "type": "message", "role": "assistant", "model": parsed.model}
+        edits = applied_edits(body)  # what context editing did, for a request that asked for it
+        self.context: Json = {} if edits is None else {"context_management": edits}
         self.started = False
         self.index = -1  # of the open block
         self.open: str | None = None  # its type
@@ -309,12 +313,13 @@ class MessageShape:
     def answer(self, whole: Whole) -> Json:
         content: list[Json] = []
         if whole.thinking:
-            content.append({"type": "thinking", "thinking": whole.thinking, "signature": signature(whole.thinking)})
+            content.append({"type": "thinking", "thinking": "" if self.omit_thinking else whole.thinking,
+                            "signature": signature(whole.thinking)})
         calls = tool_uses(whole.final, self.one_call)
         if whole.content or not (content or calls):
             content.append({"type": "text", "text": whole.content})
         return self.common | {"content": content + calls, "stop_reason": stop_reason(whole.final),
-                              "stop_sequence": None, "usage": usage(whole.final)}
+                              "stop_sequence": None, "usage": usage(whole.final)} | self.context
 
     def event(self, item: Chunk | Final) -> bytes:
         out = b""
@@ -328,7 +333,8 @@ class MessageShape:
         if item.thinking:
             out += self.block("thinking", {"thinking": ""}) if self.open != "thinking" else b""
             self.thought.append(item.thinking)
-            out += self.delta({"type": "thinking_delta", "thinking": item.thinking})
+            if not self.omit_thinking:
+                out += self.delta({"type": "thinking_delta", "thinking": item.thinking})
         if item.content:
             out += self.block("text", {"text": ""}) if self.open != "text" else b""
             out += self.delta({"type": "text_delta", "text": item.content})
@@ -365,7 +371,8 @@ class MessageShape:
         counts = usage(final)
         return out + sse_event("message_delta", {"type": "message_delta",
                                              "delta": {"stop_reason": stop_reason(final), "stop_sequence": None},
-                                             "usage": counts}) + sse_event("message_stop", {"type": "message_stop"})
+                                             "usage": counts} | self.context) + sse_event("message_stop", {
+            "type": "message_stop"})
 
 
 # --- routes -----------------------------------------------------------------------------------
