@@ -9,7 +9,7 @@ import logging
 import math
 import secrets
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, NamedTuple
 
 from aiohttp import web
@@ -316,7 +316,7 @@ async def stream_ndjson(request: web.Request, events: AsyncIterator[Any],
 
 
 async def stream_events(request: web.Request, events: AsyncIterator[Any], encode: Callable[[Any], bytes],
-                        framing: Framing) -> web.StreamResponse:
+                        framing: Framing, headers: Mapping[str, str] | None = None) -> web.StreamResponse:
     """Stream `events`, each turned into bytes by `encode` (one call per token, no extra generator).
 
     The first event is awaited before the response starts, so an early failure still gets
@@ -325,16 +325,17 @@ async def stream_events(request: web.Request, events: AsyncIterator[Any], encode
     its handler, or a write fails first: ClientGone), so its generation stops within a batch step.
     """
     try:
-        return await _stream(request, events, encode, framing)
+        return await _stream(request, events, encode, framing, headers or {})
     finally:
         if isinstance(events, AsyncGenerator):
             await events.aclose()
 
 
 async def _stream(request: web.Request, events: AsyncIterator[Any], encode: Callable[[Any], bytes],
-                  framing: Framing) -> web.StreamResponse:
+                  framing: Framing, headers: Mapping[str, str]) -> web.StreamResponse:
     first = await anext(events, None)
-    response = web.StreamResponse(headers={"Content-Type": framing.content_type, "Cache-Control": "no-cache"})
+    response = web.StreamResponse(headers={"Content-Type": framing.content_type, "Cache-Control": "no-cache",
+                                           **headers})
     try:
         await response.prepare(request)
         try:

@@ -3,7 +3,7 @@ generate, then stream the events or collect the whole answer, each shaped as the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 from aiohttp import web
@@ -43,12 +43,13 @@ async def respond(request: web.Request, parse: Callable[[Json], Request],
 
 
 async def serve(request: web.Request, body: Json, parsed: Request, shape: Dialect,
-                watch: Callable[[Any, Items], Items] | None = None) -> web.StreamResponse:
-    """Generate for a request already read and checked, streamed or whole as the body asks."""
+                watch: Callable[[Any, Items], Items] | None = None,
+                headers: Mapping[str, str] | None = None) -> web.StreamResponse:
+    """Generate for a request already read and checked, streamed or whole as the body asks, with `headers`."""
     stream = get_bool(body, "stream", shape.stream_default)
     items = generate(request.app[CORE], parsed)
     if watch is not None:
         items = watch(shape, items)
     if stream:
-        return await stream_events(request, items, shape.event, shape.framing)
-    return web.json_response(shape.answer(await collect(items)))
+        return await stream_events(request, items, shape.event, shape.framing, headers)
+    return web.json_response(shape.answer(await collect(items)), headers=headers)

@@ -36,8 +36,10 @@ class ResponseShape:
 
     stream_default = False
 
-    def __init__(self, echo: Json, streaming: bool, keep: Callable[[Json], Awaitable[bool]]) -> None:
+    def __init__(self, echo: Json, streaming: bool, keep: Callable[[Json], Awaitable[bool]],
+                 namespaced: dict[str, tuple[str, str]] | None = None) -> None:
         self.framing = Framing("text/event-stream", self.in_band_error)
+        self.namespaced = namespaced or {}  # the model's name of a namespace's function -> (namespace, name)
         self.streaming = streaming
         self.keep = keep  # stores the finished Response (or not, for store: false); whether it did
         self.response: Json = {"id": new_id("resp_"), "object": "response", "created_at": int(time.time()),
@@ -150,9 +152,11 @@ class ResponseShape:
         self.emit("response.output_item.done", output_index=where["output_index"], item=item)
         self.open = None
 
-    def function_call(self, name: str, arguments: str) -> None:
+    def function_call(self, called: str, arguments: str) -> None:
+        """A call as OpenAI writes it: a namespace's function by its own name, with its `namespace`."""
+        namespace, name = self.namespaced.get(called, (None, called))
         item = {"id": new_id("fc_"), "type": "function_call", "call_id": new_id("call_"), "name": name,
-                "arguments": "", "status": "in_progress"}
+                **({"namespace": namespace} if namespace else {}), "arguments": "", "status": "in_progress"}
         self.output.append(item)
         where = {"item_id": item["id"], "output_index": len(self.output) - 1}
         self.emit("response.output_item.added", output_index=where["output_index"], item=item)

@@ -2,9 +2,10 @@
 
 A request's `input` items (messages, function calls and their outputs) become the chat
 messages chat completions would send (openai.py's helpers check them), `instructions` the
-system message first; the answer is shaped by response_events.py. Responses are kept in the
-store for R1_RESPONSES_TTL (unless `store: false`) so the next request can continue the
-conversation with `previous_response_id`; GET and DELETE /v1/responses/{id} read and drop them.
+system message first; `tools` are response_tools.py's; the answer is shaped by response_events.py.
+Responses are kept in the store for R1_RESPONSES_TTL (unless `store: false`) so the next request
+can continue the conversation with `previous_response_id`; GET and DELETE /v1/responses/{id} read
+and drop them.
 Fields r1 cannot honour, where they would change the answer, are a 400 that names them.
 """
 
@@ -24,11 +25,12 @@ from ..errors import BadRequest, NotFound, is_disk_full
 from ..generation import Request
 from ..store import Store, StoredResponse
 from .context import SETTINGS, STORE
-from .fields import get_bool, get_str, keep_alive, required_str, think, tools
+from .fields import FieldNames, forced_format, get_bool, get_str, keep_alive, required_str, think
 from .http import read_json
-from .openai import chat_messages, checked_tools, chosen_tools, effort, effort_level, format_of, sampling_options
+from .openai import chat_messages, effort, effort_level, format_of, sampling_options
 from .respond import serve
 from .response_events import ResponseShape
+from .response_tools import NOTE_HEADER, ResponseTools, flat_name, response_tools
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -38,7 +40,6 @@ Json = dict[str, Any]
 FIELDS = {"temperature": "temperature", "top_p": "top_p", "max_output_tokens": "num_predict"}  # -> Ollama options
 ROLES = ("user", "assistant", "system", "developer")
 TEXT_PARTS = {"input_text": "text", "output_text": "text", "text": "text", "refusal": "refusal"}
-TOOL_CHOICES = '"none", "auto", "required" or {"type": "function", "name": ...}'
 # Asks for output r1 has no way to give; "reasoning.encrypted_content" is accepted: r1 returns
 # the reasoning in the clear as its summary, and takes reasoning items back without it.
 INCLUDABLE = ("reasoning.encrypted_content",)
@@ -62,6 +63,7 @@ class Turn:
     instructions: str | None
     store: bool
     echo: Json  # the request's fields a Response repeats
+    tools: ResponseTools  # what was offered of the request's tools, and what was left out
 
 
 # --- input items -> chat messages ---------------------------------------------------------------
@@ -112,8 +114,10 @@ def chat_shaped(items: list[Json], where: str) -> list[Json]:
             for key in ("call_id", "name", "arguments"):
                 if not isinstance(item.get(key), str):
                     raise BadRequest(f"{at} (a function_call) needs '{key}' as a string")
+            namespace = item.get("namespace")  # a namespace's function: the name the model knows it by
+            name = flat_name(namespace, item["name"]) if isinstance(namespace, str) else item["name"]
             call = {"id": item["call_id"], "type": "function",
-                    "function": {"name": item["name"], "arguments": item["arguments"]}}
+                    "function": {"name": name, "arguments": item["arguments"]}}
             if chat and chat[-1]["role"] == "assistant":  # calls after the assistant's words: one turn
                 chat[-1].setdefault("tool_calls", []).append(call)
             else:
@@ -160,24 +164,6 @@ def text_format(body: Json) -> str | Json | None:
     return format_of(text.get("format"), "text.format", None)
 
 
-def function_tools(body: Json) -> list[Json] | None:
-    """Responses' flat function tools in chat's shape (what templates and the core take), narrowed by tool_choice."""
-    converted = []
-    for n, tool in enumerate(tools(body) or []):
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        if kind != "function":
-            raise BadRequest(f"tools[{n}] is a {kind!r} tool, which r1 cannot run; only function tools are "
-                             "supported ({\"type\": \"function\", \"name\", \"parameters\"})")
-        if not isinstance(tool.get("name"), str) or not tool["name"]:
-            raise BadRequest(f"tools[{n}] needs a 'name': the function the model may call")
-        converted.append({"type": "function", "function": {
-            k: tool[k] for k in ("name", "description", "parameters") if tool.get(k) is not None}})
-    offered = checked_tools(converted or None)
-    choice = body.get("tool_choice")
-    named = choice.get("name") if isinstance(choice, dict) and choice.get("type") == "function" else None
-    return chosen_tools(offered, choice, named, TOOL_CHOICES)
-
-
 def parse_turn(body: Json, previous: StoredResponse | None) -> Turn:
     model = required_str(body, "model")
     refuse_unsupported(body)
@@ -190,10 +176,13 @@ def parse_turn(body: Json, previous: StoredResponse | None) -> Turn:
     if not any(m["role"] != "system" for m in messages):
         raise BadRequest("field 'input' must hold a message (or continue a conversation with previous_response_id)")
     reasoning = an_object(body, "reasoning")
-    request = Request(model=model, messages=chat_messages({"messages": messages}), format=text_format(body),
-                      options=sampling_options(body, FIELDS), tools=function_tools(body), keep_alive=keep_alive(body),
-                      think=effort(reasoning["effort"], "reasoning.effort") if "effort" in reasoning else think(body),
-                      effort=effort_level(reasoning.get("effort"), body))
+    chosen = response_tools(body)
+    names = FieldNames("reasoning.effort" if "effort" in reasoning else "think", "text.format")
+    thinking = effort(reasoning["effort"], "reasoning.effort") if "effort" in reasoning else think(body)
+    shaped, thinking = forced_format(chosen.offered, chosen.forcing, text_format(body), thinking, names)
+    request = Request(model=model, messages=chat_messages({"messages": messages}), format=shaped,
+                      options=sampling_options(body, FIELDS), tools=chosen.offered, keep_alive=keep_alive(body),
+                      think=thinking, effort=effort_level(reasoning.get("effort"), body), think_field=names.think)
     echo = {"model": model, "instructions": instructions, "max_output_tokens": body.get("max_output_tokens"),
             "temperature": body.get("temperature"), "top_p": body.get("top_p"), "tools": body.get("tools") or [],
             "tool_choice": body.get("tool_choice") or "auto",
@@ -203,7 +192,7 @@ def parse_turn(body: Json, previous: StoredResponse | None) -> Turn:
             "metadata": an_object(body, "metadata"), "parallel_tool_calls": get_bool(body, "parallel_tool_calls", True),
             "truncation": body.get("truncation") or "disabled"}
     conversation = (previous.input + previous.output if previous else []) + items
-    return Turn(request, conversation, instructions, echo["store"], echo)
+    return Turn(request, conversation, instructions, echo["store"], echo, chosen)
 
 
 # --- the store ------------------------------------------------------------------------------------
@@ -253,9 +242,11 @@ async def create_response(request: web.Request) -> web.StreamResponse:
     previous_id = get_str(body, "previous_response_id")
     previous = await stored(store, previous_id, "previous_response_id") if previous_id else None
     turn = parse_turn(body, previous)
+    if turn.tools.left_out:
+        log.info("%s: %s", request.path, turn.tools.note()[NOTE_HEADER])
     shape = ResponseShape(turn.echo, get_bool(body, "stream", False),
-                          keeper(store, request.app[SETTINGS].responses_ttl, turn))
-    return await serve(request, body, turn.request, shape, ResponseShape.watch)
+                          keeper(store, request.app[SETTINGS].responses_ttl, turn), turn.tools.namespaced)
+    return await serve(request, body, turn.request, shape, ResponseShape.watch, turn.tools.note())
 
 
 @routes.get("/v1/responses/{id}")
