@@ -16,12 +16,18 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from typing import Any
 
 from .api import Api
 from .errors import CliError
 from .listener import tcp_address
 
 KEY_VARIABLE = "R1_API_KEY"  # Codex reads the key from the variable its provider's env_key names
+
+# The context each tool needs, in tokens. Its first request, measured with SmolLM2's tokenizer
+# (tests/agents/: Claude Code 2.1.332 about 10K in `claude -p` with 12 tools, 22-31K in interactive
+# sessions with 24; Codex 0.171 about 9K; opencode 1.18 about 5.4K), with room for the session to grow.
+CONTEXT_NEEDED = {"claude": 32768, "codex": 16384, "opencode": 16384}
 
 
 def plan(tool: str, address: str, key: str, model: str) -> tuple[dict[str, str], list[str]]:
@@ -41,13 +47,48 @@ def plan(tool: str, address: str, key: str, model: str) -> tuple[dict[str, str],
     return {"OPENCODE_CONFIG_CONTENT": json.dumps(config)}, ["opencode"]
 
 
-def launch(tool: str, model: str, run: bool) -> None:
+def context_length(shown: dict[str, Any]) -> tuple[int | None, bool]:
+    """The context a model can hold (its num_ctx PARAMETER, or its trained context), and whether a
+    PARAMETER set it."""
+    for line in (shown.get("parameters") or "").splitlines():
+        name, _, value = line.partition(" ")
+        if name == "num_ctx" and value.strip().isdigit():
+            return int(value), True
+    trained = [v for k, v in (shown.get("model_info") or {}).items() if k.endswith(".context_length") and v]
+    return (int(trained[0]) if trained else None), False
+
+
+def check_model(tool: str, model: str, shown: dict[str, Any]) -> None:
+    """Refuse, saying what to do, a model that cannot serve `tool`: one without a chat template, without
+    tools, or with a context too short for the tool's prompt (/api/show's answer is `shown`)."""
+    if "remote" in shown:
+        return  # its upstream applies its own template and context
+    remake = f"`r1 create NEW -f Modelfile` with `FROM {model}` and"
+    if not shown.get("template"):
+        raise CliError(f"{model} has no chat template, and {tool} chats; give it one ({remake} a TEMPLATE line), "
+                       "or choose an instruct model")
+    if "tools" not in shown.get("capabilities", []):
+        raise CliError(f"{model}'s chat template does not show the model any tools, and {tool} works through "
+                       f"tools; give it a template that renders them ({remake} a TEMPLATE line), or choose a "
+                       "model trained to call tools")
+    needed = CONTEXT_NEEDED[tool]
+    context, set_by_parameter = context_length(shown)
+    if context is not None and context < needed:
+        fix = (f"raise its num_ctx ({remake} `PARAMETER num_ctx {needed}`)" if set_by_parameter
+               else "choose a model with a longer context")
+        raise CliError(f"{model} holds {context} tokens of context, and {tool}'s prompt and session need about "
+                       f"{needed}; {fix}")
+
+
+def launch(tool: str, model: str, run: bool, arguments: list[str] | None = None) -> None:
     api = Api.from_env()
-    api("POST", "/api/show", {"model": model})  # a model the store lacks fails here, with the daemon's words
+    # A model the store lacks fails here, with the daemon's words.
+    check_model(tool, model, api("POST", "/api/show", {"model": model}))
     address = tcp_address(api)
     # Without R1_API_KEY a loopback listener takes any key; the tools insist on having one.
     key = api.settings.api_key or "r1"
     env, command = plan(tool, address, key, model)
+    command += arguments or []
     if run:
         try:
             os.execvpe(command[0], command, {**os.environ, **env})

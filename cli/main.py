@@ -412,14 +412,17 @@ def create(name: str, file: str, source: str | None) -> None:
 @click.argument("tool", type=click.Choice(["claude", "codex", "opencode"]))
 @click.option("--model", "-m", required=True, shell_complete=store_models, help="the model the tool uses")
 @click.option("--exec", "run", is_flag=True, help="run the tool with them rather than print them")
-def launch(tool: str, model: str, run: bool) -> None:
+@click.argument("arguments", nargs=-1, type=click.UNPROCESSED)
+def launch(tool: str, model: str, run: bool, arguments: tuple[str, ...]) -> None:
     """Print (or, with --exec, run) what TOOL (Claude Code, Codex CLI, opencode) needs to use MODEL through r1.
 
-    Opens r1's TCP listener on loopback if it is off (Ollama's port, or a free one if that is taken).
+    Checks first that MODEL can serve the tool (a chat template, tools, a context that holds the tool's
+    prompt). Opens r1's TCP listener on loopback if it is off (Ollama's port, or a free one if that is
+    taken). ARGUMENTS, after --, go to the tool: r1 launch claude -m MODEL --exec -- -p "hi"
     """
     from .launch import launch as start
 
-    start(tool, model, run)
+    start(tool, model, run, list(arguments))
 
 
 @cli.command()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Daemon, free_port, private_daemon
-from tinymodels import write_tiny_gguf
+from tinymodels import write_quiet_gguf, write_tiny_gguf
 
 
 def exports(stdout: str) -> tuple[dict[str, str], list[str]]:
@@ -31,7 +31,8 @@ def exports(stdout: str) -> tuple[dict[str, str], list[str]]:
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     root = tmp_path_factory.mktemp("launch")
     with private_daemon(root) as daemon:  # no R1_HOST: only the socket, until r1 launch opens TCP
-        daemon.cli("import", str(write_tiny_gguf(root / "tiny.gguf")), "--name", "tiny")
+        # "tiny": a template that renders tools and a context of 64K tokens, as the tools need.
+        daemon.cli("import", str(write_quiet_gguf(root / "quiet.gguf")), "--name", "tiny")
         yield daemon
 
 
@@ -62,10 +63,11 @@ def test_codex_gets_a_provider_of_its_own_and_exec_runs_the_tool(daemon: Daemon,
     tool.chmod(0o755)
     daemon.env["PATH"] = f"{tmp_path}{os.pathsep}{daemon.env['PATH']}"
     try:
-        daemon.cli("launch", "codex", "--model", "tiny", "--exec")
+        daemon.cli("launch", "codex", "--model", "tiny", "--exec", "--", "exec", "--json", "hi there")
     finally:
         daemon.env["PATH"] = daemon.env["PATH"].split(os.pathsep, 1)[1]
-    assert record.read_text().splitlines() == ["r1", *command[1:]]
+    # The arguments after -- go to the tool, after r1's.
+    assert record.read_text().splitlines() == ["r1", *command[1:], "exec", "--json", "hi there"]
 
 
 def test_launch_refuses_what_it_cannot_do(daemon: Daemon) -> None:
@@ -78,3 +80,20 @@ def test_launch_refuses_what_it_cannot_do(daemon: Daemon) -> None:
     assert refused.value.code == 403  # opened over the socket only
     status, answer = daemon.request("POST", "/api/tcp", {"host": f"0.0.0.0:{free_port()}"})
     assert status == 400 and "loopback" in answer["error"]
+
+
+def test_launch_checks_that_the_model_can_serve_the_tool(daemon: Daemon, tmp_path: Path) -> None:
+    daemon.cli("import", str(write_tiny_gguf(tmp_path / "plain.gguf", seed=3)), "--name", "no-tools")
+    daemon.cli("import", str(write_tiny_gguf(tmp_path / "raw.gguf", chat_template=None, seed=4)), "--name", "raw")
+    status, answer = daemon.request("POST", "/api/create", {"model": "short", "from": "tiny",
+                                                            "parameters": {"num_ctx": 8192}, "stream": False})
+    assert status == 200, answer
+    refusals = {
+        ("raw", "claude"): ["raw has no chat template", "TEMPLATE"],
+        ("no-tools", "codex"): ["does not show the model any tools", "TEMPLATE"],
+        ("short", "claude"): ["holds 8192 tokens of context", "PARAMETER num_ctx 32768"],
+    }
+    for (model, tool), words in refusals.items():
+        refused = daemon.cli("launch", tool, "--model", model, check=False)
+        assert refused.returncode == 1 and refused.stdout == "", refused
+        assert all(word in refused.stderr for word in words), refused.stderr
