@@ -1,7 +1,10 @@
 """Several sequences in one llama.cpp context: slots, per-sequence samplers, one llama_decode a step.
 
-The context holds `slots` sequences (n_seq_max) in one unified KV cache of slots x num_ctx cells;
-the runner keeps each sequence within num_ctx, so they always fit. A step decodes, in one batch, the
+The context holds `slots` sequences (n_seq_max), each in a KV cache stream of its own of num_ctx cells
+(llama.cpp's kv_unified off): a token attends over its own sequence's cells only, so conversations held
+in other slots cost a decode nothing. (In one unified cache every token is computed against every used
+cell of every slot, masked: three idle 8K-token histories made a short answer beside them 3x slower.)
+The runner keeps each sequence within num_ctx, so it always fits. A step decodes, in one batch, the
 last sampled token of every generating sequence plus chunks of the prompts still to evaluate, at most
 n_batch tokens in all, so a long prompt delays the others by one chunk at a time, never by its whole length.
 
@@ -10,7 +13,8 @@ once, and its cells stay only as a cache that the next sequence there overwrites
 goes to the free slot sharing the longest prefix with its prompt and evaluates only the rest: a chat's
 next turn finds its history where the previous turn left it. As in Ollama, a sequence that would cut
 into another conversation's cache takes the least recently used free slot instead, with a copy of
-the shared prefix's cells (in a unified cache a copy shares the cells, it copies nothing).
+the shared prefix's cells. Streams copy whole (llama.cpp copies a stream's buffer, all num_ctx cells of
+it), so a prefix too short to be worth that copy is evaluated again instead.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ import llama_cpp
 from .base import SAMPLING_DEFAULTS, BackendError, shared_prefix
 
 LIB = llama_cpp.llama_cpp
+# A prefix shorter than this share of a slot's cells is evaluated again rather than copied: a copy costs
+# the whole stream whatever the prefix (Gemma 3 270M at num_ctx 32768: 590 MB), evaluating it costs its tokens.
+COPY_SHARE = 64
 
 
 def sampler_chain(vocab: Any, n_vocab: int, sampling: dict[str, Any], grammar: tuple[str, str] | None) -> Any:
@@ -82,6 +89,7 @@ class Batcher:
     def __init__(self, ctx: Any, model: Any, vocab: Any, slots: int, n_batch: int,
                  piece: Callable[[int], bytes]) -> None:
         self.ctx, self.vocab, self.piece = ctx, vocab, piece
+        self.cells = LIB.llama_n_ctx_seq(ctx)  # each slot's stream
         self.memory = LIB.llama_get_memory(ctx)
         self.n_vocab = LIB.llama_vocab_n_tokens(vocab)
         self.n_swa = LIB.llama_model_n_swa(model)
@@ -148,10 +156,11 @@ class Batcher:
                 slot = min((s for s in free if s is not best), key=lambda s: s.used)
                 LIB.llama_memory_seq_rm(self.memory, slot.index, -1, -1)
                 slot.cached = []
-                if keep and self._can_cut(best.index, keep):
-                    LIB.llama_memory_seq_cp(self.memory, best.index, slot.index, 0, keep)
-                    slot.cached = best.cached[:keep]
-                keep = len(slot.cached)
+                if keep * COPY_SHARE >= self.cells and self._can_cut(best.index, keep):
+                    LIB.llama_memory_seq_cp(self.memory, best.index, slot.index, -1, -1)  # streams copy whole
+                    slot.cached = list(best.cached)  # cut to `keep` below
+                else:
+                    keep = 0
             if keep and not self._can_cut(slot.index, keep):
                 keep = 0
             if not LIB.llama_memory_seq_rm(self.memory, slot.index, keep, -1):

@@ -64,14 +64,15 @@ def _extra_buffers(on: bool) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _sequences(slots: int) -> Iterator[None]:
-    """Contexts made meanwhile hold `slots` sequences: `Llama()` has no keyword for n_seq_max."""
+    """Contexts made meanwhile hold `slots` sequences, each in its own KV stream (llama_batch.py says
+    why): `Llama()` has no keyword for n_seq_max."""
     low_level = llama_cpp.llama_cpp
     defaults = low_level.llama_context_default_params
 
     def with_slots() -> llama_cpp.llama_context_params:
         params = defaults()
         params.n_seq_max = slots
-        params.kv_unified = True
+        params.kv_unified = False
         return params
 
     low_level.llama_context_default_params = with_slots
@@ -120,7 +121,7 @@ class LlamaCppBackend(BatchBackend):
         if self.llm._ctx.memory is not None:  # models without a KV cache only embed
             self._batcher = Batcher(self.llm.ctx, self.llm.model, self.llm._model.vocab, self.slots,
                                     self.llm.n_batch, lambda token: self.llm.detokenize([token]))
-        self.context_length = self.llm.n_ctx() // self.slots
+        self.context_length = llama_cpp.llama_n_ctx_seq(self.llm.ctx)  # each slot's own cells
         self.threads = (llama_cpp.llama_n_threads(self.llm.ctx), llama_cpp.llama_n_threads_batch(self.llm.ctx))
         self.on_gpu = bool(llama_cpp.llama_supports_gpu_offload()) and self._params["n_gpu_layers"] != 0
         self.chat_template = self.llm.metadata.get("tokenizer.chat_template")
