@@ -6,7 +6,10 @@ in other slots cost a decode nothing. (In one unified cache every token is compu
 cell of every slot, masked: three idle 8K-token histories made a short answer beside them 3x slower.)
 The runner keeps each sequence within num_ctx, so it always fits. A step decodes, in one batch, the
 last sampled token of every generating sequence plus chunks of the prompts still to evaluate, at most
-n_batch tokens in all, so a long prompt delays the others by one chunk at a time, never by its whole length.
+n_batch tokens in all, shortest prompt first: a short request that arrives during a long prompt starts at
+once. Prompts and generating sequences share the model's time by their number: after a step that carried a
+prompt chunk, the generating ones get steps of their own for their share (a 25K-token prompt beside one
+chat takes half the time, not all of it), and only prompts short enough to cost nothing ride along then.
 
 A slot keeps the tokens its cells hold after its sequence ends (or is cancelled: its slot is free at
 once, and its cells stay only as a cache that the next sequence there overwrites). A new sequence
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import codecs
 import random
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +38,9 @@ LIB = llama_cpp.llama_cpp
 # A prefix shorter than this share of a slot's cells is evaluated again rather than copied: a copy costs
 # the whole stream whatever the prefix (Gemma 3 270M at num_ctx 32768: 590 MB), evaluating it costs its tokens.
 COPY_SHARE = 64
+# Prompt tokens that may still join a step that belongs to the generating sequences: a prompt this short
+# is done in that one step, at no cost they would notice.
+RIDE_ALONG = 32
 
 
 def sampler_chain(vocab: Any, n_vocab: int, sampling: dict[str, Any], grammar: tuple[str, str] | None) -> Any:
@@ -100,6 +107,7 @@ class Batcher:
         self.waiting: deque[Sequence] = deque()  # added while every slot was busy, in arrival order
         self.reused: dict[int, int] = {}  # seq -> prompt tokens reused, until its slot takes another
         self.added = 0
+        self.owed = 0.0  # seconds of steps of their own owed to the generating sequences by prompt work
         self.batch = LIB.llama_batch_init(self.n_batch, 0, 1)
 
     @property
@@ -182,7 +190,6 @@ class Batcher:
         return LIB.llama_memory_seq_pos_min(self.memory, index) <= max(0, keep - self.n_swa)
 
     def step(self) -> list[tuple[int, str, bool]]:
-        batch = self.batch
         rows: list[tuple[Slot, int]] = []  # the slots that sample this step, with their logits' batch row
         n = 0
         for slot in self.slots:
@@ -192,15 +199,17 @@ class Batcher:
                 slot.cached.append(sequence.next_token)
                 rows.append((slot, n))
                 n += 1
-        # Prompts still being evaluated fill the room the generating tokens left, oldest request first: a
-        # request that arrives while others stream waits one step, not for every prompt before it.
-        prompting = sorted((s for s in self.slots if s.sequence is not None and s.sequence.todo), key=lambda s: s.used)
+        generating = n
+        prompting = sorted((s for s in self.slots if s.sequence is not None and s.sequence.todo),
+                           key=lambda s: (len(s.sequence.todo) if s.sequence else 0, s.used))
+        turn = not generating or self.owed <= 0  # the prompts' turn: as many of their tokens as fit
         for slot in prompting:
-            if n >= self.n_batch:
-                break
             sequence = slot.sequence
             assert sequence is not None
-            chunk = sequence.todo[: self.n_batch - n]
+            room = self.n_batch - n if turn else RIDE_ALONG - (n - generating)
+            if room <= 0 or (not turn and len(sequence.todo) > room):
+                break
+            chunk = sequence.todo[:room]
             del sequence.todo[: len(chunk)]
             for i, token in enumerate(chunk):
                 last = i == len(chunk) - 1 and not sequence.todo
@@ -211,12 +220,27 @@ class Batcher:
                 rows.append((slot, n - 1))
         if n == 0:
             return []
-        batch.n_tokens = n
-        status = LIB.llama_decode(self.ctx, batch)
+        started = time.perf_counter()
+        self._decode(n)
+        self._share(time.perf_counter() - started, generating, n - generating, turn)
+        return self._sample(rows)
+
+    def _decode(self, n: int) -> None:
+        self.batch.n_tokens = n
+        status = LIB.llama_decode(self.ctx, self.batch)
         if status != 0:
             raise BackendError(f"llama.cpp could not decode a batch of {n} tokens (status {status}); "
                                "lower num_parallel or num_ctx")
-        return self._sample(rows)
+
+    def _share(self, elapsed: float, generating: int, prompt_tokens: int, turn: bool) -> None:
+        """Keep the account of time between prompts and generating sequences, by their number."""
+        prompting = sum(1 for s in self.slots if s.sequence is not None and s.sequence.todo)
+        if not generating or not prompting:
+            self.owed = 0.0  # nobody waits on anybody
+        elif turn and prompt_tokens:
+            self.owed += elapsed * generating / prompting
+        else:
+            self.owed -= elapsed
 
     def _put(self, i: int, token: int, pos: int, seq: int, logits: bool) -> None:
         batch = self.batch
