@@ -86,7 +86,7 @@ class Server:
     count_field: str
 
 
-def r1_server(sock_path: str) -> Server:
+def r1_server(sock_path: str, ctx: int = CTX) -> Server:
     def connect() -> socket.socket:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.connect(sock_path)
@@ -94,7 +94,7 @@ def r1_server(sock_path: str) -> Server:
 
     return Server(connect, "/api/generate", lambda prompt, tokens: {
         "model": "gemma", "prompt": prompt, "raw": True,
-        "options": {"temperature": 0, "num_predict": tokens, "num_thread": THREADS, "num_ctx": CTX}},
+        "options": {"temperature": 0, "num_predict": tokens, "num_thread": THREADS, "num_ctx": ctx}},
         b'"done": false', b'"done": true', "eval_count")
 
 
