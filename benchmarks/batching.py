@@ -23,6 +23,7 @@ there) and measures the same on llama.cpp's server with n_parallel 8, in the sam
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import itertools
 import json
@@ -35,7 +36,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,6 +220,24 @@ def peer(python: str, gemma: Path, tokens: int) -> None:
         process.wait()
 
 
+@contextlib.contextmanager
+def private_daemon(gemma: Path, slots: int, ctx: int) -> Iterator[Server]:
+    """A daemon of this environment's r1 in a temporary home, with `gemma` stored as "gemma"."""
+    work = Path(tempfile.mkdtemp(prefix="r1b-", dir="/tmp"))
+    r1 = str(Path(sys.executable).with_name("r1"))
+    env = {**os.environ, "R1_HOME": str(work / "home"), "R1_SOCKET": str(work / "r1.sock"), "R1_NO_AUTOSTART": "1",
+           "R1_NUM_PARALLEL": str(slots)}
+    daemon = subprocess.Popen([r1, "serve"], env=env, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(work / "r1.sock", daemon, "the r1 daemon")
+        subprocess.run([r1, "import", str(gemma), "--name", "gemma"], env=env, check=True, capture_output=True)
+        yield r1_server(str(work / "r1.sock"), ctx)
+    finally:
+        daemon.terminate()
+        daemon.wait()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def r1_commit() -> str:
     """The commit of the r1 this Python runs (the daemon is this environment's `r1`), for before and after."""
     found = importlib.util.find_spec("r1.daemon")
@@ -236,19 +255,11 @@ def main() -> None:
     from llama_cpp import Llama
 
     gemma = gemma_gguf(Path(tempfile.gettempdir()) / "r1-test-models")
-    work = Path(tempfile.mkdtemp(prefix="r1b-", dir="/tmp"))
-    r1 = str(Path(sys.executable).with_name("r1"))
-    env = {**os.environ, "R1_HOME": str(work / "home"), "R1_SOCKET": str(work / "r1.sock"), "R1_NO_AUTOSTART": "1",
-           "R1_NUM_PARALLEL": str(max(CLIENTS))}
-    daemon = subprocess.Popen([r1, "serve"], env=env, stderr=subprocess.DEVNULL)
-    server = r1_server(str(work / "r1.sock"))
     # Each line is printed as soon as it is measured: a slow machine still shows what it got.
     print(f"r1 at {r1_commit()}")
     print(f"Gemma 3 270M Q4_K_M, n_threads={THREADS}, num_ctx {CTX}, temperature 0, {args.tokens} tokens per request, "
           f"R1_NUM_PARALLEL={max(CLIENTS)}\n", flush=True)
-    try:
-        wait_for(work / "r1.sock", daemon, "the r1 daemon")
-        subprocess.run([r1, "import", str(gemma), "--name", "gemma"], env=env, check=True, capture_output=True)
+    with private_daemon(gemma, max(CLIENTS), CTX) as server:
         one(server, fresh_prompt(), 8)  # load and warm the runner
         llm = Llama(str(gemma), n_ctx=CTX, n_threads=THREADS, verbose=False)
         token_loop(llm, 8)  # warm
@@ -264,10 +275,6 @@ def main() -> None:
         mine, own = single_client(server, llm, args.tokens, args.runs)
         print(f"single-client decode after the 8 clients: r1 {mine:.1f} tok/s, in-process {own:.1f} tok/s: "
               f"x{mine / own:.3f}\n", flush=True)
-    finally:
-        daemon.terminate()
-        daemon.wait()
-        shutil.rmtree(work, ignore_errors=True)
     if args.peer:
         peer(args.peer, gemma, args.tokens)
 

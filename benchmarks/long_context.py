@@ -16,10 +16,7 @@ so the table can be compared before and after: for an older commit, put a folder
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,7 +27,7 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from batching import Answer, Server, generate, one, r1_commit, r1_server, wait_for  # noqa: E402
+from batching import Answer, Server, generate, one, private_daemon, r1_commit  # noqa: E402
 from generate_speed import PROMPT, THREADS  # noqa: E402
 from tinymodels import gemma_gguf  # noqa: E402
 
@@ -84,18 +81,10 @@ def main() -> None:
     args = parser.parse_args()
     gemma = gemma_gguf(Path(tempfile.gettempdir()) / "r1-test-models")
     texts = histories(gemma, SLOTS, args.history)
-    work = Path(tempfile.mkdtemp(prefix="r1b-", dir="/tmp"))
-    r1 = str(Path(sys.executable).with_name("r1"))
-    env = {**os.environ, "R1_HOME": str(work / "home"), "R1_SOCKET": str(work / "r1.sock"), "R1_NO_AUTOSTART": "1",
-           "R1_NUM_PARALLEL": str(SLOTS)}
-    daemon = subprocess.Popen([r1, "serve"], env=env, stderr=subprocess.DEVNULL)
-    server = r1_server(str(work / "r1.sock"), CTX)
     print(f"r1 at {r1_commit()}")
     print(f"Gemma 3 270M Q4_K_M, n_threads={THREADS}, num_ctx {CTX}, R1_NUM_PARALLEL={SLOTS}, histories of "
           f"{args.history} tokens, the short request {args.tokens} tokens, median of {args.runs}\n", flush=True)
-    try:
-        wait_for(work / "r1.sock", daemon, "the r1 daemon")
-        subprocess.run([r1, "import", str(gemma), "--name", "gemma"], env=env, check=True, capture_output=True)
+    with private_daemon(gemma, SLOTS, CTX) as server:
         one(server, PROMPT, 8)  # load and warm the runner
         print(f"{'the short request':<44}{'first ms':>10}{'tok/s':>10}{'x idle':>10}", flush=True)
         idle = short(server, args.tokens, args.runs)
@@ -114,10 +103,6 @@ def main() -> None:
         line("while a new history is evaluated", ttft, rate, idle)
         print(f"\n{SLOTS - 1} histories evaluated together in {took:.1f} s ({(SLOTS - 1) * args.history / took:.0f} "
               f"tok/s); the fourth, beside the short request, took {long_ttft:.1f} s to its first token", flush=True)
-    finally:
-        daemon.terminate()
-        daemon.wait()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
