@@ -14,6 +14,7 @@ import click
 from ..daemon import __version__
 from ..daemon.config import LOG_LEVELS, settings_help
 from .completion import COMPLETE_VAR, SHELLS, catalog_models, loaded_models, script, store_models
+from .remote import remote
 
 JSON_HELP = "print the daemon's answer as JSON"
 SAFE_MARK = "*"  # r1 ps: a llama.cpp model running without its extra buffer types
@@ -139,61 +140,14 @@ def search(query: tuple[str, ...], as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def show(name: str, as_json: bool) -> None:
     """Show what r1 knows about a model."""
-    from . import render
     from .api import Api
+    from .show import print_model
 
     info = Api.from_env()("POST", "/api/show", {"model": name})
     if as_json:
         _print_json(info)
         return
-    if "remote" in info:
-        _show_remote(info)
-        return
-    details = info["details"]
-    arch = info["model_info"].get("general.architecture") or "-"
-    facts = [
-        ("architecture", arch),
-        ("parameters", details["parameter_size"] or "-"),
-        ("context length", str(info["model_info"].get(f"{arch}.context_length", "-"))),
-        ("quantization", details["quantization_level"] or "-"),
-        ("format", details["format"]),
-        ("chat template", "yes" if info["template"] else "none"),
-        ("size", render.human_size(info["size"])),
-        ("id", info["digest"][:12]),
-        ("path", info["path"]),
-    ]
-    if "memory" in info:
-        memory = info["memory"]
-        verdict = "fits" if memory["fits"] else "DOES NOT FIT"
-        slots = memory["slots"]
-        facts.append(("memory", f"about {render.human_size(memory['estimate'])} at num_ctx {memory['num_ctx']} "
-                                f"x {slots} slot{'s' if slots != 1 else ''} "
-                                f"({verdict} the {render.human_size(memory['budget'])} budget)"))
-    if info["license"]:
-        facts.append(("license", info["license"].splitlines()[0]))
-    print("  Model")
-    for label, value in facts:
-        print(f"    {label:<16}{value}")
-    print("\n  Files")
-    for f in info["files"]:
-        state = f"   {f['source']['kind']} from {f['source']['path']}" if "source" in f else ""
-        if "broken" in f:
-            state = f"   BROKEN: {f['broken'].split(': ', 1)[1]}; import it again"
-        elif not f["present"]:
-            state = "   MISSING: import or pull the model again"
-        print(f"    {f['path']}   {render.human_size(f['size'])}   {f['digest'][:19]}{state}")
-
-
-def _show_remote(info: dict) -> None:
-    remote = info["remote"]
-    price = remote["price"]
-    facts = [("remote", remote["name"]), ("upstream model", remote["model"]),
-             ("context length", str(remote["context_length"] or "not reported by the upstream")),
-             ("price", f"${price['input']:g} in, ${price['output']:g} out per million tokens" if price else "not set "
-              "(r1 remote price)"), ("id", info["digest"][:12])]
-    print("  Model")
-    for label, value in facts:
-        print(f"    {label:<16}{value}")
+    print_model(info)
 
 
 @cli.command()
@@ -437,98 +391,7 @@ def ui(print_only: bool) -> None:
     open_console(print_only)
 
 
-@cli.group()
-def remote() -> None:
-    """Remote engines (an OpenAI-compatible provider or vLLM, another Ollama) whose models r1 serves."""
-
-
-@remote.command("add")
-@click.argument("name")
-@click.argument("url")
-@click.option("--url", "more_urls", multiple=True, metavar="URL", help="another URL of the same engine (a pool)")
-@click.option("--api-key-env", metavar="VAR", help="the daemon's environment variable that holds the key")
-@click.option("--api-key-file", type=click.Path(exists=True, dir_okay=False),
-              help="a file holding the key; r1 keeps a copy only its user can read")
-@click.option("--dialect", type=click.Choice(["openai", "ollama"]), default="openai", show_default=True)
-@click.option("--header", "headers", multiple=True, metavar="NAME=VALUE", help="a header sent with every request")
-@click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="certificates of a private CA")
-def remote_add(name: str, url: str, more_urls: tuple[str, ...], api_key_env: str | None, api_key_file: str | None,
-               dialect: str, headers: tuple[str, ...], ca_file: str | None) -> None:
-    """Add (or change) remote engine NAME at URL (an OpenAI base URL such as https://host/v1)."""
-    import os
-
-    from .api import Api
-    from .errors import CliError
-
-    if api_key_env and api_key_file:
-        raise CliError("give the key one way: --api-key-env or --api-key-file")
-    body: dict[str, object] = {"name": name, "urls": [url, *more_urls], "dialect": dialect}
-    if api_key_env:
-        body["api_key_env"] = api_key_env
-    if api_key_file:
-        with open(api_key_file) as key:
-            body["api_key"] = key.read().strip()
-    if ca_file:
-        body["ca_file"] = os.path.abspath(ca_file)
-    pairs = [h.partition("=") for h in headers]
-    if any(not sep or not key for key, sep, _ in pairs):
-        raise CliError("--header takes NAME=VALUE")
-    body["headers"] = {key.strip(): value.strip() for key, _, value in pairs}
-    shown = Api.from_env()("POST", "/api/remotes", body)
-    print(f"added remote {shown['name']} ({shown['dialect']}, {', '.join(shown['urls'])}; key: {shown['key']})")
-
-
-@remote.command("list")
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-def remote_list(as_json: bool) -> None:
-    """The remote engines, with where each one's key comes from (never the key)."""
-    from . import render
-    from .api import Api
-
-    remotes = Api.from_env()("GET", "/api/remotes")["remotes"]
-    if as_json:
-        _print_json(remotes)
-        return
-    print(render.table(("NAME", "DIALECT", "URLS", "KEY"),
-                       [(r["name"], r["dialect"], " ".join(r["urls"]), r["key"]) for r in remotes]))
-
-
-@remote.command("rm")
-@click.argument("name")
-def remote_rm(name: str) -> None:
-    """Forget remote engine NAME and its key (its models' names stay, and fail until it is added again)."""
-    from .api import Api
-
-    answer = Api.from_env()("DELETE", "/api/remotes", {"name": name})
-    left = answer["models_left"]
-    print(f"removed remote {name}" + (f"; models still naming it: {', '.join(left)}" if left else ""))
-
-
-@remote.command("models")
-@click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-def remote_models(name: str, as_json: bool) -> None:
-    """The models remote engine NAME offers (use one with `r1 create NEW --from NAME:ID`)."""
-    from . import render
-    from .api import Api
-
-    models = Api.from_env()("GET", f"/api/remotes/{name}/models")["models"]
-    if as_json:
-        _print_json(models)
-        return
-    print(render.table(("ID", "CONTEXT"), [(m["id"], str(m.get("context_length", ""))) for m in models]))
-
-
-@remote.command("price")
-@click.argument("model")
-@click.option("--input", "input_price", type=float, required=True, help="US dollars per million prompt tokens")
-@click.option("--output", "output_price", type=float, required=True, help="US dollars per million output tokens")
-def remote_price(model: str, input_price: float, output_price: float) -> None:
-    """Set what remote model MODEL costs, so that answers carry their cost."""
-    from .api import Api
-
-    answer = Api.from_env()("POST", "/api/remotes/price", {"model": model, "input": input_price, "output": output_price})
-    print(f"{answer['upstream']}: ${answer['input']:g} in, ${answer['output']:g} out per million tokens")
+cli.add_command(remote)
 
 
 @cli.command()
