@@ -115,9 +115,12 @@ def test_ps_stop_and_rm_of_a_loaded_model(budget_daemon: Daemon) -> None:
     wait_until(lambda: not runner_pids(budget_daemon))
     assert ps(budget_daemon)["models"] == []
 
-    ask(budget_daemon, keep_alive=-1)
+    budget_daemon.cli("cp", "gemma", "gemma-third")
+    ask(budget_daemon, model="gemma-copy", keep_alive=-1)
     assert "Forever" in budget_daemon.cli("ps").stdout
-    budget_daemon.cli("rm", "gemma")  # gemma-copy still names the same model: it stays loaded
+    budget_daemon.cli("rm", "gemma")  # not the name it was loaded as: the runner stays
     assert len(runner_pids(budget_daemon)) == 1
-    budget_daemon.cli("rm", "gemma-copy")  # the last name: unloaded
+    assert [m["name"] for m in ps(budget_daemon)["models"]] == ["gemma-copy:latest"]
+    budget_daemon.cli("rm", "gemma-copy")  # the name it was loaded as: unloaded, though gemma-third remains
     wait_until(lambda: not runner_pids(budget_daemon))
+    assert ps(budget_daemon)["models"] == []

@@ -224,10 +224,12 @@ async def delete(request: web.Request) -> web.Response:
     store = _store(request)
     record = await asyncio.to_thread(store.remove, name)
     weights = record.manifest.weights_id
-    if not any(r.manifest.weights_id == weights for r in await asyncio.to_thread(store.list)):
-        # No name is left for these weights: unload them (once their requests end; the runner's open
-        # files outlive the blobs).
-        await request.app[SCHEDULER].stop(weights)
+    scheduler = request.app[SCHEDULER]
+    loaded_as_this = any(i.spec.name == record.name for i in scheduler.instances() if i.spec.weights == weights)
+    if loaded_as_this or not any(r.manifest.weights_id == weights for r in await asyncio.to_thread(store.list)):
+        # As Ollama, a removed model is unloaded (once its requests end; the runner's open files outlive
+        # the blobs): `r1 ps` must not go on naming it. A runner that another name loaded stays.
+        await scheduler.stop(weights)
     return web.Response()
 
 
