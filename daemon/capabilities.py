@@ -32,7 +32,7 @@ ENCODERS = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "j
 GO_FIELDS = {"think": "enable_thinking"}
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=256)
 def template_variables(source: str) -> frozenset[str]:
     """The variables a Jinja template reads from its context (none if it does not parse); for one
     converted from Ollama's Go, the fields it reads, as Ollama's own capability check sees them."""

@@ -55,8 +55,21 @@ def summary(record: ModelRecord) -> dict[str, Any]:
         "size": record.manifest.size,
         "digest": record.manifest_id,
         "details": details(record),
+        # r1's addition: /api/show's capabilities, so a list can tell an embedding model from a chat model.
+        "capabilities": model_capabilities(record),
         **({"remote": {"name": remote[0], "model": remote[1]}} if remote else {}),
     }
+
+
+# A remote model's upstream decides what it can do; r1 passes both on.
+REMOTE_CAPABILITIES = ["completion", "tools"]
+
+
+def model_capabilities(record: ModelRecord) -> list[str]:
+    """Ollama's capability names for a stored model (the list /api/show and /api/tags give)."""
+    if remote_of(record.manifest) is not None:
+        return list(REMOTE_CAPABILITIES)
+    return capabilities(record.manifest.facts, model_template(record))
 
 
 def model_info(record: ModelRecord) -> dict[str, Any]:
@@ -130,7 +143,7 @@ def show(store: Store, record: ModelRecord, scheduler: Scheduler) -> dict[str, A
         "messages": overrides.messages or [],
         "details": details(record),
         "model_info": model_info(record),
-        "capabilities": capabilities(record.manifest.facts, template),
+        "capabilities": model_capabilities(record),
         "modified_at": record.modified_at,
         # r1's additions: where the bytes are, and whether all of them are there.
         "digest": record.manifest_id,
@@ -166,7 +179,7 @@ def show_remote(store: Store, record: ModelRecord, remote: str, upstream: str) -
         "details": details(record),
         "model_info": {"general.architecture": "", **({"remote.context_length": record.manifest.facts.context_length}
                                                       if record.manifest.facts.context_length else {})},
-        "capabilities": ["completion", "tools"],  # the upstream decides; r1 passes both on
+        "capabilities": model_capabilities(record),
         "modified_at": record.modified_at,
         "digest": record.manifest_id,
         "size": 0,
