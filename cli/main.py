@@ -17,6 +17,7 @@ from .completion import COMPLETE_VAR, SHELLS, catalog_models, loaded_models, scr
 from .remote import remote
 
 JSON_HELP = "print the daemon's answer as JSON"
+READS_HELP = "count the requests that only read the daemon's state too (list, ps, show, the console's polling)"
 SAFE_MARK = "*"  # r1 ps: a llama.cpp model running without its extra buffer types
 
 
@@ -193,24 +194,27 @@ def ps(as_json: bool) -> None:
 @click.option("--by", type=click.Choice(["model", "day", "client"]), default="model", show_default=True,
               help="what each row totals")
 @click.option("--since", default="7d", show_default=True, metavar="DURATION", help="how far back (24h, 7d, 30d)")
+@click.option("--all", "everything", is_flag=True, help=READS_HELP)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-def usage(by: str, since: str, as_json: bool) -> None:
+def usage(by: str, since: str, everything: bool, as_json: bool) -> None:
     """Totals from the request log: requests, tokens, speed and cost by model, day or client."""
     from .usage import usage as show
 
-    show(by, since, as_json)
+    show(by, since, as_json, everything)
 
 
 @cli.command()
 @click.option("-n", "limit", type=click.IntRange(0, 10_000), default=20, show_default=True,
               help="how many of the last requests")
 @click.option("--follow", "-f", is_flag=True, help="keep printing requests as they finish (Ctrl-C stops)")
+@click.option("--all", "everything", is_flag=True, help=READS_HELP)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP + " (with --follow: one object a line)")
-def log(limit: int, follow: bool, as_json: bool) -> None:
-    """The last requests the daemon served: who asked, which route and model, tokens and timings."""
+def log(limit: int, follow: bool, everything: bool, as_json: bool) -> None:
+    """The last requests the daemon served, in the order they came: who asked, which route and model,
+    tokens and timings."""
     from .usage import log as show
 
-    show(limit, follow, as_json)
+    show(limit, follow, as_json, everything)
 
 
 @cli.command()

@@ -21,13 +21,13 @@ def _number(value: Any, digits: int = 1) -> str:
 
 
 def usage_rows(rows: Iterable[dict[str, Any]]) -> list[tuple[str, ...]]:
-    return [(row["key"] or "-", str(row["requests"]), str(row["prompt_tokens"]), str(row["output_tokens"]),
+    return [(row["key"] or "(no model)", str(row["requests"]), str(row["prompt_tokens"]), str(row["output_tokens"]),
              "-" if row["thinking_tokens"] is None else str(row["thinking_tokens"]), _number(row["tokens_per_s"]),
              "-" if row["cost"] is None else f"${row['cost']:.4f}", str(row["errors"])) for row in rows]
 
 
-def usage(by: str, since: str, as_json: bool) -> None:
-    answer = Api.from_env()("GET", "/api/usage?" + urlencode({"by": by, "since": since}))
+def usage(by: str, since: str, as_json: bool, everything: bool) -> None:
+    answer = Api.from_env()("GET", "/api/usage?" + urlencode({"by": by, "since": since, "reads": int(everything)}))
     if as_json:
         print(json.dumps(answer, indent=2))
         return
@@ -52,10 +52,11 @@ def log_row(row: dict[str, Any]) -> tuple[str, ...]:
             _number(row["tokens_per_s"]), f"{row['duration_s']:.3f}s")
 
 
-def log(limit: int, follow: bool, as_json: bool) -> None:
+def log(limit: int, follow: bool, as_json: bool, everything: bool) -> None:
     api = Api.from_env()
+    query = urlencode({"limit": limit, "reads": int(everything)})
     if not follow:
-        rows = api("GET", f"/api/log?limit={limit}")["requests"]
+        rows = api("GET", f"/api/log?{query}")["requests"]
         if as_json:
             print(json.dumps(rows, indent=2))
             return
@@ -63,7 +64,7 @@ def log(limit: int, follow: bool, as_json: bool) -> None:
         return
     # Followed, rows come one at a time: a table per row, of fixed widths, with the headers once.
     header_shown = as_json
-    for row in api.stream("GET", f"/api/log?limit={limit}&follow=1"):
+    for row in api.stream("GET", f"/api/log?{query}&follow=1"):
         if as_json:
             print(json.dumps(row), flush=True)
             continue

@@ -217,15 +217,15 @@ def test_a_killed_daemon_keeps_what_was_written_and_names_its_clients(daemon_env
         assert {(row["client_kind"], row["client_pid"], row["client_uid"], row["client"]) for row in mine} == \
             {("unix", os.getpid(), os.getuid(), psutil.Process().name())}
 
-        cli_log = daemon.cli("log", "-n", "50").stdout.splitlines()
+        cli_log = daemon.cli("log", "-n", "50", "--all").stdout.splitlines()
         assert cli_log[0].split()[:2] == ["TIME", "CLIENT"]
         assert sum("GET /api/version" in line for line in cli_log) >= 3 and sum("/api/tags" in line for line in cli_log) == 1
-        as_json = json.loads(daemon.cli("log", "-n", "50", "--json").stdout)
+        as_json = json.loads(daemon.cli("log", "-n", "50", "--all", "--json").stdout)
         assert {row["route"] for row in as_json} >= {"/api/version", "/api/tags"}
-        usage = daemon.cli("usage", "--by", "client")
+        usage = daemon.cli("usage", "--by", "client", "--all")
         assert usage.stdout.splitlines()[0].split()[:2] == ["CLIENT", "REQUESTS"]
         assert f"unix:{psutil.Process().name()} uid {os.getuid()}" in usage.stdout
-        totals = json.loads(daemon.cli("usage", "--by", "client", "--json").stdout)["usage"]
+        totals = json.loads(daemon.cli("usage", "--by", "client", "--all", "--json").stdout)["usage"]
         [me] = [row for row in totals if row["key"] == f"unix:{psutil.Process().name()} uid {os.getuid()}"]
         assert me["requests"] >= 4 + 1  # and the reads of the log above
 
@@ -237,7 +237,7 @@ def test_a_killed_daemon_keeps_what_was_written_and_names_its_clients(daemon_env
         assert all(row["client_pid"] != os.getpid() for row in cli_rows), "the r1 command, by name"
 
         # -n: the request may be written before the command follows: then it comes with the last ones
-        follow = subprocess.Popen([R1, "log", "--follow", "-n", "10000"], env=daemon.env, stdout=subprocess.PIPE,
+        follow = subprocess.Popen([R1, "log", "--follow", "--all", "-n", "10000"], env=daemon.env, stdout=subprocess.PIPE,
                                   text=True)
         watchdog = threading.Timer(20, follow.kill)
         watchdog.start()
@@ -335,3 +335,43 @@ def test_a_reasoning_models_thinking_tokens_are_counted_apart(gemma_daemon: Daem
     wait_until(lambda: row() is not None)
     logged = row()
     assert logged is not None and 0 < logged["thinking_tokens"] <= logged["output_tokens"] == 12
+
+
+def test_reads_of_the_daemons_state_are_left_out_unless_asked_for_and_rows_come_in_start_order(
+        gemma_daemon: Daemon) -> None:
+    def totals(reads: int) -> dict[str, Any]:
+        rows = gemma_daemon.request("GET", f"/api/usage?by=model&since=1h&reads={reads}")[1]["usage"]
+        return next((row for row in rows if row["key"] == ""), {"requests": 0, "errors": 0})
+
+    started = time.time()
+    before = {reads: totals(reads) for reads in (0, 1)}
+    gemma_daemon.cli("list")
+    gemma_daemon.cli("ps")
+    assert gemma_daemon.request("POST", "/api/show", {"model": "no-such-model"})[0] == 404
+    # A long generation that starts first and ends last, and a short one in between.
+    long_one = threading.Thread(target=gemma_daemon.request, args=("POST", "/api/generate", {
+        "model": "gemma", "prompt": "Count to fifty:", "options": {"num_predict": 48}, "stream": False}))
+    long_one.start()
+    wait_until(lambda: any(m["state"] == "busy" for m in gemma_daemon.request("GET", "/api/ps")[1]["models"]))
+    status, _ = gemma_daemon.request("POST", "/api/generate", {
+        "model": "gemma", "prompt": "Hi", "options": {"num_predict": 1}, "stream": False})
+    assert status == 200
+    long_one.join()
+
+    def mine(reads: int) -> list[dict[str, Any]]:
+        rows = gemma_daemon.request("GET", f"/api/log?limit=1000&reads={reads}")[1]["requests"]
+        return [row for row in rows if row["time"] >= started]
+
+    wait_until(lambda: len([r for r in mine(0) if r["route"] == "/api/generate"]) == 2)
+    wait_until(lambda: totals(1)["errors"] == before[1]["errors"] + 1)
+    quiet = mine(0)
+    assert {row["route"] for row in quiet} == {"/api/generate"}, quiet
+    everything = {row["route"] for row in mine(1)}
+    assert {"/api/tags", "/api/ps", "/api/show", "/api/generate"} <= everything
+    short, long = quiet  # newest first by when they started, though the long one was written last
+    assert short["output_tokens"] == 1 and long["output_tokens"] == 48 and long["id"] > short["id"]
+    assert totals(0)["errors"] == before[0]["errors"], "a read's 404 is no error of a model request"
+
+    shown = gemma_daemon.cli("log", "-n", "3").stdout
+    assert "/api/tags" not in shown and "GET /api/log" not in shown
+    assert "GET /api/log" in gemma_daemon.cli("log", "-n", "3", "--all").stdout

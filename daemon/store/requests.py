@@ -23,6 +23,19 @@ USAGE_KEYS = {
 }
 
 
+# Reads of the daemon's state (r1 list, ps, show, the console's polling): left out of totals and of `r1 log`
+# unless asked for, so that they do not bury the requests that used a model.
+READ_METHODS = ("GET", "HEAD")
+READ_ROUTES = ("/api/show",)
+_NOT_A_READ = (f"NOT (method IN ({', '.join(repr(m) for m in READ_METHODS)}) "
+               f"OR route IN ({', '.join(repr(r) for r in READ_ROUTES)}))")
+
+
+def is_read(row: dict[str, Any]) -> bool:
+    """Whether a logged request only read the daemon's state (as _NOT_A_READ tells it in SQL)."""
+    return row["method"] in READ_METHODS or row["route"] in READ_ROUTES
+
+
 def insert(db: sqlite_utils.Database, entries: list[dict[str, Any]]) -> list[int]:
     """Record a batch in one transaction; the rows' ids, in order."""
     sql = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
@@ -36,23 +49,27 @@ def prune(db: sqlite_utils.Database, before: float) -> int:
         return db.execute("DELETE FROM requests WHERE time < ?", [before]).rowcount
 
 
-def usage(db: sqlite_utils.Database, by: str, since: float) -> list[dict[str, Any]]:
-    """Totals per key (USAGE_KEYS) of the requests since `since`, most requests first."""
+def usage(db: sqlite_utils.Database, by: str, since: float, reads: bool = True) -> list[dict[str, Any]]:
+    """Totals per key (USAGE_KEYS) of the requests since `since`, most requests first; without `reads`,
+    of those that did more than read the daemon's state."""
     key = USAGE_KEYS[by]
     cursor = db.execute(
         f"SELECT {key} AS key, count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
         "coalesce(sum(output_tokens), 0) AS output_tokens, sum(thinking_tokens) AS thinking_tokens, "
         "avg(CASE WHEN output_tokens > 1 THEN tokens_per_s END) AS tokens_per_s, sum(cost) AS cost, "
         "sum(status >= 400 AND status <> 499) AS errors "  # 499: the client went away, no failure of r1's
-        f"FROM requests WHERE time >= ? GROUP BY key ORDER BY {'key' if by == 'day' else 'requests DESC, key'}",
+        f"FROM requests WHERE time >= ? {'' if reads else 'AND ' + _NOT_A_READ} "
+        f"GROUP BY key ORDER BY {'key' if by == 'day' else 'requests DESC, key'}",
         [since],
     )
     return _dicts(cursor)
 
 
-def recent(db: sqlite_utils.Database, limit: int) -> list[dict[str, Any]]:
-    """The last `limit` requests, newest first."""
-    cursor = db.execute("SELECT * FROM requests ORDER BY id DESC LIMIT ?", [limit])
+def recent(db: sqlite_utils.Database, limit: int, reads: bool = True) -> list[dict[str, Any]]:
+    """The last `limit` requests to start, newest first (a row is written when its request ends, so the ids
+    are in the order they ended); without `reads`, those that did more than read the daemon's state."""
+    cursor = db.execute(f"SELECT * FROM requests {'' if reads else 'WHERE ' + _NOT_A_READ} "
+                        "ORDER BY time DESC, id DESC LIMIT ?", [limit])
     return _dicts(cursor)
 
 

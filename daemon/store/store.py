@@ -169,13 +169,13 @@ class Store:
     def prune_requests(self, before: float) -> int:
         return self._index.write(lambda index: request_log.prune(index.db, before))
 
-    def usage(self, by: str, since: float) -> list[dict[str, Any]]:
+    def usage(self, by: str, since: float, reads: bool = True) -> list[dict[str, Any]]:
         with self._index.reading() as index:
-            return request_log.usage(index.db, by, since)
+            return request_log.usage(index.db, by, since, reads)
 
-    def recent_requests(self, limit: int) -> list[dict[str, Any]]:
+    def recent_requests(self, limit: int, reads: bool = True) -> list[dict[str, Any]]:
         with self._index.reading() as index:
-            return request_log.recent(index.db, limit)
+            return request_log.recent(index.db, limit, reads)
 
     def missing_files(self, manifest: Manifest) -> list[str]:
         """Files of a model whose blobs are not on disk (a damaged store)."""
