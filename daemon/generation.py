@@ -296,6 +296,7 @@ async def _generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final
         return
     prepared = await asyncio.to_thread(prepare, core.store, record, request, scheduler.extra_buffers,
                                        scheduler.template_limits.max_bytes)
+    note(model=prepared.record.name)  # loads and unloads too: the log says which model a cancelled load was
     if request.is_empty and request.keep_alive == 0:  # Ollama's way to unload (`r1 stop`): no load first
         await scheduler.stop(prepared.spec.weights)
         yield Final("unload", total_duration=time.perf_counter_ns() - started)
@@ -305,7 +306,6 @@ async def _generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final
             pass
         yield Final("load", total_duration=time.perf_counter_ns() - started, load_duration=lease.load_duration)
         return
-    note(model=prepared.record.name)
     show_thinking = request.think is not False
     # A raw prompt gets the model's text as written, tags and all, unless thinking was asked for.
     split = not request.raw or request.think is True

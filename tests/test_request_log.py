@@ -375,3 +375,28 @@ def test_reads_of_the_daemons_state_are_left_out_unless_asked_for_and_rows_come_
     shown = gemma_daemon.cli("log", "-n", "3").stdout
     assert "/api/tags" not in shown and "GET /api/log" not in shown
     assert "GET /api/log" in gemma_daemon.cli("log", "-n", "3", "--all").stdout
+
+
+def test_ctrl_c_during_a_load_is_logged_as_a_cancel_not_an_error(gemma_daemon: Daemon) -> None:
+    def loaded() -> list[dict[str, Any]]:  # gemma, or a model made from it (the same runner)
+        return [m for m in gemma_daemon.request("GET", "/api/ps")[1]["models"] if m["name"].startswith("gemma")]
+
+    gemma_daemon.cli("stop", "gemma")
+    wait_until(lambda: not loaded())
+    log_start = len(gemma_daemon.log())
+    started = time.time()
+    client = subprocess.Popen([R1, "run", "gemma", "Once upon a time"], env=gemma_daemon.env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(lambda: any(m["state"] == "loading" for m in loaded()), interval=0.02)
+    client.send_signal(signal.SIGINT)
+    _, err = client.communicate(timeout=30)
+    assert client.returncode == 130 and "Traceback" not in err and "Error" not in err, err
+
+    def row() -> dict[str, Any] | None:
+        rows = gemma_daemon.request("GET", "/api/log?limit=50&reads=0")[1]["requests"]
+        return next((r for r in rows if r["time"] >= started and r["route"] == "/api/generate"), None)
+
+    wait_until(lambda: row() is not None)
+    assert row()["status"] == 499 and row()["model"] == "gemma:latest"  # type: ignore[index]
+    daemon_log = gemma_daemon.log()[log_start:]
+    assert " 500 " not in daemon_log and "ERROR" not in daemon_log and "Traceback" not in daemon_log, daemon_log

@@ -131,7 +131,9 @@ class Runner:
         self._death = self._describe_exit(code)
         self._mark_exited()
         if self._waiting:  # someone was waiting for an answer
-            (log.info if self._stopping else log.error)("runner for %s %s", self.label, self._death)
+            # A death while loading is the scheduler's to tell: it may load again without extra buffers.
+            level = log.info if self._stopping else log.error if self.info else log.warning
+            level("runner for %s %s", self.label, self._death)
         for queue in self._waiting.values():
             queue.put_nowait(_DIED)
 
