@@ -13,31 +13,13 @@ import click
 
 from ..daemon import __version__
 from ..daemon.config import LOG_LEVELS, settings_help
+from .commands import Commands
 from .completion import COMPLETE_VAR, SHELLS, catalog_models, loaded_models, script, store_models
 from .remote import remote
 
 JSON_HELP = "print the daemon's answer as JSON"
 READS_HELP = "count the requests that only read the daemon's state too (list, ps, show, the console's polling)"
 SAFE_MARK = "*"  # r1 ps: a llama.cpp model running without its extra buffer types
-
-
-class Commands(click.Group):
-    """r1's commands, listed in the order declared; `ls` is `list`; Ctrl-C exits with status 130."""
-
-    aliases = {"ls": "list"}
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)
-
-    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        return super().get_command(ctx, self.aliases.get(name, name))
-
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except KeyboardInterrupt:
-            # 128 + SIGINT, as a shell reports it; click would print a blank line and raise Abort.
-            ctx.exit(130)
 
 
 def _exit(status: int) -> None:
@@ -396,6 +378,15 @@ def ui(print_only: bool) -> None:
 
 
 cli.add_command(remote)
+
+
+@cli.command("help")
+@click.argument("words", nargs=-1, metavar="[COMMAND]...")
+def help_command(words: tuple[str, ...]) -> None:
+    """Show the help of r1 or of one of its commands (`r1 help remote add`), as --help does."""
+    from .commands import help_of
+
+    click.echo(help_of(cli, words))
 
 
 @cli.command()

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from .commands import Commands
+
 JSON_HELP = "print the daemon's answer as JSON"
 
 
@@ -13,7 +15,7 @@ def _print_json(value: object) -> None:
     print(json.dumps(value, indent=2))
 
 
-@click.group()
+@click.group(cls=Commands)
 def remote() -> None:
     """Remote engines (an OpenAI-compatible provider or vLLM, another Ollama) whose models r1 serves."""
 

@@ -104,6 +104,19 @@ def test_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["-v"]) == 0 and capsys.readouterr().out == f"r1 version {__version__}\n"
 
 
+def test_help_lists_whole_sentences_and_r1_help_is_a_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--help"]) == 0
+    listing = capsys.readouterr().out
+    commands = listing.split("Commands:")[1]
+    assert "..." not in commands.replace("deepseek-r1:7b, ...", ""), commands  # click cut at 45 columns
+    assert "a stored one is checked for a newer version." in " ".join(commands.split()), "the first sentence whole"
+    assert main(["help"]) == 0 and capsys.readouterr().out == listing
+    assert main(["help", "remote", "add"]) == 0
+    assert capsys.readouterr().out.startswith("Usage: r1 remote add [OPTIONS] NAME URL")
+    assert main(["remote", "--help"]) == 0 and "..." not in capsys.readouterr().out.split("Commands:")[1]
+    assert main(["help", "nosuch"]) == 2 and "no such command: r1 nosuch" in capsys.readouterr().err
+
+
 def test_errors_are_one_line_and_exit_1(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["list"]) == 1  # R1_NO_AUTOSTART=1 and no daemon
     err = capsys.readouterr().err
