@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 
 import click
-from click.shell_completion import BashComplete, add_completion_class, get_completion_class, split_arg_string
+from click.shell_completion import (BashComplete, CompletionItem, add_completion_class, get_completion_class,
+                                    split_arg_string)
 
 from ..daemon.config import ConfigError, Settings
 from .client import ApiError, Client, DaemonUnavailable
@@ -76,14 +77,18 @@ def script(command: click.Command, shell: str) -> str:
     return get_completion_class(shell)(command, {}, "r1", COMPLETE_VAR).source()
 
 
-def _names(path: str) -> list[str]:
-    """The names in the daemon's answer to GET `path`; none when no daemon answers (completing
+def _models(path: str) -> list[dict]:
+    """The models in the daemon's answer to GET `path`; none when no daemon answers (completing
     never starts one, nor prints an error into the shell's line)."""
     try:
         answer = Client(Settings.from_env().socket, timeout=NAMES_TIMEOUT).request("GET", path)
     except (ConfigError, DaemonUnavailable, ApiError, OSError):
         return []
-    return [str(model["name"]) for model in answer["models"]]
+    return list(answer["models"])
+
+
+def _names(path: str) -> list[str]:
+    return [str(model["name"]) for model in _models(path)]
 
 
 def _matching(names: list[str], ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
@@ -95,6 +100,17 @@ def _matching(names: list[str], ctx: click.Context, param: click.Parameter, inco
 def store_models(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """The models in the store (GET /api/tags)."""
     return _matching(_names("/api/tags"), ctx, param, incomplete)
+
+
+def chat_models(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    """The models in the store that generate text: the ones `r1 run` chats with (no embedding-only model)."""
+    names = [str(m["name"]) for m in _models("/api/tags") if "completion" in m.get("capabilities", ["completion"])]
+    return _matching(names, ctx, param, incomplete)
+
+
+def paths(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Files and folders: the shell completes them itself."""
+    return [CompletionItem(incomplete, type="file")]
 
 
 def loaded_models(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:

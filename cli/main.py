@@ -14,7 +14,8 @@ import click
 from ..daemon import __version__
 from ..daemon.config import LOG_LEVELS, settings_help
 from .commands import Commands
-from .completion import COMPLETE_VAR, SHELLS, catalog_models, loaded_models, script, store_models
+from .completion import (COMPLETE_VAR, SHELLS, catalog_models, chat_models, loaded_models, paths, script,
+                         store_models)
 from .remote import remote
 
 JSON_HELP = "print the daemon's answer as JSON"
@@ -240,7 +241,7 @@ def cp(source: str, destination: str) -> None:
 
 
 @cli.command("import")
-@click.argument("items", nargs=-1, metavar="[PATH | NAME...]")
+@click.argument("items", nargs=-1, metavar="[PATH | NAME...]", shell_complete=paths)
 @click.option("--name", "-n", help="model name for PATH (default: from the file name)")
 @click.option("--copy", is_flag=True, help="always copy the bytes; never reflink or hard link")
 @click.option("--bundled", is_flag=True, help="import the models that ship with the `bundled` extra (smollm2:135m)")
@@ -292,7 +293,7 @@ def import_command(items: tuple[str, ...], name: str | None, copy: bool, bundled
 
 
 @cli.command()
-@click.argument("name", shell_complete=store_models)
+@click.argument("name", shell_complete=chat_models)
 @click.argument("prompt", nargs=-1)
 @click.option("--think", is_flag=True, help="ask the model to think first (and show its thinking even when piped)")
 @click.option("--no-think", is_flag=True, help="ask the model not to think")

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import R1, Daemon, private_daemon
-from tinymodels import write_tiny_gguf
+from tinymodels import write_tiny_bert, write_tiny_gguf
 
 BASH = shutil.which("bash")
 needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not installed")
@@ -48,12 +48,14 @@ def test_completion_of_an_unknown_shell_is_a_usage_error() -> None:
 
 @pytest.fixture(scope="module")
 def named(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
-    """A daemon whose store holds tiny:latest, tiny:q8 and other:latest (one model, three names)."""
+    """A daemon whose store holds tiny:latest, tiny:q8 and other:latest (one model, three names), and
+    embedder:latest (a model that only embeds)."""
     root = tmp_path_factory.mktemp("completion")
     with private_daemon(root) as daemon:
         daemon.cli("import", str(write_tiny_gguf(root / "tiny.gguf")), "--name", "tiny")
         daemon.cli("cp", "tiny", "tiny:q8")
         daemon.cli("cp", "tiny", "other")
+        daemon.cli("import", str(write_tiny_bert(root / "embedder.gguf")), "--name", "embedder")
         yield daemon
 
 
@@ -82,15 +84,16 @@ def test_bash_completes_model_names_from_the_daemon(named: Daemon) -> None:
     deepseek = {m["name"] for m in catalog["models"] if m["name"].startswith("deepseek-r1:")}
     assert deepseek
     offered = bash_completions(
-        named, "r1 show ", "r1 run ti", "r1 rm tiny:", "r1 rm tiny:latest ot", "r1 rm tiny:latest ",
+        named, "r1 show ", "r1 run ", "r1 run ti", "r1 rm tiny:", "r1 rm tiny:latest ot", "r1 rm tiny:latest ",
         "r1 cp tiny:latest ", "r1 pull deepseek-r1:", "r1 stop ", "r1 li", "r1 show --j",
     )
     assert offered == [
-        {"tiny:latest", "tiny:q8", "other:latest"},
+        {"tiny:latest", "tiny:q8", "other:latest", "embedder:latest"},
+        {"tiny:latest", "tiny:q8", "other:latest"},  # no model that only embeds: run chats
         {"tiny:latest", "tiny:q8"},
         {"latest", "q8"},  # bash counts only what follows the ':' as the word being completed
         {"other:latest"},
-        {"tiny:q8", "other:latest"},  # not a name already given
+        {"tiny:q8", "other:latest", "embedder:latest"},  # not a name already given
         set(),  # a new name: nothing to offer
         {name.split(":", 1)[1] for name in deepseek},
         set(),  # nothing is loaded
@@ -118,6 +121,9 @@ def test_zsh_and_fish_complete_model_names_from_the_daemon(named: Daemon) -> Non
     zsh = click_protocol(named, "zsh", "r1 show ti")  # type, value, help: three lines each
     assert sorted(zip(zsh[::3], zsh[1::3], zsh[2::3])) == [("plain", "tiny:latest", "_"), ("plain", "tiny:q8", "_")]
     assert sorted(click_protocol(named, "fish", "r1 show tiny:")) == ["plain,tiny:latest", "plain,tiny:q8"]
+    # Paths are the shell's to complete: r1 says so, for import's PATH as for its --dir.
+    assert click_protocol(named, "fish", "r1 import ./mo") == ["file,./mo"]
+    assert click_protocol(named, "fish", "r1 import --from ollama --dir ./mo") == ["dir,./mo"]
 
 
 def test_completion_without_a_daemon_offers_nothing_and_starts_none(r1_env: dict[str, str]) -> None:
