@@ -35,8 +35,9 @@ def remote_add(name: str, url: str, more_urls: tuple[str, ...], api_key_env: str
     """Add (or change) remote engine NAME at URL (an OpenAI base URL such as https://host/v1)."""
     import os
 
-    from .api import Api
+    from .api import Api, ApiFailure
     from .errors import CliError
+    from .render import say
 
     if api_key_env and api_key_file:
         raise CliError("give the key one way: --api-key-env or --api-key-file")
@@ -52,8 +53,14 @@ def remote_add(name: str, url: str, more_urls: tuple[str, ...], api_key_env: str
     if any(not sep or not key for key, sep, _ in pairs):
         raise CliError("--header takes NAME=VALUE")
     body["headers"] = {key.strip(): value.strip() for key, _, value in pairs}
-    shown = Api.from_env()("POST", "/api/remotes", body)
+    api = Api.from_env()
+    shown = api("POST", "/api/remotes", body)
     print(f"added remote {shown['name']} ({shown['dialect']}, {', '.join(shown['urls'])}; key: {shown['key']})")
+    try:  # a wrong URL or key shows now, not at the first request of a model made from it
+        api("GET", f"/api/remotes/{shown['name']}/models")
+    except ApiFailure as exc:
+        say(f"Warning: r1 could not list the models of remote {shown['name']}, so its models will fail until it "
+            f"answers: {exc}")
 
 
 @remote.command("list")

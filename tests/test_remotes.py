@@ -224,7 +224,9 @@ def test_an_unreachable_remote_and_offline_mode_are_refused_clearly(tmp_path: Pa
     for root in ("a", "b"):
         (tmp_path / root).mkdir()
     with private_daemon(tmp_path / "a") as daemon:
-        daemon.cli("remote", "add", "gone", dead)
+        added = daemon.cli("remote", "add", "gone", dead)
+        assert added.stdout.startswith("added remote gone") and "Warning: r1 could not list the models of remote " \
+            "gone" in added.stderr and "cannot be reached" in added.stderr, added
         failed = daemon.cli("remote", "models", "gone", check=False)
         assert failed.returncode == 1 and "remote gone cannot be reached" in failed.stderr and dead in failed.stderr
         with FakeUpstream() as fake:  # a URL that is not an OpenAI API: its 404 points to what to check
