@@ -416,7 +416,10 @@ def version() -> None:
 @click.option("--dry-run", is_flag=True, help="print what would be written and run; change nothing")
 @click.option("--platform", type=click.Choice(["linux", "darwin"]),
               help="with --dry-run: show what install or uninstall would do on that system")
-def service(action: str, user: bool, system: bool, dry_run: bool, platform: str | None) -> None:
+@click.option("--tcp", is_flag=False, flag_value="127.0.0.1:11434", metavar="[HOST:PORT]",
+              help="with install: listen on TCP too, on loopback (alone: Ollama's 127.0.0.1:11434), so apps "
+                   "written for Ollama find r1 where they look")
+def service(action: str, user: bool, system: bool, dry_run: bool, platform: str | None, tcp: str | None) -> None:
     """Run the daemon as a service: systemd (Linux) or launchd (macOS), for you or for the machine.
 
     install writes the unit or property list (filled from systemd/ or launchd/) and starts
@@ -428,7 +431,7 @@ def service(action: str, user: bool, system: bool, dry_run: bool, platform: str 
         raise click.UsageError("--user and --system cannot be used together")
     from .service import command  # subprocess and the rest: for this command only
 
-    _exit(command(action, system=system, dry_run=dry_run, platform=platform))
+    _exit(command(action, system=system, dry_run=dry_run, platform=platform, tcp=tcp))
 
 
 @cli.command()

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
-from ..daemon.config import ConfigError, Settings
+from ..daemon.config import ConfigError, Settings, is_loopback
 from .client import ApiError, Client, DaemonUnavailable
 from .errors import CliError
 
@@ -154,6 +154,27 @@ def fill(template: str, r1: str, home: Path, xml: bool) -> str:
     return template
 
 
+OLLAMA_ADDRESS = "127.0.0.1:11434"  # `--tcp` alone: where apps written for Ollama look
+AGENT_ENVIRONMENT = "\t<key>RunAtLoad</key>\n"  # a user agent's plist has no EnvironmentVariables: one goes here
+
+
+def with_tcp(text: str, manager: str, address: str) -> str:
+    """The unit or property list `text` with R1_HOST=address: the daemon listens on TCP there too, for apps
+    that speak HTTP. Loopback only; any other address needs R1_API_KEY, set by hand with the service."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536 or not is_loopback(host):
+        raise ServiceError(f"--tcp {address}: give a loopback HOST:PORT such as {OLLAMA_ADDRESS}; to listen "
+                           "beyond this machine, set R1_HOST and R1_API_KEY in the service's environment")
+    if manager == "systemd":
+        return text.replace("\n[Service]\n", f"\n[Service]\n# r1 service install --tcp\nEnvironment=R1_HOST={address}\n", 1)
+    entry = f"\t\t<key>R1_HOST</key>\n\t\t<string>{escape(address)}</string>\n"
+    if "<key>EnvironmentVariables</key>" in text:
+        return text.replace("<key>EnvironmentVariables</key>\n\t<dict>\n", "<key>EnvironmentVariables</key>\n\t<dict>\n"
+                            + entry, 1)
+    return text.replace(AGENT_ENVIRONMENT, f"\t<key>EnvironmentVariables</key>\n\t<dict>\n{entry}\t</dict>\n"
+                        + AGENT_ENVIRONMENT, 1)
+
+
 def _manager(host: Host, platform: str | None) -> str:
     """The service manager to use; a --platform preview assumes that platform's manager runs."""
     name = platform or host.platform
@@ -167,7 +188,7 @@ def _manager(host: Host, platform: str | None) -> str:
     raise ServiceError(f"r1 service knows systemd (Linux) and launchd (macOS); this is {name}")
 
 
-def target(host: Host, system: bool, platform: str | None = None) -> Target:
+def target(host: Host, system: bool, platform: str | None = None, tcp: str | None = None) -> Target:
     manager = _manager(host, platform)
     r1 = host.r1_executable()
     if r1 is None:
@@ -185,6 +206,8 @@ def target(host: Host, system: bool, platform: str | None = None) -> Target:
         path = (Path("/Library/LaunchDaemons") if system else home / "Library" / "LaunchAgents") / f"{LABEL}.plist"
     template = template_dir(manager) / name
     text = fill(template.read_text(), r1, home, xml=manager == "launchd")
+    if tcp is not None:
+        text = with_tcp(text, manager, tcp)
     return Target(manager, system, r1, path, text, template)
 
 
@@ -338,12 +361,14 @@ def status(host: Host, service: Target) -> int:
     return 0
 
 
-def command(action: str, *, system: bool, dry_run: bool, platform: str | None) -> int:
-    """`r1 service ACTION [--user|--system] [--dry-run] [--platform NAME]`; the exit status."""
+def command(action: str, *, system: bool, dry_run: bool, platform: str | None, tcp: str | None = None) -> int:
+    """`r1 service ACTION [--user|--system] [--dry-run] [--platform NAME] [--tcp [HOST:PORT]]`; the exit status."""
     host = Host()
     if platform and (action == "status" or not dry_run):
         raise ServiceError("--platform previews another system's service: use it with install or uninstall --dry-run")
-    service = target(host, system, platform)
+    if tcp is not None and action != "install":
+        raise ServiceError("--tcp is for install: it writes R1_HOST into the service")
+    service = target(host, system, platform, tcp)
     if action == "status":
         return status(host, service)
     plan = install_plan(host, service) if action == "install" else uninstall_plan(host, service)

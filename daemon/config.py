@@ -176,6 +176,23 @@ def tool_roots(env: Mapping[str, str] | None = None, home: Path | None = None,
             "lmstudio": [home / ".lmstudio" / "models", home / ".cache" / "lm-studio" / "models"]}
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (a name or an address, IPv6 in brackets or not) is this machine's loopback: R1_HOST
+    there needs no key."""
+    import ipaddress  # only where an address is checked: the CLI's start does without it
+
+    host = host.strip("[]").lower()
+    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def first_existing(roots: list[Path]) -> Path:
     """The first of `roots` that is a folder, else the first (so an error names where r1 looked first)."""
     return next((root for root in roots if root.is_dir()), roots[0])

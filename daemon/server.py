@@ -17,10 +17,9 @@ from aiohttp import web
 
 from . import __version__
 from .app import create_app
-from .config import ConfigError, Settings, whole_number
+from .config import ConfigError, Settings, is_loopback, whole_number
 from .errors import R1Error
 from .api.context import LISTENER
-from .api.guard import is_loopback
 from .redact import redact_logs
 from .store import Store
 from .store.private import PRIVATE_UMASK

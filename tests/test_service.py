@@ -112,6 +112,7 @@ def test_units_pass_systemd_analyze_verify(template: Path, user: bool, tmp_path:
     text = filled(template)
     assert "@" not in text.split("ExecStart=")[1].split()[0]
     assert verify_problems(text, tmp_path, user) == []
+    assert verify_problems(service.with_tcp(text, "systemd", "127.0.0.1:11434"), tmp_path / "tcp", user) == []
     # The check itself catches a mistake in the unit (verify only warns, with exit status 0).
     broken = text.replace("[Service]\n", "[Service]\nRestartSecs=2\n")
     assert any("RestartSecs" in line for line in verify_problems(broken, tmp_path / "broken", user))
@@ -153,6 +154,23 @@ def test_property_lists_parse_and_run_r1_serve() -> None:
     assert len(env["R1_SOCKET"].encode()) <= 103  # sockaddr_un on macOS
 
 
+def test_tcp_puts_a_loopback_r1_host_in_each_service_file(capsys: pytest.CaptureFixture[str]) -> None:
+    home = Path("/Users/me")
+    for template, xml in ((AGENT, True), (SYSTEM_DAEMON, True)):
+        text = service.with_tcp(service.fill(template.read_text(), R1, home, xml=xml), "launchd", "127.0.0.1:11434")
+        env = plistlib.loads(text.encode())["EnvironmentVariables"]
+        assert env["R1_HOST"] == "127.0.0.1:11434"
+        assert template == AGENT or env["R1_SOCKET_MODE"] == "0660", "the system daemon keeps its own variables"
+    for template in (USER_UNIT, SYSTEM_UNIT):
+        unit = service.with_tcp(service.fill(template.read_text(), R1, home, xml=False), "systemd", "[::1]:8080")
+        service_section = unit.split("\n[Service]\n", 1)[1].split("\n[", 1)[0]
+        assert "\nEnvironment=R1_HOST=[::1]:8080\n" in f"\n{service_section}"
+    for address in ("0.0.0.0:11434", "192.168.1.2:11434", "127.0.0.1", "127.0.0.1:99999"):
+        with pytest.raises(service.ServiceError, match="give a loopback HOST:PORT"):
+            service.with_tcp("", "systemd", address)
+    assert main(["service", "status", "--tcp"]) == 1 and "--tcp is for install" in capsys.readouterr().err
+
+
 # --- dry runs ----------------------------------------------------------------------------------
 
 
@@ -167,6 +185,9 @@ def test_linux_user_dry_run_prints_the_unit_and_commands(home: Path, monkeypatch
                    "would run: systemctl --user enable r1.service\n"
                    "would run: systemctl --user restart r1.service    # starts it, or restarts one running an older unit\n")
     assert host.commands == [] and not path.exists()
+
+    assert main(["service", "install", "--dry-run", "--tcp"]) == 0  # alone: Ollama's address
+    assert "[Service]\n# r1 service install --tcp\nEnvironment=R1_HOST=127.0.0.1:11434\n" in capsys.readouterr().out
 
 
 def test_linux_system_dry_run_creates_the_user_only_when_missing(monkeypatch: pytest.MonkeyPatch,

@@ -17,12 +17,11 @@ import socket
 
 from aiohttp import web
 
-from ..config import Settings
+from ..config import Settings, is_loopback
 from .console import is_console
 from .context import SETTINGS
 from .http import Handler, error_response
 
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 # As Ollama: pages served from the machine itself may call the API, on any port.
 DEFAULT_ORIGINS = tuple(f"{scheme}://{host}{port}" for scheme in ("http", "https")
                         for host in ("localhost", "127.0.0.1", "[::1]") for port in ("", ":*"))
@@ -38,16 +37,6 @@ CORS_HEADERS = ", ".join((
     "X-Stainless-Runtime", "X-Stainless-Runtime-Version", "X-Stainless-Retry-Count", "X-Stainless-Timeout",
     "X-Stainless-Async", "X-Stainless-Helper-Method", "X-Stainless-Helper", "X-Stainless-Poll-Helper",
     "X-Stainless-Custom-Poll-Interval"))
-
-
-def is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host in LOOPBACK_NAMES or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _host_name(header: str) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..config import whole_number
+from ..config import is_loopback, whole_number
 from ..errors import BadRequest, Forbidden, ServiceUnavailable
 from .context import LISTENER, METRICS, SCHEDULER, SETTINGS
 from .fields import get_str
-from .guard import is_loopback, over_tcp
+from .guard import over_tcp
 from .http import read_json
 
 # Ollama's port first, as apps that know Ollama look there; any free port when it is taken.
