@@ -392,12 +392,22 @@ async def pull(request: web.Request) -> web.StreamResponse:
     name = required_str(body, "model", "name")
     stream = get_bool(body, "stream", True)
     pulling = await request.app[PULLS].start(name)
-    if stream:
-        return await stream_ndjson(request, pulling.follow())
-    last: Event = {}
-    async for last in pulling.follow():
-        pass
-    return web.json_response(last)
+    with pulling.following():
+        if stream:
+            return await stream_ndjson(request, pulling.follow())
+        last: Event = {}
+        async for last in pulling.follow():
+            pass
+        return web.json_response(last)
+
+
+@routes.delete("/api/pull")
+async def cancel_pull(request: web.Request) -> web.Response:
+    """r1's own: {"model": NAME} cancels its pull for every client (404 when none is under way); with
+    "unless_followed": true, not while a client streams its progress (409): `r1 pull`'s Ctrl-C."""
+    body = await read_json(request)
+    name = await request.app[PULLS].cancel(required_str(body, "model", "name"), get_bool(body, "unless_followed", False))
+    return web.json_response({"status": "cancelled", "model": str(name)})
 
 
 @routes.get("/api/catalog")

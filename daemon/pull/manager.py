@@ -4,19 +4,25 @@ A pull finds where the model comes from (locate.py: the Hub or Ollama's registry
 stored model, whether its source has anything newer), fetches each file it lacks (one
 transfer per blob, shared with any other pull that needs the same bytes), records the
 model, and tells its followers how it goes in Ollama's progress shapes.
+
+A pull can be cancelled (DELETE /api/pull): its task stops, each transfer no other pull shares
+stops too and its partial file goes, and its followers get a last error event. Once it is
+writing the model's manifest it is too late: the model is as good as stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
 
 from ..config import Settings, tool_roots
+from ..errors import Conflict, NotFound, R1Error
 from ..file_jobs import FileJobs
 from ..importer import stored_facts
 from ..metrics import Metrics
@@ -32,8 +38,18 @@ log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 PROGRESS_INTERVAL = 0.25  # seconds between progress events of one file
+# How long a cancel `unless_followed` waits before it counts followers: the caller's own stream, closed just
+# before it asked, takes an iteration or two of the event loop to end.
+FOLLOWER_GONE = 0.05
 # Owned tasks run detached from any request (app.py cancels them at shutdown).
 Spawn = Callable[[Awaitable[Any]], asyncio.Task]
+
+
+class PullCancelledError(R1Error):
+    status = 499  # as a request whose client went away: nobody wants the answer any more
+
+    def __init__(self, name: ModelName) -> None:
+        super().__init__(f"pull of {name} cancelled")
 
 
 class Pull:
@@ -44,6 +60,10 @@ class Pull:
         self.events: list[Event] = []
         self.finished = False
         self.error: BaseException | None = None
+        self.task: asyncio.Task[Any] | None = None  # what it does now: resolving the name, then pulling
+        self.cancelled = False
+        self.committing = False  # recording the model: too late to cancel
+        self.followers = 0  # clients streaming its events (POST /api/pull), for a cancel that spares them
         self._changed = asyncio.Condition()
         self._files: dict[str, tuple[int, int]] = {}  # (completed, total) by file, from its latest event
 
@@ -59,6 +79,19 @@ class Pull:
         async with self._changed:
             self.finished, self.error = True, error
             self._changed.notify_all()
+
+    async def ended(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.finished)
+
+    @contextlib.contextmanager
+    def following(self) -> Iterator[None]:
+        """Counts a client streaming this pull's events for as long as it does."""
+        self.followers += 1
+        try:
+            yield
+        finally:
+            self.followers -= 1
 
     def progress(self) -> Event:
         """Where the pull stands: its last status and bytes over all its files so far (the console's view)."""
@@ -89,7 +122,7 @@ class PullManager:
         # Where other tools keep what they downloaded, as this daemon's environment says (pulls reuse it).
         self._held_roots = tool_roots()
         self._pulls: dict[str, Pull] = {}
-        self._transfers: dict[str, tuple[RangedDownload, asyncio.Task[str]]] = {}
+        self._transfers: dict[str, _Transfer] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -113,14 +146,40 @@ class PullManager:
             return pull
         pull = Pull(name)
         self._pulls[name.key] = pull
+        pull.task = asyncio.ensure_future(self._plan(name))
         try:
-            plan = await self._plan(name)
+            plan = await pull.task
         except BaseException as exc:
             del self._pulls[name.key]
-            await pull.finish(exc)  # clients that joined while it resolved hear why too
+            error = PullCancelledError(name) if pull.cancelled else exc
+            await pull.finish(error)  # clients that joined while it resolved hear why too
+            if pull.cancelled:
+                raise error from None
             raise
-        self.spawn(self._run(pull, plan))
+        pull.task = self.spawn(self._run(pull, plan))
         return pull
+
+    async def cancel(self, name_text: str, unless_followed: bool = False) -> ModelName:
+        """Stop the pull of `name_text` and wait until nothing of it is left (its transfers and partial files,
+        unless another pull shares them); the name it had. `unless_followed`: refuse while a client streams its
+        progress (a caller that closed its own stream just before does not count)."""
+        name = parse_name(name_text)
+        pull = self._pulls.get(name.key)
+        if pull is None or pull.task is None:
+            raise NotFound(f"no pull of {name} is under way")
+        if unless_followed:
+            await asyncio.sleep(FOLLOWER_GONE)
+            if pull.followers:
+                raise Conflict(f"{pull.followers} other client{'s follow' if pull.followers > 1 else ' follows'} the "
+                               f"pull of {name}, so it goes on; `r1 pull --cancel {name}` stops it for every client")
+        if pull.finished:
+            raise NotFound(f"no pull of {name} is under way: it has just ended")
+        if pull.committing:
+            raise Conflict(f"the pull of {name} is recording the model: too late to cancel it (`r1 rm` removes it)")
+        pull.cancelled = True
+        pull.task.cancel()
+        await pull.ended()
+        return pull.name
 
     async def _plan(self, name: ModelName) -> PullPlan | Kept:
         """What to fetch, or why the stored model stays as it is."""
@@ -137,12 +196,15 @@ class PullManager:
                 await self._keep(pull, plan)
             else:
                 await self._pull(pull, plan)
-        except BaseException as exc:  # followers get the error; the task itself ends quietly
-            if not isinstance(exc, asyncio.CancelledError):
-                log.warning("pull of %s failed: %s", pull.name, exc)
-            await pull.finish(exc)
-            if isinstance(exc, asyncio.CancelledError):
+        except asyncio.CancelledError as exc:
+            if not pull.cancelled:  # the daemon is stopping: the partial files stay, to resume
+                await pull.finish(exc)
                 raise
+            log.info("pull of %s cancelled", pull.name)
+            await pull.finish(PullCancelledError(pull.name))
+        except BaseException as exc:  # followers get the error; the task itself ends quietly
+            log.warning("pull of %s failed: %s", pull.name, exc)
+            await pull.finish(exc)
         else:
             await pull.finish()
         finally:
@@ -169,6 +231,7 @@ class PullManager:
             digest, fetched = await self._fetch(pull, plan, remote)
             entries.append(FileEntry(remote.path, digest, remote.size))
             downloaded += fetched
+        pull.committing = True
         await pull.emit({"status": "verifying sha256 digest"})
         await pull.emit({"status": "writing manifest"})
         record = await self.jobs.run(self._record, plan, entries)
@@ -197,19 +260,24 @@ class PullManager:
         if await self._take_held(pull, remote):
             return remote.sha256, 0
         for attempt in (1, 2):  # a digest mismatch discards the bytes and tries once more
-            entry = self._transfers.get(remote.sha256)
-            started_here = entry is None
-            if entry is None:
+            transfer = self._transfers.get(remote.sha256)
+            started_here = transfer is None
+            if transfer is None:
                 download = RangedDownload(self._http(), remote.url, plan.headers, remote.size, remote.sha256,
                                           self.store.blobs, self.settings.pull_connections, file_job=self.jobs.run)
-                entry = self._transfers[remote.sha256] = (download, self.spawn(download.run()))
-                entry[1].add_done_callback(lambda _, key=remote.sha256: self._transfers.pop(key, None))
-            download, task = entry
+                transfer = self._transfers[remote.sha256] = _Transfer(download, self.spawn(download.run()))
+                transfer.task.add_done_callback(lambda _, key=remote.sha256: self._transfers.pop(key, None))
+            download = transfer.download
             try:
-                await self._report(pull, remote, download, task)
+                with transfer.followed_by(pull):
+                    await self._report(pull, remote, download, transfer.task)
                 if started_here:
                     self.metrics.bytes_pulled.inc(download.fetched)
                 return remote.sha256, download.fetched if started_here else 0
+            except asyncio.CancelledError:
+                if pull.cancelled and not transfer.pulls:
+                    await transfer.stop()
+                raise
             except DigestMismatchError as exc:
                 if attempt == 2:
                     raise DigestMismatchError(
@@ -246,6 +314,28 @@ class PullManager:
             await asyncio.wait([task], timeout=PROGRESS_INTERVAL)
         await task  # raises the transfer's error, if any
         await pull.emit(_progress(remote.sha256, remote.path, remote.size, remote.size))
+
+
+class _Transfer:
+    """One blob's download, shared by every pull that needs it."""
+
+    def __init__(self, download: RangedDownload, task: asyncio.Task[str]) -> None:
+        self.download, self.task = download, task
+        self.pulls: set[Pull] = set()
+
+    @contextlib.contextmanager
+    def followed_by(self, pull: Pull) -> Iterator[None]:
+        self.pulls.add(pull)
+        try:
+            yield
+        finally:
+            self.pulls.discard(pull)
+
+    async def stop(self) -> None:
+        """No pull wants these bytes any more: stop fetching them and delete what came."""
+        self.task.cancel()
+        await asyncio.wait([self.task])
+        self.download.discard()
 
 
 def _progress(digest: str | None, path: str, total: int, completed: int) -> Event:

@@ -2,10 +2,11 @@
 
 The file is cut into chunks; up to `connections` of them download at once, each written
 in place with pwrite. A small state file beside the partial file records how many bytes
-of each chunk are on disk, so a dropped connection, a cancelled pull or a killed daemon
-resumes where it stopped (at most the last 0.2 s of bytes is fetched twice). The
-sha256 follows the contiguous prefix of the file as it fills, so verifying at the end
-costs little; the blob enters blobs/ only if the digest matches.
+of each chunk are on disk, so a dropped connection or a daemon stopped or killed mid-pull
+resumes where it stopped (at most the last 0.2 s of bytes is fetched twice); a pull cancelled
+on purpose deletes both files (pull/manager.py). The sha256 follows the contiguous prefix
+of the file as it fills, so verifying at the end costs little; the blob enters blobs/ only
+if the digest matches.
 """
 
 from __future__ import annotations
