@@ -69,6 +69,7 @@ class Api:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.client = Client(settings.socket)
+        self.started = False  # whether this command started the daemon (with its own environment, then)
 
     @classmethod
     def from_env(cls) -> Api:
@@ -81,6 +82,7 @@ class Api:
                 "(or as a service), or unset R1_NO_AUTOSTART to let r1 start it"
             )
         start_daemon(self.settings)
+        self.started = True
 
     def __call__(self, method: str, path: str, body: Json | None = None) -> Json:
         try:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from . import render
 from .api import Api, ApiFailure, Json
+from .daemon_control import IMPORT_VARIABLES, PULL_VARIABLES, warn_if_environment_differs
 from .errors import CliError
 
 # Models that ship inside Python packages, for a first run with no network:
@@ -48,6 +49,7 @@ def warn_if_too_large(info: Json) -> None:
 
 def import_model(api: Api, path: str, name: str, link: bool) -> None:
     """Import the file or folder at `path` (absolute: the daemon reads it) as `name`, with progress."""
+    warn_if_environment_differs(api, IMPORT_VARIABLES)
     progress = render.Progress()
     result: Json = {}
     for event in api.stream("POST", "/api/import", {"path": path, "model": name, "link": link}):
@@ -61,18 +63,57 @@ def import_model(api: Api, path: str, name: str, link: bool) -> None:
 
 
 def pull(api: Api, name: str) -> None:
-    """Pull `name` with progress on stderr; a line on stdout says what came, and how fast."""
+    """Pull `name` with progress on stderr; a line on stdout says what came, and how fast. Ctrl-C cancels
+    the pull, unless another client follows it too (then it goes on for them, and the message says so)."""
+    warn_if_environment_differs(api, PULL_VARIABLES)
     progress = render.Progress()
     result: Json = {}
-    for event in api.stream("POST", "/api/pull", {"model": name}):
-        if "total" in event:
-            progress.update(f"{event['status']} {event.get('file', '')}".rstrip(), event["completed"], event["total"])
-            continue
+    events = api.stream("POST", "/api/pull", {"model": name})
+    try:
+        for event in events:
+            if "total" in event:
+                progress.update(f"{event['status']} {event.get('file', '')}".rstrip(), event["completed"],
+                                event["total"])
+                continue
+            progress.finish()
+            if event["status"] == "success":
+                result = event
+            elif event["status"] not in QUIET_STATUSES:
+                render.say(event["status"])  # a note, e.g. which quantization r1 picked
+    except KeyboardInterrupt:
+        _end_line(progress)  # the prompt must not land on the progress line
+        events.close()  # first: this client no longer follows the pull
+        _cancel_on_interrupt(api, name)
+        raise
+    finally:
+        events.close()
+    _report_pulled(api, name, result)
+
+
+def _end_line(progress: render.Progress) -> None:
+    """After Ctrl-C (the terminal shows ^C where the cursor was): the next line starts at its left edge."""
+    if progress.label is not None and progress.live:
         progress.finish()
-        if event["status"] == "success":
-            result = event
-        elif event["status"] not in QUIET_STATUSES:
-            render.say(event["status"])  # a note, e.g. which quantization r1 picked
+    elif sys.stderr.isatty():
+        sys.stderr.write("\n")
+
+
+def _cancel_on_interrupt(api: Api, name: str) -> None:
+    try:
+        api("DELETE", "/api/pull", {"model": name, "unless_followed": True})
+    except ApiFailure as exc:  # others follow it (409), or it had ended (404)
+        render.say(str(exc))
+        return
+    render.say(f"cancelled the pull of {name}")
+
+
+def cancel_pull(api: Api, name: str) -> None:
+    """`r1 pull --cancel NAME`: stop the pull of NAME for every client that follows it."""
+    api("DELETE", "/api/pull", {"model": name})
+    print(f"cancelled the pull of {name}")
+
+
+def _report_pulled(api: Api, name: str, result: Json) -> None:
     if "note" in result:
         render.say(result["note"])
     if result.get("status") == "success":

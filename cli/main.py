@@ -52,8 +52,11 @@ def serve(socket: str | None, home: str | None, log_level: str | None) -> None:
     """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it)."""
     from ..daemon.server import run  # the daemon's imports are for this command only
     from .api import load_settings
+    from .daemon_control import refuse_second_daemon
 
-    _exit(run(load_settings(socket=socket, home=home, log_level=log_level)))
+    settings = load_settings(socket=socket, home=home, log_level=log_level)
+    refuse_second_daemon(settings)
+    _exit(run(settings))
 
 
 @cli.command("list")
@@ -84,12 +87,19 @@ def list_models(as_json: bool, available: bool) -> None:
 
 @cli.command()
 @click.argument("name", shell_complete=catalog_models)
-def pull(name: str) -> None:
+@click.option("--cancel", is_flag=True, help="cancel the pull of NAME under way, for every client that follows it")
+def pull(name: str, cancel: bool) -> None:
     """Pull a model from the Hugging Face Hub (org/repo[:quant], hf.co/org/repo[:quant], or a short name)
-    or Ollama's library (llama3.1, qwen3:8b, namespace/model:tag); a stored one is checked for a newer version."""
+    or Ollama's library (llama3.1, qwen3:8b, namespace/model:tag); a stored one is checked for a newer version.
+
+    Ctrl-C cancels the pull, unless another client follows it too: then it goes on for them.
+    """
     from . import fetch
     from .api import Api
 
+    if cancel:
+        fetch.cancel_pull(Api.from_env(), name)
+        return
     fetch.pull(Api.from_env(), name)
 
 
@@ -406,6 +416,21 @@ def version() -> None:
         return
     if daemon != __version__:
         say(f"Warning: the daemon on {settings.socket} is version {daemon}")
+
+
+@cli.command("daemon")
+@click.argument("action", type=click.Choice(["status", "stop", "restart"]))
+def daemon_command(action: str) -> None:
+    """Show, stop or restart the background daemon (the one r1 starts when none answers).
+
+    status shows its pid, store and how it was started (exit status 3 when none runs); stop lets the
+    requests in flight finish (R1_SHUTDOWN_GRACE) and unloads every model; restart stops it and starts
+    one with this shell's environment. A daemon that `r1 service` runs is left to systemd or launchd:
+    the command says what to run instead.
+    """
+    from .daemon_control import command
+
+    _exit(command(action))
 
 
 @cli.command()

@@ -439,6 +439,32 @@ def secret_from_env(variable: str) -> str | None:
 EXTERNAL_SETTINGS = {"HF_TOKEN": "Hugging Face token for private and gated repos (or the token file of `hf auth login`)."}
 
 
+SECRET_SETTINGS = ("R1_API_KEY",)  # the daemon says whether these are set (GET /api/daemon), never their value
+
+
+def external_set(env: Mapping[str, str] | None = None) -> dict[str, bool]:
+    """Which EXTERNAL_SETTINGS the environment sets (never their values: they are secrets)."""
+    env = os.environ if env is None else env
+    return {variable: bool(env.get(variable)) for variable in EXTERNAL_SETTINGS}
+
+
+SERVICE_UNIT, SERVICE_LABEL = "r1.service", "com.r1.daemon"  # as `r1 service install` names them
+
+
+def service_manager(env: Mapping[str, str] | None = None, cgroup: Path = Path("/proc/self/cgroup")) -> str | None:
+    """"systemd" or "launchd" when this process runs as r1's service, else None (started by the CLI or a
+    shell). systemd puts a service in a cgroup named after its unit; launchd names its job in
+    XPC_SERVICE_NAME. (INVOCATION_ID is no proof: shells in some terminals inherit it.)"""
+    env = os.environ if env is None else env
+    if env.get("XPC_SERVICE_NAME", "").startswith(SERVICE_LABEL):
+        return "launchd"
+    try:
+        groups = cgroup.read_text().splitlines()
+    except OSError:
+        return None
+    return "systemd" if any(line.rsplit("/", 1)[-1] == SERVICE_UNIT for line in groups) else None
+
+
 class Settings(namedtuple("Settings", list(SETTINGS))):
     """The value of every setting, one field per key of SETTINGS (each field's type is its parser's)."""
 

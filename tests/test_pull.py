@@ -10,7 +10,9 @@ import asyncio
 import hashlib
 import json
 import logging
+import re
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -18,8 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import R1, Daemon, InProcess, start_daemon, wait_until
+from conftest import R1, Daemon, InProcess, Stream, start_daemon, wait_until
 from fakehub import FakeHub
+from test_cli_run import Terminal
 from r1.cli.render import human_size
 from r1.daemon.pull.transfer import chunk_size
 from tinymodels import write_split_gguf, write_tiny_gguf, write_tiny_mlx_folder
@@ -401,3 +404,77 @@ def test_a_daemon_killed_mid_pull_resumes_after_restart(hub: FakeHub, hub_env: d
         assert info["files"][0]["digest"] == digest
     finally:
         assert restarted.stop() == 0, restarted.log()
+
+
+# --- cancelling: `r1 pull` on a terminal, Ctrl-C, `r1 pull --cancel` ----------------------------
+
+
+def pulls_under_way(daemon: Daemon) -> list[dict[str, object]]:
+    """The first `pulls` event of GET /api/events (the console's view of the pulls)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(10)
+        sock.connect(str(daemon.socket))
+        sock.sendall(b"GET /api/events HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        received = b""
+        while not (found := re.search(rb"event: pulls\r?\ndata: (.*)\r?\n", received)):
+            received += sock.recv(65536)
+    return json.loads(found[1])["pulls"]
+
+
+def transfer_stopped(hub: FakeHub) -> bool:
+    """Whether the fake Hub serves no more bytes of TINY_Q4 (a chunk already in flight may still land)."""
+    time.sleep(0.5)
+    settled = hub.served_bytes(TINY_REPO, TINY_Q4)
+    time.sleep(1.0)
+    return hub.served_bytes(TINY_REPO, TINY_Q4) == settled
+
+
+def no_trace_of_the_pull(daemon: Daemon) -> None:
+    assert list((daemon.home / "partial").iterdir()) == [] and list((daemon.home / "blobs").iterdir()) == []
+    assert pulls_under_way(daemon) == []
+    status, answer = daemon.request("DELETE", "/api/pull", {"model": TINY_REPO})
+    assert status == 404 and answer == {"error": f"no pull of {TINY_NAME} is under way"}
+    assert daemon.request("GET", "/api/tags")[1]["models"] == []
+
+
+def test_ctrl_c_cancels_the_pull(daemon: Daemon, hub: FakeHub, tiny_files: dict[str, Path]) -> None:
+    hub.throttle(40_000)  # ten seconds for the tiny file
+    term = Terminal(["pull", TINY_REPO], daemon.env)
+    try:
+        term.expect(f"pulling {digest_of(tiny_files[TINY_Q4])[7:19]}")  # the progress line
+        wait_until(lambda: hub.served_bytes(TINY_REPO, TINY_Q4) > 0)
+        term.type("\x03")
+        assert term.wait() == 130
+    finally:
+        term.close()
+    # The progress line ends (after the ^C the terminal echoes), then the message; the prompt comes next.
+    assert term.output.endswith(f"^C\r\ncancelled the pull of {TINY_REPO}\r\n"), term.output[-300:]
+    assert transfer_stopped(hub)
+    assert hub.served_bytes(TINY_REPO, TINY_Q4) < tiny_files[TINY_Q4].stat().st_size
+    no_trace_of_the_pull(daemon)
+
+
+def test_ctrl_c_spares_a_pull_others_follow_and_pull_cancel_stops_it(daemon: Daemon, hub: FakeHub) -> None:
+    hub.throttle(40_000)
+    other = Stream(daemon.socket, "/api/pull", {"model": TINY_REPO})  # another client, following the same pull
+    assert next(iter(other))["status"] == "pulling manifest"
+    term = Terminal(["pull", TINY_REPO], daemon.env)
+    try:
+        term.expect("pulling ")
+        term.type("\x03")
+        assert term.wait() == 130
+    finally:
+        term.close()
+    assert (f"1 other client follows the pull of {TINY_NAME}, so it goes on; `r1 pull --cancel {TINY_NAME}` stops it "
+            "for every client") in " ".join(term.output.split())  # wrapped at the terminal's width
+    going = hub.served_bytes(TINY_REPO, TINY_Q4)
+    wait_until(lambda: hub.served_bytes(TINY_REPO, TINY_Q4) > going)  # it goes on
+
+    cancelled = daemon.cli("pull", "--cancel", TINY_REPO)
+    assert cancelled.stdout == f"cancelled the pull of {TINY_REPO}\n"
+    assert list(other)[-1] == {"error": f"pull of {TINY_NAME} cancelled"}  # the follower hears why it ended
+    other.close()
+    assert transfer_stopped(hub)
+    no_trace_of_the_pull(daemon)
+    again = daemon.cli("pull", "--cancel", TINY_REPO, check=False)
+    assert again.returncode == 1 and f"no pull of {TINY_NAME} is under way" in again.stderr
