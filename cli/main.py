@@ -131,17 +131,29 @@ def search(query: tuple[str, ...], as_json: bool) -> None:
 
 @cli.command()
 @click.argument("name", shell_complete=store_models)
+@click.option("--modelfile", "fields", flag_value="modelfile", multiple=True, help="print the Modelfile alone")
+@click.option("--parameters", "fields", flag_value="parameters", multiple=True, help="print the parameters alone")
+@click.option("--template", "fields", flag_value="template", multiple=True, help="print the template alone")
+@click.option("--system", "fields", flag_value="system", multiple=True, help="print the system prompt alone")
+@click.option("--license", "fields", flag_value="license", multiple=True, help="print the license alone")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
-def show(name: str, as_json: bool) -> None:
-    """Show what r1 knows about a model."""
+def show(name: str, fields: tuple[str, ...], as_json: bool) -> None:
+    """Show what r1 knows about a model: its facts, capabilities, parameters, system prompt, license,
+    memory and files."""
     from .api import Api
-    from .show import print_model
+    from .errors import CliError
+    from .show import print_field, print_model
 
+    if len(set(fields)) + as_json > 1:
+        raise CliError("only one of --modelfile, --parameters, --template, --system, --license or --json "
+                       "can be given")
     info = Api.from_env()("POST", "/api/show", {"model": name})
     if as_json:
         _print_json(info)
-        return
-    print_model(info)
+    elif fields:
+        print_field(info, fields[0])
+    else:
+        print_model(info)
 
 
 @cli.command()
