@@ -114,7 +114,9 @@ def _search(query: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         _print_json(models)
         return
-    rows = [(m["name"], m["repo"], m["tag"] or "auto", "yes" if m["installed"] else "", m["description"]) for m in models]
+    # A name that holds an imported model says so: that model is the file's, not the catalog's repo.
+    rows = [(m["name"], m["repo"], m["tag"] or "auto", "imported" if m.get("imported") else "yes" if m["installed"]
+             else "", m["description"]) for m in models]
     print(render.table(("NAME", "REPO", "QUANT", "PULLED", "DESCRIPTION"), rows))
 
 

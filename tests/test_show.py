@@ -117,3 +117,12 @@ def test_one_field_flags_print_that_field_alone(shown: Daemon, tmp_path: Path) -
     original, again = (json.loads(shown.cli("show", name, "--json").stdout) for name in ("mario", "mario-again"))
     for field in ("template", "system", "license", "parameters", "capabilities", "details"):
         assert again[field] == original[field], field
+
+
+def test_search_tells_an_imported_model_from_the_catalogs(shown: Daemon) -> None:
+    # The store's gemma3:270m is the base model imported from a file; the catalog's is the instruction-tuned
+    # one from the Hub: the PULLED column must not claim it is here.
+    [row] = [line for line in shown.cli("search", "gemma3:270m").stdout.splitlines() if line.startswith("gemma3:270m")]
+    assert row.split()[:4] == ["gemma3:270m", "unsloth/gemma-3-270m-it-GGUF", "Q4_K_M", "imported"]
+    [entry] = [m for m in json.loads(shown.cli("search", "--json").stdout) if m["name"] == "gemma3:270m"]
+    assert entry["installed"] and entry["imported"]

@@ -416,6 +416,10 @@ async def cancel_pull(request: web.Request) -> web.Response:
 @routes.get("/api/catalog")
 async def catalog_list(request: web.Request) -> web.Response:
     """r1's own: the short names `r1 pull` knows, and whether each is in the store."""
-    stored = {record.name.lower() for record in await asyncio.to_thread(_store(request).list)}
-    models = [{**entry.as_json(), "installed": key in stored} for key, entry in catalog.entries().items()]
+    # r1's `imported`: the name holds a model imported from a file, which need not be the catalog's (a base
+    # model where the catalog pulls an instruction-tuned one).
+    records = await asyncio.to_thread(_store(request).list)
+    stored = {record.name.lower(): record.manifest.source is None for record in records}
+    models = [{**entry.as_json(), "installed": key in stored, **({"imported": True} if stored.get(key) else {})}
+              for key, entry in catalog.entries().items()]
     return web.json_response({"models": models})
