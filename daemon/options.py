@@ -27,5 +27,8 @@ SAMPLING_OPTIONS: dict[str, type] = {
     "seed": int,
     "num_predict": int,
     "stop": list,  # a list of strings; a Modelfile gives one per PARAMETER line
+    # Ollama's: tokens at the start of the prompt kept when the context is short. r1 does not shift the context
+    # mid-answer; a chat that does not fit loses its oldest messages, but none within these tokens (-1: all of them).
+    "num_keep": int,
 }
 OPTION_TYPES: dict[str, type] = {**LOAD_OPTIONS, **SAMPLING_OPTIONS}

@@ -1,12 +1,22 @@
-"""The Modelfile parser: Ollama's syntax in, the body of a POST /api/create out."""
+"""The Modelfile parser: Ollama's syntax in, the body of a POST /api/create out; then Modelfiles through the real
+`r1 create` and a daemon: num_keep, a FROM model pulled first, and the README's example as written."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from conftest import TEST_CACHE, Daemon, gemma_gguf, private_daemon
+from fakehub import FakeHub
 from r1.cli.modelfile import ModelfileError, parameter_value, parse, resolve_from
+from test_cli_run import Terminal
+from tinymodels import write_tiny_gguf
+
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def test_every_instruction(tmp_path: Path) -> None:
@@ -123,3 +133,56 @@ def test_from_a_path_sends_it_absolute_and_a_missing_one_is_an_error(tmp_path: P
     assert parse("FROM ./model.gguf\n", base=tmp_path) == {"path": str(tmp_path / "model.gguf")}
     with pytest.raises(ModelfileError, match=r"line 2: no such file or folder: .*/nothere\.gguf"):
         parse("\nFROM ./nothere.gguf\n", base=tmp_path)
+
+
+# --- through `r1 create` and a daemon --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A daemon with the README's first model (the bundled SmolLM2 135M Instruct), a tiny byte-level ChatML
+    model, and the base Gemma 3 270M under the catalog's name for the instruction-tuned one: the store the
+    issue's tester had."""
+    root = tmp_path_factory.mktemp("made")
+    with private_daemon(root) as daemon:
+        daemon.cli("import", "--bundled")
+        daemon.cli("import", str(gemma_gguf(TEST_CACHE)), "--name", "gemma3:270m")
+        daemon.cli("import", str(write_tiny_gguf(root / "tiny.gguf")), "--name", "tiny")
+        yield daemon
+
+
+def create(daemon: Daemon, name: str, text: str, folder: Path) -> None:
+    (folder / f"{name}.Modelfile").write_text(text)
+    daemon.cli("create", name, "-f", str(folder / f"{name}.Modelfile"))
+
+
+def prompt_tokens(daemon: Daemon, model: str, messages: list[dict[str, str]]) -> int:
+    """How many tokens the prompt of this chat came to, evaluated now or found in a slot."""
+    status, answer = daemon.request("POST", "/api/chat", {"model": model, "messages": messages, "stream": False,
+                                                          "options": {"num_predict": 1}})
+    assert status == 200, answer
+    return answer["prompt_eval_count"] + answer.get("prompt_cached", 0)
+
+
+def turn(role: str, letter: str, count: int) -> dict[str, str]:
+    return {"role": role, "content": letter * count}
+
+
+def test_num_keep_keeps_the_start_of_a_chat_that_loses_old_messages(made: Daemon, tmp_path: Path) -> None:
+    # A byte per token, 256 of context: five turns of ChatML (about 450 tokens) do not fit.
+    first, last = turn("user", "A", 70), turn("user", "E", 10)
+    chat = [first, turn("assistant", "B", 70), turn("user", "C", 70), turn("assistant", "D", 70), last]
+    create(made, "keeper", "FROM tiny\nPARAMETER num_ctx 256\nPARAMETER num_keep 40\n", tmp_path)
+    create(made, "dropper", "FROM tiny\nPARAMETER num_ctx 256\n", tmp_path)
+    # Without num_keep the oldest messages go first; with it, the first turn (within its 40 tokens) stays.
+    assert prompt_tokens(made, "dropper", chat) == prompt_tokens(made, "dropper", [chat[3], last])
+    assert prompt_tokens(made, "keeper", chat) == prompt_tokens(made, "keeper", [first, last])
+    assert prompt_tokens(made, "keeper", [first, last]) != prompt_tokens(made, "keeper", [chat[3], last])
+    # -1 keeps the whole prompt, as in Ollama: nothing may go, and the chat is refused with the reason.
+    status, answer = made.request("POST", "/api/chat", {"model": "keeper", "messages": chat, "stream": False,
+                                                        "options": {"num_keep": -1}})
+    assert status >= 400 and "fills the model's context of 256" in answer["error"]
+
+
+def readme_modelfile() -> str:
+    return re.search(r"<!-- modelfile-example -->\n```\n(.*?)```", README.read_text(), re.S).group(1)

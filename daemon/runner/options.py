@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 # Ollama accepts these; r1's backends have no use for them, so they are accepted and ignored.
 IGNORED_OPTIONS = frozenset({
-    "numa", "num_keep", "typical_p", "tfs_z", "mirostat", "mirostat_tau", "mirostat_eta",
+    "numa", "typical_p", "tfs_z", "mirostat", "mirostat_tau", "mirostat_eta",
     "penalize_newline", "low_vram", "f16_kv", "vocab_only", "use_mlock", "main_gpu", "logits_all",
     "embedding_only", "rope_frequency_base", "rope_frequency_scale", "num_gqa",
 })
@@ -31,7 +31,8 @@ DEFAULT_NUM_CTX = 4096  # Ollama's default; a model with a shorter context gets 
 # and the llama.cpp backend num_batch to its context.
 INT32_MAX = 2**31 - 1  # llama.cpp keeps these in 32-bit ints
 SIZE_RANGES = {"num_ctx": (1, INT32_MAX), "num_batch": (1, INT32_MAX), "num_thread": (-1, 512),
-               "num_gpu": (-1, INT32_MAX), "repeat_last_n": (-1, INT32_MAX), "num_predict": (-2, INT32_MAX)}
+               "num_gpu": (-1, INT32_MAX), "repeat_last_n": (-1, INT32_MAX), "num_predict": (-2, INT32_MAX),
+               "num_keep": (-1, INT32_MAX)}
 
 
 def _coerce(label: str, value: Any, kind: type) -> Any:

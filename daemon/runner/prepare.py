@@ -82,15 +82,22 @@ class Preparer:
         prompt = self.prompt(frame)
         tokens = backend.tokenize(prompt)
         messages = frame.get("messages")
-        dropped = 0
-        while messages and len(tokens) >= context:
-            droppable = [i for i, m in enumerate(messages[:-1]) if m.get("role") != "system"]
+        if not messages or len(tokens) < context:
+            return prompt, tokens
+        keep = frame.get("sampling", {}).get("num_keep")
+        kept = tokens if keep == -1 else tokens[:keep or 0]  # Ollama's num_keep: -1 keeps the whole prompt
+        dropped, skipped = 0, 0  # skipped: the oldest messages, which hold some of the kept tokens
+        while len(tokens) >= context:
+            droppable = [i for i, m in enumerate(messages[:-1]) if m.get("role") != "system" and i >= skipped]
             if not droppable:
                 break
-            messages = messages[: droppable[0]] + messages[droppable[0] + 1:]
-            dropped += 1
-            prompt = self.prompt({**frame, "messages": messages})
-            tokens = backend.tokenize(prompt)
+            fewer = messages[: droppable[0]] + messages[droppable[0] + 1:]
+            fewer_prompt = self.prompt({**frame, "messages": fewer})
+            fewer_tokens = backend.tokenize(fewer_prompt)
+            if fewer_tokens[: len(kept)] != kept:  # the message is (partly) within the first num_keep tokens
+                skipped = droppable[0] + 1
+                continue
+            messages, prompt, tokens, dropped = fewer, fewer_prompt, fewer_tokens, dropped + 1
         if dropped:
             log.info("dropped the %d oldest messages of a chat to fit the context of %d tokens", dropped, context)
         return prompt, tokens
