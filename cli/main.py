@@ -353,8 +353,9 @@ def run(name: str, prompt: tuple[str, ...], think: bool, no_think: bool, hidethi
 def create(name: str, file: str, source: str | None) -> None:
     """Create a model from a Modelfile (FROM, PARAMETER, SYSTEM, TEMPLATE, LICENSE, MESSAGE).
 
-    FROM names a model in the store, a local .gguf file or MLX folder to import, or REMOTE:upstream-id,
-    a model of a remote engine (`r1 remote models REMOTE` lists them).
+    FROM names a model in the store (pulled first when the store lacks it, as `r1 pull` would), a local
+    .gguf file or MLX folder to import, or REMOTE:upstream-id, a model of a remote engine (`r1 remote
+    models REMOTE` lists them).
     """
     from pathlib import Path
 
@@ -362,13 +363,8 @@ def create(name: str, file: str, source: str | None) -> None:
     from .api import Api
     from .errors import CliError
 
-    api = Api.from_env()
-    if source is not None:
-        api("POST", "/api/create", {"model": name, "from": source, "stream": False})
-        print(f"created {name}")
-        return
     try:
-        modelfile.create(api, name, Path(file))
+        modelfile.create(Api.from_env(), name, {"from": source} if source is not None else modelfile.read(Path(file)))
     except modelfile.ModelfileError as exc:
         raise CliError(str(exc)) from exc
 

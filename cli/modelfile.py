@@ -158,17 +158,23 @@ def parse(text: str, source: str = "Modelfile", base: Path | None = None) -> Jso
     return body
 
 
-def create(api: Api, name: str, path: Path) -> int:
-    """`r1 create`: the Modelfile at `path` sent to the daemon as model `name`; statuses go to stderr."""
+def read(path: Path) -> Json:
+    """The /api/create body (all but "model") of the Modelfile at `path`."""
     try:
         text = path.read_text()
     except OSError as exc:
         raise ModelfileError(f"cannot read {path}: {exc.strerror}") from None
-    body = {"model": name, **parse(text, str(path), path.parent)}
+    return parse(text, str(path), path.parent)
+
+
+def create(api: Api, name: str, fields: Json) -> int:
+    """`r1 create`: model `name` made of these Modelfile fields; statuses go to stderr, with progress bars
+    for the files of a FROM model the daemon pulls first."""
     progress = render.Progress()
-    for event in api.stream("POST", "/api/create", body):
+    for event in api.stream("POST", "/api/create", {"model": name, **fields}):
         if "total" in event:
-            progress.update(event["status"], event.get("completed", 0), event["total"])
+            progress.update(f"{event['status']} {event.get('file', '')}".rstrip(), event.get("completed", 0),
+                            event["total"])
             continue
         progress.finish()
         if event.get("status") != "success":

@@ -186,3 +186,25 @@ def test_num_keep_keeps_the_start_of_a_chat_that_loses_old_messages(made: Daemon
 
 def readme_modelfile() -> str:
     return re.search(r"<!-- modelfile-example -->\n```\n(.*?)```", README.read_text(), re.S).group(1)
+
+
+def test_create_pulls_a_from_model_the_store_lacks(catalog_hub: FakeHub, tmp_path: Path) -> None:
+    (tmp_path / "Modelfile").write_text("FROM gemma3:270m\nSYSTEM You are brief.\n")
+    (tmp_path / "d").mkdir()
+    with private_daemon(tmp_path / "d", **catalog_hub.env(), HF_HOME=str(tmp_path / "hf")) as daemon:
+        terminal = Terminal(["create", "brief", "-f", str(tmp_path / "Modelfile")], daemon.env)
+        terminal.expect("pulling manifest")
+        terminal.expect("100% [########################]")  # the file's progress bar, as `r1 pull` draws it
+        terminal.expect("pulled gemma3:270m")
+        terminal.expect("created brief")
+        assert terminal.wait() == 0
+        names = {line.split()[0] for line in daemon.cli("list").stdout.splitlines()[1:]}
+        assert names == {"gemma3:270m", "brief:latest"}
+        shown: dict[str, Any] = daemon.request("POST", "/api/show", {"model": "brief"})[1]
+        assert shown["system"] == "You are brief." and shown["digest"] != ""
+        [row] = [line for line in daemon.cli("search", "gemma3:270m").stdout.splitlines() if line.startswith("gemma3")]
+        assert row.split()[3] == "yes"  # pulled from the catalog's repo
+        # A FROM name that is nowhere is the create's error, with the pull's reason.
+        (tmp_path / "Modelfile").write_text("FROM nosuch:1b\n")
+        failed = daemon.cli("create", "x", "-f", str(tmp_path / "Modelfile"), check=False)
+        assert failed.returncode == 1 and "nosuch" in failed.stderr

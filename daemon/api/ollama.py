@@ -15,7 +15,7 @@ from ..capabilities import capabilities
 from ..create import check_request, create_model
 from ..generation import model_path, model_spec, model_template
 from ..importer import Event, check_source, import_model
-from ..store import ModelRecord, Store, parse_name
+from ..store import ModelNotFoundError, ModelRecord, Store, parse_name
 from ..store.remotes import remote_of
 from ..tool_import import check_import_request, import_from
 from ..pull import catalog
@@ -314,8 +314,10 @@ async def _one(event: Event) -> AsyncIterator[Event]:
     yield event
 
 
-async def _progress_of(request: web.Request, job: Callable[[Callable[[Event], None]], Event], stream: bool) -> web.StreamResponse:
-    """Run a store job on the file-jobs pool (it goes on if the client leaves) and relay its progress events."""
+async def _progress_of(request: web.Request, job: Callable[[Callable[[Event], None]], Event], stream: bool,
+                       first: AsyncIterator[Event] | None = None) -> web.StreamResponse:
+    """Run a store job on the file-jobs pool (it goes on if the client leaves) and relay its progress events;
+    `first`: events to relay before it, the job starting once they end (the pull of a missing FROM model)."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[Event | BaseException | None] = asyncio.Queue()
 
@@ -329,9 +331,14 @@ async def _progress_of(request: web.Request, job: Callable[[Callable[[Event], No
             events.put_nowait(exc)
         events.put_nowait(None)
 
-    start_owned_task(request.app, work())
+    if first is None:
+        start_owned_task(request.app, work())
 
     async def progress() -> AsyncIterator[Event]:
+        if first is not None:
+            async for event in first:
+                yield event
+            start_owned_task(request.app, work())
         while (item := await events.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
@@ -385,7 +392,28 @@ async def create(request: web.Request) -> web.StreamResponse:
         record = create_model(store, body, emit)
         return {"status": "success", "model": record.name, "digest": record.manifest_id}
 
-    return await _progress_of(request, job, get_bool(body, "stream", True))
+    return await _progress_of(request, job, get_bool(body, "stream", True), await _pull_missing_base(request, body))
+
+
+async def _pull_missing_base(request: web.Request, body: dict[str, Any]) -> AsyncIterator[Event] | None:
+    """As Ollama's create does, a FROM model the store lacks is pulled first: the pull's events (its own
+    "success" told as "pulled NAME": the create's comes last), or None when the model is here."""
+    source = body.get("from")
+    if not isinstance(source, str):
+        return None
+    try:
+        await asyncio.to_thread(_store(request).get, source)
+        return None
+    except ModelNotFoundError:
+        pass
+    pulling = await request.app[PULLS].start(source)  # an unknown name fails here, with a status of its own
+
+    async def events() -> AsyncIterator[Event]:
+        with pulling.following():
+            async for event in pulling.follow():
+                yield {"status": f"pulled {event['model']}"} if event.get("status") == "success" else event
+
+    return events()
 
 
 @routes.post("/api/pull")
