@@ -188,6 +188,26 @@ def readme_modelfile() -> str:
     return re.search(r"<!-- modelfile-example -->\n```\n(.*?)```", README.read_text(), re.S).group(1)
 
 
+def test_the_readmes_modelfile_works_as_written(made: Daemon, tmp_path: Path) -> None:
+    create(made, "concise", readme_modelfile(), tmp_path)
+    answer = made.cli("run", "concise", "Why is the sky blue?", timeout=120).stdout
+    assert "sky" in answer.lower() or "blue" in answer.lower(), answer
+    # The model ends its answer itself (a seed makes the sampling repeatable), far from the context's end.
+    question = [{"role": "user", "content": "Why is the sky blue?"}]
+    status, chat = made.request("POST", "/api/chat", {"model": "concise", "messages": question, "stream": False,
+                                                      "options": {"seed": 1}})
+    assert status == 200 and chat["done_reason"] == "stop" and 0 < chat["eval_count"] < 256, chat
+
+
+@pytest.fixture
+def catalog_hub(tmp_path: Path) -> Iterator[FakeHub]:
+    """A Hub with the catalog's repo for gemma3:270m (a tiny model stands in for it)."""
+    with FakeHub() as hub:
+        hub.add_repo("unsloth/gemma-3-270m-it-GGUF",
+                     {"gemma-3-270m-it-Q4_K_M.gguf": write_tiny_gguf(tmp_path / "g.gguf", seed=7)})
+        yield hub
+
+
 def test_create_pulls_a_from_model_the_store_lacks(catalog_hub: FakeHub, tmp_path: Path) -> None:
     (tmp_path / "Modelfile").write_text("FROM gemma3:270m\nSYSTEM You are brief.\n")
     (tmp_path / "d").mkdir()
