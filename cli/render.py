@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -10,8 +11,32 @@ from typing import Any
 
 
 def say(message: str) -> None:
-    """A note for the person at the terminal: on stderr, so stdout stays the result alone."""
+    """A note for the person at the terminal: on stderr, so stdout stays the result alone; on a
+    terminal, wrapped at word boundaries to its width (a name or path longer than a line stays whole)."""
+    if sys.stderr.isatty():
+        message = wrap_words(message, _terminal_width())
     print(message, file=sys.stderr, flush=True)
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except OSError:
+        return 80
+
+
+def wrap_words(text: str, width: int) -> str:
+    """Each line of `text` wrapped at spaces to `width` columns; words are never cut."""
+    if all(len(line) <= width for line in text.splitlines()):
+        return text
+    import textwrap  # only for a note that needs it
+
+    def fill(line: str) -> str:
+        indent = line[:len(line) - len(line.lstrip())]  # a wrapped indented line keeps its indent
+        return textwrap.fill(line, width, subsequent_indent=indent, break_long_words=False,
+                             break_on_hyphens=False) or line
+
+    return "\n".join(fill(line) for line in text.splitlines())
 
 
 def human_size(n: int | float) -> str:

@@ -1,10 +1,59 @@
-"""Showing an answer as it streams: word wrapping, the dimmed thinking block, `--verbose` stats."""
+"""Showing an answer as it streams: a spinner while the model loads, word wrapping, the dimmed
+thinking block, `--verbose` stats."""
 
 from __future__ import annotations
 
+import sys
+import threading
 from collections.abc import Callable
+from typing import TextIO
 
 DIM, RESET = "\033[2m", "\033[0m"
+SPINNER_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"  # Ollama's braille spinner
+ERASE_LINE = "\r\033[K"
+
+
+class Spinner:
+    """Braille frames on stderr, from `start()` until `stop()` (the first token): a load shows it is
+    under way. Silent off a terminal. It draws from a thread, since the main one blocks on the socket."""
+
+    def __init__(self, stream: TextIO | None = None, interval: float = 0.1) -> None:
+        self.stream = stream or sys.stderr
+        self.interval = interval
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> Spinner:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self.thread is None and self.stream.isatty():
+            self.stopped.clear()
+            self.thread = threading.Thread(target=self._spin, name="spinner", daemon=True)
+            self.thread.start()
+
+    def _spin(self) -> None:
+        frame = 0
+        while True:
+            self.stream.write(f"\r{SPINNER_FRAMES[frame % len(SPINNER_FRAMES)]} ")
+            self.stream.flush()
+            frame += 1
+            if self.stopped.wait(self.interval):
+                return
+
+    def stop(self) -> None:
+        """Stop and erase the spinner (at once when it is not running); the line is left empty."""
+        if self.thread is None:
+            return
+        self.stopped.set()
+        self.thread.join()
+        self.thread = None  # only once joined: a Ctrl-C inside join() leaves it for the next stop()
+        self.stream.write(ERASE_LINE)
+        self.stream.flush()
 
 
 class WordWrap:

@@ -24,7 +24,9 @@ import pytest
 
 from conftest import R1, Daemon, private_daemon, start_daemon
 from fakehub import FakeHub
-from r1.cli.stream_render import DIM, RESET, Answer, WordWrap, go_duration, stats
+from fakeupstream import FakeUpstream
+from r1.cli.render import wrap_words
+from r1.cli.stream_render import DIM, ERASE_LINE, RESET, SPINNER_FRAMES, Answer, WordWrap, go_duration, stats
 from tinymodels import THINK_TEMPLATE, write_endless_gguf, write_tiny_gguf
 
 # --- word wrapping and the answer's layout (no daemon) ----------------------------------------
@@ -444,7 +446,107 @@ def test_thinking_shows_dimmed_on_a_terminal_and_off_it_only_when_asked(daemon: 
 
     term = terminal("run", "thinker", "hi")
     assert term.wait() == 0
-    assert term.output.startswith(f"{DIM}Thinking...\r\n")
+    assert term.output.partition(ERASE_LINE)[2].startswith(f"{DIM}Thinking...\r\n")  # after the load's spinner
     # The dim style ends before the note that the model ran out while still thinking.
     assert term.output.endswith(f"{RESET}\r\n(thinker stopped while still thinking: all of it was reasoning, "
                                 "with no answer yet; a higher num_predict or num_ctx gives it room)\r\n")
+
+
+# --- loading: the spinner, Ctrl-C before the first token --------------------------------------------
+
+@pytest.fixture(scope="module")
+def stalled(daemon: Daemon) -> Iterator[str]:
+    """A remote model whose upstream takes the request and never answers: a load that never ends."""
+    with FakeUpstream() as upstream:
+        daemon.cli("remote", "add", "stalling", upstream.url + "/v1")
+        daemon.cli("create", "stalled", "--from", "stalling:no-first-byte")
+        yield "stalled"
+
+
+def test_a_spinner_shows_until_the_first_token_on_a_terminal_only(daemon: Daemon, tiny: str, terminal) -> None:
+    term = terminal("run", tiny, "hi")
+    assert term.wait() == 0
+    spinning, erased, answer = term.output.partition(ERASE_LINE)
+    assert erased and re.fullmatch(rf"(\r[{SPINNER_FRAMES}] )+", spinning), term.output
+    assert answer.strip() and not re.search(f"[{SPINNER_FRAMES}]", answer)  # erased before the first token
+
+    piped = r1(daemon, "run", tiny, "hi")  # stdout and stderr are pipes here
+    assert piped.returncode == 0 and not re.search(f"[{SPINNER_FRAMES}]", piped.stdout + piped.stderr)
+
+
+def test_ctrl_c_while_a_one_shot_answer_loads_exits_130_quietly(stalled: str, terminal) -> None:
+    term = terminal("run", stalled, "hi")
+    term.expect(f"\r{SPINNER_FRAMES[3]} ", timeout=30)  # it spins on while nothing comes
+    term.type("\x03")
+    assert term.wait() == 130
+    after = term.output[term.seen:]
+    assert after.endswith(ERASE_LINE) and after.count(ERASE_LINE) == 1, after  # the spinner erased, nothing else
+
+
+def test_ctrl_c_while_a_turn_loads_goes_back_to_the_prompt(stalled: str, terminal) -> None:
+    term = terminal("run", stalled)
+    term.expect(">>> ")
+    term.type("hello\r")
+    term.expect(f"hello\r\n\r{SPINNER_FRAMES[0]} ")
+    term.expect(f"\r{SPINNER_FRAMES[3]} ", timeout=30)
+    term.type("\x03")
+    cut = term.expect(">>> ", timeout=10)
+    assert cut.endswith(f"{ERASE_LINE}\r\n"), cut
+    assert "Error" not in cut and "Traceback" not in cut
+    term.type("/bye\r")
+    assert term.wait() == 0
+
+
+# --- an embedding model: its vector ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def embedder(daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = write_tiny_gguf(tmp_path_factory.mktemp("embedder") / "embedder.gguf", seed=4, pooling_type=1)
+    daemon.cli("import", str(path), "--name", "embedder")
+    return "embedder"
+
+
+def test_run_on_an_embedding_model_prints_its_vector(daemon: Daemon, embedder: str, terminal) -> None:
+    given = r1(daemon, "run", embedder, "hello", "world")
+    assert given.returncode == 0 and given.stderr == "", given.stderr  # no note, no error
+    vector = json.loads(given.stdout)
+    assert given.stdout.count("\n") == 1 and len(vector) == 64 and all(isinstance(x, float) for x in vector)
+    status, embedded = daemon.request("POST", "/api/embed", {"model": embedder, "input": "hello world"})
+    assert status == 200 and vector == pytest.approx(embedded["embeddings"][0])
+
+    piped = r1(daemon, "run", embedder, stdin="hello world\n")  # as `echo hello world | r1 run embedder`
+    assert piped.returncode == 0 and json.loads(piped.stdout) == pytest.approx(vector)
+
+    term = terminal("run", embedder)  # nothing to embed: it says how to give the text
+    assert term.wait() == 1
+    assert term.output.replace("\r\n", " ").startswith(
+        'Error: embedder is an embedding model: give the text to embed as an argument or on stdin '
+        '(r1 run embedder "your text here")'), term.output
+
+
+# --- notes on a terminal ---------------------------------------------------------------------------
+
+
+def test_wrap_words_keeps_words_and_indents_whole() -> None:
+    note = "Warning: gemma3:270m needs about 4.7 GB at num_ctx 8192, more than the budget"
+    assert wrap_words(note, 30) == "Warning: gemma3:270m needs\nabout 4.7 GB at num_ctx 8192,\nmore than the budget"
+    assert wrap_words("  a b c d e f g\n/a/path/longer/than/the/width ok", 8) == (
+        "  a b c\n  d e f\n  g\n/a/path/longer/than/the/width\nok")
+    assert wrap_words("fits\nas is", 8) == "fits\nas is"
+
+
+def test_notes_wrap_at_word_boundaries_on_a_terminal(daemon: Daemon, tmp_path: Path, terminal) -> None:
+    daemon.cli("import", str(write_tiny_gguf(tmp_path / "plain.gguf", chat_template=None)), "--name", "plain")
+    status, _ = daemon.request("POST", "/api/create", {"model": "plain8", "from": "plain", "stream": False,
+                                                       "parameters": {"num_predict": 8}})
+    assert status == 200
+    term = terminal("run", "plain8", "hi")
+    assert term.wait() == 0
+    note = term.output[:term.output.index(")") + 1]
+    assert note.startswith("(plain8 has no chat template") and "\r\n" in note
+    lines = note.split("\r\n")
+    assert all(len(line) <= 80 for line in lines), lines
+    # Every break is where a space was: joined with spaces, the lines give the note back.
+    assert " ".join(lines) == ("(plain8 has no chat template, so it continues the prompt as plain text; "
+                               "`r1 create` with a TEMPLATE line makes it chat)")
