@@ -5,6 +5,7 @@ in the test artifacts ($R1_TEST_ARTIFACTS, else a temp folder); with R1_UPDATE_D
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import re
 import subprocess
@@ -17,9 +18,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from conftest import R1, Daemon, free_port, private_daemon, wait_until
+from conftest import HF_NAME, R1, Daemon, free_port, private_daemon, wait_until
 from fakehub import FakeHub
-from tinymodels import write_tiny_gguf
+from tinymodels import write_tiny_bert, write_tiny_gguf
 
 CHROMIUM = Path("/usr/bin/chromium")
 DOCS_SHOT = Path(__file__).resolve().parent.parent / "docs" / "console.png"
@@ -117,12 +118,12 @@ def test_load_then_unload_from_the_page_moves_the_memory_bar(page: Any, gemma_da
     page.wait_for_selector("#memory-text:has-text('by 0 models')")
     page.click("button[aria-label='load gemma-chat:latest']")
     segment(page, "gemma-chat:latest").wait_for()
-    width = segment(page, "gemma-chat:latest").bounding_box()["width"]
-    assert width > 0
+    # Retried until they hold: each `ps` event (the runner's size measured after its load) redraws the bar and
+    # the list, and on two busy cores the load may take a while.
+    wait_until(lambda: (segment(page, "gemma-chat:latest").bounding_box() or {}).get("width", 0) > 0, timeout=60)
     item = page.locator("#loaded li[data-model='gemma-chat:latest']")
-    # Retried until they hold: each `ps` event (the runner's size measured after its load) redraws the list.
-    expect(item.locator(".slots")).to_have_text(re.compile(r"slots \d+/\d+ busy"))
-    expect(item.locator(".countdown")).to_have_text(re.compile(r"^unloads in \d+:\d\d$"))  # the keep-alive
+    expect(item.locator(".slots")).to_have_text(re.compile(r"slots \d+/\d+ busy"), timeout=60_000)
+    expect(item.locator(".countdown")).to_have_text(re.compile(r"^unloads in \d+:\d\d$"), timeout=60_000)  # keep-alive
     shot(page, artifacts, "2-loaded")
     item.get_by_role("button", name="unload gemma-chat:latest").click()
     segment(page, "gemma-chat:latest").wait_for(state="detached")
@@ -215,6 +216,143 @@ def test_a_pull_started_elsewhere_shows_up(page: Any, hub: FakeHub, gemma_daemon
     gemma_daemon.cli("rm", name)
 
 
+def first_pulls_event(daemon: Daemon) -> list[dict[str, Any]]:
+    """The pulls under way, as GET /api/events tells them first."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{daemon.port}/api/events", timeout=30) as stream:
+        event = ""
+        for line in stream:
+            if line.startswith(b"event:"):
+                event = line[6:].decode().strip()
+            elif line.startswith(b"data:") and event == "pulls":
+                return json.loads(line[5:])["pulls"]
+    raise AssertionError("the events stream ended without a pulls event")
+
+
+def test_a_pull_shows_its_speed_and_eta_and_its_cancel_button_ends_it(page: Any, hub: FakeHub, gemma_daemon: Daemon,
+                                                                      artifacts: Path, tmp_path: Path) -> None:
+    weights = write_tiny_gguf(tmp_path / "slow-Q4_K_M.gguf", seed=21)
+    hub.add_repo("acme/slow-GGUF", {"slow-Q4_K_M.gguf": weights})
+    name = "hf.co/acme/slow-GGUF:latest"
+    partial_before = set((gemma_daemon.home / "partial").iterdir())
+    hub.throttle(max(weights.stat().st_size // 30, 1))  # about thirty seconds: it is cancelled long before
+    try:
+        page.fill("#pull-name", "acme/slow-GGUF")
+        page.click("#pull-form button[type=submit]")
+        bar = page.locator(f"#pulls li[data-name='{name}']")
+        # Computed in the page from successive `pulls` events: the rate, then the time left at that rate.
+        expect(bar.locator(".pull-state")).to_have_text(re.compile(r" · [\d.]+ [KMG]?B/s · (\d+ s|\d+:\d\d) left$"))
+        shot(page, artifacts, "7b-pull-speed")
+        page.set_viewport_size(PHONE)
+        shot(page, artifacts, "7c-pull-speed-phone")
+        bar.get_by_role("button", name=f"cancel the pull of {name}").click()
+        bar.wait_for(state="detached")
+    finally:
+        hub.throttle(None)
+        page.set_viewport_size(DESKTOP)
+    expect(page.locator("#pull-status")).to_contain_text("cancelled")
+    assert first_pulls_event(gemma_daemon) == []
+    assert set((gemma_daemon.home / "partial").iterdir()) == partial_before, "a partial file stayed behind"
+    status, tags = gemma_daemon.request("GET", "/api/tags")
+    assert name not in {m["name"] for m in tags["models"]}
+    shot(page, artifacts, "7d-pull-cancelled")
+
+
+def test_deleting_a_loaded_model_unloads_it_from_the_page(page: Any, gemma_daemon: Daemon, artifacts: Path) -> None:
+    """gemma's weights have other names (gemma-chat, ...): the name deleted must still leave the memory."""
+    unload_all(gemma_daemon)
+    for name in ("console-rm", "console-rm-cli"):
+        gemma_daemon.cli("cp", "gemma", name)
+    page.reload()
+    page.wait_for_selector("#connection:has-text('live')")
+    for name, remove in (("console-rm:latest", "page"), ("console-rm-cli:latest", "cli")):
+        page.click(f"button[aria-label='load {name}']")
+        item = page.locator(f"#loaded li[data-model='{name}']")
+        item.wait_for()
+        if remove == "page":
+            page.once("dialog", lambda dialog: dialog.accept())
+            page.click(f"button[aria-label='delete {name}']")
+        else:  # `r1 rm` in a terminal while the page is open
+            gemma_daemon.cli("rm", name)
+        item.wait_for(state="detached")
+        row(page, name).wait_for(state="detached")
+        assert name not in {m["name"] for m in gemma_daemon.request("GET", "/api/ps")[1]["models"]}
+        assert "could not" not in page.inner_text("#memory") + page.inner_text("#pull-status")
+    shot(page, artifacts, "3b-deleted-while-loaded")
+
+
+def placeholders_cut(page: Any) -> list[str]:
+    """The visible inputs whose placeholder is wider than the room for it."""
+    return page.evaluate("""[...document.querySelectorAll('input[placeholder]')].filter(e => e.offsetParent).flatMap(e => {
+        const style = getComputedStyle(e), context = document.createElement('canvas').getContext('2d');
+        context.font = style.font;
+        const room = e.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)
+                     - (e.type === 'number' ? 20 : 0);  // a number field's spin buttons
+        const width = context.measureText(e.placeholder).width;
+        return width > room ? [`${e.id}: ${e.placeholder} (${Math.ceil(width)} px in ${Math.floor(room)})`] : [];
+    })""")
+
+
+def mid_word_breaks(page: Any) -> list[str]:
+    """Model names in the table that wrap anywhere but after a `/`, `:`, `-` or `.`."""
+    return page.evaluate("""[...document.querySelectorAll('#models tbody td:first-child')].flatMap(td => {
+        const cell = td.querySelector('.model-name') || td, range = document.createRange(), found = [];
+        const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT), nodes = [];
+        while (walker.nextNode()) nodes.push(walker.currentNode);
+        let previous = null, top = null;
+        for (const node of nodes) {
+            for (let i = 0; i < node.length; i++) {
+                range.setStart(node, i); range.setEnd(node, i + 1);
+                const y = range.getBoundingClientRect().top;
+                if (top !== null && y > top + 2 && !'/:-.'.includes(previous)) found.push(cell.textContent + ' before ' + node.data.slice(i));
+                top = y; previous = node.data[i];
+            }
+        }
+        return found;
+    })""")
+
+
+@pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["1280", "390"])
+def test_the_layout_fits_at_both_widths(page: Any, gemma_daemon: Daemon, artifacts: Path,
+                                        viewport: dict[str, int]) -> None:
+    long_name = "hf.co/bartowski/Llama-3.2-3B-Instruct-GGUF:Q4_K_M"
+    if long_name not in {m["name"] for m in gemma_daemon.request("GET", "/api/tags")[1]["models"]}:
+        gemma_daemon.cli("cp", HF_NAME, long_name)
+    page.set_viewport_size(viewport)
+    page.reload()
+    page.wait_for_selector("#connection:has-text('live')")
+    row(page, long_name).wait_for()
+    shot(page, artifacts, f"12-layout-{viewport['width']}")  # before the checks: a failure's picture too
+    assert not page.locator("#key").is_visible(), "the API-key field shows though this daemon asks for none"
+    assert placeholders_cut(page) == []
+    wrap = page.locator("#store .table-wrap")
+    fits = wrap.evaluate("w => [w.scrollWidth, w.clientWidth]")
+    assert fits[0] <= fits[1], f"the models table is {fits[0]} px wide in {fits[1]}"
+    assert mid_word_breaks(page) == []
+
+
+def test_the_chat_picker_offers_chat_models_and_starts_on_the_loaded_one(page: Any, gemma_daemon: Daemon,
+                                                                         artifacts: Path, tmp_path: Path) -> None:
+    embedder = "console-embed:latest"
+    if embedder not in {m["name"] for m in gemma_daemon.request("GET", "/api/tags")[1]["models"]}:
+        gemma_daemon.cli("import", str(write_tiny_bert(tmp_path / "embed.gguf")), "--name", embedder)
+    unload_all(gemma_daemon)
+    for name in ("tiny:latest", "smollm2:135m"):  # smollm2 used last: the most recent in /api/ps
+        status, _ = gemma_daemon.request("POST", "/api/generate", {"model": name})
+        assert status == 200
+    page.reload()
+    page.wait_for_selector("#connection:has-text('live')")
+    row(page, embedder).wait_for()  # in the store's table, though not in the picker
+    expect(page.locator("#chat-model")).to_have_value("smollm2:135m")
+    offered = page.locator("#chat-model option").evaluate_all("options => options.map(o => o.value)")
+    assert "tiny:latest" in offered and embedder not in offered
+    shot(page, artifacts, "13-picker")
+    page.select_option("#chat-model", "tiny:latest")  # the user's choice stays when the loaded models change
+    gemma_daemon.request("POST", "/api/generate", {"model": "thinker:latest"})
+    page.wait_for_selector("#loaded li[data-model='thinker:latest']")
+    assert page.input_value("#chat-model") == "tiny:latest"
+    unload_all(gemma_daemon)
+
+
 def test_a_foreign_origin_is_refused_over_tcp(page: Any, gemma_daemon: Daemon, artifacts: Path) -> None:
     base = f"http://127.0.0.1:{gemma_daemon.port}"
     for path in ("/ui", "/api/events", "/api/tags"):
@@ -279,6 +417,12 @@ def test_a_key_entered_once_opens_a_keyed_daemon(browser: Any, tmp_path: Path, a
         page = context.new_page()
         page.goto(f"http://127.0.0.1:{keyed.port}/ui")  # the page itself needs no key
         page.wait_for_selector("#connection:has-text('needs its API key')")
+        assert page.locator("#key").is_visible()  # shown once the daemon asks for a key, its placeholder whole
+        assert placeholders_cut(page) == []
+        page.set_viewport_size(PHONE)
+        assert placeholders_cut(page) == []
+        shot(page, artifacts, "10-key-asked-phone")
+        page.set_viewport_size(DESKTOP)
         page.fill("#key", "sesame")
         page.keyboard.press("Enter")
         page.wait_for_selector("#connection:has-text('live')")

@@ -4,7 +4,8 @@
 
 const KEY_ITEM = "r1.apiKey";
 const $ = (selector) => document.querySelector(selector);
-const state = { budget: 0, ps: [], known: new Set(), pulls: new Map(), messages: [] };
+const state = { budget: 0, ps: [], known: new Set(), chatModels: new Set(), picked: false, pulls: new Map(),
+                samples: new Map(), cancelled: new Set(), messages: [] };
 
 // --- the API -------------------------------------------------------------------------------------
 
@@ -65,6 +66,20 @@ function bytes(n) {
   return `${n.toFixed(i && n < 10 ? 1 : 0)} ${units[i]}`;
 }
 
+// Seconds as a person reads them: "42 s", "3:05", "1:02:03".
+function duration(seconds) {
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  const pad = (n) => String(n).padStart(2, "0");
+  const h = Math.floor(s / 3600), m = Math.floor((s % 3600) / 60);
+  return h ? `${h}:${pad(m)}:${pad(s % 60)}` : `${m}:${pad(s % 60)}`;
+}
+
+// A model's name that may wrap after a "/" or ":" (hf.co/org/ repo: tag), never inside a word.
+function wrappable(name) {
+  return name.split(/(?<=[/:])/).flatMap((part, i) => (i ? [document.createElement("wbr"), part] : [part]));
+}
+
 function countdown(expiresAt) {
   if (!expiresAt) return "";
   const seconds = Math.round((Date.parse(expiresAt) - Date.now()) / 1000);
@@ -94,8 +109,12 @@ function say(selector, text) { $(selector).textContent = text; }
 // --- memory: the budget split by loaded model ----------------------------------------------------
 
 function showPs(ps) {
+  const gone = state.ps.some((before) => !ps.models.some((m) => m.name === before.name));
   state.budget = ps.memory.budget;
   state.ps = ps.models;
+  // A model unloaded by `r1 rm` elsewhere is gone from the store too: list the store again.
+  if (gone) relist();
+  pickLoaded();
   const bar = $("#memory-bar"), list = $("#loaded");
   bar.replaceChildren(); list.replaceChildren();
   ps.models.forEach((model, i) => {
@@ -110,7 +129,7 @@ function showPs(ps) {
     swatch.style.background = colour;
     const slots = model.slots === undefined ? "remote" : `slots ${model.slots_busy}/${model.slots} busy`;
     list.append(element("li", { dataset: { model: model.name } }, swatch,
-      element("strong", { textContent: model.name }),
+      element("strong", {}, ...wrappable(model.name)),
       element("span", { textContent: `${bytes(model.size)} · ${model.state}` }),
       element("span", { className: "slots", textContent: slots }),
       // Its keep-alive counts down only once no request holds it.
@@ -143,21 +162,41 @@ async function load(name) {
 
 // --- the store -----------------------------------------------------------------------------------
 
+// A model that only embeds (its capabilities lack "completion") has no place in the chat picker.
+const chats = (model) => !model.capabilities || model.capabilities.includes("completion");
+
 async function refreshModels() {
   const { models } = await (await call("GET", "/api/tags")).json();
   state.known = new Set(models.map((m) => m.name));
   const rows = models.map((m) => element("tr", { dataset: { model: m.name } },
-    element("td", { textContent: m.name }),
+    // The format under the name, not in columns of its own: the table fits a phone's width.
+    element("td", { className: "name" }, element("span", { className: "model-name" }, ...wrappable(m.name)),
+      element("span", { className: "facts", textContent: [m.details.format, m.details.quantization_level]
+        .filter(Boolean).join(" · ") })),
     element("td", { textContent: bytes(m.size) }),
-    element("td", { textContent: m.details.format || "" }),
-    element("td", { textContent: m.details.quantization_level || "" }),
     element("td", { className: "actions" },
       button("Load", `load ${m.name}`, () => load(m.name), "quiet"),
       button("Delete", `delete ${m.name}`, () => remove(m.name), "danger"))));
   $("#models tbody").replaceChildren(...rows);
+  const offered = models.filter(chats);
+  state.chatModels = new Set(offered.map((m) => m.name));
   const select = $("#chat-model"), chosen = select.value;
-  select.replaceChildren(...models.map((m) => element("option", { value: m.name, textContent: m.name })));
-  if (state.known.has(chosen)) select.value = chosen;
+  select.replaceChildren(...offered.map((m) => element("option", { value: m.name, textContent: m.name })));
+  if (state.chatModels.has(chosen)) select.value = chosen;
+  pickLoaded();
+}
+
+// Until the user picks a model, the chat picker follows the model used last (/api/ps lists it first).
+function pickLoaded() {
+  const select = $("#chat-model");
+  if (state.picked && state.chatModels.has(select.value)) return;
+  const loaded = state.ps.find((m) => state.chatModels.has(m.name));
+  if (loaded) select.value = loaded.name;
+}
+
+// The table again, in the background: a failure is said where the store's messages go.
+function relist() {
+  refreshModels().catch((error) => say("#pull-status", `cannot list the models: ${error.message}`));
 }
 
 async function remove(name) {
@@ -168,12 +207,15 @@ async function remove(name) {
   await refreshModels();
 }
 
+const pullItem = (name) => document.querySelector(`#pulls li[data-name="${CSS.escape(name)}"]`);
+
 function showPull(pull) {
-  let item = document.querySelector(`#pulls li[data-name="${CSS.escape(pull.name)}"]`);
+  let item = pullItem(pull.name);
   if (!item) {
-    item = element("li", { dataset: { name: pull.name } }, element("strong", { textContent: pull.name }),
-      element("span", { className: "percent" }), element("progress", { max: 1, value: 0 }),
-      element("span", { className: "muted pull-state" }));
+    item = element("li", { dataset: { name: pull.name } }, element("strong", {}, ...wrappable(pull.name)),
+      element("span", { className: "percent" }),
+      button("Cancel", `cancel the pull of ${pull.name}`, () => cancelPull(pull.name), "danger"),
+      element("progress", { max: 1, value: 0 }), element("span", { className: "muted pull-state" }));
     item.querySelector("progress").setAttribute("aria-label", `pulling ${pull.name}`);
     $("#pulls").append(item);
   }
@@ -182,19 +224,47 @@ function showPull(pull) {
   item.querySelector("progress").value = fraction;
   item.querySelector(".percent").textContent = `${Math.floor(100 * fraction)}%`;
   item.querySelector(".pull-state").textContent = done ? "done" :
-    `${pull.status}${pull.total ? ` · ${bytes(pull.completed)} of ${bytes(pull.total)}` : ""}`;
+    `${pull.status}${pull.total ? ` · ${bytes(pull.completed)} of ${bytes(pull.total)}${pace(pull)}` : ""}`;
+  item.querySelector("button").hidden = !state.pulls.has(pull.name);  // an ended pull has nothing to cancel
   item.dataset.done = done;
+}
+
+// Speed and time left, from the bytes of the pull's `pulls` events over the last few seconds.
+const PACE_WINDOW_MS = 5000;
+
+function pace({ name, completed, total }) {
+  const now = performance.now();
+  const kept = (state.samples.get(name) || []).filter((s) => now - s.at <= PACE_WINDOW_MS && s.completed <= completed);
+  const samples = [...kept, { at: now, completed }];
+  state.samples.set(name, samples);
+  const seconds = (now - samples[0].at) / 1000, rate = (completed - samples[0].completed) / seconds;
+  if (seconds < 1 || !(rate > 0)) return "";
+  return ` · ${bytes(rate)}/s · ${duration((total - completed) / rate)} left`;
+}
+
+async function cancelPull(name) {
+  state.cancelled.add(name);  // its last events, still coming, draw it no more
+  try {
+    await call("DELETE", "/api/pull", { model: name });
+    pullItem(name)?.remove();
+    say("#pull-status", `cancelled the pull of ${name}`);
+  } catch (error) {
+    state.cancelled.delete(name);
+    say("#pull-status", `could not cancel the pull of ${name}: ${error.message}`);
+  }
 }
 
 // Pulls under way, started here or by `r1 pull`; one that ends is done when its model is in the store.
 async function showPulls({ pulls }) {
   const now = new Set(pulls.map((p) => p.name));
-  pulls.forEach(showPull);
   const ended = [...state.pulls.values()].filter((p) => !now.has(p.name));
   state.pulls = new Map(pulls.map((p) => [p.name, p]));
+  pulls.filter((p) => !state.cancelled.has(p.name)).forEach(showPull);
   if (!ended.length) return;
   await refreshModels();
   for (const pull of ended) {
+    state.samples.delete(pull.name);
+    if (state.cancelled.delete(pull.name)) continue;
     if (state.known.has(pull.name)) showPull({ ...pull, status: "success" });
     else showPull({ ...pull, status: "ended without the model (see the pull's messages)" });
   }
@@ -325,6 +395,7 @@ async function follow() {
       }
       say("#connection", "reconnecting…");
     } catch (error) {
+      if (error.status === 401) askForKey();
       say("#connection", error.status === 401 ? "this daemon needs its API key: enter it above"
                                               : `disconnected: ${error.message}`);
     }
@@ -332,8 +403,14 @@ async function follow() {
   }
 }
 
+function askForKey() {
+  $("#key-box").hidden = false;
+  $("#key-box").open = true;
+}
+
 function start() {
   $("#key").value = localStorage.getItem(KEY_ITEM) || "";
+  $("#key-box").hidden = !$("#key").value;  // a saved key can be changed; without one, shown on a 401
   $("#key-form").addEventListener("submit", (event) => {
     event.preventDefault();
     localStorage.setItem(KEY_ITEM, $("#key").value.trim());
@@ -345,9 +422,11 @@ function start() {
     if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); $("#chat-form").requestSubmit(); }
   });
   $("#chat-clear").addEventListener("click", () => { state.messages = []; $("#answers").replaceChildren(); });
-  $("#chat-model").addEventListener("change", () => { state.messages = []; });
+  $("#chat-model").addEventListener("change", () => { state.messages = []; state.picked = true; });
+  // The store changes from terminals too (`r1 pull`, `r1 rm`): listed again when the page is looked at.
+  window.addEventListener("focus", relist);
   setInterval(tick, 1000);
-  refreshModels().catch((error) => say("#pull-status", `cannot list the models: ${error.message}`));
+  relist();
   refreshUsage();
   follow();
 }
