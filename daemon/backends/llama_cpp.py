@@ -107,6 +107,10 @@ class LlamaCppBackend(BatchBackend):
             # llama-cpp-python holds the batch to n_ctx, but sizes its logits by the batch asked for first.
             n_batch=min(load.get("num_batch", 512), n_ctx),
             use_mmap=load.get("use_mmap", True),
+            # Flash attention, as llama-server has it where the device can: without it, llama.cpp's CPU path
+            # computes a token decoded beside its predecessors (a draft, speculative.py) up to 0.7 apart in its
+            # logits from the same token decoded alone, and a greedy answer with drafts could take another word.
+            flash_attn=True,
             last_n_tokens_size=64,
             verbose=False,
         )
