@@ -54,6 +54,9 @@ def sampler_chain(vocab: Any, n_vocab: int, sampling: dict[str, Any], grammar: t
             raise BackendError("llama.cpp could not parse the grammar made from this format")
     chain = LIB.llama_sampler_chain_init(LIB.llama_sampler_chain_default_params())
     last_n = s["repeat_last_n"] if s["repeat_last_n"] >= 0 else n_vocab
+    keep = _kept_after_penalties(s, last_n, n_vocab) if grammar is None else 0
+    if keep:
+        LIB.llama_sampler_chain_add(chain, LIB.llama_sampler_init_top_k(keep))
     LIB.llama_sampler_chain_add(chain, LIB.llama_sampler_init_penalties(
         n_vocab, last_n, s["repeat_penalty"], s["frequency_penalty"], s["presence_penalty"]))
     if grammar_sampler is not None:
@@ -67,6 +70,22 @@ def sampler_chain(vocab: Any, n_vocab: int, sampling: dict[str, Any], grammar: t
                     LIB.llama_sampler_init_dist(seed & 0xFFFFFFFF)):
         LIB.llama_sampler_chain_add(chain, sampler)
     return chain
+
+
+def _kept_after_penalties(s: dict[str, Any], last_n: int, n_vocab: int) -> int:
+    """How many of the best raw candidates certainly hold the sample's candidates after the penalties, or 0.
+
+    The penalties look every candidate up in their counts (Gemma 3's 262k: 0.8 ms a sample, a quarter of the
+    model thread's time with 8 sequences) but only lower the scores of the at most `last_n` tokens they
+    count. So the best `want` candidates after them lie among the best `want + last_n` before them (at least
+    `want` of those are not penalized, and nothing outside outranks those): keeping only these first gives
+    the same sample, as cheap as greedy alone. Not with a grammar, which must see every candidate."""
+    lowers_only = s["repeat_penalty"] >= 1 and s["frequency_penalty"] >= 0 and s["presence_penalty"] >= 0
+    penalizes = s["repeat_penalty"] != 1 or s["frequency_penalty"] or s["presence_penalty"]
+    want = 1 if s["temperature"] <= 0 else s["top_k"]
+    if not (lowers_only and penalizes and 0 < last_n and want > 0) or want + last_n >= n_vocab:
+        return 0
+    return want + last_n
 
 
 @dataclass
