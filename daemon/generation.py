@@ -89,6 +89,8 @@ class Final:
     prompt_eval_duration: int = 0
     eval_count: int = 0
     eval_duration: int = 0
+    draft_tokens: int = 0  # r1's addition: tokens speculative decoding drafted, and of them those the model kept
+    draft_accepted: int = 0
     unfinished_thinking: bool = False  # the output ended inside <think>: all of it was reasoning
     tool_calls: tuple[dict[str, Any], ...] = ()  # [{"function": {"name", "arguments": {...}}}], Ollama's shape
     context: tuple[int, ...] | None = None  # /api/generate, not raw: the prompt and answer as token ids
@@ -102,7 +104,8 @@ class Final:
         cached = {"prompt_cached": self.prompt_cached} if self.prompt_cached else {}
         cost = {"cost": self.cost} if self.cost is not None else {}
         counted = {"tokens_counted_by_r1": True} if self.counted else {}
-        stats = unfinished | cached | cost | counted | {
+        drafts = {"draft_tokens": self.draft_tokens, "draft_accepted": self.draft_accepted} if self.draft_tokens else {}
+        stats = unfinished | cached | cost | counted | drafts | {
             "done_reason": self.done_reason,
             "total_duration": self.total_duration,
             "load_duration": self.load_duration,
@@ -459,6 +462,9 @@ async def collect(items: AsyncIterator[Chunk | Final]) -> Whole:
 def _count(metrics: Metrics, model: str, done: dict[str, Any], first_token: float | None) -> None:
     metrics.tokens.inc(done["eval_count"], model=model)
     metrics.prompt_tokens.inc(done["prompt_eval_count"], model=model)
+    if done.get("draft_tokens"):
+        metrics.draft_tokens.inc(done["draft_tokens"], model=model)
+        metrics.draft_accepted.inc(done["draft_accepted"], model=model)
     rate = done["eval_count"] / (done["eval_duration"] / 1e9) if done["eval_duration"] > 0 else 0.0
     if done["eval_count"] > 1:
         metrics.decode_rate.observe(rate)

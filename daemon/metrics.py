@@ -74,6 +74,9 @@ class Metrics:
         self.requests = Counter("r1_requests_total", "HTTP requests by route and status.")
         self.tokens = Counter("r1_generated_tokens_total", "Tokens generated, by model.")
         self.prompt_tokens = Counter("r1_prompt_tokens_total", "Prompt tokens evaluated, by model.")
+        self.draft_tokens = Counter("r1_draft_tokens_total", "Tokens speculative decoding drafted, by model.")
+        self.draft_accepted = Counter("r1_draft_accepted_tokens_total",
+                                      "Drafted tokens the model confirmed (kept), by model.")
         self.bytes_pulled = Counter("r1_pulled_bytes_total", "Bytes downloaded from the Hub by pulls.")
         self.first_token = Histogram("r1_time_to_first_token_seconds", "From a generation request to its first token.",
                                      (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
@@ -85,8 +88,8 @@ class Metrics:
 
     def render(self, scheduler: Any) -> str:
         lines: list[str] = []
-        for metric in (self.requests, self.tokens, self.prompt_tokens, self.bytes_pulled, self.first_token, self.decode_rate,
-                       self.requests_logged, self.requests_dropped):
+        for metric in (self.requests, self.tokens, self.prompt_tokens, self.draft_tokens, self.draft_accepted,
+                       self.bytes_pulled, self.first_token, self.decode_rate, self.requests_logged, self.requests_dropped):
             lines += metric.render()
         lines += _single("counter", "r1_model_loads_total", "Runners started.", scheduler.loads)
         lines += _single("counter", "r1_model_evictions_total", "Idle models unloaded to make room for another.",

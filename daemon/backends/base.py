@@ -125,10 +125,12 @@ class BatchBackend(Backend):
     slots: int = 1
 
     @abstractmethod
-    def add(self, seq: int, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None) -> None:
+    def add(self, seq: int, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None,
+            draft: bool = True) -> None:
         """Queue a new sequence after `tokens`; later step() calls evaluate its prompt in chunks.
-        `sampling` and `fmt` are as for stream(). Raises BackendError for a bad grammar or option
-        before anything is queued."""
+        `sampling` and `fmt` are as for stream(). `draft` False keeps it to one token a step, where the
+        backend would otherwise guess ahead (speculative decoding): for a runner that must act on each
+        token before the next is made. Raises BackendError for a bad grammar or option before anything is queued."""
 
     @abstractmethod
     def cancel(self, seq: int) -> None:
@@ -136,9 +138,9 @@ class BatchBackend(Backend):
 
     @abstractmethod
     def step(self) -> list[tuple[int, str, bool]]:
-        """One batch step: one token for every generating sequence, and chunks of waiting prompts in the room left.
+        """One batch step: a token or more for every generating sequence, and chunks of waiting prompts in the room left.
 
-        Returns (seq, text, ended) for each sequence that sampled a token: the text it completes
+        Returns (seq, text, ended) for each token a sequence sampled, in order: the text it completes
         ("" while a multi-byte character is incomplete); ended=True at an end-of-generation token,
         after which the sequence is finished and its slot free."""
 
@@ -151,6 +153,10 @@ class BatchBackend(Backend):
         """Make `seq`'s next tokens those of `text` instead of sampled ones (a thinking budget closes the think
         block this way); False where the backend cannot."""
         return False
+
+    def drafts(self, seq: int) -> tuple[int, int]:
+        """Tokens `seq` drafted and drafts it kept (speculative decoding), once it has finished; read once."""
+        return 0, 0
 
     def reused(self, seq: int) -> int:
         """Prompt tokens of `seq` found already evaluated in its slot's cache (prompt_eval_count leaves them

@@ -27,6 +27,7 @@ from .base import BackendError, BatchBackend, check_vocabulary, never
 from .llama_batch import Batcher
 from .llama_embed import Embedder
 from .logprobs import log_softmax, token_entry
+from .speculative import LOOKUP_DRAFTS
 # Tokens decoded together at warm-up. With extra buffers on, 17 runs every path of the AMX
 # kernels (a full 16-row tile, a partial one; the one-token step after runs the third) and the
 # 4-row repacked ones: very short prompts have been seen to get through where longer ones crash.
@@ -124,7 +125,8 @@ class LlamaCppBackend(BatchBackend):
         self._batcher: Batcher | None = None
         if self.llm._ctx.memory is not None:  # models without a KV cache only embed
             self._batcher = Batcher(self.llm.ctx, self.llm.model, self.llm._model.vocab, self.slots,
-                                    self.llm.n_batch, lambda token: self.llm.detokenize([token]))
+                                    self.llm.n_batch, lambda token: self.llm.detokenize([token]),
+                                    load.get("lookup_drafts", LOOKUP_DRAFTS))
         self.context_length = llama_cpp.llama_n_ctx_seq(self.llm.ctx)  # each slot's own cells
         self.threads = (llama_cpp.llama_n_threads(self.llm.ctx), llama_cpp.llama_n_threads_batch(self.llm.ctx))
         self.on_gpu = bool(llama_cpp.llama_supports_gpu_offload()) and self._params["n_gpu_layers"] != 0
@@ -171,9 +173,10 @@ class LlamaCppBackend(BatchBackend):
             raise BackendError("this model only computes embeddings; it cannot generate")
         return self._batcher
 
-    def add(self, seq: int, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None) -> None:
+    def add(self, seq: int, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None,
+            draft: bool = True) -> None:
         check_vocabulary(tokens, self.llm.n_vocab())
-        self._generator().add(seq, tokens, sampling, self._grammar(fmt))
+        self._generator().add(seq, tokens, sampling, self._grammar(fmt), draft)
 
     def cancel(self, seq: int) -> None:
         self._generator().cancel(seq)
@@ -188,12 +191,16 @@ class LlamaCppBackend(BatchBackend):
     def reused(self, seq: int) -> int:
         return self._generator().reused.get(seq, 0)
 
+    def drafts(self, seq: int) -> tuple[int, int]:
+        return self._generator().drafts.take(seq)
+
     def force(self, seq: int, text: str) -> bool:
         return self._generator().force(seq, self.llm.tokenize(text.encode(), add_bos=False, special=True))
 
     def stream(self, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None) -> Iterator[str]:
-        # One sequence through the batch path; the runner calls this only while no other sequence runs.
-        self.add(ALONE, tokens, sampling, fmt)
+        # One sequence through the batch path; the runner calls this only while no other sequence runs, for
+        # log probabilities of each token: without drafts, whose rows would move the logits logprobs() reads.
+        self.add(ALONE, tokens, sampling, fmt, draft=False)
         try:
             while True:
                 for _, text, ended in self.step():

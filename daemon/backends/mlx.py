@@ -113,7 +113,8 @@ class MlxBackend(BatchBackend):
     def busy(self) -> bool:
         return bool(self._seqs)
 
-    def add(self, seq: int, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None) -> None:
+    def add(self, seq: int, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None,
+            draft: bool = True) -> None:  # mlx-lm's batch does not draft
         if fmt is not None:
             raise BackendError(
                 "the MLX backend cannot constrain output to JSON (format); use a GGUF model for format/JSON schema"

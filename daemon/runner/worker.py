@@ -278,7 +278,9 @@ class Worker:
             self._start(request)
             self._finish(request, "length", backend)
             return
-        backend.add(frame["id"], request.tokens, frame.get("sampling", {}), frame.get("format"))
+        # A thinking budget closes the block right after the token that spends it: no tokens guessed past it.
+        backend.add(frame["id"], request.tokens, frame.get("sampling", {}), frame.get("format"),
+                    draft=request.budget is None)
         active[frame["id"]] = request  # its start frame goes out with its first token, once its slot is known
 
     def _advance(self, active: dict[int, Request]) -> None:
@@ -344,6 +346,8 @@ class Worker:
             "eval_count": request.count,
             "eval_duration": (request.last or first) - first,
         }
+        if isinstance(backend, BatchBackend):  # r1's additions: speculative decoding's drafts and those kept
+            done["draft_tokens"], done["draft_accepted"] = backend.drafts(rid)
         frame = request.frame
         if "prompt" in frame and not frame.get("raw"):  # /api/generate returns the whole exchange as tokens
             done["context"] = backend.tokenize(request.prompt + "".join(request.written))
