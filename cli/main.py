@@ -185,6 +185,11 @@ def ps(as_json: bool) -> None:
     memory = answer["memory"]
     for note in render.twice_loaded(answer["models"]):
         print(f"\n{note}")
+    for m in answer["models"]:
+        if m.get("kv_cache"):
+            kv = m["kv_cache"]
+            print(f"\n{m['name']} KV cache: {render.human_size(kv['ram'])} of {render.human_size(kv['ram_cap'])} in RAM, "
+                  f"{render.human_size(kv['disk'])} of {render.human_size(kv['disk_cap'])} on disk")
     if any(m.get("extra_buffers") is False for m in answer["models"]):
         print(f"\n{SAFE_MARK} without llama.cpp's extra buffer types (AMX, repacked weights): they crashed on this CPU, "
               "or R1_LLAMA_EXTRA_BUFFERS is off")

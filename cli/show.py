@@ -84,8 +84,9 @@ def _head(text: str) -> list[list[str]]:
 def _memory_line(memory: dict) -> str:
     slots = memory["slots"]
     verdict = "fits" if memory["fits"] else "DOES NOT FIT"
+    tier = f"; {render.human_size(memory['kv_ram'])} of it KV cache in RAM" if memory.get("kv_ram") else ""
     return (f"about {render.human_size(memory['estimate'])} at num_ctx {memory['num_ctx']} "
-            f"x {slots} slot{'s' if slots != 1 else ''} ({verdict} the {render.human_size(memory['budget'])} budget)")
+            f"x {slots} slot{'s' if slots != 1 else ''} ({verdict} the {render.human_size(memory['budget'])} budget{tier})")
 
 
 def _file_row(file: dict) -> list[str]:

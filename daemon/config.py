@@ -362,6 +362,29 @@ SETTINGS: dict[str, Setting] = {
         "cores to other programs, or when several models run at once.",
         _count(0, 1024),
     ),
+    "kv_cache_ram": Setting(
+        "R1_KV_CACHE_RAM",
+        "512MiB",
+        "Host RAM per GGUF runner for KV cache cells that a slot gives up to another conversation; a prompt that "
+        "shares more with them than with any slot gets them back. Least recently used out first; reserved in the "
+        "memory budget from the load on, at most an eighth of the budget and what it holds beside the model. "
+        "0 turns it off.",
+        parse_size,
+    ),
+    "kv_cache_disk": Setting(
+        "R1_KV_CACHE_DISK",
+        "4GiB",
+        "Disk space per model for the prompt cache under $R1_HOME/kv: a prompt's KV cells, saved once evaluated, "
+        "serve the same prefix again after an unload or a restart. Least recently used out first. 0 turns it off.",
+        parse_size,
+    ),
+    "kv_cache_min_tokens": Setting(
+        "R1_KV_CACHE_MIN_TOKENS",
+        "1024",
+        "Fewest tokens a prompt (disk) or a slot's cells (RAM) must hold to be cached: shorter ones cost little to "
+        "evaluate again.",
+        _count(1, 10**7),
+    ),
     "max_queue": Setting(
         "R1_MAX_QUEUE",
         "512",

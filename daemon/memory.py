@@ -9,6 +9,8 @@
                  chat template renderer (runner/renderer.py: Python and Jinja, 23 MiB at rest)
     repacked     with llama.cpp's extra buffer types on, a second copy of the weights it lays out
                  for faster CPU kernels (AMX tiles, AVX2 or Arm blocks); the mapped file stays too
+    kv_ram       a GGUF runner's RAM tier of KV cells (R1_KV_CACHE_RAM, backends/kv_tiers.py), reserved
+                 whole from the load on (the scheduler sets it: what the budget holds of it)
 
 The constants were measured with benchmarks/memory_estimate.py on Gemma 3 270M (262k
 vocabulary) and SmolLM2 135M (49k) at num_ctx 2048 to 32768 on llama.cpp's CPU build: the
@@ -47,10 +49,11 @@ class Estimate(NamedTuple):
     runtime: int
     repacked: int = 0
     slots: int = 1  # sequence slots counted in kv_cache and compute
+    kv_ram: int = 0
 
     @property
     def total(self) -> int:
-        return self.weights + self.kv_cache + self.compute + self.runtime + self.repacked
+        return self.weights + self.kv_cache + self.compute + self.runtime + self.repacked + self.kv_ram
 
 
 def kv_cache_bytes(facts: ModelFacts, num_ctx: int, element: int = KV_BYTES) -> int:

@@ -79,6 +79,7 @@ class ModelSpec:
     # Bytes it will take (memory.estimate): with one slot, or with its slots once given them (with_slots).
     estimate: int = field(default=0, compare=False)
     per_slot: int = field(default=0, compare=False)  # bytes each further sequence slot adds
+    kv_ram: int = field(default=0, compare=False)  # its runner's RAM tier of KV cells, counted in `estimate`
     record: Any = field(default=None, compare=False, hash=False)  # the store's ModelRecord, for /api/ps
 
     @property
@@ -145,10 +146,14 @@ StartRunner = Callable[[ModelSpec, bool], Awaitable[RunnerHandle]]
 
 
 async def start_runner(spec: ModelSpec, extra_buffers: bool, log_level: str, threads: int = 0,
-                       templates: TemplateLimits | None = None) -> Runner:
+                       templates: TemplateLimits | None = None, kv_cache: dict[str, Any] | None = None) -> Runner:
     """A runner process for the spec; `threads` (R1_NUM_THREAD) stands in where the spec sets no num_thread;
-    its chat templates render within `templates` (R1_TEMPLATE_*)."""
+    its chat templates render within `templates` (R1_TEMPLATE_*); `kv_cache` (R1_KV_CACHE_*): where the prompt
+    cache lives (a folder per weights under its root) and its sizes, the RAM tier's being the spec's."""
     load = {**({"num_thread": threads} if threads else {}), **dict(spec.load), "extra_buffers": extra_buffers}
+    if kv_cache and spec.format == "gguf":
+        load["kv_cache"] = {**kv_cache, "dir": str(Path(kv_cache["root"]) / spec.weights), "model": spec.weights,
+                            "ram": spec.kv_ram}
     return await Runner.start(spec.name, spec.format, spec.path, load, log_level,
                               templates.to_frame() if templates else None)
 
@@ -171,8 +176,12 @@ class Scheduler:
         self.extra_buffers = extra_buffers
         # Real runners log at the daemon's level.
         self.template_limits = TemplateLimits.from_settings(settings)
+        self.kv_cache_ram = settings.kv_cache_ram
+        kv_cache = {"root": str(settings.home / "kv"), "disk": settings.kv_cache_disk,
+                    "min_tokens": settings.kv_cache_min_tokens}
         self._start = start or functools.partial(start_runner, log_level=settings.log_level,
-                                                 threads=settings.num_thread, templates=self.template_limits)
+                                                 threads=settings.num_thread, templates=self.template_limits,
+                                                 kv_cache=kv_cache)
         self._clock = clock
         self._instances: dict[Any, Instance] = {}
         self._waiting = 0  # requests waiting for memory or a turn
@@ -260,7 +269,7 @@ class Scheduler:
                     )
                 narrower = [i for i in self._instances.values()
                             if i.spec.family == spec.family and i.spec.num_ctx < spec.num_ctx]
-                sized = spec.with_slots(self.slots_for(spec))
+                sized = self._with_host_cache(spec.with_slots(self.slots_for(spec)))
                 evicted = self._make_room(sized.estimate, [i for i in narrower if i.ready and i.leases == 0])
                 if evicted is not None:
                     for old in narrower:  # busy ones go when their requests end
@@ -300,6 +309,16 @@ class Scheduler:
         if dead:
             log.warning("the runner for %s %s; starting a new one", instance.spec.name, runner.death or "has stopped")
         return not dead
+
+    def host_cache(self, fmt: str, estimate: int) -> int:
+        """The RAM tier a runner of this format and estimate gets: R1_KV_CACHE_RAM, at most an eighth of the
+        budget (so a small budget still holds several models), and no more than the budget holds beside the
+        model (none at all where the model fills it): a tier never keeps a model out."""
+        return max(0, min(self.kv_cache_ram, self.budget // 8, self.budget - estimate)) if fmt == "gguf" else 0
+
+    def _with_host_cache(self, spec: ModelSpec) -> ModelSpec:
+        ram = self.host_cache(spec.format, spec.estimate)
+        return dataclasses.replace(spec, estimate=spec.estimate + ram, kv_ram=ram)
 
     def slots_for(self, spec: ModelSpec) -> int:
         """Sequence slots a runner for `spec` gets: R1_NUM_PARALLEL, or as many as the budget holds."""
@@ -415,7 +434,9 @@ class Scheduler:
         await asyncio.sleep(MEASURE_AFTER)
         if instance.runner is not None and instance.runner.alive:
             with contextlib.suppress(R1Error, ConnectionError):
-                instance.memory = measured(await instance.runner.call("health")) or instance.memory
+                health = await instance.runner.call("health")
+                instance.memory = measured(health) or instance.memory
+                instance.runner.info.update({k: v for k, v in health.items() if k.startswith("kv_")})  # for r1 ps
 
     # Unloading
 

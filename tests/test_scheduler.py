@@ -71,7 +71,9 @@ class Harness:
         self.fail_next = False
         self.crash_with: int | None = None  # a signal that kills runners loading with extra buffers
         self.book = CrashBook() if book is None else book
-        settings = Settings.from_env({"R1_HOME": "/tmp/r1-unused", "R1_SOCKET": "/tmp/r1-unused.sock", **env})
+        # No RAM tier of KV cells (test_kv_tiers.py counts it): these books are about the models alone.
+        settings = Settings.from_env({"R1_HOME": "/tmp/r1-unused", "R1_SOCKET": "/tmp/r1-unused.sock",
+                                      "R1_KV_CACHE_RAM": "0", **env})
         extra_buffers = ExtraBuffers(settings.llama_extra_buffers, MACHINE, self.book)
         self.scheduler = Scheduler(settings, extra_buffers, self.start, clock=lambda: self.now)
 

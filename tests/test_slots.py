@@ -42,7 +42,8 @@ def test_a_budget_for_three_slots_gives_three_and_show_says_so(tmp_path: Path, g
         assert status == 200, shown
         memory = shown["memory"]
         assert (memory["slots"], memory["num_ctx"], memory["fits"]) == (3, 4096, True)
-        assert memory["estimate"] == estimate(facts, size, 4096, slots=3).total <= budget
+        # The RAM tier of KV cells (R1_KV_CACHE_RAM) gets at most what the three slots leave of the budget.
+        assert memory["estimate"] == estimate(facts, size, 4096, slots=3).total + memory["kv_ram"] <= budget
         assert "at num_ctx 4096 x 3 slots (fits the" in daemon.cli("show", "gemma").stdout
 
 

@@ -111,6 +111,7 @@ def memory_fit(store: Store, record: ModelRecord, scheduler: Scheduler) -> dict[
     # The runner's own num_ctx, PARAMETERs included.
     spec, need, _ = model_spec(store, record, {}, scheduler.extra_buffers)
     sized = need(scheduler.slots_for(spec))  # one slot where even one does not fit
+    sized = sized._replace(kv_ram=scheduler.host_cache(spec.format, sized.total))
     return {"estimate": sized.total, "num_ctx": spec.num_ctx, "budget": scheduler.budget,
             "fits": sized.total <= scheduler.budget, **sized._asdict()}
 
@@ -288,6 +289,9 @@ def running(app: web.Application) -> dict[str, Any]:
             "pid": instance.runner.pid if instance.runner is not None else None,
             "options": dict(spec.load),  # what the runner was loaded with: another set is another runner
         }
+        if "kv_ram_cap" in info:  # the KV cache tiers (bytes), as of the runner's last health report
+            model["kv_cache"] = {"ram": info["kv_ram"], "ram_cap": info["kv_ram_cap"],
+                                 "disk": info.get("kv_disk", 0), "disk_cap": info.get("kv_disk_cap", 0)}
         if info.get("extra_buffers") is not None:  # llama.cpp runners: AMX / repacked kernels, or the safe ones
             model["extra_buffers"] = info["extra_buffers"]
         models.append(model)

@@ -34,6 +34,7 @@ from typing import Any
 import llama_cpp
 
 from .base import SAMPLING_DEFAULTS, BackendError, shared_prefix
+from .kv_tiers import Tiers
 from .speculative import MOST_DRAFTING, Drafting, Tallies
 
 LIB = llama_cpp.llama_cpp
@@ -116,8 +117,9 @@ class Batcher:
     """The slots of one context and the steps that advance them; one thread calls it."""
 
     def __init__(self, ctx: Any, model: Any, vocab: Any, slots: int, n_batch: int,
-                 piece: Callable[[int], bytes], lookup_drafts: int = 0) -> None:
+                 piece: Callable[[int], bytes], lookup_drafts: int = 0, tiers: Tiers | None = None) -> None:
         self.ctx, self.vocab, self.piece = ctx, vocab, piece
+        self.tiers = tiers  # the KV cache in RAM and on disk under the slots (kv_tiers.py), if any
         self.drafts = Tallies(lookup_drafts)
         self.cells = LIB.llama_n_ctx_seq(ctx)  # each slot's stream
         self.memory = LIB.llama_get_memory(ctx)
@@ -187,6 +189,8 @@ class Batcher:
             # be given again), and a prompt sent twice is computed the same way twice.
             if keep < len(best.cached) and shared < len(sequence.prompt) and len(free) > 1 and self.can_share:
                 slot = min((s for s in free if s is not best), key=lambda s: (not self._beside_busy(s), s.used))
+                if self.tiers is not None:
+                    self.tiers.evicting(slot, 0)
                 LIB.llama_memory_seq_rm(self.memory, slot.index, -1, -1)
                 slot.cached = []
                 if keep * COPY_SHARE >= self.cells and self._can_cut(best.index, keep):
@@ -196,10 +200,14 @@ class Batcher:
                     keep = 0
             if keep and not self._can_cut(slot.index, keep):
                 keep = 0
+            if self.tiers is not None:
+                self.tiers.evicting(slot, keep)
             if not LIB.llama_memory_seq_rm(self.memory, slot.index, keep, -1):
                 LIB.llama_memory_seq_rm(self.memory, slot.index, -1, -1)
                 keep = 0
             del slot.cached[keep:]
+            if self.tiers is not None:
+                keep = self.tiers.recall(self, slot, sequence.prompt, keep)
             if slot.last is not None:
                 self.reused.pop(slot.last, None)
             sequence.todo = sequence.prompt[keep:]
@@ -246,6 +254,8 @@ class Batcher:
             sequence = slot.sequence
             assert sequence is not None
             room = self.n_batch - n if turn else RIDE_ALONG - (n - generating)
+            if self.tiers is not None:  # a prompt to save stops one token short of its end first
+                room = self.tiers.room(slot, room)
             if room <= 0 or (not turn and len(sequence.todo) > room):
                 break
             chunk = sequence.todo[:room]
@@ -262,6 +272,8 @@ class Batcher:
         started = time.perf_counter()
         self._decode(n)
         self._share(time.perf_counter() - started, generating, n - generating, turn)
+        if self.tiers is not None:
+            self.tiers.evaluated(prompting)
         return self._sample(rows)
 
     def _decode(self, n: int) -> None:

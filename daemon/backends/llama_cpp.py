@@ -24,6 +24,7 @@ import numpy as np
 from llama_cpp import Llama, LlamaGrammar
 
 from .base import BackendError, BatchBackend, check_vocabulary, never
+from .kv_tiers import tiers_for
 from .llama_batch import Batcher
 from .llama_embed import Embedder
 from .logprobs import log_softmax, token_entry
@@ -126,7 +127,8 @@ class LlamaCppBackend(BatchBackend):
         if self.llm._ctx.memory is not None:  # models without a KV cache only embed
             self._batcher = Batcher(self.llm.ctx, self.llm.model, self.llm._model.vocab, self.slots,
                                     self.llm.n_batch, lambda token: self.llm.detokenize([token]),
-                                    load.get("lookup_drafts", LOOKUP_DRAFTS))
+                                    load.get("lookup_drafts", LOOKUP_DRAFTS),
+                                    tiers_for(self.llm.ctx, load.get("kv_cache")))
         self.context_length = llama_cpp.llama_n_ctx_seq(self.llm.ctx)  # each slot's own cells
         self.threads = (llama_cpp.llama_n_threads(self.llm.ctx), llama_cpp.llama_n_threads_batch(self.llm.ctx))
         self.on_gpu = bool(llama_cpp.llama_supports_gpu_offload()) and self._params["n_gpu_layers"] != 0
@@ -255,6 +257,15 @@ class LlamaCppBackend(BatchBackend):
         if self._embedder is None:
             self._embedder = Embedder(self.llm, self._params["n_threads_batch"])
         return self._embedder.embed(texts, truncate, context, stop)
+
+    def memory(self) -> dict[str, int]:
+        tiers = self._batcher.tiers if self._batcher is not None else None
+        return tiers.memory() if tiers is not None else {}
+
+    def unaccounted_memory(self) -> int:
+        # The RAM tier's cap is reserved in the budget from the start: what it has not filled yet.
+        tiers = self._batcher.tiers if self._batcher is not None else None
+        return tiers.ram.cap - tiers.ram.used if tiers is not None and tiers.ram is not None else 0
 
     def close(self) -> None:
         if self._embedder is not None:  # its context goes before the weights it runs on

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..backends import Backend, BackendError, load_backend
 from ..backends.base import BatchBackend, Cancelled
+from ..backends.kv_files import finish_writes
 from ..reasoning import template_opens_think
 from .budget import CLOSING
 from .limits import TemplateLimits
@@ -412,6 +413,7 @@ def main(argv: list[str]) -> int:
         Worker(sock).serve()
     except (BrokenPipeError, ConnectionResetError):
         pass
+    finish_writes()  # the prompt cache files queued so far reach the disk
     # Skip interpreter teardown: the model's memory goes back with the process, and a
     # generation still running in the worker thread must not keep it alive.
     sys.stderr.flush()
