@@ -196,18 +196,27 @@ def wait_for(path: Path, process: subprocess.Popen, what: str) -> None:
         time.sleep(0.05)
 
 
-def peer(python: str, gemma: Path, tokens: int) -> None:
-    """The same load on llama.cpp's C++ server, started with `python` (an environment with xllamacpp)."""
+@contextlib.contextmanager
+def start_peer(python: str, gemma: Path, slots: int = max(CLIENTS), ctx: int = CTX) -> Iterator[Server]:
+    """llama.cpp's C++ server on `gemma`, started with `python` (an environment with xllamacpp)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = subprocess.Popen([python, str(ROOT / "llama_server.py"), str(gemma), str(port), str(max(CLIENTS)),
-                                str(THREADS), str(CTX)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen([python, str(ROOT / "llama_server.py"), str(gemma), str(port), str(slots),
+                                str(THREADS), str(ctx)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert process.stdout is not None
         if not process.stdout.readline().startswith("ready"):
             raise SystemExit("llama.cpp's server did not start: is xllamacpp installed for " + python + "?")
-        server = llama_server(port)
+        yield llama_server(port)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def peer(python: str, gemma: Path, tokens: int) -> None:
+    """The same load on llama.cpp's C++ server."""
+    with start_peer(python, gemma) as server:
         print(f"llama.cpp's C++ server (xllamacpp), n_parallel={max(CLIENTS)}, the same load:", flush=True)
         one(server, fresh_prompt(), 8)
         idle = one(server, fresh_prompt(), tokens).ttft
@@ -215,9 +224,6 @@ def peer(python: str, gemma: Path, tokens: int) -> None:
         print(f"first token of a request sent while 7 others stream: {loaded * 1000:.0f} ms; "
               f"on the idle server: {idle * 1000:.0f} ms (x{loaded / idle:.1f})", flush=True)
         table(server, tokens)
-    finally:
-        process.kill()
-        process.wait()
 
 
 @contextlib.contextmanager
