@@ -385,6 +385,14 @@ SETTINGS: dict[str, Setting] = {
         "evaluate again.",
         _count(1, 10**7),
     ),
+    "lookup_drafts": Setting(
+        "R1_LOOKUP_DRAFTS",
+        "6",
+        "Tokens a GGUF runner guesses ahead at most per step by prompt lookup (speculative decoding with no "
+        "second model: the tokens that followed the sequence's last few tokens earlier in its text), kept while "
+        "the model samples the same ones. Answers are the same either way; 0 turns it off.",
+        _count(0, 64),
+    ),
     "max_queue": Setting(
         "R1_MAX_QUEUE",
         "512",

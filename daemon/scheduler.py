@@ -146,14 +146,18 @@ StartRunner = Callable[[ModelSpec, bool], Awaitable[RunnerHandle]]
 
 
 async def start_runner(spec: ModelSpec, extra_buffers: bool, log_level: str, threads: int = 0,
-                       templates: TemplateLimits | None = None, kv_cache: dict[str, Any] | None = None) -> Runner:
+                       templates: TemplateLimits | None = None, kv_cache: dict[str, Any] | None = None,
+                       lookup_drafts: int | None = None) -> Runner:
     """A runner process for the spec; `threads` (R1_NUM_THREAD) stands in where the spec sets no num_thread;
     its chat templates render within `templates` (R1_TEMPLATE_*); `kv_cache` (R1_KV_CACHE_*): where the prompt
-    cache lives (a folder per weights under its root) and its sizes, the RAM tier's being the spec's."""
+    cache lives (a folder per weights under its root) and its sizes, the RAM tier's being the spec's;
+    `lookup_drafts` (R1_LOOKUP_DRAFTS): tokens a GGUF runner guesses ahead, where not the backend's default."""
     load = {**({"num_thread": threads} if threads else {}), **dict(spec.load), "extra_buffers": extra_buffers}
     if kv_cache and spec.format == "gguf":
         load["kv_cache"] = {**kv_cache, "dir": str(Path(kv_cache["root"]) / spec.weights), "model": spec.weights,
                             "ram": spec.kv_ram}
+    if lookup_drafts is not None and spec.format == "gguf":
+        load["lookup_drafts"] = lookup_drafts
     return await Runner.start(spec.name, spec.format, spec.path, load, log_level,
                               templates.to_frame() if templates else None)
 
@@ -181,7 +185,7 @@ class Scheduler:
                     "min_tokens": settings.kv_cache_min_tokens}
         self._start = start or functools.partial(start_runner, log_level=settings.log_level,
                                                  threads=settings.num_thread, templates=self.template_limits,
-                                                 kv_cache=kv_cache)
+                                                 kv_cache=kv_cache, lookup_drafts=settings.lookup_drafts)
         self._clock = clock
         self._instances: dict[Any, Instance] = {}
         self._waiting = 0  # requests waiting for memory or a turn

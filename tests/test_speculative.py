@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from conftest import Daemon, own_runner_load
+from conftest import Daemon, own_runner_load, private_daemon
 from r1.daemon.runner.client import Runner
 
 GREEDY = {"temperature": 0, "repeat_penalty": 1.0}
@@ -116,3 +116,13 @@ def test_the_final_stats_and_metrics_count_drafts(gemma_daemon: Daemon) -> None:
     drafted = re.search(r'^r1_draft_tokens_total\{model="gemma:latest"\} (\d+)$', text, re.M)
     kept = re.search(r'^r1_draft_accepted_tokens_total\{model="gemma:latest"\} (\d+)$', text, re.M)
     assert drafted and kept and int(drafted[1]) >= body["draft_tokens"] and int(kept[1]) >= body["draft_accepted"]
+
+
+def test_r1_lookup_drafts_0_turns_drafting_off(gemma_path: Path, tmp_path: Path) -> None:
+    with private_daemon(tmp_path, R1_LOOKUP_DRAFTS="0") as daemon:
+        daemon.cli("import", str(gemma_path), "--name", "gemma")
+        status, body = daemon.request("POST", "/api/generate", {
+            "model": "gemma", "prompt": LIST, "raw": True, "stream": False,
+            "options": {"temperature": 0, "num_predict": 32}})
+    assert status == 200, body
+    assert body["eval_count"] == 32 and "draft_tokens" not in body, body  # the same request drafts by default
