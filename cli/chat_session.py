@@ -71,6 +71,9 @@ class Session:
                 sys.stdout.flush()
                 if event.get("done"):
                     done = event
+        except KeyboardInterrupt:
+            answer.wrap.drop_held()  # the answer ends where the screen shows it end, not one word later
+            raise
         finally:
             spinner.stop()
             events.close()  # on Ctrl-C: the daemon cancels the generation when the connection closes

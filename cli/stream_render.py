@@ -106,6 +106,10 @@ class WordWrap:
         self._flush()
         self.write(code)
 
+    def drop_held(self) -> None:
+        """Forget the word held back and the spaces before it: never shown, they stay unshown (Ctrl-C)."""
+        self.spaces, self.word = 0, ""
+
     def end_line(self) -> None:
         """Write what is held and end the line, unless it is empty."""
         self._flush()

@@ -49,6 +49,15 @@ def test_words_cut_anywhere_are_wrapped_whole() -> None:
     assert wrapped(["the qu", "ick br", "own f", "ox jumps o", "ver the la", "zy dog"], 10) == expected
 
 
+def test_a_word_held_back_when_ctrl_c_comes_is_never_shown() -> None:
+    out: list[str] = []
+    wrap = WordWrap(out.append, 20)
+    wrap.feed("There was a time wh")  # "wh" waits: the next piece may continue it
+    wrap.drop_held()
+    wrap.end_line()
+    assert "".join(out) == "There was a time\n"
+
+
 def test_no_line_is_wider_than_the_width() -> None:
     text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt " * 3
     for width in (12, 20, 33):
