@@ -2,8 +2,9 @@
 an unload and after a daemon restart, a slot's cells given up to another conversation come back from RAM,
 and neither ever changes an answer. Bad files are removed, never loaded; the budget counts the RAM tier.
 
-Real daemons on Gemma 3 270M (a sliding-window model: the hard case for restoring cells). Every answer is
-compared with one from a daemon with both tiers off.
+Real daemons on Gemma 3 270M (a sliding-window model: the hard case for restoring cells), and SmolLM2 for a
+model whose saved prompts can be cut back to a shared start. Every answer is compared with one from a daemon
+with both tiers off.
 """
 
 from __future__ import annotations
@@ -183,3 +184,33 @@ def test_the_disk_tier_keeps_within_its_cap_least_recently_used_out_first(tmp_pa
     tier.write((1, 2, 3), bytes([4]) * 1200)
     assert {p.name for p in tmp_path.glob("*.kv")} == {file_name((1, 2, 1)), file_name((1, 2, 3))}
     assert sum(p.stat().st_size for p in tmp_path.glob("*.kv")) < 3000 + 3 * 200  # state plus headers
+
+
+def test_on_a_model_without_sliding_windows_a_longer_saved_prompt_serves_a_shared_start(tmp_path: Path) -> None:
+    """SmolLM2 (llama, every layer full attention): a saved prompt is restored and cut back to what a new prompt
+    shares with it, so a long system prompt followed by another question is evaluated once."""
+    from llamaserver import smollm2_path
+
+    second = PROMPT + " Question: which box holds the most stones?"
+    first = PROMPT + " Question: how many boxes are green?"
+
+    def ask(daemon: Daemon, prompt: str) -> dict[str, Any]:
+        status, body = daemon.request("POST", "/api/generate", {
+            "model": "smol", "prompt": prompt, "raw": True, "stream": False,
+            "options": {"temperature": 0, "num_predict": 12}})
+        assert status == 200, body
+        return body
+
+    with private_daemon(tmp_path, **OFF) as daemon:
+        daemon.cli("import", str(smollm2_path()), "--name", "smol")
+        fresh = ask(daemon, second)
+    with private_daemon(tmp_path, **FAST, R1_KV_CACHE_MIN_TOKENS=MIN_TOKENS, R1_KV_CACHE_RAM="0") as daemon:
+        ask(daemon, first)
+        wait_until(lambda: cache_files(tmp_path), timeout=30)
+        daemon.cli("stop", "smol")
+        wait_until(lambda: not daemon.request("GET", "/api/ps")[1]["models"], timeout=30)
+        again = ask(daemon, second)
+    shared = again.get("prompt_cached", 0)
+    assert 200 < shared < again["prompt_eval_count"] + shared, again  # the start, not the whole prompt
+    assert again["response"] == fresh["response"]
+    assert again["prompt_eval_count"] + shared == fresh["prompt_eval_count"]
