@@ -1,11 +1,20 @@
 """How r1's command groups behave: commands in the order declared, their help whole, `ls` for `list`,
-Ctrl-C as exit status 130."""
+Ctrl-C as exit status 130; and what their commands share (--json)."""
 
 from __future__ import annotations
 
+import json
+
 import click
 
+JSON_HELP = "print the daemon's answer as JSON"
+
 WHOLE = 1000  # characters: a command's first sentence is listed whole (wrapped), never cut with "..."
+
+
+def print_json(value: object) -> None:
+    """A --json command's output: the daemon's answer, indented."""
+    print(json.dumps(value, indent=2))
 
 
 class Commands(click.Group):

@@ -7,18 +7,15 @@ besides click. Failures are CliError (a click.ClickException), shown by main() a
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from ..daemon import __version__
 from ..daemon.config import LOG_LEVELS, settings_help
-from .commands import Commands
+from .commands import JSON_HELP, Commands, print_json
 from .completion import (COMPLETE_VAR, SHELLS, catalog_models, chat_models, loaded_models, paths, script,
                          store_models)
 from .remote import remote
 
-JSON_HELP = "print the daemon's answer as JSON"
 READS_HELP = "count the requests that only read the daemon's state too (list, ps, show, the console's polling)"
 SAFE_MARK = "*"  # r1 ps: a llama.cpp model running without its extra buffer types
 
@@ -26,10 +23,6 @@ SAFE_MARK = "*"  # r1 ps: a llama.cpp model running without its extra buffer typ
 def _exit(status: int) -> None:
     """End the command with `status` (main() returns it)."""
     click.get_current_context().exit(status)
-
-
-def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2))
 
 
 @click.group(cls=Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -72,7 +65,7 @@ def list_models(as_json: bool, available: bool) -> None:
 
     models = Api.from_env()("GET", "/api/tags")["models"]
     if as_json:
-        _print_json(models)
+        print_json(models)
         return
     rows = [
         (m["name"], m["digest"][:12], "remote" if "remote" in m else render.human_size(m["size"]), m["details"]["format"],
@@ -112,7 +105,7 @@ def _search(query: tuple[str, ...], as_json: bool) -> None:
         words = " ".join(query).lower().split()
         models = [m for m in models if all(w in f"{m['name']} {m['repo']} {m['description']}".lower() for w in words)]
     if as_json:
-        _print_json(models)
+        print_json(models)
         return
     # A name that holds an imported model says so: that model is the file's, not the catalog's repo.
     rows = [(m["name"], m["repo"], m["tag"] or "auto", "imported" if m.get("imported") else "yes" if m["installed"]
@@ -151,7 +144,7 @@ def show(name: str, fields: tuple[str, ...], as_json: bool) -> None:
                        "can be given")
     info = Api.from_env()("POST", "/api/show", {"model": name})
     if as_json:
-        _print_json(info)
+        print_json(info)
     elif fields:
         print_field(info, fields[0])
     else:
@@ -167,7 +160,7 @@ def ps(as_json: bool) -> None:
 
     answer = Api.from_env()("GET", "/api/ps")
     if as_json:
-        _print_json(answer)
+        print_json(answer)
         return
     rows = []
     remote = [m for m in answer["models"] if "remote" in m]

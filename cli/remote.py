@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from .commands import Commands
-
-JSON_HELP = "print the daemon's answer as JSON"
-
-
-def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2))
+from .commands import JSON_HELP, Commands, print_json
 
 
 @click.group(cls=Commands)
@@ -72,7 +64,7 @@ def remote_list(as_json: bool) -> None:
 
     remotes = Api.from_env()("GET", "/api/remotes")["remotes"]
     if as_json:
-        _print_json(remotes)
+        print_json(remotes)
         return
     print(render.table(("NAME", "DIALECT", "URLS", "KEY"),
                        [(r["name"], r["dialect"], " ".join(r["urls"]), r["key"]) for r in remotes]))
@@ -99,7 +91,7 @@ def remote_models(name: str, as_json: bool) -> None:
 
     models = Api.from_env()("GET", f"/api/remotes/{name}/models")["models"]
     if as_json:
-        _print_json(models)
+        print_json(models)
         return
     print(render.table(("ID", "CONTEXT"), [(m["id"], str(m.get("context_length", ""))) for m in models]))
 
