@@ -71,11 +71,8 @@ def pull(api: Api, name: str) -> None:
     events = api.stream("POST", "/api/pull", {"model": name})
     try:
         for event in events:
-            if "total" in event:
-                progress.update(f"{event['status']} {event.get('file', '')}".rstrip(), event["completed"],
-                                event["total"])
+            if progress.pulling(event):
                 continue
-            progress.finish()
             if event["status"] == "success":
                 result = event
             elif event["status"] not in QUIET_STATUSES:

@@ -172,11 +172,8 @@ def create(api: Api, name: str, fields: Json) -> int:
     for the files of a FROM model the daemon pulls first."""
     progress = render.Progress()
     for event in api.stream("POST", "/api/create", {"model": name, **fields}):
-        if "total" in event:
-            progress.update(f"{event['status']} {event.get('file', '')}".rstrip(), event.get("completed", 0),
-                            event["total"])
+        if progress.pulling(event):
             continue
-        progress.finish()
         if event.get("status") != "success":
             print(event.get("status", ""), file=sys.stderr, flush=True)
     progress.finish()

@@ -140,6 +140,14 @@ class Progress:
         self.stream.write(f"\r{progress_line(label, completed, total, speed)}\x1b[K")
         self.stream.flush()
 
+    def pulling(self, event: dict[str, Any]) -> bool:
+        """Draw a pull's progress event (its status and file); False for any other event, with the bar ended."""
+        if "total" not in event:
+            self.finish()
+            return False
+        self.update(f"{event['status']} {event.get('file', '')}".rstrip(), event.get("completed", 0), event["total"])
+        return True
+
     def finish(self) -> None:
         if self.label is not None and self.live:
             self.stream.write("\n")
