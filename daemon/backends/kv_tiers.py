@@ -49,7 +49,7 @@ class Batcher(Protocol):
     cells: int
     n_swa: int
 
-    def _can_cut(self, index: int, keep: int) -> bool: ...
+    def can_cut(self, index: int, keep: int) -> bool: ...
 
 
 def identity(model: str) -> dict[str, Any]:
@@ -129,7 +129,7 @@ class Tiers:
                 continue
             shared = min(shared_prefix(entry.tokens, prompt), limit)
             slot.cached = list(entry.tokens)
-            if shared < len(slot.cached) and not (batcher._can_cut(slot.index, shared)
+            if shared < len(slot.cached) and not (batcher.can_cut(slot.index, shared)
                                                    and LIB.llama_memory_seq_rm(batcher.memory, slot.index, shared, -1)):
                 LIB.llama_memory_seq_rm(batcher.memory, slot.index, -1, -1)
                 slot.cached = []

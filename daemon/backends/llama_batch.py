@@ -193,12 +193,12 @@ class Batcher:
                     self.tiers.evicting(slot, 0)
                 LIB.llama_memory_seq_rm(self.memory, slot.index, -1, -1)
                 slot.cached = []
-                if keep * COPY_SHARE >= self.cells and self._can_cut(best.index, keep):
+                if keep * COPY_SHARE >= self.cells and self.can_cut(best.index, keep):
                     LIB.llama_memory_seq_cp(self.memory, best.index, slot.index, -1, -1)  # streams copy whole
                     slot.cached = list(best.cached)  # cut to `keep` below
                 else:
                     keep = 0
-            if keep and not self._can_cut(slot.index, keep):
+            if keep and not self.can_cut(slot.index, keep):
                 keep = 0
             if self.tiers is not None:
                 self.tiers.evicting(slot, keep)
@@ -222,7 +222,7 @@ class Batcher:
         return any(0 <= i < len(self.slots) and self.slots[i].sequence is not None
                    for i in (slot.index - 1, slot.index + 1))
 
-    def _can_cut(self, index: int, keep: int) -> bool:
+    def can_cut(self, index: int, keep: int) -> bool:
         """A sliding-window layer forgets cells older than its window: a prefix whose last window is gone
         cannot be continued (llama.cpp's server checks the same)."""
         if self.n_swa <= 0:

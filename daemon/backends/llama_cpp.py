@@ -24,7 +24,7 @@ import numpy as np
 from llama_cpp import Llama, LlamaGrammar
 
 from .base import BackendError, BatchBackend, check_vocabulary, never
-from .kv_tiers import tiers_for
+from .kv_tiers import Tiers, tiers_for
 from .llama_batch import Batcher
 from .llama_embed import Embedder
 from .logprobs import log_softmax, token_entry
@@ -258,14 +258,17 @@ class LlamaCppBackend(BatchBackend):
             self._embedder = Embedder(self.llm, self._params["n_threads_batch"])
         return self._embedder.embed(texts, truncate, context, stop)
 
+    @property
+    def _tiers(self) -> Tiers | None:
+        return self._batcher.tiers if self._batcher is not None else None
+
     def memory(self) -> dict[str, int]:
-        tiers = self._batcher.tiers if self._batcher is not None else None
-        return tiers.memory() if tiers is not None else {}
+        return self._tiers.memory() if self._tiers is not None else {}
 
     def unaccounted_memory(self) -> int:
         # The RAM tier's cap is reserved in the budget from the start: what it has not filled yet.
-        tiers = self._batcher.tiers if self._batcher is not None else None
-        return tiers.ram.cap - tiers.ram.used if tiers is not None and tiers.ram is not None else 0
+        ram = self._tiers.ram if self._tiers is not None else None
+        return ram.cap - ram.used if ram is not None else 0
 
     def close(self) -> None:
         if self._embedder is not None:  # its context goes before the weights it runs on
