@@ -1,6 +1,7 @@
 """The prompt cache on disk: one file per saved prompt prefix, under R1_HOME/kv/<weights id>/.
 
-A file holds one sequence's KV cells as llama.cpp's llama_state_seq_get_data wrote them, behind a header:
+A file holds one sequence's KV cells as llama.cpp's llama_state_seq_get_data wrote them (or, named
+"mlx-*.kv", an MLX prompt cache as mlx_disk_cache.py lays it out), behind a header:
 
     b"r1kv", then the header's length (4 bytes, little-endian), then the header (JSON: the file format,
     the identity that must match the runner's (the model's weights id, llama-cpp-python's version,
@@ -36,6 +37,7 @@ log = logging.getLogger("r1.kv")
 MAGIC = b"r1kv"
 FILE_FORMAT = 1
 SUFFIX = ".kv"
+MAX_HEADER = 64 * 1024**2  # a header (JSON, mostly the tokens) is read whole: no more than this
 
 
 @dataclass
@@ -49,8 +51,9 @@ class Entry:
     state: bytes | None = None
 
 
-def file_name(tokens: tuple[int, ...]) -> str:
-    return hashlib.sha256(struct.pack(f"<{len(tokens)}i", *tokens)).hexdigest()[:40] + SUFFIX
+def file_name(tokens: tuple[int, ...], prefix: str = "") -> str:
+    """`prefix` keeps formats apart (MLX files start with "mlx-"): a name never stands for two kinds of state."""
+    return prefix + hashlib.sha256(struct.pack(f"<{len(tokens)}i", *tokens)).hexdigest()[:40] + SUFFIX
 
 
 def _read_header(path: Path) -> tuple[dict[str, Any], int]:
@@ -60,9 +63,13 @@ def _read_header(path: Path) -> tuple[dict[str, Any], int]:
         if len(start) != 8 or start[:4] != MAGIC:
             raise ValueError("not an r1 KV cache file")
         (length,) = struct.unpack("<I", start[4:])
+        if length > MAX_HEADER:
+            raise ValueError(f"its header claims {length} bytes")
         header = json.loads(f.read(length))
     if not isinstance(header, dict) or not isinstance(header.get("tokens"), list):
         raise ValueError("its header holds no tokens")
+    if not isinstance(header.get("size"), int) or header["size"] < 0:
+        raise ValueError("its header gives no size")
     return header, 8 + length
 
 
@@ -109,8 +116,8 @@ def finish_writes(timeout: float = 4.0) -> None:
 class DiskTier:
     """The saved prefixes of one model, in one folder, within `cap` bytes."""
 
-    def __init__(self, folder: Path, identity: dict[str, Any], cap: int) -> None:
-        self.folder, self.identity, self.cap = folder, identity, cap
+    def __init__(self, folder: Path, identity: dict[str, Any], cap: int, prefix: str = "") -> None:
+        self.folder, self.identity, self.cap, self.prefix = folder, identity, cap, prefix
         self.entries: dict[Path, Entry] = {}
         self.lock = threading.RLock()  # the writer thread and the batch loop both change `entries`
         self._seen = -1.0  # the folder's mtime when last scanned: another runner's files show up on change
@@ -167,7 +174,7 @@ class DiskTier:
                           key=lambda e: -shared_prefix(e.tokens, prompt))
 
     def has(self, tokens: tuple[int, ...]) -> bool:
-        return (self.folder / file_name(tokens)) in self.entries
+        return (self.folder / file_name(tokens, self.prefix)) in self.entries
 
     def read(self, entry: Entry) -> bytes | None:
         """The state of a file whose checksum holds; a bad file is removed."""
@@ -176,7 +183,7 @@ class DiskTier:
             header, offset = _read_header(entry.path)
             with open(entry.path, "rb") as f:
                 f.seek(offset)
-                state = f.read()
+                state = f.read(header["size"] + 1)  # bounded: one byte more tells a file that grew
             if len(state) != header["size"] or hashlib.sha256(state).hexdigest() != header["sha256"]:
                 raise ValueError("its checksum does not match its contents")
             os.utime(entry.path)  # recently used: evicted last
@@ -194,11 +201,11 @@ class DiskTier:
         """Queue the file: written in the background."""
         if len(state) <= self.cap:
             with self.lock:  # known at once (sized 0: not loadable yet), so it is queued once
-                self.entries.setdefault(self.folder / file_name(tokens), Entry(tokens, 0, time.time()))
+                self.entries.setdefault(self.folder / file_name(tokens, self.prefix), Entry(tokens, 0, time.time()))
             WRITER.put(self, tokens, state)
 
     def write(self, tokens: tuple[int, ...], state: bytes) -> None:
-        path = self.folder / file_name(tokens)
+        path = self.folder / file_name(tokens, self.prefix)
         header = json.dumps({"format": FILE_FORMAT, "identity": self.identity, "tokens": list(tokens),
                              "size": len(state), "sha256": hashlib.sha256(state).hexdigest()}).encode()
         temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
