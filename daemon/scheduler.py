@@ -153,7 +153,7 @@ async def start_runner(spec: ModelSpec, extra_buffers: bool, log_level: str, thr
     cache lives (a folder per weights under its root) and its sizes, the RAM tier's being the spec's;
     `lookup_drafts` (R1_LOOKUP_DRAFTS): tokens a GGUF runner guesses ahead, where not the backend's default."""
     load = {**({"num_thread": threads} if threads else {}), **dict(spec.load), "extra_buffers": extra_buffers}
-    if kv_cache and spec.format == "gguf":
+    if kv_cache and spec.format in ("gguf", "mlx"):  # MLX runners: the disk tier only (kv_ram is 0)
         load["kv_cache"] = {**kv_cache, "dir": str(Path(kv_cache["root"]) / spec.weights), "model": spec.weights,
                             "ram": spec.kv_ram}
     if lookup_drafts is not None and spec.format == "gguf":

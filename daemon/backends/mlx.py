@@ -10,7 +10,8 @@ seed (each sequence samples with its own random key, so a seeded request repeats
 beside it). mlx-lm cannot constrain output to a grammar, so `format` is refused.
 
 A finished sequence's KV cache is kept (mlx_cache.py) so that the next turn of its chat evaluates
-only the new tokens.
+only the new tokens. A long prompt's cache is also saved on disk once evaluated (mlx_disk_cache.py),
+for the same prompt, or one that goes on from it, after an unload or a restart.
 
 MLX picks its device itself (the GPU through Metal where there is one, else the CPU) and
 loads weights its own way, so num_gpu, num_thread and use_mmap change nothing here; num_batch is
@@ -36,6 +37,7 @@ from mlx_lm.tokenizer_utils import StreamingDetokenizer
 from .base import SAMPLING_DEFAULTS, BackendError, BatchBackend, check_vocabulary
 from .logprobs import token_entry
 from .mlx_cache import PromptCaches
+from .mlx_disk_cache import disk_cache_for
 
 PROMPT_CHUNK = 512  # prompt tokens evaluated per step when the load options give no num_batch
 
@@ -46,6 +48,7 @@ Sampler = Callable[[mx.array], mx.array]
 class _Sequence:
     uid: int  # the BatchGenerator's id for it
     detokenizer: StreamingDetokenizer
+    prompt: list[int]
     last: tuple[int, mx.array] | None = None  # the token step() returned last, and its log probabilities
 
 
@@ -92,6 +95,7 @@ class MlxBackend(BatchBackend):
         self._ended: dict[int, _Sequence] = {}  # those that ended in the latest step, for their logprobs
         self._by_uid: dict[int, int] = {}
         self._caches = PromptCaches(self.slots)
+        self._disk = disk_cache_for(load.get("kv_cache"))  # the prompt cache on disk, if R1_KV_CACHE_DISK
         # Prompt tokens each sequence took from a kept cache; readable after it ends, until `slots` newer ones start.
         self._reused: dict[int, int] = {}
         self._own = itertools.count(-1, -1)  # stream()'s sequence ids, apart from the runner's
@@ -125,11 +129,14 @@ class MlxBackend(BatchBackend):
             raise BackendError(f"sequence {seq} is already running")
         sampler, processors = self._sampling(sampling)
         cache, reused = self._caches.take(tokens)
+        loaded = self._disk.load(self._model, tokens, reused) if self._disk is not None else None
+        if loaded is not None:
+            cache, reused = loaded
         (uid,) = self._batch.insert(
             [tokens[reused:]], caches=[cache] if cache else None, all_tokens=[tokens[:reused]],
             samplers=[sampler], logits_processors=[processors],
         )
-        self._seqs[seq] = _Sequence(uid, self._detokenizer())
+        self._seqs[seq] = _Sequence(uid, self._detokenizer(), tokens)
         self._by_uid[uid] = seq
         self._caches.fit(len(self._seqs))
         self._reused.pop(seq, None)
@@ -153,7 +160,9 @@ class MlxBackend(BatchBackend):
     def step(self) -> list[tuple[int, str, bool]]:
         out = []
         self._ended = {}
-        _, responses = self._batch.next()
+        prompted, responses = self._batch.next()
+        if self._disk is not None:
+            self._save_prompts(prompted)
         for r in responses:
             seq = self._by_uid[r.uid]
             state = self._seqs[seq]
@@ -170,6 +179,20 @@ class MlxBackend(BatchBackend):
             del self._by_uid[r.uid]
             self._caches.keep(list(r.all_tokens), r.prompt_cache, len(self._seqs))
         return out
+
+    def _save_prompts(self, prompted: list[Any]) -> None:
+        """Save the cache of each prompt just evaluated but for its last token (the generator evaluates that
+        one with the first sample, in a step of its own): the same prompt or a longer one continues from it."""
+        assert self._disk is not None
+        for r in prompted:
+            done, total = r.progress
+            seq = self._by_uid.get(r.uid)
+            if not r.end_of_segment or done != total - 1 or seq is None:
+                continue
+            prefix = self._seqs[seq].prompt[:-1]
+            if self._disk.wants(prefix):
+                cache, _ = self._batch.extract_cache([r.uid])[r.uid]
+                self._disk.save(prefix, cache)
 
     # One sequence at a time, on top of the batch
 
@@ -255,7 +278,8 @@ class MlxBackend(BatchBackend):
         return detokenizer
 
     def memory(self) -> dict[str, int]:
-        return {"mlx_active": mx.get_active_memory(), "mlx_peak": mx.get_peak_memory()}
+        tier = self._disk.memory() if self._disk is not None else {}
+        return {"mlx_active": mx.get_active_memory(), "mlx_peak": mx.get_peak_memory(), **tier}
 
     def unaccounted_memory(self) -> int:
         # On Metal the weights and cache live in GPU buffers, not in the resident set; on the CPU they do.
