@@ -153,7 +153,9 @@ class Tiers:
                 return 0
             return shared
 
-        return sorted((e for e in entries if usable(e) > keep), key=lambda e: (-usable(e), e.state is None))
+        # A saved prefix sharing fewer than min_tokens with the prompt costs more to restore than to evaluate.
+        floor = max(keep + 1, self.min_tokens)
+        return sorted((e for e in entries if usable(e) >= floor), key=lambda e: (-usable(e), e.state is None))
 
     def _drop(self, entry: Entry, why: str) -> None:
         if entry.path is not None and self.disk is not None:
