@@ -167,12 +167,9 @@ def ps(as_json: bool) -> None:
     for m in answer["models"]:
         if "remote" in m:
             continue
-        share = round(100 * m["size_vram"] / m["size"]) if m["size"] else 0
-        processor = "100% GPU" if share == 100 else "100% CPU" if share == 0 else f"{100 - share}%/{share}% CPU/GPU"
-        if m.get("extra_buffers") is False:
-            processor += SAFE_MARK
         until = {"stopping": "Stopping...", "loading": "Loading..."}.get(m["state"]) or render.human_until(m["expires_at"])
-        rows.append((m["name"], m["digest"][:12], render.human_size(m["size"]), processor, str(m["context_length"]),
+        context = f"{m['context_length']}" + (f" {m['kv_cache_type']}" if m.get("kv_cache_type", "f16") != "f16" else "")
+        rows.append((m["name"], m["digest"][:12], render.human_size(m["size"]), processor(m), context,
                      f"{m['slots_busy']}/{m['slots']}", until))
     print(render.table(("NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "SLOTS", "UNTIL"), rows))
     memory = answer["memory"]
@@ -192,7 +189,15 @@ def ps(as_json: bool) -> None:
                                     for m in remote]))
     if answer["models"]:
         print(f"\n{render.human_size(memory['used'])} of the {render.human_size(memory['budget'])} memory budget in use"
+              + (f", {render.human_size(memory['device_used'])} on the GPU" if memory.get("device_used") else "")
               + (f"; {answer['waiting']} requests waiting" if answer["waiting"] else ""))
+
+
+def processor(model: dict) -> str:
+    """Where a loaded model sits, as Ollama's ps says it: 100% CPU, 100% GPU, or 48%/52% CPU/GPU."""
+    share = round(100 * model["size_vram"] / model["size"]) if model["size"] else 0
+    where = "100% GPU" if share == 100 else "100% CPU" if share == 0 else f"{100 - share}%/{share}% CPU/GPU"
+    return where + SAFE_MARK if model.get("extra_buffers") is False else where
 
 
 @cli.command()
@@ -277,8 +282,8 @@ def cp(source: str, destination: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 def import_command(items: tuple[str, ...], name: str | None, copy: bool, bundled: bool, tool: str | None,
                    folder: str | None, dry_run: bool, everything: bool, trust: bool, as_json: bool) -> None:
-    """Put a local GGUF file (all shards of a split one) or an MLX model folder into the store, or, with
-    --from, the models another tool already downloaded.
+    """Put a local GGUF file (all shards of a split one, and a vision projector, mmproj*.gguf, beside it)
+    or an MLX model folder into the store, or, with --from, the models another tool already downloaded.
 
     The bytes are reflinked or hard-linked where the file system allows (else copied, or with --from
     symlinked) and hashed; the original is never changed, moved or deleted, and r1 refuses a model

@@ -85,8 +85,13 @@ def _memory_line(memory: dict) -> str:
     slots = memory["slots"]
     verdict = "fits" if memory["fits"] else "DOES NOT FIT"
     tier = f"; {render.human_size(memory['kv_ram'])} of it KV cache in RAM" if memory.get("kv_ram") else ""
+    if memory.get("device"):  # the layers that fit the GPU go there, and only the rest counts in the budget
+        tier += f"; {render.human_size(memory['device'])} on the GPU, {render.human_size(memory['host'])} on the host"
+    kv_type = memory.get("kv_cache_type", "f16")
+    kv_type = f", {kv_type} KV cache" if kv_type != "f16" else ""
     return (f"about {render.human_size(memory['estimate'])} at num_ctx {memory['num_ctx']} "
-            f"x {slots} slot{'s' if slots != 1 else ''} ({verdict} the {render.human_size(memory['budget'])} budget{tier})")
+            f"x {slots} slot{'s' if slots != 1 else ''}{kv_type} ({verdict} the {render.human_size(memory['budget'])} "
+            f"budget{tier})")
 
 
 def _file_row(file: dict) -> list[str]:

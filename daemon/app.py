@@ -63,7 +63,8 @@ async def _closing(app: web.Application) -> None:
 
 def _scheduler(start: StartRunner | None):
     async def run_scheduler(app: web.Application) -> AsyncIterator[None]:
-        extra_buffers = ExtraBuffers(app[SETTINGS].llama_extra_buffers, Machine.here(), app[STORE])
+        extra_buffers = ExtraBuffers(app[SETTINGS].llama_extra_buffers, Machine.here(), app[STORE],
+                                     app[SETTINGS].kv_cache_type)
         app[SCHEDULER] = Scheduler(app[SETTINGS], extra_buffers, start)
         remotes = Remotes(app[STORE], app[SETTINGS])
         app[CORE] = Core(app[STORE], app[SCHEDULER], app[METRICS], remotes)

@@ -21,6 +21,7 @@ from pathlib import Path
 MAX_SOCKET_PATH = 103 if sys.platform == "darwin" else 107
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 EXTRA_BUFFER_MODES = ("auto", "on", "off")
+KV_CACHE_TYPES = ("f16", "q8_0", "q4_0")  # llama.cpp's K and V cache types r1 offers (GGML_TYPE_*)
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 DEFAULT_OLLAMA_REGISTRY = "https://registry.ollama.ai"
 
@@ -384,6 +385,14 @@ SETTINGS: dict[str, Setting] = {
         "Fewest tokens a prompt (disk) or a slot's cells (RAM) must hold to be cached: shorter ones cost little to "
         "evaluate again.",
         _count(1, 10**7),
+    ),
+    "kv_cache_type": Setting(
+        "R1_KV_CACHE_TYPE",
+        "f16",
+        "Type of a GGUF runner's KV cache where the model or request sets no kv_cache_type option: f16, q8_0 "
+        "(about half the memory) or q4_0 (about a quarter), for K and V alike, with flash attention. A quantized "
+        "cache holds a longer context in the same memory, at some cost in accuracy. MLX models keep theirs in f16.",
+        _choice(KV_CACHE_TYPES, str.lower),
     ),
     "lookup_drafts": Setting(
         "R1_LOOKUP_DRAFTS",

@@ -21,12 +21,12 @@ from .capabilities import capabilities, check, fill_in_middle
 from .context_fit import fitting_lease
 from .errors import BadRequest, Conflict
 from .kernels import ExtraBuffers
-from .memory import Estimate, estimate
+from .memory import Estimate, estimate, layers
 from .metrics import Metrics, answer_text, note
 from .reasoning import Piece, ThinkSplitter
 from .remote.engines import Remotes, answer
 from .remote.wire import End
-from .runner.options import check_options, split_options
+from .runner.options import check_options, kv_cache_type, split_options
 from .scheduler import Lease, ModelSpec, Scheduler
 from .store import ModelRecord, Overrides, Store
 from .store.remotes import remote_of
@@ -166,10 +166,12 @@ def model_spec(store: Store, record: ModelRecord, options: dict[str, Any],
     fmt = manifest.format
     merged = {**check_options(manifest.overrides.parameters), **options}
     load, sampling = split_options(merged, manifest.facts.context_length)
-    need = functools.partial(estimate, manifest.facts, manifest.size, load["num_ctx"], extra_buffers.repacked_types(fmt))
+    need = functools.partial(estimate, manifest.facts, manifest.size, load["num_ctx"], extra_buffers.repacked_types(fmt),
+                             kv_type=kv_cache_type(load, fmt, extra_buffers.kv_cache_type))
     one = need(1).total
     spec = ModelSpec(record.name, record.manifest_id, manifest.weights_id, fmt, model_path(store, record),
-                     tuple(sorted(load.items())), estimate=one, per_slot=need(2).total - one, record=record)
+                     tuple(sorted(load.items())), estimate=one, per_slot=need(2).total - one, record=record,
+                     layers=layers(manifest.facts, need(1)) if fmt == "gguf" else None)
     return spec, need, sampling
 
 

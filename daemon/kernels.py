@@ -94,10 +94,12 @@ class CrashBook(Protocol):
 class ExtraBuffers:
     """R1_LLAMA_EXTRA_BUFFERS for one daemon: auto, on or off, and what is known of this machine."""
 
-    def __init__(self, mode: str, machine: Machine, book: CrashBook) -> None:
+    def __init__(self, mode: str, machine: Machine, book: CrashBook, kv_cache_type: str = "f16") -> None:
         if mode not in EXTRA_BUFFER_MODES:
             raise ValueError(f"extra buffer mode must be one of {EXTRA_BUFFER_MODES}, not {mode!r}")
         self.mode = mode
+        # R1_KV_CACHE_TYPE: the other choice every GGUF runner loads with that the estimate must know.
+        self.kv_cache_type = kv_cache_type
         self.machine = machine
         self._book = book
         self.crash = book.kernel_crash(machine.engine, machine.cpu)  # why they are off in auto mode, if they are

@@ -13,6 +13,7 @@ LOAD_OPTIONS: dict[str, type] = {
     "num_thread": int,
     "num_batch": int,
     "use_mmap": bool,
+    "kv_cache_type": str,  # f16, q8_0 or q4_0 (config.KV_CACHE_TYPES); absent: R1_KV_CACHE_TYPE
 }
 # Sampling options travel with each request.
 SAMPLING_OPTIONS: dict[str, type] = {

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from .config import Settings
 from .errors import R1Error, ServiceUnavailable
+from .gpu_fit import Layers, fit
 from .kernels import ExtraBuffers
 from .memory import human, slots_that_fit
 from .runner.client import Runner, RunnerDied
@@ -80,6 +81,8 @@ class ModelSpec:
     estimate: int = field(default=0, compare=False)
     per_slot: int = field(default=0, compare=False)  # bytes each further sequence slot adds
     kv_ram: int = field(default=0, compare=False)  # its runner's RAM tier of KV cells, counted in `estimate`
+    layers: Layers | None = field(default=None, compare=False, hash=False)  # GGUF: its memory by layer, for gpu_fit
+    device: int = field(default=0, compare=False)  # bytes planned on the GPU (placed()); `estimate` is the host's
     record: Any = field(default=None, compare=False, hash=False)  # the store's ModelRecord, for /api/ps
 
     @property
@@ -89,6 +92,11 @@ class ModelSpec:
     @property
     def num_ctx(self) -> int:
         return dict(self.load).get("num_ctx", 0)
+
+    @property
+    def kv_cache_type(self) -> str:
+        """Its KV cache's type (the load dict holds it where it is not f16: runner/options.kv_cache_type)."""
+        return dict(self.load).get("kv_cache_type", "f16")
 
     @property
     def slots(self) -> int:
@@ -109,7 +117,8 @@ class ModelSpec:
 @dataclass(eq=False)
 class Instance:
     spec: ModelSpec  # with its slots (ModelSpec.with_slots)
-    memory: int  # the estimate until the runner is up, then its measured size
+    memory: int  # host bytes: the estimate until the runner is up, then its measured size
+    device: int = 0  # GPU bytes: as planned until the runner is up, then as its load reported
     turn: asyncio.Semaphore = field(init=False)  # one unit per slot
     busy: int = 0  # slots serving a request now
     loaded: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
@@ -158,6 +167,8 @@ async def start_runner(spec: ModelSpec, extra_buffers: bool, log_level: str, thr
                             "ram": spec.kv_ram}
     if lookup_drafts is not None and spec.format == "gguf":
         load["lookup_drafts"] = lookup_drafts
+    if spec.layers is not None:  # the runner fits them to the GPU it finds (backends/devices.py)
+        load["layers"] = spec.layers.to_frame()
     return await Runner.start(spec.name, spec.format, spec.path, load, log_level,
                               templates.to_frame() if templates else None)
 
@@ -165,6 +176,21 @@ async def start_runner(spec: ModelSpec, extra_buffers: bool, log_level: str, thr
 def measured(info: dict[str, Any]) -> int:
     """A runner's size from its health report: resident memory plus what it holds outside it."""
     return int(info.get("rss", 0)) + int(info.get("unaccounted", 0))
+
+
+def needs(spec: ModelSpec) -> str:
+    """What a spec takes, as the messages about the budget say it: with its GPU share, where it has one."""
+    if not spec.device:
+        return human(spec.estimate)
+    return f"{human(spec.estimate)} of host memory beside {human(spec.device)} on the GPU"
+
+
+def on_device(info: dict[str, Any]) -> tuple[int, int | None]:
+    """From a runner's load result: its bytes on the GPU, and the most free memory a GPU had before it loaded
+    (None where it saw no GPU, or did not say)."""
+    offload = info.get("offload") or {}
+    free = [int(d["free"]) for d in offload.get("devices", [])]
+    return int(offload.get("device", 0)), max(free, default=None)
 
 
 class Scheduler:
@@ -188,6 +214,7 @@ class Scheduler:
                                                  kv_cache=kv_cache, lookup_drafts=settings.lookup_drafts)
         self._clock = clock
         self._instances: dict[Any, Instance] = {}
+        self.gpu_free: int | None = None  # the largest GPU's free memory as the runners report it; None: no GPU seen
         self._waiting = 0  # requests waiting for memory or a turn
         self._changed = asyncio.Event()  # replaced each time it fires: memory or turns may be free
         self._reaper: asyncio.Task[None] | None = None
@@ -202,6 +229,10 @@ class Scheduler:
     @property
     def used(self) -> int:
         return sum(i.memory for i in self._instances.values())
+
+    @property
+    def device_used(self) -> int:
+        return sum(i.device for i in self._instances.values())
 
     @property
     def waiting(self) -> int:
@@ -266,14 +297,15 @@ class Scheduler:
                             instance.loaded.add_done_callback(lambda _: self._leave(instance, keep_alive))
                         raise
                     return instance
-                if spec.estimate > self.budget:
+                placed = self.placed(spec)
+                if placed.estimate > self.budget:
                     raise ModelTooLarge(
-                        f"{spec.name} needs {human(spec.estimate)} (num_ctx {spec.num_ctx}) but the memory budget is "
+                        f"{spec.name} needs {needs(placed)} (num_ctx {spec.num_ctx}) but the memory budget is "
                         f"{human(self.budget)}; choose a smaller quantization or num_ctx, or raise R1_MEMORY_BUDGET"
                     )
                 narrower = [i for i in self._instances.values()
                             if i.spec.family == spec.family and i.spec.num_ctx < spec.num_ctx]
-                sized = self._with_host_cache(spec.with_slots(self.slots_for(spec)))
+                sized = self._with_host_cache(self.placed(spec.with_slots(self.slots_for(spec))))
                 evicted = self._make_room(sized.estimate, [i for i in narrower if i.ready and i.leases == 0])
                 if evicted is not None:
                     for old in narrower:  # busy ones go when their requests end
@@ -324,6 +356,16 @@ class Scheduler:
         ram = self.host_cache(spec.format, spec.estimate)
         return dataclasses.replace(spec, estimate=spec.estimate + ram, kv_ram=ram)
 
+    def placed(self, spec: ModelSpec) -> ModelSpec:
+        """The spec with its memory split as its runner will split it (gpu_fit.fit) on the largest GPU, with what
+        the models loaded there leave free: `estimate` the host's share, `device` the GPU's. Unchanged before
+        a runner has reported a GPU, and for MLX models (no layers to split)."""
+        if spec.layers is None or self.gpu_free is None:
+            return spec
+        whole = fit(spec.layers, 0, spec.slots, num_gpu=0)  # all of it on the host
+        split = fit(spec.layers, self.gpu_free, spec.slots, dict(spec.load).get("num_gpu"))
+        return dataclasses.replace(spec, estimate=spec.estimate - (whole.host - split.host), device=split.device)
+
     def slots_for(self, spec: ModelSpec) -> int:
         """Sequence slots a runner for `spec` gets: R1_NUM_PARALLEL, or as many as the budget holds."""
         return slots_that_fit(spec.estimate, spec.per_slot, self.budget, self.num_parallel)
@@ -368,8 +410,9 @@ class Scheduler:
                      "and %d slots would need %s of the %s budget", spec.name, slots, self.num_parallel,
                      human(spec.per_slot), spec.num_ctx, slots + 1, human(spec.estimate + spec.per_slot),
                      human(self.budget))
-        instance = Instance(spec, spec.estimate)
+        instance = Instance(spec, spec.estimate, spec.device)
         self._instances[spec.key] = instance
+        self._book_device(spec.device)
         stops = []
         for old in evicted:
             if old.spec.family == spec.family:
@@ -385,13 +428,20 @@ class Scheduler:
             instance.runner = await self._start_runner(instance.spec)
             self.loads += 1
             instance.memory = measured(instance.runner.info) or instance.memory
+            self._book_device(-instance.device)
+            instance.device, free = on_device(instance.runner.info)
+            if free is not None:  # what the GPU holds is known again, as of this load
+                self.gpu_free = free
+            self._book_device(instance.device)
             instance.runner.exited.add_done_callback(lambda _: self._exited(instance))
-            log.info("%s loaded: %s measured, %s estimated, %d sequence slots", instance.spec.name,
-                     human(instance.memory), human(instance.spec.estimate), instance.slots)
+            log.info("%s loaded: %s measured, %s estimated, %d sequence slots%s", instance.spec.name,
+                     human(instance.memory), human(instance.spec.estimate), instance.slots,
+                     f", {human(instance.device)} on the GPU" if instance.device else "")
             instance.loaded.set_result(None)
         except BaseException as exc:
             if self._instances.get(instance.spec.key) is instance:
                 del self._instances[instance.spec.key]
+                self._book_device(-instance.device)
             instance.loaded.set_exception(exc)
             instance.loaded.exception()  # retrieved: waiters get it; nobody waiting is fine too
             self._notify()
@@ -474,6 +524,7 @@ class Scheduler:
         log.info("unloading %s: %s", instance.spec.name, why)
         if self._instances.get(instance.spec.key) is instance:
             del self._instances[instance.spec.key]
+            self._book_device(-instance.device)
         instance.expires = None
         if instance.runner is not None:
             await instance.runner.stop()
@@ -486,6 +537,11 @@ class Scheduler:
             instance.stopping = True
         await asyncio.gather(*(self._unload(i, "asked to stop") for i in found if i.leases == 0 and i.ready))
         return len(found)
+
+    def _book_device(self, size: int) -> None:
+        """`size` more bytes taken on the GPU (fewer, where negative), until a runner's load reports it again."""
+        if self.gpu_free is not None:
+            self.gpu_free -= size
 
     def _notify(self) -> None:
         self._changed.set()

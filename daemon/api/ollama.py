@@ -110,10 +110,15 @@ def memory_fit(store: Store, record: ModelRecord, scheduler: Scheduler) -> dict[
     sequence slots the scheduler would give it (`slots`, counted in kv_cache and compute)."""
     # The runner's own num_ctx, PARAMETERs included.
     spec, need, _ = model_spec(store, record, {}, scheduler.extra_buffers)
-    sized = need(scheduler.slots_for(spec))  # one slot where even one does not fit
+    slots = scheduler.slots_for(spec)  # one slot where even one does not fit
+    sized = need(slots)
     sized = sized._replace(kv_ram=scheduler.host_cache(spec.format, sized.total))
-    return {"estimate": sized.total, "num_ctx": spec.num_ctx, "budget": scheduler.budget,
-            "fits": sized.total <= scheduler.budget, **sized._asdict()}
+    # With a GPU (as runners reported it), the layers that fit it leave the host: only the rest is budgeted.
+    whole, placed = spec.with_slots(slots), scheduler.placed(spec.with_slots(slots))
+    on_host = sized.total - (whole.estimate - placed.estimate)
+    return {"estimate": sized.total, "num_ctx": spec.num_ctx, "kv_cache_type": spec.kv_cache_type,
+            "budget": scheduler.budget, "fits": on_host <= scheduler.budget, "host": on_host, "device": placed.device,
+            **sized._asdict()}
 
 
 def show(store: Store, record: ModelRecord, scheduler: Scheduler) -> dict[str, Any]:
@@ -270,17 +275,19 @@ def running(app: web.Application) -> dict[str, Any]:
     for instance in sorted(scheduler.instances(), key=lambda i: -i.last_used):
         spec = instance.spec
         info = instance.runner.info if instance.runner is not None else {}
-        on_gpu = bool(info.get("gpu"))
+        # A GGUF runner says what it offloaded (size_vram: the GPU's share); MLX on Metal holds all of it there.
+        size_vram = instance.device if info.get("offload") else instance.memory if info.get("gpu") else 0
         model = {
             "name": spec.name,
             "model": spec.name,
-            "size": instance.memory,
+            "size": instance.memory + instance.device,
             "digest": spec.manifest_id,
             "details": details(spec.record),
             "expires_at": rfc3339(scheduler.expires_at(instance)),
-            "size_vram": instance.memory if on_gpu else 0,
+            "size_vram": size_vram,
             "context_length": spec.num_ctx,
             # r1's additions
+            "kv_cache_type": spec.kv_cache_type,
             "slots": instance.slots,  # sequences its runner decodes together, each with context_length tokens
             "slots_busy": instance.busy,
             "state": "loading" if not instance.ready else "stopping" if instance.stopping else
@@ -292,6 +299,10 @@ def running(app: web.Application) -> dict[str, Any]:
         if "kv_ram_cap" in info:  # the KV cache tiers (bytes), as of the runner's last health report
             model["kv_cache"] = {"ram": info["kv_ram"], "ram_cap": info["kv_ram_cap"],
                                  "disk": info.get("kv_disk", 0), "disk_cap": info.get("kv_disk_cap", 0)}
+        if info.get("offload"):  # llama.cpp runners: layers on the GPU (n_gpu_layers) of all, and the GPUs seen
+            offload = info["offload"]
+            model["offload"] = {"layers": offload["layers"], "total_layers": offload["total_layers"],
+                                "devices": offload["devices"]}
         if info.get("extra_buffers") is not None:  # llama.cpp runners: AMX / repacked kernels, or the safe ones
             model["extra_buffers"] = info["extra_buffers"]
         models.append(model)
@@ -301,7 +312,8 @@ def running(app: web.Application) -> dict[str, Any]:
                        "details": details(record), "expires_at": None, "size_vram": 0,
                        "context_length": record.manifest.facts.context_length or 0,
                        "state": "busy", "remote": {"name": remote, "model": upstream}, "requests": count})
-    return {"models": models, "memory": {"used": scheduler.used, "budget": scheduler.budget},
+    return {"models": models, "memory": {"used": scheduler.used, "budget": scheduler.budget,
+                                         "device_used": scheduler.device_used, "device_free": scheduler.gpu_free},
             "waiting": scheduler.waiting}
 
 

@@ -53,6 +53,8 @@ class Backend(ABC):
     context_length: int = 0
     #: Whether the model's weights sit in GPU memory (llama.cpp offload, MLX on Metal).
     on_gpu: bool = False
+    #: Where llama.cpp put the model (gpu_fit.Split's fields, and the GPU devices it saw); None elsewhere.
+    offload: dict[str, Any] | None = None
     #: llama.cpp's extra buffer types (AMX, repacked weights) in use; None where a backend has none.
     extra_buffers: bool | None = None
     #: CPU threads for generated tokens and for prompts; None where the backend does not choose them.

@@ -24,6 +24,8 @@ import numpy as np
 from llama_cpp import Llama, LlamaGrammar
 
 from .base import BackendError, BatchBackend, check_vocabulary, never
+from .devices import gpus, offload
+from .draft_model import DraftModel
 from .kv_tiers import Tiers, tiers_for
 from .llama_batch import Batcher
 from .llama_embed import Embedder
@@ -34,6 +36,8 @@ from .speculative import LOOKUP_DRAFTS
 # 4-row repacked ones: very short prompts have been seen to get through where longer ones crash.
 # Without them, the plain kernels need no more than llama.cpp's server decodes: 2 tokens.
 WARM_UP_BATCH = {True: 17, False: 2}
+# The load option kv_cache_type as llama.cpp's K and V cache type; a quantized V cache needs flash attention.
+KV_CACHE_TYPES = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
 
 
 @contextlib.contextmanager
@@ -92,6 +96,9 @@ class LlamaCppBackend(BatchBackend):
     def __init__(self, path: Path, load: dict[str, Any]) -> None:
         self.extra_buffers = bool(load.get("extra_buffers", True))
         self.slots = load.get("num_parallel") or 1
+        self.kv_cache_type = load.get("kv_cache_type", "f16")
+        if self.kv_cache_type not in KV_CACHE_TYPES:
+            raise BackendError(f"kv_cache_type must be one of {', '.join(KV_CACHE_TYPES)}, not {self.kv_cache_type!r}")
         if self.slots < 1 or self.slots > llama_cpp.llama_max_parallel_sequences():
             raise BackendError(f"num_parallel must be between 1 and {llama_cpp.llama_max_parallel_sequences()}, "
                                f"not {self.slots}")
@@ -99,11 +106,14 @@ class LlamaCppBackend(BatchBackend):
         # (bound by memory bandwidth) takes half the cores and prompts (bound by compute) all of them.
         threads = load.get("num_thread")
         n_ctx = load.get("num_ctx", 4096) * self.slots
+        devices = gpus()
+        planned = offload(load, devices)  # as many layers as fit the GPU, or num_gpu's
+        self.offload = {**planned.to_frame(), "devices": [d.to_frame() for d in devices]} if planned else None
         self._params = dict(
             model_path=str(path),
             n_ctx=n_ctx,
             # -1 offloads every layer; on a CPU-only build it changes nothing.
-            n_gpu_layers=load.get("num_gpu", -1),
+            n_gpu_layers=planned.layers if planned else load.get("num_gpu", -1),
             n_threads=threads or max(1, (os.cpu_count() or 2) // 2),
             n_threads_batch=threads or os.cpu_count() or 1,
             # llama-cpp-python holds the batch to n_ctx, but sizes its logits by the batch asked for first.
@@ -113,6 +123,8 @@ class LlamaCppBackend(BatchBackend):
             # computes a token decoded beside its predecessors (a draft, speculative.py) up to 0.7 apart in its
             # logits from the same token decoded alone, and a greedy answer with drafts could take another word.
             flash_attn=True,
+            type_k=KV_CACHE_TYPES[self.kv_cache_type],
+            type_v=KV_CACHE_TYPES[self.kv_cache_type],
             last_n_tokens_size=64,
             verbose=False,
         )

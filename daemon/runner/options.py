@@ -11,6 +11,7 @@ import logging
 import sys
 from typing import Any
 
+from ..config import KV_CACHE_TYPES
 from ..errors import BadRequest
 from ..options import LOAD_OPTIONS, OPTION_TYPES, SAMPLING_OPTIONS
 
@@ -33,6 +34,8 @@ INT32_MAX = 2**31 - 1  # llama.cpp keeps these in 32-bit ints
 SIZE_RANGES = {"num_ctx": (1, INT32_MAX), "num_batch": (1, INT32_MAX), "num_thread": (-1, 512),
                "num_gpu": (-1, INT32_MAX), "repeat_last_n": (-1, INT32_MAX), "num_predict": (-2, INT32_MAX),
                "num_keep": (-1, INT32_MAX)}
+# Text options and the values each may take.
+CHOICES = {"kv_cache_type": KV_CACHE_TYPES}
 
 
 def _coerce(label: str, value: Any, kind: type) -> Any:
@@ -48,6 +51,10 @@ def _coerce(label: str, value: Any, kind: type) -> Any:
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= sys.float_info.max:
             return float(value)  # (a whole number of 400 digits is JSON, but no float)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+        raise BadRequest(f"{label} must be a string, not {value!r}")
     elif kind is list:
         if isinstance(value, str):
             return [value]
@@ -64,6 +71,9 @@ def check_option(name: str, value: Any, label: str | None = None) -> Any:
     bounds = SIZE_RANGES.get(name)
     if bounds is not None and not bounds[0] <= checked <= bounds[1]:
         raise BadRequest(f"{label} must be from {bounds[0]} to {bounds[1]}, not {checked}")
+    choices = CHOICES.get(name)
+    if choices is not None and checked not in choices:
+        raise BadRequest(f"{label} must be one of {', '.join(choices)}, not {checked!r}")
     return checked
 
 
@@ -93,3 +103,18 @@ def split_options(options: dict[str, Any], context_length: int | None) -> tuple[
     if sampling.get("repeat_last_n", 0) > load["num_ctx"]:
         sampling["repeat_last_n"] = load["num_ctx"]
     return load, sampling
+
+
+def kv_cache_type(load: dict[str, Any], fmt: str, default: str) -> str:
+    """The KV cache type a runner gets: the load option, else `default` (R1_KV_CACHE_TYPE), for GGUF models.
+    `load` keeps it only where it is not f16, so that asking for f16 by name shares the default's runner."""
+    kind = load.pop("kv_cache_type", None)
+    if fmt != "gguf":
+        if kind not in (None, "f16"):
+            raise BadRequest(f"option 'kv_cache_type' {kind} is for GGUF models; MLX models keep their KV cache "
+                             "in the weights' own type (leave kv_cache_type unset)")
+        return "f16"
+    kind = kind or default
+    if kind != "f16":
+        load["kv_cache_type"] = kind
+    return kind

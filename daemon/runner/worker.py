@@ -240,6 +240,7 @@ class Worker:
             "context_length": self.backend.context_length,
             "chat_template": self.backend.chat_template is not None,
             "gpu": self.backend.on_gpu,
+            "offload": self.backend.offload,
             "extra_buffers": self.backend.extra_buffers,
             "threads": self.backend.threads,
             "slots": self.backend.slots if isinstance(self.backend, BatchBackend) else 1,
