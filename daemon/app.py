@@ -9,6 +9,7 @@ from aiohttp import web
 
 from .api import anthropic, blobs, console, events, inference, ollama, openai, ops, remotes, responses, usage
 from .api.context import CLOSING, CORE, FILE_JOBS, METRICS, PULLS, REQUEST_LOG, SCHEDULER, SETTINGS, STORE, TASKS
+from .api.fields import MAX_BODY_BYTES
 from .api.guard import add_cors_headers, guard_middleware
 from .api.http import access_middleware, errors_middleware, start_owned_task
 from .config import Settings
@@ -79,7 +80,8 @@ def create_app(settings: Settings, store: Store, *, start: StartRunner | None = 
                metrics: Metrics | None = None) -> web.Application:
     """An app over an opened store; the caller owns the store's lifetime. Tests hand in a fake
     runner factory (`start`; by default real runner processes) and their own metrics to read."""
-    app = web.Application(middlewares=[access_middleware, guard_middleware, errors_middleware])
+    app = web.Application(middlewares=[access_middleware, guard_middleware, errors_middleware],
+                          client_max_size=MAX_BODY_BYTES)  # images come inline, base64
     app.on_response_prepare.append(add_cors_headers)
     app[SETTINGS] = settings
     app[STORE] = store

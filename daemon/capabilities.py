@@ -4,10 +4,13 @@ Computed from the model's files and the template in effect, as Ollama does:
 
 * `embedding`: the GGUF names a pooling type (`{arch}.pooling_type`) or the architecture is an
   encoder; such a model embeds and does not generate. Every other model has `completion`.
+* `rerank` (r1's, in place of `embedding`): the pooling type is llama.cpp's RANK (a classification head,
+  as bge-reranker and Qwen3-Reranker have); such a model scores documents against a query (reranking.py).
 * `tools`: the chat template reads `tools` (it renders the tools offered).
 * `thinking`: the template writes a think block (`<think>`, the tag r1's reasoning splitter
   reads) or reads a think switch (`enable_thinking`, as Qwen3's does).
 * `insert` (fill in the middle): the tokenizer has FIM tokens, or the template reads `suffix`.
+* `vision`: the model was stored with a vision projector (an `mmproj` file, metadata/projector.py).
 
 The refusals use Ollama's words ("... does not support tools"), so clients that match them work,
 then say what to do instead, naming the field as the request's dialect calls it.
@@ -23,6 +26,9 @@ from .metadata import ModelFacts
 from .reasoning import OPEN_TAG
 
 COMPLETION, TOOLS, THINKING, INSERT, EMBEDDING = "completion", "tools", "thinking", "insert", "embedding"
+RERANK = "rerank"
+RANK_POOLING = 4  # llama.cpp's LLAMA_POOLING_TYPE_RANK
+VISION = "vision"
 # llama.cpp's names of encoder architectures: embedding models, whether or not their GGUF names a pooling.
 ENCODERS = frozenset({"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "neo-bert",
                       "modern-bert", "t5encoder"})
@@ -51,9 +57,13 @@ def template_variables(source: str) -> frozenset[str]:
     return frozenset(variables_read(parsed))
 
 
-def capabilities(facts: ModelFacts, template: str | None) -> list[str]:
-    """Ollama's capability names for a model with these facts and this template in effect."""
-    found = [EMBEDDING if facts.pooling_type is not None or facts.architecture in ENCODERS else COMPLETION]
+def capabilities(facts: ModelFacts, template: str | None, *, projector: bool = False) -> list[str]:
+    """Ollama's capability names for a model with these facts and this template in effect, and a
+    vision projector or not."""
+    found = [RERANK if facts.pooling_type == RANK_POOLING
+             else EMBEDDING if facts.pooling_type is not None or facts.architecture in ENCODERS else COMPLETION]
+    if projector and COMPLETION in found:
+        found.append(VISION)
     variables = template_variables(template) if template else frozenset()
     if "tools" in variables:
         found.append(TOOLS)
@@ -76,12 +86,15 @@ def fill_in_middle(facts: ModelFacts, template: str | None, raw: bool) -> str:
 
 
 def check(model: str, name: str, found: list[str], *, chat: bool, tools: bool, think: bool | None,
-          suffix: bool, think_field: str = "think") -> None:
+          suffix: bool, think_field: str = "think", images: bool = False) -> None:
     """Refuse, as Ollama does, a request that needs what the model cannot do. `model` is the name
     the request gave, `name` the stored one (Ollama's messages use one or the other); `think_field` what
     the request called its thinking switch (Ollama's think, Anthropic's thinking, OpenAI's reasoning_effort)."""
     if COMPLETION not in found:
         route = "chat" if chat else "generate"
+        if RERANK in found:
+            raise BadRequest(f"{json.dumps(model)} does not support {route}: it is a reranker; "
+                             "send its query and documents to /api/rerank or /v1/rerank")
         raise BadRequest(f"{json.dumps(model)} does not support {route}: it is an embedding model; "
                          "send its input to /api/embed or /v1/embeddings")
     if tools and TOOLS not in found:
@@ -90,6 +103,9 @@ def check(model: str, name: str, found: list[str], *, chat: bool, tools: bool, t
     if think and THINKING not in found:
         raise BadRequest(f"{json.dumps(model)} does not support thinking: its template has no think block; "
                          f"leave '{think_field}' out, or give it a template with a think block (`r1 create`, TEMPLATE)")
+    if images and VISION not in found:
+        raise BadRequest(f"{name} has no vision projector, so it cannot take images; send text, or use a model "
+                         "with the vision capability (pulled or imported with its mmproj file)")
     if suffix and INSERT not in found:
         raise BadRequest(f"{name} does not support insert: it has no fill-in-the-middle tokens and its template "
                          "reads no suffix; leave 'suffix' out")

@@ -22,6 +22,7 @@ from .context_fit import fitting_lease
 from .errors import BadRequest, Conflict
 from .kernels import ExtraBuffers
 from .memory import Estimate, estimate, layers
+from .metadata.projector import is_companion, projector_among
 from .metrics import Metrics, answer_text, note
 from .reasoning import Piece, ThinkSplitter
 from .remote.engines import Remotes, answer
@@ -62,11 +63,16 @@ class Request:
     suffix: str | None = None  # text after the gap to fill in (/api/generate, /v1/completions)
     logprobs: int | None = None  # token log probabilities with this many alternatives each; None: none
     context: list[int] | None = None  # /api/generate: token ids an earlier answer returned
+    images: list[str] | None = None  # /api/generate: base64 images (a chat's are in its messages, as Ollama's)
 
     @property
     def is_empty(self) -> bool:
         """Nothing to generate: Ollama's way of asking to load (or, with keep_alive 0, unload)."""
         return not self.messages if self.messages is not None else not self.prompt
+
+    @property
+    def has_images(self) -> bool:
+        return bool(self.images) or any(m.get("images") for m in self.messages or [])
 
 
 class Chunk(NamedTuple):
@@ -136,11 +142,19 @@ class Prepared:
 
 
 def model_path(store: Store, record: ModelRecord) -> Path:
-    """What a backend opens: the GGUF's first shard, or the MLX folder."""
+    """What a backend opens: the GGUF's first shard (its companions, the projector among them, are not it),
+    or the MLX folder."""
     snapshot = store.snapshot_path(record.manifest_id)
     if record.manifest.format == "gguf":
-        return snapshot / sorted(f.path for f in record.manifest.files if f.path.lower().endswith(".gguf"))[0]
+        ggufs = (f.path for f in record.manifest.files if f.path.lower().endswith(".gguf") and not is_companion(f.path))
+        return snapshot / sorted(ggufs)[0]
     return snapshot
+
+
+def projector_path(store: Store, record: ModelRecord) -> Path | None:
+    """The model's vision projector (its `mmproj` file), or None for a text-only model."""
+    projector = projector_among(record.manifest.files)
+    return None if projector is None else store.snapshot_path(record.manifest_id) / projector.path
 
 
 def model_template(record: ModelRecord) -> str | None:
@@ -226,9 +240,11 @@ def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: 
     asked_template = request_template(request.template, max_template_bytes)
     in_effect = asked_template or model_template(record)
     if not (request.is_empty and request.keep_alive == 0):  # unloading asks nothing of the model
-        check(request.model, record.name, capabilities(facts, in_effect), chat=request.messages is not None,
+        found = capabilities(facts, in_effect, projector=projector_among(record.manifest.files) is not None)
+        check(request.model, record.name, found, chat=request.messages is not None,
               tools=bool(request.tools), think=request.think, suffix=bool(request.suffix),
-              think_field=request.think_field)
+              think_field=request.think_field,
+              images=request.has_images)
     overrides = record.manifest.overrides
     frame: dict[str, Any] = {"sampling": sampling, "format": request.format}
     respec = None
@@ -265,6 +281,8 @@ def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: 
             frame["fill"] = fill_in_middle(facts, in_effect, request.raw)
         if request.context is not None:
             frame["context"] = request.context
+        if request.images:
+            frame["images"] = request.images
     return Prepared(record, spec, frame, respec)
 
 
@@ -374,7 +392,7 @@ async def _generate_remote(core: Core, record: ModelRecord, request: Request, st
         yield Final("unload" if request.keep_alive == 0 else "load", total_duration=time.perf_counter_ns() - started)
         return
     for field_name, value in (("suffix", request.suffix), ("logprobs", request.logprobs), ("context", request.context),
-                              ("template", request.template)):
+                              ("template", request.template), ("images", request.has_images or None)):
         if value is not None:
             raise BadRequest(f"{record.name} is a remote model ({remote}); r1 does not pass '{field_name}' to remote "
                              "engines: leave it out")

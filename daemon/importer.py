@@ -1,4 +1,5 @@
-"""`r1 import`: bring a local GGUF file (all shards of a split one) or an MLX folder into the store."""
+"""`r1 import`: bring a local GGUF file (all shards of a split one, and the vision projector beside it)
+or an MLX folder into the store."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadRequest
-from .metadata import ModelFacts, model_files, read_metadata
+from .metadata import MetadataError, ModelFacts, model_files, read_metadata
+from .metadata.projector import check_projector, is_companion, is_projector
+from .pull.quant import RemoteFile, projector_for, quant_label
 from .store import FileEntry, Ingested, Manifest, MissingBlobError, ModelName, ModelRecord, Overrides, Store
 
 log = logging.getLogger(__name__)
@@ -54,11 +57,13 @@ def import_model(
     Each file must be a regular file outside R1_HOME (a client names the path: Store.client_view and
     Store.ingest check it); the facts recorded are read from the bytes taken in, not from the path."""
     fmt, files = model_files(path)
+    if fmt == "gguf":
+        files += _projector_beside(files[0])
     root = path if path.is_dir() else path.parent
     named = [(file.relative_to(root).as_posix(), file) for file in files]
     try:
         with store.client_view(named) as view:  # refuses a file r1 will not read, or cannot run, before any is hashed
-            read_metadata(fmt, [view / relative for relative, _ in named])
+            _facts(fmt, view, [relative for relative, _ in named])
         try:
             record, how = _record(store, model, fmt, _ingest_all(store, root, files, link, emit), overrides, emit)
         except MissingBlobError:
@@ -72,9 +77,30 @@ def import_model(
 
 def stored_facts(store: Store, fmt: str, entries: list[FileEntry]) -> ModelFacts:
     """A model's facts, read from the blobs its entries name (before the model is recorded): what is
-    stored, whatever the files it came from hold by now."""
+    stored, whatever the files it came from hold by now. The facts are the language model's; a vision
+    projector among the entries must be one (check_projector), or nothing is recorded."""
     with store.staged_view((e.path, e.digest) for e in entries) as view:
-        return read_metadata(fmt, [view / e.path for e in entries])
+        return _facts(fmt, view, [e.path for e in entries])
+
+
+def _facts(fmt: str, folder: Path, paths: list[str]) -> ModelFacts:
+    """The facts of the language model among a model's files in `folder`; a projector among them is checked."""
+    for path in filter(is_projector, paths):
+        check_projector(folder / path, path)
+    model = [folder / path for path in paths if not is_companion(path)]
+    if not model and paths:
+        raise MetadataError(f"{paths[0]} is a vision projector, not a model: import the model's .gguf file "
+                            "beside it, and r1 takes the projector along")
+    return read_metadata(fmt, model)
+
+
+def _projector_beside(gguf: Path) -> list[Path]:
+    """The vision projector in a GGUF's folder, chosen as `r1 pull` chooses one, if the folder has one."""
+    if is_projector(gguf.name):
+        return []
+    listing = [RemoteFile(p.name, 0) for p in sorted(gguf.parent.iterdir()) if is_projector(p.name) and p.is_file()]
+    projector = projector_for(listing, quant_label(gguf.name) or "")
+    return [gguf.parent / projector.path] if projector else []
 
 
 def _record(store: Store, model: ModelName, fmt: str, ingested: Iterator[tuple[str, Ingested]], overrides: Overrides,

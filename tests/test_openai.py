@@ -260,7 +260,7 @@ async def test_errors_come_in_openais_shape(aclient: openai.AsyncOpenAI, api: In
     bad_requests = [
         (chat(n=2), "'n'"),
         (chat(temperature="hot"), "temperature"),
-        (chat([{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]), "text"),
+        (chat([{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]), "not an image"),
         (chat(response_format={"type": "yaml"}), "response_format"),
         (chat(stop=[1, 2]), "stop"),
         (chat(top_logprobs=3), "top_logprobs"),

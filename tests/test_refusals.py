@@ -4,6 +4,7 @@ by the official `ollama` and `openai` clients."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -92,17 +93,21 @@ async def test_think_true_needs_a_thinking_template(models: InProcess, client: o
     assert models.runners.requests[-1]["think"] is True
 
 
-async def test_images_are_refused_on_every_route(models: InProcess, client: ollama.AsyncClient,
-                                                 oai: openai.AsyncOpenAI) -> None:
-    for call, where in (
-        (client.generate("chat", "What is this?", images=[PNG]), "field 'images'"),
-        (client.chat("chat", [{"role": "user", "content": "What is this?", "images": [PNG]}]), "messages[0].images"),
-    ):
-        assert await refused(call) == f"{where} holds images, but r1 serves text models only; send text"
-    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+async def test_images_are_refused_by_models_without_a_projector(models: InProcess, client: ollama.AsyncClient,
+                                                                oai: openai.AsyncOpenAI) -> None:
+    blind = ("chat:latest has no vision projector, so it cannot take images; send text, or use a model with the "
+             "vision capability (pulled or imported with its mmproj file)")
+    for call in (client.generate("chat", "What is this?", images=[PNG]),
+                 client.chat("chat", [{"role": "user", "content": "What is this?", "images": [PNG]}])):
+        assert await refused(call) == blind
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(PNG).decode()}}
     error = await refused_by_openai(oai.chat.completions.create(
         model="chat", messages=[{"role": "user", "content": [{"type": "text", "text": "What?"}, image]}]))
-    assert error == "messages[0].content[1] holds images, but r1 serves text models only; send text"
+    assert error == blind
+    not_an_image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+    error = await refused_by_openai(oai.chat.completions.create(
+        model="chat", messages=[{"role": "user", "content": [not_an_image]}]))
+    assert error == "messages[0].content[0].image_url.url is not an image r1 can read; send PNG, JPEG, GIF or BMP"
     assert models.runners.started == []
     assert (await client.generate("chat", "hi", images=[])).done  # no images: nothing to refuse
 

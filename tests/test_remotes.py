@@ -4,6 +4,7 @@ socket with the official `ollama` and `openai` clients and the CLI."""
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -335,3 +336,9 @@ def test_a_client_that_leaves_mid_answer_ends_the_upstream_request(daemon: Daemo
     assert next(lines)["message"]["content"] and next(lines)["message"]["content"]
     stream.close()
     wait_until(lambda: "slow" in upstream.abandoned, timeout=5)  # 20 x 9 chunks would take 18 s
+
+
+def test_images_for_a_remote_model_are_refused_not_dropped(daemon: Daemon) -> None:
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
+    status, body = chat(daemon, "fake-plain", messages=[{"role": "user", "content": "hi", "images": [png]}])
+    assert status == 400 and "does not pass 'images' to remote engines" in body["error"]

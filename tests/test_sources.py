@@ -60,14 +60,16 @@ def test_ollama_tags_share_one_blob_and_bring_their_settings(ollama: OllamaStore
     assert "<|user|>" in one_b.settings["template"] and "<|user|>" in GO_TEMPLATE
 
 
-def test_ollama_template_r1_cannot_convert_is_left_out_and_the_projector_too(ollama: OllamaStore) -> None:
+def test_ollama_template_r1_cannot_convert_is_left_out_and_the_projector_kept(ollama: OllamaStore) -> None:
     model = by_name(discover("ollama", ollama.root))["hf.co/tiny-org/Tiny-GGUF:Q8_0"]
     assert model.importable and model.settings == {} and model.files[0].sha256 != ollama.gguf_sha256
-    assert model.files[0].sha256 == file_sha256(model.files[0].source)
-    template_note, projector_note = model.notes
+    gguf, projector = model.files
+    assert gguf.sha256 == file_sha256(gguf.source)
+    assert (projector.path, projector.sha256) == ("mmproj.gguf", ollama.projector_sha256)
+    assert projector.source == ollama.root / "blobs" / f"sha256-{ollama.projector_sha256}"
+    (template_note,) = model.notes
     assert template_note.startswith("kept the model file's own chat template: Ollama's template could not be converted")
     assert "{{ template }} is not supported" in template_note
-    assert "vision projector was left out" in projector_note
 
 
 def test_ollama_adapter_model_is_listed_as_not_importable(ollama: OllamaStore) -> None:

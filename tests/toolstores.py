@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 from fakeollama import ADAPTER, CONFIG_TYPE, MANIFEST_TYPE, MODEL, PARAMS, PROJECTOR, SYSTEM, TEMPLATE
 from tinymlx import write_mlx_model
 from tinymodels import write_split_gguf, write_tiny_gguf
+from tinyvision import write_tiny_projector
 
 PARAMS_JSON = {"temperature": 0.6, "stop": ["<|im_end|>"], "penalize_newline": True}  # the last: r1 has no such option
 SYSTEM_PROMPT = "You are terse."
@@ -43,6 +43,7 @@ class OllamaStore:
     gguf_sha256: str  # the model blob both tiny tags share
     gguf_size: int
     manifests: dict[str, Path] = field(default_factory=dict)  # r1 name -> its manifest
+    projector_sha256: str = ""  # the vision projector layer of hf.co/tiny-org/Tiny-GGUF:Q8_0
 
 
 def ollama_blob(root: Path, data: bytes) -> dict:
@@ -92,9 +93,12 @@ def ollama_store(root: Path) -> OllamaStore:
     other = write_tiny_gguf(root / "blobs" / "sha256-partial", name="tiny-hf", seed=1)
     other_blob = ollama_blob(root, other.read_bytes())
     other.unlink()
+    projector = write_tiny_projector(root / "blobs" / "sha256-partial")
+    store.projector_sha256 = sha256_hex(projector.read_bytes())
+    projector_blob = ollama_blob(root, projector.read_bytes())
+    projector.unlink()
     store.manifests["hf.co/tiny-org/Tiny-GGUF:Q8_0"] = ollama_manifest(root, "hf.co", "tiny-org", "Tiny-GGUF", "Q8_0", [
-        (MODEL, other_blob), (TEMPLATE, ollama_blob(root, GO_TEMPLATE_UNCONVERTIBLE.encode())),
-        (PROJECTOR, ollama_blob(root, b"GGUF projector stand-in"))])
+        (MODEL, other_blob), (TEMPLATE, ollama_blob(root, GO_TEMPLATE_UNCONVERTIBLE.encode())), (PROJECTOR, projector_blob)])
     store.manifests["registry.ollama.ai/someone/adapted:v1"] = ollama_manifest(
         root, reg, "someone", "adapted", "v1", [(MODEL, model), (ADAPTER, ollama_blob(root, b"lora"))])
     return store
@@ -178,8 +182,9 @@ def hf_cache(root: Path, scratch: Path) -> HFCache:
 @dataclass
 class LMStudioTree:
     root: Path
-    ggufs: dict[str, list[Path]] = field(default_factory=dict)  # r1 name -> its files
+    ggufs: dict[str, list[Path]] = field(default_factory=dict)  # r1 name -> its files (the projector last)
     mlx_folder: Path | None = None
+    projector: Path | None = None  # lmstudio-community/Tiny-GGUF's mmproj file
 
 
 def lmstudio_tree(root: Path) -> LMStudioTree:
@@ -191,9 +196,9 @@ def lmstudio_tree(root: Path) -> LMStudioTree:
     repo.mkdir(parents=True)
     q4 = write_tiny_gguf(repo / "Tiny-Q4_K_M.gguf", name="lms-q4", seed=4)
     q8 = write_tiny_gguf(repo / "Tiny-Q8_0.gguf", name="lms-q8", seed=5)
-    shutil.copyfile(q4, repo / "mmproj-Tiny-F16.gguf")  # a projector: never a model
-    tree.ggufs["hf.co/lmstudio-community/Tiny-GGUF:Q4_K_M"] = [q4]
-    tree.ggufs["hf.co/lmstudio-community/Tiny-GGUF:Q8_0"] = [q8]
+    tree.projector = write_tiny_projector(repo / "mmproj-Tiny-F16.gguf")  # kept with each quantization, never a model
+    tree.ggufs["hf.co/lmstudio-community/Tiny-GGUF:Q4_K_M"] = [q4, tree.projector]
+    tree.ggufs["hf.co/lmstudio-community/Tiny-GGUF:Q8_0"] = [q8, tree.projector]
     shards = write_split_gguf(root / "lmstudio-community" / "Split-GGUF", "Split-Q8_0", name="lms-split")
     tree.ggufs["hf.co/lmstudio-community/Split-GGUF:Q8_0"] = shards
     tree.mlx_folder = write_mlx_model(root / "mlx-community" / "tiny-mlx")

@@ -7,9 +7,10 @@ OpenAI dialect's helpers, whose logic is the same), and the `Chunk`s and the `Fi
 `{"type": "error", "error": {...}}` (daemon/api/http.py's `error_body` shapes them by path).
 
 What r1 cannot do as Anthropic does is a 400 that says so, never a silent difference: images
-and documents, server tools, an assistant message to continue (prefill), MCP servers, context
-edits other than clearing thinking (context_editing.py). Beyond Anthropic's API, a "system"
-message may sit anywhere in `messages` (some clients send one): it stays where it is.
+anywhere but a user message's content or by URL, documents, server tools, an assistant message to
+continue (prefill), MCP servers, context edits other than clearing thinking (context_editing.py).
+Beyond Anthropic's API, a "system" message may sit anywhere in `messages` (some clients send one):
+it stays where it is.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from ..generation import Chunk, Final, Request, Whole, count_tokens
 from ..runner.options import INT32_MAX
 from .context import CORE
 from .context_editing import applied_edits, context_edits
-from .fields import THINK_LEVELS, FieldNames, forced_format, images_refused, keep_alive, messages, required_str
+from .fields import THINK_LEVELS, FieldNames, forced_format, image, keep_alive, messages, required_str
 from .http import NAMED_SSE, new_id, read_json, sse_event
 from .openai import function_tools, sampling_options
 from .respond import respond
@@ -82,10 +83,23 @@ def block_text(blocks: Any, where: str) -> str:
 
 def refuse_media(kind: Any, where: str) -> None:
     if kind == "image":
-        raise images_refused(where)
+        raise BadRequest(f"{where} is an image block, which r1 takes in a user message's content only")
     if kind in MEDIA_BLOCKS:
         raise BadRequest(f"{where} is a {kind!r} block, which r1 does not take: it serves text models only; "
                          "send the content as text blocks")
+
+
+def block_image(block: Json, where: str) -> str:
+    """An image block's base64 image. r1 works offline: it fetches no URL, and has no files API."""
+    source = block.get("source")
+    kind = source.get("type") if isinstance(source, dict) else None
+    if kind == "base64":
+        return image(source.get("data"), f"{where}.source.data")
+    if kind in ("url", "file"):
+        raise BadRequest(f"{where}.source is a {kind} source, and r1 fetches no URLs and has no files API "
+                         "(it works offline); send the image as {\"type\": \"base64\", \"media_type\", \"data\"}")
+    raise BadRequest(f"{where}.source must be "
+                     "{\"type\": \"base64\", \"media_type\": \"image/png\", \"data\": \"...\"}")
 
 
 def tool_result(block: Json, where: str, names: dict[str, str]) -> Json:
@@ -114,11 +128,15 @@ def turn(message: Json, where: str, names: dict[str, str]) -> list[Json]:
     if not isinstance(content, list):
         raise BadRequest(f"{where}.content must be a string or a list of content blocks")
     texts: list[str] = []
+    images: list[str] = []
     calls: list[Json] = []
     results: list[Json] = []
     for n, block in enumerate(content):
         at = f"{where}.content[{n}]"
         kind = block.get("type") if isinstance(block, dict) else None
+        if kind == "image" and role == "user":
+            images.append(block_image(block, at))
+            continue
         refuse_media(kind, at)
         if kind == "text" and isinstance(block.get("text"), str):
             texts.append(block["text"])
@@ -137,7 +155,8 @@ def turn(message: Json, where: str, names: dict[str, str]) -> list[Json]:
             raise BadRequest(f"{at} is a {json.dumps(kind)} block, which a {role} message cannot hold here; "
                              "r1 takes text, tool_use (assistant), tool_result (user) and thinking (assistant) blocks")
     text = "\n".join(texts)
-    out = [{"role": role, "content": text, **({"tool_calls": calls} if calls else {})}] if text or calls else []
+    out = [{"role": role, "content": text, **({"tool_calls": calls} if calls else {}),
+            **({"images": images} if images else {})}] if text or calls or images else []
     return results + out
 
 

@@ -3,6 +3,8 @@ or raises BadRequest naming the field and what it must be."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -145,19 +147,71 @@ def messages(body: Json) -> list[Json]:
         content = message.get("content", "")
         if not isinstance(content, str):
             raise BadRequest(f"messages[{n}].content must be a string")
-        if message.get("images"):
-            raise images_refused(f"messages[{n}].images")
         # Past thinking is not sent back to the model, as Ollama does.
-        checked.append({k: v for k, v in message.items() if k not in ("thinking", "images")} | {"content": content})
+        out = {k: v for k, v in message.items() if k not in ("thinking", "images")} | {"content": content}
+        if message.get("images"):
+            out["images"] = images(message["images"], f"messages[{n}].images")
+        checked.append(out)
+    images_within_bounds([image for m in checked for image in m.get("images", [])])
     return checked
 
 
 TEXT_ONLY = "r1 serves text models only"
 
+# Bounds on images, decoded (constants until the lead settles whether they are settings): one image as
+# OpenAI bounds one, and all of a request's. app.py lets request bodies be large enough for them in base64.
+MAX_IMAGE_BYTES = 20 * 1024**2
+MAX_REQUEST_IMAGE_BYTES = 50 * 1024**2
+# A request body holds those in base64, and the text (aiohttp's default bound is 1 MiB).
+MAX_BODY_BYTES = MAX_REQUEST_IMAGE_BYTES * 4 // 3 + 16 * 1024**2
+# What llama.cpp decodes (stb_image), by their first bytes; WebP is not among them.
+IMAGE_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM")
+IMAGE_KINDS = "PNG, JPEG, GIF or BMP"
 
-def images_refused(where: str) -> BadRequest:
-    """The one answer to images, on every route."""
-    return BadRequest(f"{where} holds images, but {TEXT_ONLY}; send text")
+
+def image(value: Any, where: str) -> str:
+    """A base64 image, checked: it decodes, within MAX_IMAGE_BYTES, to an image llama.cpp reads."""
+    if not isinstance(value, str):
+        raise BadRequest(f"{where} must be a base64 string of an image ({IMAGE_KINDS}), not {type(value).__name__}")
+    if len(value) * 3 // 4 > MAX_IMAGE_BYTES:
+        raise BadRequest(f"{where} is larger than r1's limit of {MAX_IMAGE_BYTES // 1024**2} MiB an image; "
+                         "send a smaller one")
+    try:
+        data = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise BadRequest(f"{where} is not valid base64 ({exc}); send the image's bytes base64-encoded") from exc
+    if not any(data.startswith(signature) for signature in IMAGE_SIGNATURES):
+        webp = data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+        raise BadRequest(f"{where} is {'a WebP image' if webp else 'not an image r1 can read'}; "
+                         f"send {IMAGE_KINDS}")
+    return value
+
+
+def images(value: Any, where: str) -> list[str]:
+    """Ollama's `images`: a list of base64 images, each checked."""
+    if not isinstance(value, list):
+        raise BadRequest(f"{where} must be a list of base64 strings, one per image")
+    return [image(item, f"{where}[{n}]") for n, item in enumerate(value)]
+
+
+def images_within_bounds(encoded: list[str]) -> None:
+    if sum(len(item) * 3 // 4 for item in encoded) > MAX_REQUEST_IMAGE_BYTES:
+        raise BadRequest(f"the request's images come to more than r1's limit of "
+                         f"{MAX_REQUEST_IMAGE_BYTES // 1024**2} MiB in all; send fewer or smaller ones")
+
+
+def data_url_image(url: Any, where: str) -> str:
+    """An image given by URL (OpenAI's image_url, Responses' input_image): a data URL's base64 image.
+    r1 works offline: it fetches no URL."""
+    if not isinstance(url, str):
+        raise BadRequest(f"{where} must be a data URL string (data:image/png;base64,...)")
+    head, _, data = url.partition(",")
+    if head.startswith("data:") and head.endswith(";base64"):
+        return image(data, where)
+    if url.startswith(("http://", "https://")):
+        raise BadRequest(f"{where} is a remote URL, and r1 does not fetch URLs (it works offline); "
+                         "send the image inline as a data URL (data:image/png;base64,...)")
+    raise BadRequest(f"{where} must be a base64 data URL (data:image/png;base64,...)")
 
 
 MAX_TOP_LOGPROBS = 20  # Ollama's and OpenAI's bound

@@ -12,8 +12,8 @@ from ..embedding import embed
 from ..generation import Chunk, Final, Request, Whole
 from ..runner.options import check_options
 from .context import CORE
-from .fields import (context, embed_request, get_bool, get_str, images_refused, keep_alive, logprobs, messages,
-                     output_format, required_str, think, think_level, tools)
+from .fields import (context, embed_request, get_bool, get_str, images, images_within_bounds, keep_alive, logprobs,
+                     messages, output_format, required_str, think, think_level, tools)
 from .http import NDJSON, read_json
 from .respond import respond
 
@@ -35,8 +35,6 @@ def created_at() -> str:
 
 def parse_request(body: Json, chat: bool) -> Request:
     model = required_str(body, "model", "name")
-    if not chat and body.get("images"):
-        raise images_refused("field 'images'")
     if not chat and body.get("raw") is True and any(body.get(k) for k in ("template", "system", "context")):
         raise BadRequest("raw mode does not support template, system, or context")  # Ollama's words
     return Request(
@@ -55,7 +53,14 @@ def parse_request(body: Json, chat: bool) -> Request:
         suffix=None if chat else get_str(body, "suffix") or None,  # "" is no suffix, as in Ollama
         logprobs=logprobs(body),
         context=None if chat else context(body),
+        images=None if chat or not body.get("images") else generate_images(body["images"]),
     )
+
+
+def generate_images(value: Any) -> list[str]:
+    checked = images(value, "images")
+    images_within_bounds(checked)
+    return checked
 
 
 class GenerateShape:

@@ -15,6 +15,7 @@ from ..capabilities import capabilities
 from ..create import check_request, create_model
 from ..generation import model_path, model_spec, model_template
 from ..importer import Event, check_source, import_model
+from ..metadata.projector import is_projector, projector_among
 from ..store import ModelNotFoundError, ModelRecord, Store, parse_name
 from ..store.remotes import remote_of
 from ..tool_import import check_import_request, import_from
@@ -69,7 +70,8 @@ def model_capabilities(record: ModelRecord) -> list[str]:
     """Ollama's capability names for a stored model (the list /api/show and /api/tags give)."""
     if remote_of(record.manifest) is not None:
         return list(REMOTE_CAPABILITIES)
-    return capabilities(record.manifest.facts, model_template(record))
+    return capabilities(record.manifest.facts, model_template(record),
+                        projector=projector_among(record.manifest.files) is not None)
 
 
 def model_info(record: ModelRecord) -> dict[str, Any]:

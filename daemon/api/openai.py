@@ -30,7 +30,7 @@ from ..runner.options import check_option, check_options
 from ..store import InvalidNameError, ModelRecord
 from ..store.remotes import remote_of
 from .context import CORE, STORE
-from .fields import (TEXT_ONLY, FieldNames, embed_request, forced_format, get_bool, images_refused, keep_alive,
+from .fields import (TEXT_ONLY, FieldNames, data_url_image, embed_request, forced_format, get_bool, keep_alive,
                      logprobs, messages, required_str, think, think_level, tools)
 from .http import SSE, new_id, read_json
 from .respond import respond
@@ -47,7 +47,6 @@ CHAT_FIELDS = {"temperature": "temperature", "top_p": "top_p", "seed": "seed",
                "stop": "stop", "max_tokens": "num_predict", "max_completion_tokens": "num_predict"}
 COMPLETION_FIELDS = {k: v for k, v in CHAT_FIELDS.items() if k != "max_completion_tokens"}
 COMPLETION_MAX_TOKENS = 16  # OpenAI's default for /v1/completions
-IMAGE_PARTS = ("image_url", "input_image")
 MEDIA_PARTS = ("input_audio", "file")
 COMPLETION_MAX_LOGPROBS = 5  # OpenAI's bound for /v1/completions
 # What follows a chunk's delta (or text) in its event; the part before it is formatted once per stream.
@@ -229,25 +228,29 @@ def chosen_tools(offered: list[Any] | None, choice: Any, named: str | None,
     raise BadRequest(f"field 'tool_choice' must be {shapes}")
 
 
-def content_text(content: Any, where: str) -> str:
-    """A message's content as one string: text parts joined by newlines."""
+def content_parts(content: Any, where: str) -> tuple[str, list[str]]:
+    """A message's content as one string (text parts joined by newlines) and its images (image_url parts
+    with data URLs), base64, in Ollama's shape: the images go before the text."""
     if content is None:
-        return ""
+        return "", []
     if isinstance(content, str):
-        return content
+        return content, []
     if not isinstance(content, list):
         raise BadRequest(f"{where} must be a string or a list of content parts")
-    texts = []
+    texts, images = [], []
     for n, part in enumerate(content):
         kind = part.get("type") if isinstance(part, dict) else None
-        if kind in IMAGE_PARTS:
-            raise images_refused(f"{where}[{n}]")
+        if kind == "image_url":
+            url = part.get("image_url")
+            url = url.get("url") if isinstance(url, dict) else url
+            images.append(data_url_image(url, f"{where}[{n}].image_url.url"))
+            continue
         if kind in MEDIA_PARTS:
             raise BadRequest(f"{where}[{n}] is an {kind!r} part, but {TEXT_ONLY}; send the content as text parts")
         if kind not in ("text", "refusal") or not isinstance(part.get(kind), str):
             raise BadRequest(f"{where}[{n}] must be a content part like {{\"type\": \"text\", \"text\": \"...\"}}")
         texts.append(part[kind])
-    return "\n".join(texts)
+    return "\n".join(texts), images
 
 
 def ollama_tool_calls(calls: Any, where: str) -> list[Json]:
@@ -289,7 +292,9 @@ def chat_messages(body: Json) -> list[Json]:
         out = {k: v for k, v in message.items() if k not in ("reasoning_content", "refusal", "audio")}
         if out.get("role") == "developer":  # OpenAI's newer name for system; templates know only system
             out["role"] = "system"
-        out["content"] = content_text(message.get("content"), f"messages[{n}].content")
+        out["content"], images = content_parts(message.get("content"), f"messages[{n}].content")
+        if images:
+            out["images"] = images
         if message.get("tool_calls") is not None:
             out["tool_calls"] = ollama_tool_calls(message["tool_calls"], f"messages[{n}].tool_calls")
             names.update((c["id"], c["function"]["name"]) for c in out["tool_calls"] if "id" in c)

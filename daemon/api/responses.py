@@ -25,7 +25,7 @@ from ..errors import BadRequest, NotFound, is_disk_full
 from ..generation import Request
 from ..store import Store, StoredResponse
 from .context import SETTINGS, STORE
-from .fields import FieldNames, forced_format, get_bool, get_str, keep_alive, required_str, think
+from .fields import FieldNames, data_url_image, forced_format, get_bool, get_str, keep_alive, required_str, think
 from .http import read_json
 from .openai import chat_messages, effort, effort_level, format_of, sampling_options
 from .respond import serve
@@ -93,8 +93,14 @@ def parts(content: Any, where: str) -> Any:
         kind = part.get("type") if isinstance(part, dict) else None
         if isinstance(kind, str) and kind in TEXT_PARTS:
             converted.append({"type": TEXT_PARTS[kind], TEXT_PARTS[kind]: part.get(TEXT_PARTS[kind], part.get("text"))})
-        elif kind in ("input_image", "input_file", "input_audio"):
-            converted.append({"type": "input_image" if kind == "input_image" else "file"})  # chat's words refuse them
+        elif kind == "input_image":  # chat's image part; a file_id names a file r1 cannot have
+            if part.get("image_url") is None:
+                raise BadRequest(f"{where}[{n}] gives no image_url; r1 has no files API, so send the image "
+                                 "inline as a data URL (data:image/png;base64,...)")
+            data_url_image(part["image_url"], f"{where}[{n}].image_url")  # named as Responses names it
+            converted.append({"type": "image_url", "image_url": {"url": part["image_url"]}})
+        elif kind in ("input_file", "input_audio"):
+            converted.append({"type": "file"})  # chat's words refuse it
         else:
             raise BadRequest(f"{where}[{n}] is a {kind!r} part; r1 takes input_text and output_text parts")
     return converted

@@ -90,6 +90,11 @@ class Backend(ABC):
         place (backends/logprobs.py shapes it); called before the stream is resumed."""
         raise BackendError(f"{type(self).__name__} does not give token log probabilities; leave 'logprobs' out")
 
+    def image_prompt(self, text: str, images: list[bytes]) -> Any:
+        """A rendered prompt that places each of `images` with a MARKER (llama_vision.py), as an object whose
+        `tokens` are the prompt's (an image's positions among them); given to add() or stream() as `images`."""
+        raise BackendError("this model has no vision projector, so it cannot take images; send text")
+
     def fill_in_middle(self, prefix: str, suffix: str) -> list[int]:
         """Tokens of a prompt asking for the text between `prefix` and `suffix`, built with the model's
         fill-in-the-middle tokens."""

@@ -35,6 +35,7 @@ import llama_cpp
 
 from .base import SAMPLING_DEFAULTS, BackendError, shared_prefix
 from .kv_tiers import Tiers
+from .llama_vision import ImagePrompt
 from .speculative import MOST_DRAFTING, Drafting, Tallies
 
 LIB = llama_cpp.llama_cpp
@@ -101,6 +102,7 @@ class Sequence:
     forced: deque[int] = field(default_factory=deque)  # tokens to take instead of sampling (force())
     row: int = -1  # the batch row its last token was sampled from
     drafting: Drafting | None = None  # its prompt-lookup drafts (speculative.py), when it drafts
+    images: ImagePrompt | None = None  # its prompt's images (llama_vision.py): it neither drafts nor uses the tiers
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
 
 
@@ -140,11 +142,12 @@ class Batcher:
         return bool(self.waiting) or any(s.sequence is not None for s in self.slots)
 
     def add(self, seq: int, tokens: list[int], sampling: dict[str, Any], grammar: tuple[str, str] | None,
-            draft: bool = True) -> None:
+            draft: bool = True, images: ImagePrompt | None = None) -> None:
         if not tokens:
             raise BackendError("the prompt is empty: there is nothing to generate after")
         sequence = Sequence(seq, list(tokens), sampler_chain(self.vocab, self.n_vocab, sampling, grammar))
-        sequence.drafting = self.drafts.start(seq, sequence.prompt) if draft else None
+        sequence.images = images
+        sequence.drafting = self.drafts.start(seq, sequence.prompt) if draft and images is None else None
         self.waiting.append(sequence)
         self._assign()
 
@@ -159,7 +162,7 @@ class Batcher:
         for sequence in self.waiting:
             if sequence.seq == seq:
                 self.waiting.remove(sequence)
-                LIB.llama_sampler_free(sequence.sampler)
+                self._free(sequence)
                 return
         for slot in self.slots:
             if slot.sequence is not None and slot.sequence.seq == seq:
@@ -170,8 +173,14 @@ class Batcher:
     def _release(self, slot: Slot) -> None:
         """The slot is free; its cells keep the tokens evaluated so far for the next prompt to reuse."""
         assert slot.sequence is not None
-        LIB.llama_sampler_free(slot.sequence.sampler)
+        self._free(slot.sequence)
         slot.sequence = None
+
+    @staticmethod
+    def _free(sequence: Sequence) -> None:
+        LIB.llama_sampler_free(sequence.sampler)
+        if sequence.images is not None:
+            sequence.images.close()
 
     def _assign(self) -> None:
         """Waiting sequences take free slots in arrival order, each the one with the longest shared prefix."""
@@ -183,6 +192,8 @@ class Batcher:
             shared, best = max(((shared_prefix(s.cached, sequence.prompt), s) for s in free), key=lambda pair: pair[0])
             # At least the prompt's last token is evaluated: its logits give the first sample.
             keep = min(shared, len(sequence.prompt) - 1)
+            if sequence.images is not None:  # an image's cells are kept whole or not at all
+                keep = sequence.images.whole(keep)
             slot = best
             # Where `best` holds more than this prompt shares, keep it whole and work on a copy of the shared
             # prefix. Not when it holds the whole prompt: then only what followed it is lost (an answer to
@@ -206,7 +217,7 @@ class Batcher:
                 LIB.llama_memory_seq_rm(self.memory, slot.index, -1, -1)
                 keep = 0
             del slot.cached[keep:]
-            if self.tiers is not None:
+            if self.tiers is not None and sequence.images is None:
                 keep = self.tiers.recall(self, slot, sequence.prompt, keep)
             if slot.last is not None:
                 self.reused.pop(slot.last, None)
@@ -254,10 +265,14 @@ class Batcher:
             sequence = slot.sequence
             assert sequence is not None
             room = self.n_batch - n if turn else RIDE_ALONG - (n - generating)
-            if self.tiers is not None:  # a prompt to save stops one token short of its end first
+            if self.tiers is not None and sequence.images is None:  # a prompt to save stops one short first
                 room = self.tiers.room(slot, room)
             if room <= 0 or (not turn and len(sequence.todo) > room):
                 break
+            if sequence.images is not None:  # images at its head go in apart (mtmd), text up to the next
+                if turn:
+                    sequence.images.evaluate(self.ctx, slot, sequence.todo, LIB.llama_n_batch(self.ctx))
+                room = sequence.images.text_run(sequence.todo, room)
             chunk = sequence.todo[:room]
             del sequence.todo[: len(chunk)]
             for i, token in enumerate(chunk):
@@ -273,7 +288,7 @@ class Batcher:
         self._decode(n)
         self._share(time.perf_counter() - started, generating, n - generating, turn)
         if self.tiers is not None:
-            self.tiers.evaluated(prompting)
+            self.tiers.evaluated([s for s in prompting if s.sequence is None or s.sequence.images is None])
         return self._sample(rows)
 
     def _decode(self, n: int) -> None:
@@ -358,7 +373,7 @@ class Batcher:
             if slot.sequence is not None:
                 self._release(slot)
         for sequence in self.waiting:
-            LIB.llama_sampler_free(sequence.sampler)
+            self._free(sequence)
         self.waiting.clear()
         LIB.llama_batch_free(self.batch)
 

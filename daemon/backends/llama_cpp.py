@@ -29,6 +29,7 @@ from .draft_model import DraftModel
 from .kv_tiers import Tiers, tiers_for
 from .llama_batch import Batcher
 from .llama_embed import Embedder
+from .llama_vision import ImagePrompt, Projector
 from .logprobs import log_softmax, token_entry
 from .speculative import LOOKUP_DRAFTS
 # Tokens decoded together at warm-up. With extra buffers on, 17 runs every path of the AMX
@@ -187,10 +188,17 @@ class LlamaCppBackend(BatchBackend):
             raise BackendError("this model only computes embeddings; it cannot generate")
         return self._batcher
 
+    def image_prompt(self, text: str, images: list[bytes]) -> ImagePrompt:
+        if self._projector is None:
+            raise BackendError("this model has no vision projector, so it cannot take images; send text")
+        starts_with_bos = bool(self.bos_token) and text.startswith(self.bos_token)
+        return self._projector.prompt(text, images, add_special=not starts_with_bos)
+
     def add(self, seq: int, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None,
-            draft: bool = True) -> None:
-        check_vocabulary(tokens, self.llm.n_vocab())
-        self._generator().add(seq, tokens, sampling, self._grammar(fmt), draft)
+            draft: bool = True, images: ImagePrompt | None = None) -> None:
+        if images is None:  # (an image's positions stand as negative ids: llama_vision.py)
+            check_vocabulary(tokens, self.llm.n_vocab())
+        self._generator().add(seq, tokens, sampling, self._grammar(fmt), draft, images)
 
     def cancel(self, seq: int) -> None:
         self._generator().cancel(seq)
@@ -211,10 +219,11 @@ class LlamaCppBackend(BatchBackend):
     def force(self, seq: int, text: str) -> bool:
         return self._generator().force(seq, self.llm.tokenize(text.encode(), add_bos=False, special=True))
 
-    def stream(self, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None) -> Iterator[str]:
+    def stream(self, tokens: list[int], sampling: dict[str, Any], fmt: str | dict | None,
+               images: ImagePrompt | None = None) -> Iterator[str]:
         # One sequence through the batch path; the runner calls this only while no other sequence runs, for
         # log probabilities of each token: without drafts, whose rows would move the logits logprobs() reads.
-        self.add(ALONE, tokens, sampling, fmt, draft=False)
+        self.add(ALONE, tokens, sampling, fmt, draft=False, images=images)
         try:
             while True:
                 for _, text, ended in self.step():

@@ -13,7 +13,7 @@ import aiohttp
 from ..config import Settings
 from ..store import ModelName, ModelRecord, Store
 from ..store.remotes import remote_of
-from .ollama_model import registry_plan
+from .ollama_model import kept_layers, registry_plan
 from .ollama_registry import OllamaRef, fetch_manifest, ollama_ref
 from .plan import PullPlan
 from .resolve import MLX_TAG, OfflineError, UnknownModelError, hub_plan, hub_repo
@@ -81,11 +81,18 @@ async def refresh(name: ModelName, record: ModelRecord, store: Store, settings: 
         if manifest is None:
             raise UnknownModelError(f"{ref} is no longer in Ollama's registry at {ref.registry}; "
                                     f"the stored copy of {record.name} stays as it is")
-        if complete and manifest.digest == source["digest"]:
+        paths = [path for path, _ in kept_layers(manifest, ref)]
+        if complete and manifest.digest == source["digest"] and _has_files(record, paths):
             return Kept(record, f"{ref} has not changed (manifest {manifest.digest[7:19]})", up_to_date=True)
         return await registry_plan(session, name, ref, manifest, settings.template_max_bytes)
     tag = None if source["tag"] == MLX_TAG else source["tag"]
     plan = await asyncio.to_thread(hub_plan, name, source["repo"], tag, settings)
-    if complete and plan.source == source:
+    if complete and plan.source == source and _has_files(record, [f.path for f in plan.files]):
         return Kept(record, f"{plan.origin} is still at commit {source['commit'][:12]}", up_to_date=True)
     return plan
+
+
+def _has_files(record: ModelRecord, paths: list[str]) -> bool:
+    """Whether the stored model has every file its source's would (one pulled before r1 kept projectors
+    lacks its projector: pulling it again brings that in)."""
+    return set(paths) <= {f.path for f in record.manifest.files}

@@ -1,4 +1,4 @@
-"""An Ollama manifest as an r1 model: the GGUF layer to pull, and the small layers that come with
+"""An Ollama manifest as an r1 model: the GGUF layer (and the vision projector's) to pull, and the small layers that come with
 it (template, system prompt, parameters, first messages, license) read into r1 settings.
 
 Ollama's layers are settings a Modelfile made; r1 keeps them as a model's overrides, as
@@ -18,6 +18,7 @@ import aiohttp
 
 from ..create import check_settings
 from ..errors import BadRequest
+from ..metadata.projector import PROJECTOR_FILE
 from ..options import OPTION_TYPES
 from ..runner.options import check_options
 from ..store import ModelName, Overrides
@@ -57,18 +58,24 @@ async def registry_plan(session: aiohttp.ClientSession, name: ModelName, ref: Ol
                         manifest: RegistryManifest, max_template_bytes: int | None = None) -> PullPlan:
     """What pulling `ref` stores as `name`: the GGUF, and its settings read from the small layers now (off the
     event loop: converting a template takes CPU); a template over `max_template_bytes` is left out."""
-    model = model_layer(manifest, ref)
+    model_layer(manifest, ref)  # refuses a model r1 cannot run before any layer is fetched
     contents: list[tuple[str, bytes]] = []
     for layer in manifest.layers:
         kind = layer.media_type.removeprefix(MEDIA_PREFIX)
         if layer.media_type.startswith(MEDIA_PREFIX) and kind in SETTING_KINDS:
             contents.append((kind, await fetch_layer(session, ref, layer, MAX_SETTING_LAYER)))
     overrides, notes = await asyncio.to_thread(settings_from_layers, contents, max_template_bytes)
-    if any(layer.media_type == PROJECTOR for layer in manifest.layers):
-        notes.append(f"pulled {ref} text-only: r1 serves text models, so its vision projector was left out")
-    remote = RemoteFile(MODEL_FILE, model.size, model.digest, ref.blob_url(model.digest))
+    files = [RemoteFile(path, layer.size, layer.digest, ref.blob_url(layer.digest))
+             for path, layer in kept_layers(manifest, ref)]
     source = {"registry": ref.registry, "repo": ref.repo, "tag": ref.tag, "digest": manifest.digest}
-    return PullPlan(name, ref.origin, "gguf", Choice(ref.tag, (remote,)), source, dict(HEADERS), overrides, tuple(notes))
+    return PullPlan(name, ref.origin, "gguf", Choice(ref.tag, tuple(files)), source, dict(HEADERS), overrides, tuple(notes))
+
+
+def kept_layers(manifest: RegistryManifest, ref: OllamaRef) -> list[tuple[str, Layer]]:
+    """(path in the r1 model, layer) of the files r1 keeps: the GGUF, and its vision projector if any (the
+    registry names layers by digest only; r1 names a projector so that it is known as one)."""
+    projector = next((layer for layer in manifest.layers if layer.media_type == PROJECTOR), None)
+    return [(MODEL_FILE, model_layer(manifest, ref)), *([(PROJECTOR_FILE, projector)] if projector else [])]
 
 
 def settings_from_layers(contents: list[tuple[str, bytes]],

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import NotFound
+from ..metadata.projector import is_projector
 
 # Best quality first: with no tag, r1 takes Q4_K_M where it exists, else the first of these that fits.
 QUALITY_ORDER = (
@@ -74,6 +75,25 @@ def gguf_variants(files: list[RemoteFile]) -> dict[str, tuple[RemoteFile, ...]]:
             continue
         variants.setdefault(quant_label(f.path) or f.path.rsplit("/", 1)[-1], []).append(f)
     return {tag: tuple(group) for tag, group in variants.items()}
+
+
+def projector_for(files: list[RemoteFile], tag: str) -> RemoteFile | None:
+    """The vision projector (`mmproj*.gguf`) to keep with the quantization `tag`, if the repo has any."""
+    projectors = sorted((f for f in files if is_projector(f.path)), key=lambda f: f.path)
+    # The one at the model's own precision where there is one (an F16 model, its F16 projector); else F16,
+    # the precision repos publish projectors at by default (quantizing one costs image understanding for
+    # few bytes); else the first.
+    for wanted in (tag.upper(), "F16"):
+        for projector in projectors:
+            if quant_label(projector.path) == wanted:
+                return projector
+    return projectors[0] if projectors else None
+
+
+def with_projector(group: tuple[RemoteFile, ...], listing: list[RemoteFile], tag: str) -> tuple[RemoteFile, ...]:
+    """A quantization's files, and the vision projector r1 keeps with it if the listing has one."""
+    projector = projector_for(listing, tag)
+    return (*group, projector) if projector else group
 
 
 def _rank(tag: str) -> int:

@@ -7,6 +7,7 @@ resolves, so the daemon starts without it. This runs in a worker thread.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import quote
 
 from ..config import Settings
@@ -15,7 +16,7 @@ from ..metadata import is_mlx_model_file
 from ..store import ModelName
 from . import catalog
 from .plan import PullPlan
-from .quant import Choice, RemoteFile, UnknownTagError, choose
+from .quant import Choice, RemoteFile, UnknownTagError, choose, with_projector
 
 MLX_TAG = "mlx"  # what an MLX repo's one variant is recorded as
 
@@ -62,6 +63,7 @@ def hub_plan(name: ModelName, repo_id: str, tag: str | None, settings: Settings)
         fmt, choice = "mlx", Choice(MLX_TAG, tuple(f for f in files if f.path in top_level and is_mlx_model_file(f.path)))
     else:
         fmt, choice = "gguf", choose(repo_id, files, tag, settings.memory_budget)
+        choice = replace(choice, files=with_projector(choice.files, files, choice.tag))
     source = {"repo": repo_id, "commit": commit, "tag": choice.tag}
     notes = (choice.note,) if choice.note else ()
     return PullPlan(name, repo_id, fmt, choice, source, build_hf_headers(token=token, library_name="r1"), notes=notes)

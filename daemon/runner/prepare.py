@@ -7,12 +7,14 @@ mlx-lm's is a Hugging Face fast tokenizer, whose encode and decode share it read
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..backends import Backend, BackendError
+from ..backends.llama_vision import MARKER
 from ..reasoning import template_opens_think
 from .budget import ThinkBudget
 from .protocol import Frame
@@ -39,6 +41,7 @@ class Request:
     written: list[str] = field(default_factory=list)  # the answer, for Ollama's `context`
     logprobs: list[dict[str, Any]] = field(default_factory=list)  # of tokens whose text the stop matcher holds
     budget: ThinkBudget | None = None  # tokens it may think before the runner closes the block
+    images: Any = None  # its prompt's images (backend.image_prompt), whose `tokens` are `tokens`
 
 
 def context_of(frame: Frame, backend: Backend) -> int:
@@ -61,8 +64,9 @@ class Preparer:
         if "messages" in frame:
             if not source:
                 raise BackendError("this model has no chat template; give it one with `r1 create` and a TEMPLATE line, or use /api/generate")
-            return self.render(source, frame["messages"], frame, tools=frame.get("tools"))
-        system, prompt = frame.get("system"), frame.get("prompt", "")
+            messages = [_placed(m, "content") for m in frame["messages"]]
+            return self.render(source, messages, frame, tools=frame.get("tools"))
+        system, prompt = frame.get("system"), _placed(frame, "prompt")["prompt"]
         if frame.get("raw"):
             return prompt
         # Ollama's `context`: the earlier prompt and answer, as text, before this turn's prompt.
@@ -105,9 +109,17 @@ class Preparer:
     def request(self, frame: Frame) -> Request:
         """A generate frame made ready for the model thread."""
         context = context_of(frame, self.backend)
-        prompt, tokens = self.fit(frame, context)
+        images, given = None, _images(frame)
+        if given:  # a chat with images is kept whole: its oldest turns are not dropped to fit
+            prompt = self.prompt(frame)
+            images = self.backend.image_prompt(prompt, given)
+            tokens = images.tokens
+        else:
+            prompt, tokens = self.fit(frame, context)
         room = context - len(tokens)
         if room <= 0:
+            if images is not None:
+                images.close()
             raise BackendError(
                 f"the prompt is {len(tokens)} tokens, which fills the model's context of {context}; "
                 "shorten it or raise the num_ctx option"
@@ -117,8 +129,30 @@ class Preparer:
         limit = room if limit is None or limit < 0 else min(limit, room)
         budget = frame.get("think_budget")
         return Request(frame, prompt, tokens, limit, StopMatcher(sampling.get("stop") or []),
-                       budget=None if budget is None else ThinkBudget(budget, opened=template_opens_think(prompt)))
+                       budget=None if budget is None else ThinkBudget(budget, opened=template_opens_think(prompt)),
+                       images=images)
 
     def tokens(self, frame: Frame) -> list[int]:
         """A text's tokens; without one, those of the prompt a generate frame would render."""
-        return self.backend.tokenize(frame["text"] if "text" in frame else self.prompt(frame))
+        if "text" in frame:
+            return self.backend.tokenize(frame["text"])
+        given = _images(frame)
+        if not given:
+            return self.backend.tokenize(self.prompt(frame))
+        placed = self.backend.image_prompt(self.prompt(frame), given)  # each image counts its positions
+        placed.close()
+        return placed.tokens
+
+
+def _placed(part: Frame, key: str) -> Frame:
+    """A message (or a generate frame's prompt) with a MARKER where each of its images goes: before its
+    text, as Ollama places them; the images themselves stay out of what the template renders."""
+    images = part.get("images") or []
+    rest = {k: v for k, v in part.items() if k != "images"}
+    return rest | {key: MARKER * len(images) + (part.get(key) or "")}
+
+
+def _images(frame: Frame) -> list[bytes]:
+    """The request's images in the order the prompt places them (the daemon checked their base64)."""
+    parts = frame["messages"] if "messages" in frame else [frame]
+    return [base64.b64decode(image) for part in parts for image in part.get("images") or []]

@@ -141,6 +141,8 @@ class Worker:
                     self._fail(frame["id"], frame["op"], exc)
                 continue
             if not self._claim(frame):
+                if isinstance(prepared, Request) and prepared.images is not None:
+                    prepared.images.close()
                 continue
             if isinstance(prepared, Request):
                 self.jobs.put(prepared)
@@ -213,6 +215,8 @@ class Worker:
             run(request)
         except Exception as exc:
             active.pop(rid, None)
+            if request.images is not None:
+                request.images.close()
             self._fail(rid, "generate", exc)
         finally:
             if rid not in active:
@@ -262,7 +266,8 @@ class Worker:
         if request.limit == 0:
             reason = "length"
         else:
-            for text in backend.stream(request.tokens, frame.get("sampling", {}), frame.get("format")):
+            for text in backend.stream(request.tokens, frame.get("sampling", {}), frame.get("format"),
+                                       **_images_of(request)):
                 if rid in self.cancelled:
                     reason = "cancel"
                     break
@@ -282,7 +287,7 @@ class Worker:
             return
         # A thinking budget closes the block right after the token that spends it: no tokens guessed past it.
         backend.add(frame["id"], request.tokens, frame.get("sampling", {}), frame.get("format"),
-                    draft=request.budget is None)
+                    draft=request.budget is None, **_images_of(request))
         active[frame["id"]] = request  # its start frame goes out with its first token, once its slot is known
 
     def _advance(self, active: dict[int, Request]) -> None:
@@ -334,6 +339,8 @@ class Worker:
 
     def _finish(self, request: Request, reason: str, backend: Backend) -> None:
         rid = request.frame["id"]
+        if request.images is not None:  # its images' data, whether or not the batch took them (closing twice is fine)
+            request.images.close()
         if not request.announced:  # cancelled before its first token
             self._start(request)
         self._write(request, request.stops.finish())  # text held back for a stop string that never came
@@ -379,6 +386,20 @@ class Worker:
         self.send({"id": rid, "result": {
             "embeddings": vectors, "prompt_eval_count": count, "duration": time.perf_counter_ns() - started,
         }})
+
+    def _rerank(self, frame: Frame) -> None:
+        started = time.perf_counter_ns()
+        rid = frame["id"]
+        scores, count = self._model().rerank(frame["query"], frame["documents"], frame.get("truncate", True),
+                                             context_of(frame, self._model()), stop=lambda: rid in self.cancelled)
+        self.send({"id": rid, "result": {
+            "scores": scores, "prompt_eval_count": count, "duration": time.perf_counter_ns() - started,
+        }})
+
+
+def _images_of(request: Request) -> dict[str, Any]:
+    """The keyword that gives a backend the request's images, if it has any (only GGUF backends take it)."""
+    return {"images": request.images} if request.images is not None else {}
 
 
 def _arg(argv: list[str], name: str) -> str:

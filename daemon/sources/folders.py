@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ..metadata import is_mlx_model_file, model_files
 from ..metadata.mlx_reader import is_mlx_folder
-from ..pull.quant import SHARD, RemoteFile, gguf_variants
+from ..metadata.projector import is_companion
+from ..pull.quant import SHARD, RemoteFile, gguf_variants, with_projector
 from ..pull.resolve import MLX_TAG
 from ..store import InvalidNameError, RefusedFileError, parse_name
 from .found import Found, SourceFile, source_file
@@ -24,7 +25,8 @@ class FolderModel:
 
 
 def folder_models(folder: Path) -> list[FolderModel]:
-    """The GGUF quantizations anywhere under `folder` (projectors left out), then its MLX model if any."""
+    """The GGUF quantizations anywhere under `folder`, each with the folder's vision projector (as `r1 pull`
+    chooses it) if it has one, then its MLX model if any."""
     ggufs = {
         path.relative_to(folder).as_posix(): path
         for path in folder.rglob("*")
@@ -33,7 +35,7 @@ def folder_models(folder: Path) -> list[FolderModel]:
     }
     listing = [RemoteFile(relative, 0) for relative in ggufs]
     models = [
-        FolderModel(tag, "gguf", tuple((f.path, ggufs[f.path]) for f in group))
+        FolderModel(tag, "gguf", tuple((f.path, ggufs[f.path]) for f in with_projector(group, listing, tag)))
         for tag, group in gguf_variants(listing).items()
     ]
     if is_mlx_folder(folder):
@@ -77,8 +79,9 @@ def found_in_folder(folder: Path, repo: str, sha256: Callable[[Path], str | None
 
 def _missing_shards(folder: Path, model: FolderModel) -> str | None:
     """Why a split GGUF cannot be imported: fewer shards here than its names count."""
-    counts = {int(match[2]) for path, _ in model.files if (match := SHARD.search(path))}
-    if not counts or counts == {len(model.files)}:
+    shards = [path for path, _ in model.files if not is_companion(path)]
+    counts = {int(match[2]) for path in shards if (match := SHARD.search(path))}
+    if not counts or counts == {len(shards)}:
         return None
-    return (f"the {model.tag} GGUF is split in {max(counts)} files, and {folder} holds {len(model.files)} of them: "
+    return (f"the {model.tag} GGUF is split in {max(counts)} files, and {folder} holds {len(shards)} of them: "
             "finish the download with the tool first")

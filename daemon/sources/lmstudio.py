@@ -1,7 +1,8 @@
 """LM Studio's models folder: ROOT/{publisher}/{repo}/ as downloaded from the Hub (publisher and repo
-are the Hub's org and repo), holding GGUF files (`mmproj-*.gguf` vision projectors among them) or an
-MLX model folder. Plain files, not named by their hash: sha256 unknown until r1 hashes them. Each file
-r1 imports is a regular file inside its repo folder: a link that leads out of it is refused."""
+are the Hub's org and repo), holding GGUF files (an `mmproj-*.gguf` vision projector among them goes
+with each model) or an MLX model folder. Plain files, not named by their hash: sha256 unknown until r1
+hashes them. Each file r1 imports is a regular file inside its repo folder: a link that leads out of it
+is refused."""
 
 from __future__ import annotations
 

@@ -4,10 +4,11 @@
                                                        name blobs by media type and digest
   ROOT/blobs/sha256-{hex}                              each layer's bytes, named by their sha256
 
-The model layer is the GGUF; the small layers (template, system, params, messages, license) become
-r1 settings exactly as a pull from Ollama's registry reads them (pull/ollama_model.py), checked
-against their digest as a pull checks them. Only the files a manifest names are read, each a regular
-file inside ROOT/blobs (manifests inside ROOT/manifests): a link that leads elsewhere is refused.
+The model layer is the GGUF, kept with its vision projector's layer if any (as `mmproj.gguf`); the
+small layers (template, system, params, messages, license) become r1 settings exactly as a pull from
+Ollama's registry reads them (pull/ollama_model.py), checked against their digest as a pull checks them.
+Only the files a manifest names are read, each a regular file inside ROOT/blobs (manifests inside
+ROOT/manifests): a link that leads elsewhere is refused.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import hashlib
 from pathlib import Path
 
 from ..errors import BadRequest, R1Error
-from ..pull.ollama_model import (MAX_SETTING_LAYER, MEDIA_PREFIX, MODEL_FILE, PROJECTOR, SETTING_KINDS,
-                                 model_layer, settings_from_layers)
+from ..metadata.projector import PROJECTOR_FILE
+from ..pull.ollama_model import MAX_SETTING_LAYER, MEDIA_PREFIX, SETTING_KINDS, kept_layers, settings_from_layers
 from ..pull.ollama_registry import MAX_MANIFEST, Layer, OllamaRef, parse_manifest
 from ..store import Confinement, InvalidNameError, parse_name, read_small
 from ..store.blobs import corrupt
 from ..store.names import OLLAMA_HOST, OLLAMA_LIBRARY
-from .found import Found, NoStoreError, source_file
+from .found import Found, NoStoreError, SourceFile, source_file
 
 
 def discover_ollama(root: Path) -> list[Found]:
@@ -60,16 +61,7 @@ def _model(root: Path, path: Path, registry: str, namespace: str, model: str, ta
 
 def _read(root: Path, path: Path, name: str, ref: OllamaRef) -> Found:
     manifest = parse_manifest(read_small(path, MAX_MANIFEST, Confinement(root / "manifests")), ref)
-    model = model_layer(manifest, ref)
-    hex_digest = model.digest.removeprefix("sha256:")
-    try:
-        gguf = source_file(MODEL_FILE, _blob(root, model), root / "blobs", lambda _: hex_digest)
-    except FileNotFoundError:
-        raise BadRequest(f"the model's GGUF blob {_blob(root, model)} is missing from Ollama's store: run `ollama pull "
-                         f"{ref.model}:{ref.tag}` (or `ollama rm` it) and try again") from None
-    if gguf.size != model.size:
-        raise BadRequest(f"the model's GGUF blob {_blob(root, model)} holds {gguf.size} bytes where the manifest says "
-                         f"{model.size}: an interrupted or damaged download; pull it again with Ollama")
+    files = tuple(_layer_file(root, path, layer, ref) for path, layer in kept_layers(manifest, ref))
     contents, notes = [], []
     for layer in manifest.layers:
         kind = layer.media_type.removeprefix(MEDIA_PREFIX)
@@ -81,9 +73,21 @@ def _read(root: Path, path: Path, name: str, ref: OllamaRef) -> Found:
                 contents.append((kind, data))
     overrides, setting_notes = settings_from_layers(contents)
     notes += setting_notes
-    if any(layer.media_type == PROJECTOR for layer in manifest.layers):
-        notes.append("imported text-only: r1 serves text models, so its vision projector was left out")
-    return Found(name, "gguf", (gguf,), settings=overrides.to_dict(), notes=tuple(notes), where=str(path))
+    return Found(name, "gguf", files, settings=overrides.to_dict(), notes=tuple(notes), where=str(path))
+
+
+def _layer_file(root: Path, path: str, layer: Layer, ref: OllamaRef) -> SourceFile:
+    """A file of the model (the GGUF, the vision projector): its blob, whole, as the manifest names it."""
+    what = "vision projector" if path == PROJECTOR_FILE else "GGUF"
+    try:
+        found = source_file(path, _blob(root, layer), root / "blobs", lambda _: layer.digest.removeprefix("sha256:"))
+    except FileNotFoundError:
+        raise BadRequest(f"the model's {what} blob {_blob(root, layer)} is missing from Ollama's store: run `ollama "
+                         f"pull {ref.model}:{ref.tag}` (or `ollama rm` it) and try again") from None
+    if found.size != layer.size:
+        raise BadRequest(f"the model's {what} blob {_blob(root, layer)} holds {found.size} bytes where the manifest "
+                         f"says {layer.size}: an interrupted or damaged download; pull it again with Ollama")
+    return found
 
 
 def _blob(root: Path, layer: Layer) -> Path:
