@@ -7,7 +7,8 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from .api import anthropic, blobs, console, events, inference, ollama, openai, ops, remotes, responses, usage
+from .api import (anthropic, blobs, console, events, inference, ollama, openai, ops, remotes, rerank, responses,
+                  usage)
 from .api.context import CLOSING, CORE, FILE_JOBS, METRICS, PULLS, REQUEST_LOG, SCHEDULER, SETTINGS, STORE, TASKS
 from .api.fields import MAX_BODY_BYTES
 from .api.guard import add_cors_headers, guard_middleware
@@ -99,6 +100,7 @@ def create_app(settings: Settings, store: Store, *, start: StartRunner | None = 
     app.cleanup_ctx.append(_owned_tasks)
     app.add_routes(ollama.routes)
     app.add_routes(inference.routes)
+    app.add_routes(rerank.routes)
     app.add_routes(openai.routes)
     app.add_routes(anthropic.routes)
     app.add_routes(responses.routes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -140,10 +141,12 @@ def write_endless_gguf(path: Path, **kw) -> Path:
     return path
 
 
-def write_tiny_bert(path: Path, *, context_length: int = 64, width: int = 32, n_layers: int = 2, seed: int = 0) -> Path:
+def write_tiny_bert(path: Path, *, context_length: int = 64, width: int = 32, n_layers: int = 2, seed: int = 0,
+                    pooling: int = 1, extend: Callable[[GGUFWriter, Callable[..., np.ndarray]], None] | None = None) -> Path:
     """A random-weight BERT GGUF (F32): an embedding model proper, with non-causal attention, mean
     pooling and a WordPiece vocabulary of [PAD] [UNK] [CLS] [SEP] and the letters a-z, word-initial
-    ("▁a", as llama.cpp stores them) and within a word ("a"): "abc de" is [CLS] ▁a b c ▁d e [SEP]."""
+    ("▁a", as llama.cpp stores them) and within a word ("a"): "abc de" is [CLS] ▁a b c ▁d e [SEP].
+    `pooling` is llama.cpp's pooling type (1: mean); `extend` adds keys and tensors (tinyrank.py's head)."""
     from gguf import PoolingType
 
     rng = np.random.default_rng(seed)
@@ -157,7 +160,7 @@ def write_tiny_bert(path: Path, *, context_length: int = 64, width: int = 32, n_
     writer = _f32_writer(path, "bert", "tiny-bert", context_length, width, n_layers, ff)
     writer.add_layer_norm_eps(1e-12)
     writer.add_causal_attention(False)
-    writer.add_pooling_type(PoolingType.MEAN)
+    writer.add_pooling_type(PoolingType(pooling))
     writer.add_tokenizer_model("bert")
     writer.add_token_list(vocab)
     writer.add_token_types([TokenType.CONTROL] * 4 + [TokenType.NORMAL] * (len(vocab) - 4))
@@ -183,6 +186,8 @@ def write_tiny_bert(path: Path, *, context_length: int = 64, width: int = 32, n_
         for name in ("attn_output_norm", "layer_output_norm"):
             writer.add_tensor(f"blk.{i}.{name}.weight", np.ones(width, dtype=np.float32))
             writer.add_tensor(f"blk.{i}.{name}.bias", weights(width))
+    if extend is not None:
+        extend(writer, weights)
     _finish(writer)
     return Path(path)
 

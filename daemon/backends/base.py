@@ -108,6 +108,12 @@ class Backend(ABC):
         once it says so, Cancelled."""
         raise BackendError(f"{type(self).__name__} does not compute embeddings")
 
+    def rerank(self, query: str, documents: list[str], truncate: bool, context: int,
+               stop: Callable[[], bool] = never) -> tuple[list[float], int]:
+        """The relevance of each document to the query, in the documents' order, and the tokens evaluated;
+        truncation, `context` and `stop` as for `embed`."""
+        raise BackendError(f"{type(self).__name__} does not rerank")
+
     def memory(self) -> dict[str, int]:
         """Backend-specific memory figures (e.g. MLX active memory), added to the runner's RSS."""
         return {}

@@ -30,6 +30,7 @@ from .kv_tiers import Tiers, tiers_for
 from .llama_batch import Batcher
 from .llama_embed import Embedder
 from .llama_vision import ImagePrompt, Projector
+from .llama_rank import Ranker, ranks
 from .logprobs import log_softmax, token_entry
 from .speculative import LOOKUP_DRAFTS
 # Tokens decoded together at warm-up. With extra buffers on, 17 runs every path of the AMX
@@ -159,8 +160,8 @@ class LlamaCppBackend(BatchBackend):
         try:
             if self.llm._ctx.memory is None:
                 # Non-causal models (BERT-like embedders) keep no KV cache: they only embed, so their
-                # embedding context is made now and warms up instead.
-                self._embedder = Embedder(self.llm, self._params["n_threads_batch"])
+                # embedding context (a rerank context for a reranker) is made now and warms up instead.
+                self._embedder = (Ranker if ranks(self.llm) else Embedder)(self.llm, self._params["n_threads_batch"])
                 self._embedder.warm_up(tokens[:size])
                 return
             self.llm.eval(tokens[:size])
@@ -278,6 +279,12 @@ class LlamaCppBackend(BatchBackend):
         if self._embedder is None:
             self._embedder = Embedder(self.llm, self._params["n_threads_batch"])
         return self._embedder.embed(texts, truncate, context, stop)
+
+    def rerank(self, query: str, documents: list[str], truncate: bool, context: int,
+               stop: Callable[[], bool] = never) -> tuple[list[float], int]:
+        if not isinstance(self._embedder, Ranker):  # a causal reranker makes its rerank context on first use
+            self._embedder = Ranker(self.llm, self._params["n_threads_batch"])
+        return self._embedder.rank(query, documents, truncate, context, stop)
 
     @property
     def _tiers(self) -> Tiers | None:

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 STOP_GRACE = 5.0  # seconds a runner gets to exit after its socket closes, before SIGKILL
 # Calls that wait their turn in the runner (behind generations): a caller that stops waiting cancels them,
 # and the runner drops those it has not started.
-MODEL_WORK = frozenset({"embed", "tokenize"})
+MODEL_WORK = frozenset({"embed", "rerank", "tokenize"})
 
 
 class RunnerError(R1Error):
@@ -172,7 +172,7 @@ class Runner:
         return frame
 
     async def call(self, op: str, **fields: Any) -> dict[str, Any]:
-        """One request, one answer. A caller that stops waiting for model work (an embedding, a count of
+        """One request, one answer. A caller that stops waiting for model work (an embedding, a rerank, a count of
         tokens) cancels it, so that the runner can drop it; its late answer is ignored."""
         rid = next(self._ids)
         queue: asyncio.Queue[Any] = asyncio.Queue()

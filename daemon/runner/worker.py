@@ -183,7 +183,7 @@ class Worker:
             return
         if not self._claim(job):
             return  # cancelled while it waited, and answered then
-        handler = {"load": self._load, "embed": self._embed}.get(job.get("op", ""))
+        handler = {"load": self._load, "embed": self._embed, "rerank": self._rerank}.get(job.get("op", ""))
         try:
             if handler is None:
                 raise BackendError(f"unknown runner op {job.get('op')!r}")
