@@ -11,11 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import BadRequest
-from .importer import Event, check_source, import_model
+from .importer import Event, check_source, import_model, stored_facts
 from .options import OPTION_TYPES
 from .runner.limits import too_big
 from .runner.options import check_options
-from .metadata import read_metadata
 from .store import FileEntry, Manifest, ModelRecord, Overrides, Store, parse_digest, parse_name
 
 
@@ -105,12 +104,11 @@ def manifest_from_blobs(store: Store, files: dict[str, str]) -> Manifest:
         if not store.blobs.has(digest):
             raise BadRequest(f"no blob {digest} for {path}: upload it first (POST /api/blobs/{digest})")
         entries.append(FileEntry(path, digest, store.blobs.path(digest).stat().st_size))
-    ggufs = sorted(e.path for e in entries if e.path.lower().endswith(".gguf"))
+    entries.sort(key=lambda e: e.path)
+    ggufs = [e for e in entries if e.path.lower().endswith(".gguf")]
+    # The facts are the language model's; a projector among the files is checked, as at import.
     fmt = "gguf" if ggufs else "mlx"
-    with store.staged_view((e.path, e.digest) for e in entries) as view:
-        shown = [view / p for p in ggufs] if ggufs else [view / e.path for e in entries]
-        facts = read_metadata(fmt, shown)
-    return Manifest(tuple(sorted(entries, key=lambda e: e.path)), facts)
+    return Manifest(tuple(entries), stored_facts(store, fmt, ggufs or entries))
 
 
 def create_model(store: Store, body: dict[str, Any], emit: Callable[[Event], None]) -> ModelRecord:
