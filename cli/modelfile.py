@@ -2,6 +2,8 @@
 
     # FROM: a model in the store, a local .gguf file or MLX folder, or REMOTE:upstream-id (r1 remote)
     FROM llama3.2
+    # DRAFT: a smaller model of the same family in the store, for speculative decoding
+    DRAFT llama3.2:1b
     PARAMETER temperature 0.7
     PARAMETER stop "<|im_end|>"
     SYSTEM \"\"\"You are
@@ -23,7 +25,7 @@ from . import render
 from .api import Api, Json
 
 ROLES = ("system", "user", "assistant")
-COMMANDS = ("from", "parameter", "system", "template", "license", "message", "adapter")
+COMMANDS = ("from", "parameter", "system", "template", "license", "message", "adapter", "draft")
 
 
 class ModelfileError(ValueError):
@@ -144,7 +146,7 @@ def parse(text: str, source: str = "Modelfile", base: Path | None = None) -> Jso
             messages.append({"role": key.lower(), "content": value})
         elif command == "license":
             licenses.append(value)
-        else:  # system, template: the last one counts, as in Ollama
+        else:  # system, template, draft: the last one counts, as in Ollama
             body[command] = value
 
     if "from" not in body and "path" not in body:

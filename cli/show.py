@@ -103,4 +103,8 @@ def _file_row(file: dict) -> list[str]:
         state = f"{file['source']['kind']} from {file['source']['path']}"
     else:
         state = ""
+    # A companion of the language model: its vision projector, or the draft model speculative decoding uses.
+    role = {"projector": "vision projector", "draft": "draft model"}.get(file.get("kind", ""))
+    if role:
+        state = f"{role}; {state}" if state else role
     return [file["path"], render.human_size(file["size"]), file["digest"][:19], state]

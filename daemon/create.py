@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .draft import with_draft
 from .errors import BadRequest
 from .importer import Event, check_source, import_model, stored_facts
 from .options import OPTION_TYPES
@@ -116,18 +117,33 @@ def create_model(store: Store, body: dict[str, Any], emit: Callable[[Event], Non
     name = parse_name(body["model"])
     overrides = check_settings(body)
     if body.get("path"):
-        return import_model(store, check_source(body["path"]), name, emit=emit, overrides=overrides).record
+        record = import_model(store, check_source(body["path"]), name, emit=emit, overrides=overrides).record
+        if not body.get("draft"):
+            return record
+        try:
+            return store.add(name, _drafted(store, record.manifest, body, emit))
+        except BadRequest as exc:
+            raise BadRequest(f"{exc} ({name} was imported without a draft)") from exc
     if body.get("files"):
         emit({"status": "parsing model files"})
         uploaded = manifest_from_blobs(store, body["files"])
-        emit({"status": "writing manifest"})
-        return store.add(name, Manifest(uploaded.files, uploaded.facts, overrides))
-    base = store.get(body["from"])
-    emit({"status": f"using {base.name}"})
-    overrides = combine_overrides(base.manifest.overrides, overrides)
-    manifest = Manifest(base.manifest.files, base.manifest.facts, overrides, base.manifest.source)
+        manifest = Manifest(uploaded.files, uploaded.facts, overrides)
+    else:
+        base = store.get(body["from"])
+        emit({"status": f"using {base.name}"})
+        overrides = combine_overrides(base.manifest.overrides, overrides)
+        manifest = Manifest(base.manifest.files, base.manifest.facts, overrides, base.manifest.source)
+    manifest = _drafted(store, manifest, body, emit)
     emit({"status": "writing manifest"})
     return store.add(name, manifest)
+
+
+def _drafted(store: Store, manifest: Manifest, body: dict[str, Any], emit: Callable[[Event], None]) -> Manifest:
+    """The manifest with the request's DRAFT model, if it names one."""
+    if not body.get("draft"):
+        return manifest
+    emit({"status": f"adding draft model {body['draft']}"})
+    return with_draft(store, manifest, body["draft"])
 
 
 def check_request(body: dict[str, Any], max_template_bytes: int) -> Overrides:
@@ -151,6 +167,10 @@ def check_request(body: dict[str, Any], max_template_bytes: int) -> Overrides:
             raise BadRequest("field 'files' must map file names to blob digests (\"sha256:...\")")
     elif not isinstance(body[sources[0]], str):
         raise BadRequest(f"field '{sources[0]}' must be a string")
+    if body.get("draft") is not None:
+        if not isinstance(body["draft"], str):
+            raise BadRequest("field 'draft' must be a string: the name of a draft model in the store")
+        parse_name(body["draft"])
     if sources == ["path"]:
         check_source(body["path"])
     return check_settings(body)

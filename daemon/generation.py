@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from .capabilities import capabilities, check, fill_in_middle
 from .context_fit import fitting_lease
+from .draft import draft_files, draft_need, draft_path
 from .errors import BadRequest, Conflict
 from .kernels import ExtraBuffers
 from .memory import Estimate, estimate, layers
@@ -180,13 +181,29 @@ def model_spec(store: Store, record: ModelRecord, options: dict[str, Any],
     fmt = manifest.format
     merged = {**check_options(manifest.overrides.parameters), **options}
     load, sampling = split_options(merged, manifest.facts.context_length)
-    need = functools.partial(estimate, manifest.facts, manifest.size, load["num_ctx"], extra_buffers.repacked_types(fmt),
-                             kv_type=kv_cache_type(load, fmt, extra_buffers.kv_cache_type))
+    projector = projector_among(manifest.files)
+    projector_size = projector.size if projector else 0
+    kv_type = kv_cache_type(load, fmt, extra_buffers.kv_cache_type)
+    drafting = draft_need(store, record, load["num_ctx"], repacked_types=extra_buffers.repacked_types(fmt),
+                          kv_type=kv_type)
+    draft_bytes = sum(f.size for f in draft_files(manifest))
+    need = functools.partial(estimate, manifest.facts, manifest.size - projector_size - draft_bytes, load["num_ctx"],
+                             extra_buffers.repacked_types(fmt), kv_type=kv_type, projector=projector_size)
+    if drafting is not None:
+        need = _with_draft(need, drafting)
+        load["draft"] = str(draft_path(store, record))
+    if fmt == "gguf" and (mmproj := projector_path(store, record)) is not None:
+        load["projector"] = str(mmproj)  # the runner loads it beside the model (backends/llama_vision.py)
     one = need(1).total
     spec = ModelSpec(record.name, record.manifest_id, manifest.weights_id, fmt, model_path(store, record),
                      tuple(sorted(load.items())), estimate=one, per_slot=need(2).total - one, record=record,
                      layers=layers(manifest.facts, need(1)) if fmt == "gguf" else None)
     return spec, need, sampling
+
+
+def _with_draft(need: Callable[[int], Estimate], drafting: Callable[[int], Estimate]) -> Callable[[int], Estimate]:
+    """A model's estimate for a number of slots, with its draft model's (the draft holds as many)."""
+    return lambda slots: need(slots)._replace(draft=drafting(slots).total)
 
 
 # Thinking tokens a level allows on models whose templates do not read a level themselves; "high" leaves

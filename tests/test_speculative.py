@@ -1,9 +1,11 @@
-"""Speculative decoding by prompt lookup in the GGUF runner: the same answers, fewer steps, limits exact.
+"""Speculative decoding in the GGUF runner, by prompt lookup and by a draft model: the same answers, fewer
+steps, limits exact.
 
-Real runners on Gemma 3 270M, one with drafting off (lookup_drafts 0) and one with it on, asked the same
+Real runners on Gemma 3 270M, one with drafting off (lookup_drafts 0), one drafting by prompt lookup and one
+with a draft model (Gemma itself: the same vocabulary, and guesses that are mostly right), asked the same
 things: an answer that repeats its prompt (a list, code), one longer than Gemma's 512-token sliding window,
 one that repeats nothing. The draft counts prove drafts were made and kept; the texts prove they changed
-nothing.
+nothing. (Same on these quantized weights: tests/test_draft_model.py says where numbers may differ.)
 """
 
 from __future__ import annotations
@@ -31,11 +33,18 @@ PROSE = "The capital of France is"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def runners(gemma_path: Path) -> AsyncIterator[dict[int, Runner]]:
-    """Two runners of Gemma, 2 slots of 1024 tokens each: drafting off (0) and on (the default, 6)."""
-    started = {k: await Runner.start(f"gemma-{k}", "gguf", gemma_path,
-                                     own_runner_load(num_ctx=1024, num_parallel=2, lookup_drafts=k), "INFO")
-               for k in (0, 6)}
+async def runners(gemma_path: Path) -> AsyncIterator[dict[int | str, Runner]]:
+    """Runners of Gemma, 2 slots of 1024 tokens each: drafting off (0), by prompt lookup (the default, 6), and
+    with Gemma as its own draft model ("draft"), beside a twin with drafting off ("plain"). Each drafting runner
+    has its own plain twin, asked the same things in the same order: a prompt asked again reuses its cells and
+    evaluates its last token alone, whose logits may differ in the last bits from the same token evaluated in
+    a batch, so answers are compared between runners whose caches went through the same requests."""
+    started: dict[int | str, Runner] = {
+        k: await Runner.start(f"gemma-{k}", "gguf", gemma_path,
+                              own_runner_load(num_ctx=1024, num_parallel=2, lookup_drafts=v), "INFO")
+        for k, v in ((0, 0), (6, 6), ("plain", 0))}
+    started["draft"] = await Runner.start("gemma-draft", "gguf", gemma_path, own_runner_load(
+        num_ctx=1024, num_parallel=2, lookup_drafts=0, draft=str(gemma_path)), "INFO")
     yield started
     for runner in started.values():
         await runner.stop()
@@ -51,24 +60,33 @@ async def answer(runner: Runner, request: dict[str, Any]) -> tuple[str, dict[str
     raise AssertionError("the generation ended without a done frame")
 
 
+def twin(drafter: int | str) -> int | str:
+    """The runner with drafting off whose cache went through the same requests as the drafting one's."""
+    return 0 if drafter == 6 else "plain"
+
+
 def ask(prompt: str, **sampling: Any) -> dict[str, Any]:
     return {"prompt": prompt, "raw": True, "sampling": {**GREEDY, "num_predict": 32, **sampling}}
 
 
 @pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize("drafter", [6, "draft"], ids=["lookup", "draft-model"])
 @pytest.mark.parametrize("prompt", [LIST, CODE, LONG, PROSE], ids=["list", "code", "long", "prose"])
-async def test_greedy_answers_are_the_same_with_drafts(runners: dict[int, Runner], prompt: str) -> None:
+async def test_greedy_answers_are_the_same_with_drafts(runners: dict[int | str, Runner], prompt: str,
+                                                       drafter: int | str) -> None:
     # 64 tokens: the code's answer reaches a near tie (" /" or " //") that numbers computed apart would break.
-    plain, plain_done = await answer(runners[0], ask(prompt, num_predict=64))
-    drafted, done = await answer(runners[6], ask(prompt, num_predict=64))
+    plain, plain_done = await answer(runners[twin(drafter)], ask(prompt, num_predict=64))
+    drafted, done = await answer(runners[drafter], ask(prompt, num_predict=64))
     assert drafted == plain and done["eval_count"] == plain_done["eval_count"] == 64
     assert plain_done["draft_tokens"] == 0
-    if prompt is not PROSE:  # the answer repeats its prompt: most drafts are right
+    if drafter == "draft":  # the model drafting for itself: its sure guesses are its answer
+        assert done["draft_tokens"] > 0 and done["draft_accepted"] >= 0.9 * done["draft_tokens"], done
+    elif prompt is not PROSE:  # the answer repeats its prompt: most drafts are right
         assert done["draft_accepted"] >= 24, done
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_a_seeded_sample_is_the_same_with_drafts(runners: dict[int, Runner]) -> None:
+async def test_a_seeded_sample_is_the_same_with_drafts(runners: dict[int | str, Runner]) -> None:
     """Each row is sampled with the sequence's own chain and random draws: drafts change no draw."""
     request = ask(LIST, temperature=0.7, seed=11, repeat_penalty=1.1)
     plain, _ = await answer(runners[0], request)
@@ -77,7 +95,7 @@ async def test_a_seeded_sample_is_the_same_with_drafts(runners: dict[int, Runner
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_limits_and_stop_strings_cut_inside_a_step_of_several_tokens(runners: dict[int, Runner]) -> None:
+async def test_limits_and_stop_strings_cut_inside_a_step_of_several_tokens(runners: dict[int | str, Runner]) -> None:
     whole, _ = await answer(runners[0], ask(LIST))
     for limit in (1, 5):
         cut, done = await answer(runners[6], ask(LIST, num_predict=limit))
@@ -88,15 +106,17 @@ async def test_limits_and_stop_strings_cut_inside_a_step_of_several_tokens(runne
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_two_drafting_sequences_in_one_batch_answer_as_alone(runners: dict[int, Runner]) -> None:
-    alone = [await answer(runners[0], ask(p)) for p in (LIST, CODE)]
-    together = await asyncio.gather(*(answer(runners[6], ask(p)) for p in (LIST, CODE)))
+@pytest.mark.parametrize("drafter", [6, "draft"], ids=["lookup", "draft-model"])
+async def test_two_drafting_sequences_in_one_batch_answer_as_alone(runners: dict[int | str, Runner],
+                                                                   drafter: int | str) -> None:
+    alone = [await answer(runners[twin(drafter)], ask(p)) for p in (LIST, CODE)]
+    together = await asyncio.gather(*(answer(runners[drafter], ask(p)) for p in (LIST, CODE)))
     assert [text for text, _ in together] == [text for text, _ in alone]
     assert all(done["draft_accepted"] > 0 for _, done in together)
 
 
 @pytest.mark.asyncio(loop_scope="module")
-async def test_log_probabilities_and_thinking_budgets_go_a_token_at_a_time(runners: dict[int, Runner]) -> None:
+async def test_log_probabilities_and_thinking_budgets_go_a_token_at_a_time(runners: dict[int | str, Runner]) -> None:
     plain, _ = await answer(runners[0], ask(LIST))
     with_logprobs, done = await answer(runners[6], {**ask(LIST), "logprobs": 2})
     assert with_logprobs == plain and done["draft_tokens"] == 0

@@ -36,7 +36,7 @@ import llama_cpp
 from .base import SAMPLING_DEFAULTS, BackendError, shared_prefix
 from .kv_tiers import Tiers
 from .llama_vision import ImagePrompt
-from .speculative import MOST_DRAFTING, Drafting, Tallies
+from .speculative import EXACT_ROWS, MOST_DRAFTING, Drafting, Guesser, Tallies
 
 LIB = llama_cpp.llama_cpp
 # A prefix shorter than this share of a slot's cells is evaluated again rather than copied: a copy costs
@@ -119,10 +119,11 @@ class Batcher:
     """The slots of one context and the steps that advance them; one thread calls it."""
 
     def __init__(self, ctx: Any, model: Any, vocab: Any, slots: int, n_batch: int,
-                 piece: Callable[[int], bytes], lookup_drafts: int = 0, tiers: Tiers | None = None) -> None:
+                 piece: Callable[[int], bytes], most_drafts: int = 0, tiers: Tiers | None = None,
+                 draft_model: Guesser | None = None) -> None:
         self.ctx, self.vocab, self.piece = ctx, vocab, piece
         self.tiers = tiers  # the KV cache in RAM and on disk under the slots (kv_tiers.py), if any
-        self.drafts = Tallies(lookup_drafts)
+        self.drafts = Tallies(most_drafts, draft_model)  # drafts by prompt lookup, or by the draft model
         self.cells = LIB.llama_n_ctx_seq(ctx)  # each slot's stream
         self.memory = LIB.llama_get_memory(ctx)
         self.n_vocab = LIB.llama_vocab_n_tokens(vocab)
@@ -245,8 +246,10 @@ class Batcher:
         n = 0
         decoding = sum(1 for s in self.slots if s.sequence is not None and not s.sequence.todo)
         # Drafts only where few sequences generate: with more, their rows cost more than they save (8 clients
-        # on a CPU decoded 8% slower with them, on text that repeats nothing).
-        spare = self.n_batch - decoding if decoding <= MOST_DRAFTING else 0
+        # on a CPU decoded 8% slower with them, on text that repeats nothing). Not beside a prompt, whose rows
+        # would take the step past EXACT_ROWS.
+        pending = any(s.sequence is not None and s.sequence.todo for s in self.slots)
+        spare = min(self.n_batch, EXACT_ROWS) - decoding if decoding <= MOST_DRAFTING and not pending else 0
         for slot in self.slots:
             sequence = slot.sequence
             if sequence is not None and not sequence.todo:
@@ -348,7 +351,7 @@ class Batcher:
         assert sequence is not None
         if sequence.drafting is None or sequence.forced or not self.can_share:
             return []
-        return sequence.drafting.propose(min(spare, self.cells - len(slot.cached) - 1))
+        return sequence.drafting.propose(min(spare, self.cells - len(slot.cached) - 1), slot.index)
 
     def _verify(self, slot: Slot, row: int) -> list[int]:
         """The tokens the decoded token's row and its drafts' rows give; the cells of drafts not kept go."""

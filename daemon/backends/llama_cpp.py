@@ -32,7 +32,7 @@ from .llama_embed import Embedder
 from .llama_vision import ImagePrompt, Projector
 from .llama_rank import Ranker, ranks
 from .logprobs import log_softmax, token_entry
-from .speculative import LOOKUP_DRAFTS
+from .speculative import EXACT_ROWS, LOOKUP_DRAFTS
 # Tokens decoded together at warm-up. With extra buffers on, 17 runs every path of the AMX
 # kernels (a full 16-row tile, a partial one; the one-token step after runs the third) and the
 # 4-row repacked ones: very short prompts have been seen to get through where longer ones crash.
@@ -138,11 +138,17 @@ class LlamaCppBackend(BatchBackend):
         self._embedder: Embedder | None = None
         self._warm_up(path)
         self._batcher: Batcher | None = None
+        self._draft: DraftModel | None = None
         if self.llm._ctx.memory is not None:  # models without a KV cache only embed
+            if load.get("draft"):
+                self._draft = self._load_draft(Path(load["draft"]))
             self._batcher = Batcher(self.llm.ctx, self.llm.model, self.llm._model.vocab, self.slots,
                                     self.llm.n_batch, lambda token: self.llm.detokenize([token]),
-                                    load.get("lookup_drafts", LOOKUP_DRAFTS),
-                                    tiers_for(self.llm.ctx, load.get("kv_cache")))
+                                    EXACT_ROWS - 1 if self._draft else load.get("lookup_drafts", LOOKUP_DRAFTS),
+                                    tiers_for(self.llm.ctx, load.get("kv_cache")), self._draft)
+        # The vision projector (the model's mmproj GGUF), when the model has one: images in its prompts.
+        self._projector = (Projector(Path(load["projector"]), self.llm.model, self._params["n_threads_batch"],
+                                     use_gpu=self._params["n_gpu_layers"] != 0) if load.get("projector") else None)
         self.context_length = llama_cpp.llama_n_ctx_seq(self.llm.ctx)  # each slot's own cells
         self.threads = (llama_cpp.llama_n_threads(self.llm.ctx), llama_cpp.llama_n_threads_batch(self.llm.ctx))
         self.on_gpu = bool(llama_cpp.llama_supports_gpu_offload()) and self._params["n_gpu_layers"] != 0
@@ -170,6 +176,21 @@ class LlamaCppBackend(BatchBackend):
             raise BackendError(f"llama.cpp could not run {path.name}: {exc}") from exc
         self.llm.reset()  # the next prompt starts from an empty context
         llama_cpp.llama_memory_clear(self.llm._ctx.memory, True)
+
+    def _load_draft(self, path: Path) -> DraftModel:
+        """The draft model (a Modelfile's DRAFT) on a context like the model's: as many slots, as many cells."""
+        try:
+            with _extra_buffers(self.extra_buffers), _sequences(self.slots):
+                llm = Llama(**{**self._params, "model_path": str(path)})
+        except ValueError as exc:
+            raise BackendError(f"llama.cpp could not load the draft model {path.name}: {exc}") from exc
+        try:
+            draft = DraftModel(llm, self.llm._model.vocab)
+            draft.warm_up(max(1, min(WARM_UP_BATCH[self.extra_buffers], llm.n_batch)))
+        except BaseException:
+            llm.close()
+            raise
+        return draft
 
     def _token_text(self, token: int) -> str:
         if token < 0:
@@ -303,6 +324,10 @@ class LlamaCppBackend(BatchBackend):
             self._embedder.close()
         if self._batcher is not None:
             self._batcher.close()
+        if self._draft is not None:
+            self._draft.close()
+        if self._projector is not None:
+            self._projector.close()
         self.llm.close()
 
 

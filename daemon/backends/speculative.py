@@ -1,4 +1,7 @@
-"""Speculative decoding by prompt lookup: a generating sequence guesses its next tokens from its own text.
+"""Speculative decoding: a generating sequence guesses its next tokens, and the model checks the guesses.
+
+The guesses come from the sequence's own text (prompt lookup, below), or from a draft model: a smaller model
+with the same vocabulary (draft_model.py), as a Modelfile's DRAFT sets.
 
 Where the last few tokens a sequence holds (prompt and answer) appeared before in it, the tokens that
 followed them then are a likely continuation now: a list repeated, code edited, a quote. The batcher
@@ -18,12 +21,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 # Longest n-gram first: a longer match is a surer guess. A lone repeated token guesses too poorly to pay
 # for its rows on a CPU.
 NGRAM_SIZES = (4, 3, 2)
 # Tokens drafted per step at most, by default (the load option lookup_drafts; 0 turns drafting off).
 LOOKUP_DRAFTS = 6
+# Rows a step with drafts decodes at most. Up to 7, llama.cpp's CPU kernels (quantized weights, flash
+# attention) give each row the logits it gets decoded alone, to the bit; from 8 rows they take another path
+# that sums in another order, and a near tie in a greedy answer went the other way (measured on Gemma 3
+# 270M Q4_K_M: 0.0 apart at 2 to 7 rows, 1.08 at 8 and 9). F16 and F32 weights differ from 2 rows on.
+EXACT_ROWS = 7
 # Sequences generating together at most for any of them to draft: each draft is a batch row, and beside many
 # sequences a step has no rows to spare on a CPU.
 MOST_DRAFTING = 2
@@ -62,21 +71,31 @@ class Lookup:
         return []
 
 
+class Guesser(Protocol):
+    """A draft model: up to `most` tokens likely to follow `tokens`, the sequence held in slot `stream`."""
+
+    def guess(self, stream: int, tokens: list[int], most: int) -> list[int]: ...
+
+
 @dataclass
 class Drafting:
-    """One sequence's drafts: its lookup, and how many it drafted and kept."""
+    """One sequence's drafts: its lookup (its tokens so far), its draft model if any, how many it drafted and kept."""
     lookup: Lookup
     most: int
+    model: Guesser | None = None
     drafted: int = 0
     accepted: int = 0
     pending: list[int] = field(default_factory=list)  # decoded this step, not yet verified
 
-    def propose(self, room: int) -> list[int]:
+    def propose(self, room: int, stream: int) -> list[int]:
         """Drafts for the next step, at most `room`; none once the acceptance rate has fallen too low."""
-        if self.drafted >= TRIAL and self.accepted < ACCEPT_FLOOR * self.drafted:
+        most = min(self.most, room)
+        if most <= 0 or (self.drafted >= TRIAL and self.accepted < ACCEPT_FLOOR * self.drafted):
             self.pending = []
+        elif self.model is not None:
+            self.pending = self.model.guess(stream, self.lookup.tokens, most)
         else:
-            self.pending = self.lookup.draft(min(self.most, room)) if room > 0 else []
+            self.pending = self.lookup.draft(most)
         return self.pending
 
     def verify(self, sample: Callable[[int], int], is_end: Callable[[int], bool]) -> list[int]:
@@ -97,14 +116,15 @@ class Drafting:
 class Tallies:
     """Drafted and accepted counts by sequence, for the runner's final stats."""
 
-    def __init__(self, most: int) -> None:
+    def __init__(self, most: int, model: Guesser | None = None) -> None:
         self.most = most  # tokens drafted per step; 0: no drafting
+        self.model = model  # the draft model, or None for prompt lookup
         self.by_seq: dict[int, Drafting] = {}
 
     def start(self, seq: int, tokens: list[int]) -> Drafting | None:
         if self.most <= 0:
             return None
-        drafting = Drafting(Lookup(tokens), self.most)
+        drafting = Drafting(Lookup(tokens), self.most, self.model)
         self.by_seq[seq] = drafting
         while len(self.by_seq) > KEPT_TALLIES:
             del self.by_seq[next(iter(self.by_seq))]

@@ -6,7 +6,7 @@ MLX folders (mlx_reader), which files a path holds (discover), and the typed fac
 
 from .discover import model_files, read_metadata
 from .facts import MetadataError, ModelFacts
-from .gguf_reader import read_gguf_metadata
+from .gguf_reader import read_gguf_metadata, vocabulary_digest
 from .mlx_reader import is_mlx_model_file, read_mlx_metadata
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "read_gguf_metadata",
     "read_metadata",
     "read_mlx_metadata",
+    "vocabulary_digest",
 ]

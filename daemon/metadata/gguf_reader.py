@@ -8,6 +8,7 @@ names the file and tensor types.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import mmap
 import os
@@ -52,6 +53,7 @@ class _GGUFHeader:
     data_start: int
     file_size: int
     fim_tokens: bool  # the tokenizer can fill in the middle
+    vocabulary: tuple[int, int]  # where the token texts are in the file
 
 
 class _Cursor:
@@ -167,7 +169,7 @@ def _parse_gguf_header(cur: _Cursor, size: int) -> _GGUFHeader:
     if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
         raise MetadataError(f"{cur.path} is not a valid GGUF file (alignment {alignment!r})")
     data_start = -(-cur.pos // alignment) * alignment
-    return _GGUFHeader(kv, tensors, data_start, size, _has_fim_tokens(cur, kv, vocabulary))
+    return _GGUFHeader(kv, tensors, data_start, size, _has_fim_tokens(cur, kv, vocabulary), vocabulary)
 
 
 def _has_fim_tokens(cur: _Cursor, kv: dict[str, Any], vocabulary: tuple[int, int]) -> bool:
@@ -182,6 +184,19 @@ def _has_fim_tokens(cur: _Cursor, kv: dict[str, Any], vocabulary: tuple[int, int
         return cur.buf.find(length.pack(len(raw)) + raw, *vocabulary) >= 0
 
     return all(any(in_vocabulary(text) for text in texts) for texts in _FIM_TEXTS)
+
+
+def vocabulary_digest(path: Path) -> str:
+    """A digest of what a GGUF's tokenizer turns text into: its model, token texts and special tokens. Two
+    files with the same digest tokenize alike (what a draft model needs to guess the model's tokens)."""
+    header = _read_gguf_header(path)
+    digest = hashlib.sha256()
+    for key in ("tokenizer.ggml.model", "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
+        digest.update(f"{key}={header.kv.get(key)!r};".encode())
+    with path.open("rb") as f:
+        f.seek(header.vocabulary[0])
+        digest.update(f.read(header.vocabulary[1] - header.vocabulary[0]))
+    return digest.hexdigest()
 
 
 def read_gguf_metadata(paths: Sequence[Path]) -> ModelFacts:

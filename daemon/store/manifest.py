@@ -28,7 +28,7 @@ class FileEntry:
 
 @dataclass(frozen=True)
 class Overrides:
-    """What `r1 create` set (a Modelfile's TEMPLATE, SYSTEM, PARAMETER, MESSAGE and LICENSE lines).
+    """What `r1 create` set (a Modelfile's TEMPLATE, SYSTEM, PARAMETER, MESSAGE, LICENSE and DRAFT lines).
     None where it set nothing, so the model's own facts (its chat template, its license) apply."""
 
     template: str | None = None
@@ -36,6 +36,7 @@ class Overrides:
     parameters: dict[str, Any] | None = None  # checked runner options, e.g. {"temperature": 0.7, "stop": [...]}
     messages: list[dict[str, str]] | None = None  # [{"role", "content"}], put before every chat's own
     license: str | None = None
+    draft: str | None = None  # DRAFT: the draft model's name when it was set; its files are the manifest's draft/ ones
 
     def to_dict(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if value is not None}
