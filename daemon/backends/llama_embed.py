@@ -20,6 +20,7 @@ token (BERT's [SEP], an EOS a model asks for) at the end; otherwise they are ref
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import llama_cpp
 import numpy as np
@@ -38,6 +39,25 @@ POOLINGS = frozenset({llama_cpp.LLAMA_POOLING_TYPE_MEAN, llama_cpp.LLAMA_POOLING
 def chunk_tokens(vocab_size: int, n_ctx: int) -> int:
     """Tokens a causal model decodes at a time in embedding mode."""
     return max(MIN_CHUNK, min(n_ctx, LOGITS_BYTES // (4 * max(vocab_size, 1))))
+
+
+def pooling_context(model: Any, n_ctx: int, n_batch: int, sequences: int, pooling: int, flash_attn: int,
+                    n_threads: int, kind: str) -> tuple[Any, Any]:
+    """A context in embedding mode on the loaded weights, its sequences sharing its n_ctx cells however they
+    split them, and a batch of n_batch tokens for it; `kind` names it in the error."""
+    params = llama_cpp.llama_context_default_params()
+    params.n_ctx = n_ctx
+    params.n_batch = params.n_ubatch = n_batch
+    params.n_seq_max = sequences
+    params.kv_unified = True
+    params.embeddings = True
+    params.pooling_type = pooling
+    params.flash_attn_type = flash_attn
+    params.n_threads = params.n_threads_batch = n_threads
+    ctx = llama_cpp.llama_init_from_model(model, params)
+    if not ctx:
+        raise BackendError(f"llama.cpp could not make {kind} context of {n_ctx} tokens; lower the num_ctx option")
+    return ctx, llama_cpp.llama_batch_init(n_batch, 0, 1)
 
 
 class Embedder:
@@ -59,25 +79,14 @@ class Embedder:
         self.width = llama_cpp.llama_model_n_embd_out(self.model)
         self.chunk = chunk_tokens(llama_cpp.llama_vocab_n_tokens(self.vocab), self.n_ctx) if self.causal else self.n_ctx
         self.max_sequences = min(self.n_ctx, llama_cpp.llama_max_parallel_sequences())
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = self.n_ctx
-        params.n_batch = params.n_ubatch = self.chunk
-        params.n_seq_max = self.max_sequences
-        params.kv_unified = True  # the inputs of a group share the n_ctx cells, however they split them
-        params.embeddings = True
         # Causal models: per-token states, pooled here across chunks; others: llama.cpp pools.
-        params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_NONE if self.causal else self.pooling
+        pooled_by = llama_cpp.LLAMA_POOLING_TYPE_NONE if self.causal else self.pooling
         # A whole-context micro-batch would need n_ctx x n_ctx attention scores per head: flash attention,
         # where the backend has it, does without. Chunks keep them small, and without it a causal model's
         # vectors match those of llama.cpp's own pooling (with it: cosine 0.998, measured on Gemma 3).
-        params.flash_attn_type = (llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED if self.causal
-                                  else llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO)
-        params.n_threads = params.n_threads_batch = n_threads
-        self.ctx = llama_cpp.llama_init_from_model(self.model, params)
-        if not self.ctx:
-            raise BackendError(f"llama.cpp could not make an embedding context of {self.n_ctx} tokens; "
-                               "lower the num_ctx option")
-        self.batch = llama_cpp.llama_batch_init(self.chunk, 0, 1)
+        flash = llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED if self.causal else llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
+        self.ctx, self.batch = pooling_context(self.model, self.n_ctx, self.chunk, self.max_sequences, pooled_by, flash,
+                                               n_threads, "an embedding")
 
     def embed(self, texts: list[str], truncate: bool, context: int,
               stop: Callable[[], bool]) -> tuple[list[list[float]], int]:

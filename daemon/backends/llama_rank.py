@@ -22,7 +22,7 @@ import llama_cpp
 from llama_cpp import Llama
 
 from .base import BackendError, Cancelled
-from .llama_embed import Embedder
+from .llama_embed import Embedder, pooling_context
 
 
 @dataclass
@@ -53,20 +53,10 @@ class Ranker(Embedder):
         self.max_sequences = min(self.n_ctx, llama_cpp.llama_max_parallel_sequences())
         template = llama_cpp.llama_model_chat_template(self.model, b"rerank")
         self.format = PairFormat(template.decode() if template else None, *_special_tokens(self.vocab))
-        params = llama_cpp.llama_context_default_params()
-        params.n_ctx = self.n_ctx
-        params.n_batch = params.n_ubatch = self.n_ctx  # a pair is decoded whole, in one micro-batch
-        params.n_seq_max = self.max_sequences
-        params.kv_unified = True
-        params.embeddings = True
-        params.pooling_type = llama_cpp.LLAMA_POOLING_TYPE_RANK
-        params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO
-        params.n_threads = params.n_threads_batch = n_threads
-        self.ctx = llama_cpp.llama_init_from_model(self.model, params)
-        if not self.ctx:
-            raise BackendError(f"llama.cpp could not make a rerank context of {self.n_ctx} tokens; "
-                               "lower the num_ctx option")
-        self.batch = llama_cpp.llama_batch_init(self.n_ctx, 0, 1)
+        # A pair is decoded whole, in one micro-batch.
+        self.ctx, self.batch = pooling_context(self.model, self.n_ctx, self.n_ctx, self.max_sequences,
+                                               llama_cpp.LLAMA_POOLING_TYPE_RANK, llama_cpp.LLAMA_FLASH_ATTN_TYPE_AUTO,
+                                               n_threads, "a rerank")
 
     def rank(self, query: str, documents: list[str], truncate: bool, context: int,
              stop: Callable[[], bool]) -> tuple[list[float], int]:
