@@ -188,7 +188,7 @@ def test_a_reranker_refuses_to_embed_and_to_generate(models: Daemon) -> None:
     ({"model": RANKER, "query": QUERY, "documents": "the cat"}, 400, "must be a non-empty list"),
     ({"model": RANKER, "query": QUERY, "documents": ["a", 7]}, 400, "documents[1] must be a string"),
     ({"model": RANKER, "query": QUERY, "documents": [{"title": "a"}]}, 400, "documents[0] must be a string"),
-    ({"model": RANKER, "query": QUERY, "documents": DOCUMENTS, "top_n": 0}, 400, "'top_n' must be a whole number"),
+    ({"model": RANKER, "query": QUERY, "documents": DOCUMENTS, "top_n": 0}, 400, "'top_n' must be a positive whole number"),
     ({"model": RANKER, "query": QUERY, "documents": DOCUMENTS, "top_n": True}, 400, "'top_n' must be"),
     ({"model": RANKER, "query": QUERY, "documents": ["a"] * 1001}, 400, "one request ranks at most 1000"),
     ({"model": RANKER, "query": QUERY, "documents": DOCUMENTS, "return_documents": "yes"}, 400,

@@ -248,14 +248,19 @@ def tools(body: Json) -> list[Any] | None:
     return value or None
 
 
-def dimensions(body: Json) -> int | None:
-    """The vector width an embedding request asks for; whether the model can give it is the core's check."""
-    value = body.get("dimensions")
+def positive_int(body: Json, key: str) -> int | None:
+    """An optional field that must be a whole number of at least 1."""
+    value = body.get(key)
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise BadRequest(f"field 'dimensions' must be a positive whole number, not {json.dumps(value)}")
+        raise BadRequest(f"field '{key}' must be a positive whole number, not {json.dumps(value)}")
     return value
+
+
+def dimensions(body: Json) -> int | None:
+    """The vector width an embedding request asks for; whether the model can give it is the core's check."""
+    return positive_int(body, "dimensions")
 
 
 def embed_request(body: Json, model: str, inputs: list[str]) -> EmbedRequest:

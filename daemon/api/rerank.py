@@ -19,7 +19,7 @@ from ..errors import BadRequest
 from ..reranking import MAX_DOCUMENTS, RerankRequest, rerank
 from ..runner.options import check_options
 from .context import CORE
-from .fields import get_bool, keep_alive, required_str
+from .fields import get_bool, keep_alive, positive_int, required_str
 from .http import read_json
 
 routes = web.RouteTableDef()
@@ -47,21 +47,12 @@ def documents_of(body: Json) -> list[str]:
     return texts
 
 
-def top_n(body: Json) -> int | None:
-    value = body.get("top_n")
-    if value is None:
-        return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise BadRequest(f"field 'top_n' must be a whole number of at least 1, not {json.dumps(value)}")
-    return value
-
-
 def rerank_request(body: Json) -> RerankRequest:
     model = required_str(body, "model")
     query = body.get("query")
     if not isinstance(query, str) or not query:
         raise BadRequest("field 'query' is required: a non-empty string, the text the documents are ranked against")
-    return RerankRequest(model=model, query=query, documents=documents_of(body), top_n=top_n(body),
+    return RerankRequest(model=model, query=query, documents=documents_of(body), top_n=positive_int(body, "top_n"),
                          options=check_options(body.get("options")), keep_alive=keep_alive(body),
                          truncate=get_bool(body, "truncate", True))
 
