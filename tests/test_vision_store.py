@@ -7,6 +7,7 @@ is not a projector (its architecture is not `clip`) is refused, and nothing is s
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Awaitable, Callable, Iterator
@@ -205,3 +206,23 @@ def test_a_plain_import_keeps_the_projector_beside_it_and_answers_as_without(
     refused = daemon.cli("import", str(beside / MMPROJ_F16), "-n", "just-a-projector", check=False)
     assert refused.returncode != 0
     assert f"{MMPROJ_F16} is a vision projector, not a model: import the model's .gguf file" in refused.stderr
+
+
+async def test_a_create_from_uploaded_blobs_reads_the_model_and_checks_the_projector(
+        served: InProcess, files: dict[str, Path]) -> None:
+    """POST /api/create with `files`: the facts are the language model's, and an mmproj among them is checked."""
+    digests = {}
+    for name in (Q4, MMPROJ_F16, "llama-mmproj"):
+        data = files[name].read_bytes()
+        digests[name] = "sha256:" + hashlib.sha256(data).hexdigest()
+        response = await served.client.post(f"/api/blobs/{digests[name]}", data=data)
+        assert response.status == 201, await response.text()
+    made = await served.client.post("/api/create", json={
+        "model": "uploaded", "files": {Q4: digests[Q4], MMPROJ_F16: digests[MMPROJ_F16]}, "stream": False})
+    assert made.status == 200, await made.text()
+    shown = await (await served.client.post("/api/show", json={"model": "uploaded"})).json()
+    assert "vision" in shown["capabilities"] and shown["details"]["family"] == "llama", shown["details"]
+    refused = await served.client.post("/api/create", json={
+        "model": "fake-vision", "files": {Q4: digests[Q4], "mmproj-F16.gguf": digests["llama-mmproj"]}, "stream": False})
+    assert refused.status == 400 and "is not a vision projector" in (await refused.json())["error"]
+    assert await served.names() == {"uploaded:latest"}
