@@ -1,8 +1,9 @@
-"""The sampler chain's shortcut: candidates cut to the best few before the penalties, for the same samples.
+"""The sampler chain's shortcut (candidates cut to the best few before the penalties) and the greedy sampler
+that reads a row in place (greedy.py): the same samples as the whole chain.
 
 Real Gemma 3 270M logits (its 262k-token vocabulary is where the penalties cost most), a history that the
-penalties count, and for each of many positions the token the chain with the shortcut samples against the
-one without it: greedy, and seeded at temperature 0.8, with repeat, presence and frequency penalties."""
+penalties count, and for each of many positions the token each samples against the whole chain's: greedy,
+and seeded at temperature 0.8, with repeat, presence and frequency penalties."""
 
 from __future__ import annotations
 
@@ -71,6 +72,33 @@ def test_the_shortcut_samples_what_the_whole_chain_samples(gemma_logits: tuple[A
     whole = samples(ctx, llama_batch.sampler_chain(vocab, n_vocab, sampling, None), tokens)
     assert fast == whole
     assert len(set(whole)) > 3, "the positions give different samples: the comparison means something"
+
+
+@pytest.mark.parametrize("sampling", [
+    {"temperature": 0},
+    {"temperature": 0, "repeat_penalty": 1.0},
+    {"temperature": 0, "repeat_penalty": 1.5, "presence_penalty": 0.5, "frequency_penalty": 0.5},
+    {"temperature": 0, "repeat_penalty": 0.8, "presence_penalty": -0.5},  # penalties that raise scores
+    {"temperature": 0, "repeat_penalty": 3.0, "repeat_last_n": 4},
+    {"temperature": 0, "repeat_penalty": 1.3, "repeat_last_n": -1},
+], ids=["default", "no-penalty", "heavy", "raising", "short-window", "whole-window"])
+def test_the_greedy_sampler_samples_what_the_chain_samples(gemma_logits: tuple[Any, Any, int, list[int]],
+                                                           sampling: dict[str, Any]) -> None:
+    ctx, vocab, n_vocab, tokens = gemma_logits
+    greedy = llama_batch.greedy_sampler(ctx, n_vocab, sampling, None)
+    assert greedy is not None
+    in_place = []
+    for row, token in enumerate(tokens):
+        in_place.append(greedy.sample(row))
+        greedy.accept(token)
+    chain = samples(ctx, llama_batch.sampler_chain(vocab, n_vocab, sampling, None), tokens)
+    assert in_place == chain
+    assert len(set(chain)) > 3, "the positions give different samples: the comparison means something"
+
+
+def test_the_greedy_sampler_is_only_for_greedy_samples_without_a_grammar() -> None:
+    assert llama_batch.greedy_sampler(None, 10, {"temperature": 0.7}, None) is None
+    assert llama_batch.greedy_sampler(None, 10, {"temperature": 0}, ("root ::= \"a\"", "root")) is None
 
 
 def test_no_shortcut_where_it_could_change_the_sample() -> None:

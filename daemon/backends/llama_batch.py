@@ -34,6 +34,7 @@ from typing import Any
 import llama_cpp
 
 from .base import SAMPLING_DEFAULTS, BackendError, shared_prefix
+from .greedy import Greedy
 from .kv_tiers import Tiers
 from .llama_vision import ImagePrompt
 from .speculative import EXACT_ROWS, MOST_DRAFTING, Drafting, Guesser, Tallies
@@ -50,7 +51,7 @@ RIDE_ALONG = 32
 def sampler_chain(vocab: Any, n_vocab: int, sampling: dict[str, Any], grammar: tuple[str, str] | None) -> Any:
     """A llama.cpp sampler chain for one sequence, in the order llama-cpp-python's `Llama` builds it:
     penalties, grammar, then greedy at temperature 0, else top_k, top_p, min_p, temperature, a seeded draw."""
-    s = {**SAMPLING_DEFAULTS, **{k: v for k, v in sampling.items() if v is not None}}
+    s = settings(sampling)
     grammar_sampler = None
     if grammar is not None:
         grammar_sampler = LIB.llama_sampler_init_grammar(vocab, grammar[0].encode(), grammar[1].encode())
@@ -74,6 +75,20 @@ def sampler_chain(vocab: Any, n_vocab: int, sampling: dict[str, Any], grammar: t
                     LIB.llama_sampler_init_dist(seed & 0xFFFFFFFF)):
         LIB.llama_sampler_chain_add(chain, sampler)
     return chain
+
+
+def settings(sampling: dict[str, Any]) -> dict[str, Any]:
+    """A request's sampling options over the defaults."""
+    return {**SAMPLING_DEFAULTS, **{k: v for k, v in sampling.items() if v is not None}}
+
+
+def greedy_sampler(ctx: Any, n_vocab: int, sampling: dict[str, Any], grammar: tuple[str, str] | None) -> Greedy | None:
+    """A sampler that takes the best token in place (greedy.py), where the sample is that: temperature 0 and
+    no grammar."""
+    s = settings(sampling)
+    if s["temperature"] > 0 or grammar is not None:
+        return None
+    return Greedy(ctx, n_vocab, s, s["repeat_last_n"] if s["repeat_last_n"] >= 0 else n_vocab)
 
 
 def _kept_after_penalties(s: dict[str, Any], last_n: int, n_vocab: int) -> int:
@@ -103,7 +118,19 @@ class Sequence:
     row: int = -1  # the batch row its last token was sampled from
     drafting: Drafting | None = None  # its prompt-lookup drafts (speculative.py), when it drafts
     images: ImagePrompt | None = None  # its prompt's images (llama_vision.py): it neither drafts nor uses the tiers
+    greedy: Greedy | None = None  # samples in place of the chain at temperature 0 (greedy.py)
     decoder: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")(errors="replace"))
+
+    def sample(self, ctx: Any, row: int) -> int:
+        """The token batch row `row` gives, counted in the penalties' window."""
+        return self.greedy.sample(row) if self.greedy is not None else LIB.llama_sampler_sample(self.sampler, ctx, row)
+
+    def accept(self, token: int) -> None:
+        """A token taken without sampling (force()), counted as if sampled."""
+        if self.greedy is not None:
+            self.greedy.accept(token)
+        else:
+            LIB.llama_sampler_accept(self.sampler, token)
 
 
 @dataclass
@@ -148,6 +175,7 @@ class Batcher:
             raise BackendError("the prompt is empty: there is nothing to generate after")
         sequence = Sequence(seq, list(tokens), sampler_chain(self.vocab, self.n_vocab, sampling, grammar))
         sequence.images = images
+        sequence.greedy = greedy_sampler(self.ctx, self.n_vocab, sampling, grammar)
         sequence.drafting = self.drafts.start(seq, sequence.prompt) if draft and images is None else None
         self.waiting.append(sequence)
         self._assign()
@@ -326,11 +354,11 @@ class Batcher:
             assert sequence is not None
             if sequence.forced:  # the penalties and the grammar see it as if sampled
                 tokens = [sequence.forced.popleft()]
-                LIB.llama_sampler_accept(sequence.sampler, tokens[0])
+                sequence.accept(tokens[0])
             elif sequence.drafting is not None and sequence.drafting.pending:
                 tokens = self._verify(slot, row)
             else:
-                tokens = [LIB.llama_sampler_sample(sequence.sampler, self.ctx, row)]
+                tokens = [sequence.sample(self.ctx, row)]
             sequence.row = row + len(tokens) - 1
             for token in tokens:
                 if LIB.llama_vocab_is_eog(self.vocab, token):
@@ -358,7 +386,7 @@ class Batcher:
         sequence = slot.sequence
         assert sequence is not None and sequence.drafting is not None
         drafted = len(sequence.drafting.pending)
-        tokens = sequence.drafting.verify(lambda i: LIB.llama_sampler_sample(sequence.sampler, self.ctx, row + i),
+        tokens = sequence.drafting.verify(lambda i: sequence.sample(self.ctx, row + i),
                                           lambda token: bool(LIB.llama_vocab_is_eog(self.vocab, token)))
         rejected = drafted - (len(tokens) - 1)
         if rejected:
