@@ -314,8 +314,17 @@ def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]:
     kept = answer_text()
     if kept is None:
         return _generate(core, request)
-    note(prompt=request.prompt if request.messages is None else json.dumps(request.messages))
+    note(prompt=logged_prompt(request))
     return _keeping_answer(_generate(core, request), kept)
+
+
+def logged_prompt(request: Request) -> str | None:
+    """The prompt as the request log keeps it: a chat's images as a note of their size, not their bytes
+    (a photo is megabytes of base64 in every row that holds it)."""
+    if request.messages is None:
+        return request.prompt
+    return json.dumps([{**m, "images": [f"<image: {len(image)} base64 characters>" for image in m["images"]]}
+                       if m.get("images") else m for m in request.messages])
 
 
 async def _keeping_answer(items: AsyncIterator[Chunk | Final], kept: list[str]) -> AsyncIterator[Chunk | Final]:

@@ -16,7 +16,7 @@ import ollama
 import openai
 import pytest
 
-from conftest import Daemon, over_socket, private_daemon, prompt_tokens
+from conftest import Daemon, over_socket, private_daemon, prompt_tokens, wait_until
 from tinymodels import write_tiny_gguf
 from tinyvision import IMAGE_TOKENS, png, write_tiny_vision_model
 
@@ -38,7 +38,7 @@ def vision_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     """`seer`: the tiny model with its projector beside it (r1 import keeps it); `blind`: text only."""
     root = tmp_path_factory.mktemp("vision")
     model, _ = write_tiny_vision_model(root / "seer")
-    with private_daemon(root, R1_LOG_LEVEL="DEBUG", R1_NUM_PARALLEL="1") as daemon:
+    with private_daemon(root, R1_LOG_LEVEL="DEBUG", R1_NUM_PARALLEL="1", R1_LOG_PROMPTS="1") as daemon:
         daemon.cli("import", str(model), "--name", "seer")
         daemon.cli("import", str(write_tiny_gguf(root / "blind.gguf", seed=3)), "--name", "blind")
         yield daemon
@@ -75,6 +75,20 @@ def test_an_image_takes_its_positions_in_the_prompt_and_changes_the_answer(visio
 
     image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": b64(RED)}}
     assert counted(image, image) == counted() + 2 * IMAGE_TOKENS
+
+
+def test_the_request_log_keeps_a_note_of_an_image_not_its_bytes(vision_daemon: Daemon, client: ollama.Client) -> None:
+    BLUE_NOTE = f"<image: {len(b64(BLUE))} base64 characters>"
+    chat(client, BLUE)
+
+    def logged() -> list[dict[str, Any]]:  # rows are written a moment after their answer
+        rows = vision_daemon.request("GET", "/api/log?reads=0&limit=1000")[1]["requests"]
+        return [row for row in rows if row["route"] == "/api/chat" and row["prompt"] and BLUE_NOTE in row["prompt"]]
+
+    wait_until(logged, timeout=10)
+    row = logged()[0]
+    assert QUESTION in row["prompt"], row
+    assert b64(BLUE) not in row["prompt"] and row["answer"]
 
 
 def test_two_images_are_kept_apart_in_the_cache_and_the_same_one_is_reused(client: ollama.Client) -> None:
