@@ -10,6 +10,7 @@ from ..daemon.options import OPTION_TYPES
 from .api import ApiFailure, Json
 from .modelfile import parameter_value
 from .chat_session import Session, is_embedding_only, load_model
+from .images import user_message
 
 HELP = """Available Commands:
   /set            Set session variables
@@ -132,7 +133,7 @@ class Chat:
 
     def send(self, text: str) -> None:
         """One turn; a reply cut by Ctrl-C or an error leaves the conversation as it was."""
-        self.messages.append({"role": "user", "content": text})
+        self.messages.append(user_message(text, "vision" in (self.info.get("capabilities") or [])))
         try:
             reply = self.session.answer(self.messages)
         except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from .chat import Chat
 from .chat_session import Session, is_embedding_only, load_model
 from .errors import CliError
 from .fetch import ensure_model, warn_if_too_large
+from .images import user_message
 from .render import say
 from .stream_render import Spinner
 
@@ -29,11 +30,12 @@ def with_stdin(prompt: str) -> str:
     return prompt
 
 
-def one_shot(session: Session, prompt: str, chat: bool) -> None:
-    """One answer; a model with no chat template continues the prompt as written, as in Ollama."""
+def one_shot(session: Session, prompt: str, chat: bool, vision: bool) -> None:
+    """One answer; a model with no chat template continues the prompt as written, as in Ollama. A vision
+    model gets the image files the prompt names (cli/images.py)."""
     prompt = with_stdin(prompt)
     if chat:
-        session.answer([{"role": "user", "content": prompt}])
+        session.answer([user_message(prompt, vision)])
     else:
         say(f"({session.model} has no chat template, so it continues the prompt as plain text; "
             "`r1 create` with a TEMPLATE line makes it chat)")
@@ -62,7 +64,8 @@ def run(session: Session, prompt: str) -> None:
     if is_embedding_only(info):
         embed(session, prompt)
     elif prompt or not sys.stdin.isatty():
-        one_shot(session, prompt, chat=bool(info.get("template")) or "remote" in info)
+        one_shot(session, prompt, chat=bool(info.get("template")) or "remote" in info,
+                 vision="vision" in (info.get("capabilities") or []))
     else:
         # Load the model before the first prompt, so a model that cannot load says so at once.
         load_model(api, name, session.keep_alive)

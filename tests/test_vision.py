@@ -6,6 +6,7 @@ the image really reaches the model: its positions count, and another image gives
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,6 +90,25 @@ def test_the_request_log_keeps_a_note_of_an_image_not_its_bytes(vision_daemon: D
     row = logged()[0]
     assert QUESTION in row["prompt"], row
     assert b64(BLUE) not in row["prompt"] and row["answer"]
+
+
+def test_r1_run_sends_the_image_files_a_prompt_names(vision_daemon: Daemon, tmp_path: Path) -> None:
+    """As `ollama run`: a path to an image in the prompt (its spaces escaped) goes as the image, not as text."""
+    image = tmp_path / "a red dot.png"
+    image.write_bytes(RED)
+    escaped = str(image).replace(" ", "\\ ")
+    run = vision_daemon.cli("run", "seer", f"{QUESTION} {escaped}", "--keepalive", "1m")
+    assert f"Added image '{image}'" in run.stderr and run.stdout.strip(), run
+    note = f"<image: {len(b64(RED))} base64 characters>"
+
+    def logged() -> list[str]:
+        rows = vision_daemon.request("GET", "/api/log?reads=0&limit=1000")[1]["requests"]
+        return [row["prompt"] for row in rows if row["prompt"] and note in row["prompt"] and "a red dot" not in row["prompt"]
+                and json.loads(row["prompt"])[-1]["content"] == QUESTION]
+
+    wait_until(logged, timeout=10)
+    blind = vision_daemon.cli("run", "blind", f"{QUESTION} {escaped}", "--keepalive", "1m")
+    assert "Added image" not in blind.stderr  # a model without vision gets the text as typed
 
 
 def test_two_images_are_kept_apart_in_the_cache_and_the_same_one_is_reused(client: ollama.Client) -> None:
