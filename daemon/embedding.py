@@ -110,24 +110,35 @@ async def embed(core: Core, request: EmbedRequest, route: str) -> dict[str, Any]
     await asyncio.to_thread(check_files, core.store, record)
     check_dimensions(record, request.dimensions)
     note(model=record.name, inputs=len(request.inputs))
-    spec, _, _ = model_spec(core.store, record, request.options, core.scheduler.extra_buffers)
-    if record.manifest.format == "gguf":  # the runner's embedding context comes on top of what it loads
-        spec = dataclasses.replace(spec, estimate=spec.estimate + embedding_context(record.manifest.facts, spec.num_ctx))
-    try:
-        async with core.scheduler.lease(spec, request.keep_alive) as lease:
-            # A runner loaded for a larger num_ctx may serve this one: it cuts to the request's own.
-            result = (await lease.runner.call("embed", input=request.inputs, truncate=request.truncate,
-                                              num_ctx=spec.num_ctx)
-                      if request.inputs else {"embeddings": [], "prompt_eval_count": 0})
-    except RunnerError as exc:
-        log.log(logging.WARNING if exc.status < 500 else logging.ERROR, "%s: %s could not embed %d input(s): %s",
-                route, record.name, len(request.inputs), exc)
-        raise
-    note(prompt_tokens=result["prompt_eval_count"])
+    # A runner loaded for a larger num_ctx may serve this one: it cuts to the request's own.
+    result, load_duration = await on_pooling_context(
+        core, record, request.options, request.keep_alive, route, f"embed {len(request.inputs)} input(s)",
+        "embed", {"input": request.inputs, "truncate": request.truncate} if request.inputs else None)
+    result = result or {"embeddings": [], "prompt_eval_count": 0}
     return {
         "model": record.name,
         "embeddings": shorten(result["embeddings"], request.dimensions, record.name),
         "total_duration": time.perf_counter_ns() - started,
-        "load_duration": lease.load_duration,
+        "load_duration": load_duration,
         "prompt_eval_count": result["prompt_eval_count"],
     }
+
+
+async def on_pooling_context(core: Core, record: ModelRecord, options: dict[str, Any], keep_alive: float | None,
+                             route: str, what: str, op: str, fields: dict[str, Any] | None) -> tuple[Any, int]:
+    """The runner's `op` (embed, rerank) with `fields`, on a runner leased with its pooling context counted on
+    top of what it loads (GGUF); with no fields, the lease alone (the model loads, as for Ollama's empty
+    input). The op's result (None without fields) and the load's duration; a failure is logged as `route`
+    failing to `what`."""
+    spec, _, _ = model_spec(core.store, record, options, core.scheduler.extra_buffers)
+    if record.manifest.format == "gguf":
+        spec = dataclasses.replace(spec, estimate=spec.estimate + embedding_context(record.manifest.facts, spec.num_ctx))
+    try:
+        async with core.scheduler.lease(spec, keep_alive) as lease:
+            result = await lease.runner.call(op, num_ctx=spec.num_ctx, **fields) if fields is not None else None
+    except RunnerError as exc:
+        log.log(logging.WARNING if exc.status < 500 else logging.ERROR, "%s: %s could not %s: %s",
+                route, record.name, what, exc)
+        raise
+    note(prompt_tokens=result["prompt_eval_count"] if result is not None else 0)
+    return result, lease.load_duration

@@ -10,22 +10,17 @@ truncation happens there, which has the tokenizer, as for embeddings.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from .capabilities import COMPLETION, EMBEDDING, RERANK, capabilities
 from .errors import BadRequest
-from .generation import Core, check_files, model_spec
-from .memory import embedding_context
+from .embedding import on_pooling_context
+from .generation import Core, check_files
 from .metrics import note
-from .runner.client import RunnerError
 from .store import ModelRecord
-
-log = logging.getLogger(__name__)
 
 # Documents one request may rank: Cohere recommends at most 1,000 a request. Each is a decode's share of
 # work in the runner, so the bound keeps one request from holding a model for minutes.
@@ -67,23 +62,14 @@ async def rerank(core: Core, request: RerankRequest, route: str) -> dict[str, An
     check_reranker(request.model, record)
     await asyncio.to_thread(check_files, core.store, record)
     note(model=record.name, inputs=len(request.documents))
-    spec, _, _ = model_spec(core.store, record, request.options, core.scheduler.extra_buffers)
-    # The rerank context (an embedding context with rank pooling) comes on top of what the runner loads.
-    spec = dataclasses.replace(spec, estimate=spec.estimate + embedding_context(record.manifest.facts, spec.num_ctx))
-    try:
-        async with core.scheduler.lease(spec, request.keep_alive) as lease:
-            result = await lease.runner.call("rerank", query=request.query, documents=request.documents,
-                                             truncate=request.truncate, num_ctx=spec.num_ctx)
-    except RunnerError as exc:
-        log.log(logging.WARNING if exc.status < 500 else logging.ERROR, "%s: %s could not rerank %d document(s): %s",
-                route, record.name, len(request.documents), exc)
-        raise
-    note(prompt_tokens=result["prompt_eval_count"])
+    result, load_duration = await on_pooling_context(
+        core, record, request.options, request.keep_alive, route, f"rerank {len(request.documents)} document(s)",
+        "rerank", {"query": request.query, "documents": request.documents, "truncate": request.truncate})
     ranked = sorted(enumerate(result["scores"]), key=lambda pair: pair[1], reverse=True)
     return {
         "model": record.name,
         "results": [{"index": index, "relevance_score": score} for index, score in ranked[:request.top_n]],
         "total_duration": time.perf_counter_ns() - started,
-        "load_duration": lease.load_duration,
+        "load_duration": load_duration,
         "prompt_eval_count": result["prompt_eval_count"],
     }
