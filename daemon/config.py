@@ -3,7 +3,7 @@
 Every setting is declared once in `SETTINGS`: its variable, its default, the parser that turns
 its text into a value, and what it means. `Settings.from_env()` builds the immutable object the
 rest of the daemon receives from them; `r1 serve --help` prints them (`settings_help()`), and
-tests/test_readme.py checks the README's configuration table against them. The CLI imports
+tests/test_readme.py checks docs/configuration.md's table against them. The CLI imports
 this module too, so it stays cheap to import: the standard library only, and named tuples
 rather than dataclasses (which import `inspect`: 10 ms of a CLI start that must stay under 150 ms).
 """

@@ -1,11 +1,11 @@
-"""The README's configuration table says what daemon/config.py declares, row for row (as sqlite-utils'
+"""docs/configuration.md's table says what daemon/config.py declares, row for row (as sqlite-utils'
 test_docs.py keeps its documentation honest). On a mismatch the message holds the table to paste."""
 
 from pathlib import Path
 
 from r1.daemon.config import EXTERNAL_SETTINGS, SETTINGS, Setting
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+CONFIGURATION = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 
 
 def _default_cell(setting: Setting) -> str:
@@ -20,13 +20,12 @@ def declared_rows() -> list[str]:
     return rows
 
 
-def readme_rows() -> list[str]:
-    section = README.read_text().split("\n## Configuration\n", 1)[1].split("\n## ", 1)[0]
-    return [line for line in section.splitlines() if line.startswith("| `")]
+def documented_rows() -> list[str]:
+    return [line for line in CONFIGURATION.read_text().splitlines() if line.startswith("| `")]
 
 
 def test_configuration_table_matches_the_declarations() -> None:
     expected = declared_rows()
     assert all(cell.count("|") == 4 for cell in expected), "a declaration holds a '|', which would split its cell"
-    assert readme_rows() == expected, "README.md's configuration table should read:\n" + "\n".join(expected)
+    assert documented_rows() == expected, "docs/configuration.md's table should read:\n" + "\n".join(expected)
 
