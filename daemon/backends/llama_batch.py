@@ -272,6 +272,8 @@ class Batcher:
     def step(self) -> list[tuple[int, str, bool]]:
         rows: list[tuple[Slot, int]] = []  # the slots that sample this step, with their logits' batch row
         n = 0
+        started = time.perf_counter()  # an image's encoding below is the prompts' time too
+        imaged = False
         decoding = sum(1 for s in self.slots if s.sequence is not None and not s.sequence.todo)
         # Drafts only where few sequences generate: with more, their rows cost more than they save (8 clients
         # on a CPU decoded 8% slower with them, on text that repeats nothing). Not beside a prompt, whose rows
@@ -301,8 +303,8 @@ class Batcher:
             if room <= 0 or (not turn and len(sequence.todo) > room):
                 break
             if sequence.images is not None:  # images at its head go in apart (mtmd), text up to the next
-                if turn:
-                    sequence.images.evaluate(self.ctx, slot, sequence.todo, LIB.llama_n_batch(self.ctx))
+                if turn and sequence.images.evaluate(self.ctx, slot, sequence.todo, LIB.llama_n_batch(self.ctx)):
+                    imaged = True
                 room = sequence.images.text_run(sequence.todo, room)
             chunk = sequence.todo[:room]
             del sequence.todo[: len(chunk)]
@@ -315,9 +317,8 @@ class Batcher:
                 rows.append((slot, n - 1))
         if n == 0:
             return []
-        started = time.perf_counter()
         self._decode(n)
-        self._share(time.perf_counter() - started, generating, n - generating, turn)
+        self._share(time.perf_counter() - started, generating, n > generating or imaged, turn)
         if self.tiers is not None:
             self.tiers.evaluated([s for s in prompting if s.sequence is None or s.sequence.images is None])
         return self._sample(rows)
@@ -329,12 +330,12 @@ class Batcher:
             raise BackendError(f"llama.cpp could not decode a batch of {n} tokens (status {status}); "
                                "lower num_parallel or num_ctx")
 
-    def _share(self, elapsed: float, generating: int, prompt_tokens: int, turn: bool) -> None:
+    def _share(self, elapsed: float, generating: int, prompt_work: bool, turn: bool) -> None:
         """Keep the account of time between prompts and generating sequences, by their number."""
         prompting = sum(1 for s in self.slots if s.sequence is not None and s.sequence.todo)
         if not generating or not prompting:
             self.owed = 0.0  # nobody waits on anybody
-        elif turn and prompt_tokens:
+        elif turn and prompt_work:
             self.owed += elapsed * generating / prompting
         else:
             self.owed -= elapsed

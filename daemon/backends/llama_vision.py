@@ -65,9 +65,11 @@ class ImagePrompt:
         """How many of the tokens at the head of `todo` (at most `room`) are text, before an image."""
         return next((i for i, token in enumerate(todo[:room]) if token < 0), min(room, len(todo)))
 
-    def evaluate(self, ctx: Any, slot: Slot, todo: list[int], n_batch: int) -> None:
-        """Evaluate the images at the head of `todo` into the slot's cells; their ids move to its `cached`."""
+    def evaluate(self, ctx: Any, slot: Slot, todo: list[int], n_batch: int) -> bool:
+        """Evaluate the images at the head of `todo` into the slot's cells; their ids move to its `cached`.
+        Whether there were any."""
         mtmd = _mtmd()
+        evaluated = bool(todo) and todo[0] < 0
         while todo and todo[0] < 0:
             start = len(slot.cached)
             chunk = self.chunks[start]
@@ -80,6 +82,7 @@ class ImagePrompt:
             n = after.value - start
             slot.cached.extend(todo[:n])
             del todo[:n]
+        return evaluated
 
     def close(self) -> None:
         mtmd = _mtmd()
