@@ -9,7 +9,7 @@ AMX machines a native build dies with SIGSEGV in `ggml_backend_amx_mul_mat` on t
 
 With R1_LLAMA_EXTRA_BUFFERS=auto (the default) runners use them. A GGUF runner warms up at load
 (a small decode), so a crashing kernel kills it while loading; the scheduler then loads the model
-once more without extra buffers, and `remember` records the crash in the store for this
+once more without extra buffers, and `remember` records the crash in r1.db (kernel_crashes.py) for this
 llama-cpp-python version and this CPU: later loads, after restarts too, go straight to the safe
 mode. A new llama-cpp-python version tries the fast kernels again.
 """
@@ -84,7 +84,7 @@ def _cpu() -> tuple[str, frozenset[str]]:
 
 
 class CrashBook(Protocol):
-    """Where crashes are remembered (the Store; a dict in unit tests)."""
+    """Where crashes are remembered (kernel_crashes.KernelCrashes; a dict in unit tests)."""
 
     def kernel_crash(self, engine: str, cpu: str) -> str | None: ...
 

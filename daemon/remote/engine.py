@@ -18,7 +18,7 @@ from aiohttp.http_exceptions import HttpProcessingError, LineTooLong
 from ..config import Settings, secret_from_env
 from ..errors import BadGateway, BadRequest, GatewayTimeout, NotFound, R1Error, ServiceUnavailable, TooManyRequests
 from ..redact import header_secrets, masked_url, redact, remember, url_secrets
-from ..store.remotes import Remote
+from .records import Remote
 from .pool import UrlPool
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The daemon's remote engines, one per remote the store records, made when first used and made again
+"""The daemon's remote engines, one per remote r1.db records (records.py), made when first used and made again
 when `r1 remote add` changes a remote; and the answer of one, as wire events, for a request."""
 
 from __future__ import annotations
@@ -10,14 +10,15 @@ from typing import Any
 
 from ..config import Settings
 from ..errors import BadRequest, NotFound
-from ..store import ModelRecord, Store
+from ..store import ModelRecord
 from .engine import RemoteEngine
+from .records import RemoteRecords
 from .wire import Event, ollama_call, ollama_events, openai_call, openai_events
 
 
 class Remotes:
-    def __init__(self, store: Store, settings: Settings) -> None:
-        self._store = store
+    def __init__(self, records: RemoteRecords, settings: Settings) -> None:
+        self.records = records  # the remotes and their prices
         self._settings = settings
         self._engines: dict[str, RemoteEngine] = {}
         self._retired: list[RemoteEngine] = []  # replaced engines, closed with the daemon
@@ -38,7 +39,7 @@ class Remotes:
                 self.serving[record.name] = (record, count - 1)
 
     async def engine(self, name: str) -> RemoteEngine:
-        remote = next(iter(await asyncio.to_thread(self._store.remotes, name)), None)
+        remote = next(iter(await asyncio.to_thread(self.records.remotes, name)), None)
         if remote is None:
             raise NotFound(f"no remote named {name!r}; `r1 remote list` shows them, `r1 remote add` adds one")
         engine = self._engines.get(name)

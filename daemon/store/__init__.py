@@ -3,7 +3,7 @@
 from .blobs import CorruptSourceError, Ingested, InvalidDigestError, parse_digest
 from .confined import Confinement, RefusedFileError, open_regular, read_small
 from .external import BlobSource, BrokenFile
-from .index import ModelRecord, StoredResponse
+from .index import ModelRecord
 from .manifest import FileEntry, Manifest, Overrides
 from .names import InvalidNameError, ModelName, parse_name
 from .store import MissingBlobError, ModelNotFoundError, ReconcileReport, Store
@@ -26,7 +26,6 @@ __all__ = [
     "ReconcileReport",
     "RefusedFileError",
     "Store",
-    "StoredResponse",
     "open_regular",
     "parse_digest",
     "parse_name",

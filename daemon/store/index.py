@@ -1,8 +1,9 @@
-"""The SQLite index: names -> manifests -> files -> blobs, with versioned migrations.
+"""The SQLite index: names -> manifests -> files -> blobs, with the store's migrations.
 
 The index is the store's source of truth: a blob counts as stored once it is recorded
 here, and garbage collection decides from here what goes. An Index wraps one connection;
-connections.py decides which connection serves which thread.
+the shared Database (daemon/database.py) decides which connection serves which thread.
+Other features keep their own tables in the same r1.db, each beside its own code.
 """
 
 from __future__ import annotations
@@ -10,20 +11,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 import sqlite_utils
-from sqlite_utils import Migrations
 
+from ..database import Migrations
 from ..metadata.facts import ModelFacts
 from .external import BlobSource
 from .manifest import FileEntry, Manifest, Overrides
-from .remotes import Price, Remote
 
-migrations = Migrations("r1")
+migrations = Migrations("store")
 
 
-@migrations()
+@migrations(formerly="m001_initial")
 def m001_initial(db: sqlite_utils.Database) -> None:
     db.execute(
         """CREATE TABLE blobs (
@@ -63,28 +62,13 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX models_manifest ON models(manifest_id)")
 
 
-@migrations()
-def m002_kernel_crashes(db: sqlite_utils.Database) -> None:
-    # Engines whose fast kernels crashed on this machine's CPU (llama.cpp's AMX and repacked
-    # weights): later loads go straight to the safe kernels instead of crashing again.
-    db.execute(
-        """CREATE TABLE kernel_crashes (
-            engine TEXT NOT NULL,
-            cpu TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            recorded_at TEXT NOT NULL,
-            PRIMARY KEY (engine, cpu)
-        )"""
-    )
-
-
 # Keys of a manifest's old merged metadata that `r1 create` set. `license` stays with the facts:
 # the merged object cannot tell the file's license from a LICENSE line, and either is the one in effect.
 _CREATE_KEYS = ("template", "system", "parameters", "messages")
 
 
-@migrations()
-def m003_facts_apart_from_overrides(db: sqlite_utils.Database) -> None:
+@migrations(formerly="m003_facts_apart_from_overrides")
+def m002_facts_apart_from_overrides(db: sqlite_utils.Database) -> None:
     # Manifests kept one merged `metadata` object: the files' facts, a pull's source and what
     # `r1 create` set. Each gets a column of its own; manifest ids stay as they were.
     db.execute("ALTER TABLE manifests RENAME COLUMN metadata TO facts")
@@ -101,50 +85,8 @@ def m003_facts_apart_from_overrides(db: sqlite_utils.Database) -> None:
         )
 
 
-@migrations()
-def m004_remotes(db: sqlite_utils.Database) -> None:
-    # Remote engines (store/remotes.py) and the prices of their models, per million tokens.
-    db.execute(
-        """CREATE TABLE remotes (
-            name TEXT PRIMARY KEY,
-            urls TEXT NOT NULL,
-            dialect TEXT NOT NULL,
-            key_env TEXT,
-            key_file TEXT,
-            headers TEXT NOT NULL DEFAULT '{}',
-            ca_file TEXT
-        )"""
-    )
-    db.execute(
-        """CREATE TABLE remote_prices (
-            upstream TEXT PRIMARY KEY,
-            input REAL NOT NULL,
-            output REAL NOT NULL
-        )"""
-    )
-
-
-@migrations()
-def m005_responses(db: sqlite_utils.Database) -> None:
-    # OpenAI Responses kept for a while (R1_RESPONSES_TTL), so a conversation can go on by id
-    # (previous_response_id): the conversation up to the answer, the answer, and the Response object.
-    db.execute(
-        """CREATE TABLE responses (
-            id TEXT PRIMARY KEY,
-            model TEXT NOT NULL,
-            created_at REAL NOT NULL,
-            expires_at REAL NOT NULL,
-            instructions TEXT,
-            input TEXT NOT NULL,
-            output TEXT NOT NULL,
-            response TEXT NOT NULL
-        )"""
-    )
-    db.execute("CREATE INDEX responses_expiry ON responses(expires_at)")
-
-
-@migrations()
-def m006_blob_sources(db: sqlite_utils.Database) -> None:
+@migrations(formerly="m006_blob_sources")
+def m003_blob_sources(db: sqlite_utils.Database) -> None:
     # Blobs whose bytes another tool owns (external.py): a hard link or a symlink in blobs/, and what
     # the file was when r1 took it in, so a changed or vanished one is never served.
     db.execute(
@@ -159,38 +101,6 @@ def m006_blob_sources(db: sqlite_utils.Database) -> None:
     )
 
 
-@migrations()
-def m007_requests(db: sqlite_utils.Database) -> None:
-    # The request log (daemon/request_log.py): one row per finished API request, pruned after
-    # R1_LOG_RETENTION. prompt and answer stay null unless R1_LOG_PROMPTS=1.
-    db.execute(
-        """CREATE TABLE requests (
-            id INTEGER PRIMARY KEY,
-            time REAL NOT NULL,
-            client_kind TEXT NOT NULL CHECK (client_kind IN ('unix', 'tcp', 'other')),
-            client TEXT,
-            client_uid INTEGER,
-            client_pid INTEGER,
-            dialect TEXT NOT NULL,
-            method TEXT NOT NULL,
-            route TEXT NOT NULL,
-            model TEXT,
-            status INTEGER NOT NULL,
-            prompt_tokens INTEGER,
-            output_tokens INTEGER,
-            thinking_tokens INTEGER,
-            first_token_s REAL,
-            tokens_per_s REAL,
-            duration_s REAL NOT NULL,
-            cost REAL,
-            error_text TEXT,
-            prompt TEXT,
-            answer TEXT
-        )"""
-    )
-    db.execute("CREATE INDEX requests_time ON requests(time)")
-
-
 def now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
@@ -202,25 +112,6 @@ class ModelRecord:
     manifest: Manifest
     created_at: str
     modified_at: str
-
-
-@dataclass(frozen=True)
-class StoredResponse:
-    """A Response kept for previous_response_id: input and output are lists of Responses items."""
-
-    id: str
-    model: str
-    created_at: float
-    expires_at: float
-    instructions: str | None
-    input: list[Any]
-    output: list[Any]
-    response: dict[str, Any]
-
-    def to_row(self) -> dict[str, Any]:
-        return {"id": self.id, "model": self.model, "created_at": self.created_at, "expires_at": self.expires_at,
-                "instructions": self.instructions, "input": json.dumps(self.input), "output": json.dumps(self.output),
-                "response": json.dumps(self.response)}
 
 
 @dataclass(frozen=True)
@@ -294,69 +185,13 @@ class Index:
             )
         ]
 
-    def kernel_crash(self, engine: str, cpu: str) -> str | None:
-        row = self.db.execute("SELECT reason FROM kernel_crashes WHERE engine = ? AND cpu = ?", [engine, cpu]).fetchone()
-        return row[0] if row else None
-
-    def remotes(self, name: str | None = None) -> list[Remote]:
-        """Every remote, or the one named `name` (none when there is no such remote)."""
-        where, args = ("WHERE name = ?", [name]) if name is not None else ("", [])
-        cursor = self.db.execute(f"SELECT * FROM remotes {where} ORDER BY name", args)
-        names = [d[0] for d in cursor.description]
-        return [Remote.from_row(dict(zip(names, row))) for row in cursor.fetchall()]
-
-    def price(self, upstream: str) -> Price | None:
-        row = self.db.execute("SELECT input, output FROM remote_prices WHERE upstream = ?", [upstream]).fetchone()
-        return Price(*row) if row else None
-
-    def response(self, response_id: str, at: float) -> StoredResponse | None:
-        """A stored response unless it expired by `at` (seconds since the epoch)."""
-        cursor = self.db.execute("SELECT * FROM responses WHERE id = ? AND expires_at > ?", [response_id, at])
-        row = cursor.fetchone()
-        if row is None:
-            return None
-        values = dict(zip([d[0] for d in cursor.description], row))
-        return StoredResponse(**{**values, **{k: json.loads(values[k]) for k in ("input", "output", "response")}})
-
     # writes: each is one transaction, garbage collection included
-
-    def put_response(self, stored: StoredResponse) -> None:
-        with self.db.atomic():
-            self.prune_responses(stored.created_at)
-            self.db.table("responses").upsert(stored.to_row(), pk="id")
-
-    def delete_response(self, response_id: str, at: float) -> bool:
-        """Forget a response; False when there was none (an expired one counts as none)."""
-        with self.db.atomic():
-            self.prune_responses(at)
-            return self.db.execute("DELETE FROM responses WHERE id = ?", [response_id]).rowcount > 0
-
-    def prune_responses(self, at: float) -> int:
-        """Drop the responses expired by `at`; how many went."""
-        return self.db.execute("DELETE FROM responses WHERE expires_at <= ?", [at]).rowcount
 
     def put_blob_source(self, source: BlobSource) -> None:
         self.db.table("blob_sources").upsert(source.to_row(), pk="digest")
 
     def drop_blob_sources(self, digests: list[str]) -> None:
         self.db.conn.executemany("DELETE FROM blob_sources WHERE digest = ?", [(d,) for d in digests])
-
-    def put_remote(self, remote: Remote) -> None:
-        self.db.table("remotes").upsert(remote.to_row(), pk="name")
-
-    def drop_remote(self, name: str) -> bool:
-        return self.db.execute("DELETE FROM remotes WHERE name = ?", [name]).rowcount > 0
-
-    def set_price(self, upstream: str, price: Price) -> None:
-        self.db.table("remote_prices").upsert({"upstream": upstream, "input": price.input, "output": price.output},
-                                              pk="upstream")
-
-    def record_kernel_crash(self, engine: str, cpu: str, reason: str) -> None:
-        self.db.execute(
-            "INSERT INTO kernel_crashes (engine, cpu, reason, recorded_at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(engine, cpu) DO UPDATE SET reason = excluded.reason, recorded_at = excluded.recorded_at",
-            [engine, cpu, reason, now()],
-        )
 
     def put_model(self, key: str, name: str, manifest: Manifest) -> Collected:
         """Point `name` at `manifest` (recording it and its blobs), replacing what the name had; what

@@ -12,8 +12,8 @@ index records them, and blob files are removed only after the index forgot them.
 crash leaves behind, `reconcile()` repairs at the next start.
 
 Reads never wait: each runs on a read connection of its own. Writes, and the file work
-that must not interleave with them, run one at a time on the index's writer thread
-(connections.py).
+that must not interleave with them, run one at a time on the writer thread of r1.db
+(daemon/database.py), which the store shares with the other features that keep tables there.
 """
 
 from __future__ import annotations
@@ -23,24 +23,23 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
+from ..database import Database
 from ..errors import Conflict, ModelNotFound
 from .blobs import EPHEMERAL_PREFIXES, VIEW_PREFIX, BlobStore, Ingested, Progress
-from .connections import IndexConnections
 from .confined import Confinement, open_regular, pinned_path
 from .external import BlobSource, BrokenFile, Fallback, adopt, describe, pinned
-from .index import Collected, Index, ModelRecord, StoredResponse
+from .index import Collected, Index, ModelRecord, migrations
 from .manifest import Manifest
 from .names import ModelName, parse_name, safe_relpath
 from .private import INDEX, make_private
-from . import requests as request_log
-from .remotes import Price, Remote
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 PARTIAL_MAX_AGE = 14 * 86400  # seconds an unfinished, resumable download waits for its pull to come back
 
@@ -78,104 +77,59 @@ class Store:
         self.home = home
         self.blobs = BlobStore(home)
         self.snapshots = home / "snapshots"
-        self._connections: IndexConnections | None = None
+        self._database: Database | None = None
 
     @property
-    def _index(self) -> IndexConnections:
-        if self._connections is None:
+    def database(self) -> Database:
+        """r1.db, opened by open(): the other features that keep tables there (remotes, Responses, the
+        request log, kernel crashes) use it too."""
+        if self._database is None:
             raise RuntimeError("Store.open() was not called")
-        return self._connections
+        return self._database
 
     def open(self) -> ReconcileReport:
-        """Create the layout if needed, open the index (migrating it) and repair what a crash left."""
+        """Create the layout if needed, open r1.db (migrating the index) and repair what a crash left."""
         make_private(self.home)
         self.blobs.create_dirs()
         self.snapshots.mkdir(exist_ok=True)
-        self._connections = IndexConnections(self.home / INDEX)
+        self._database = Database(self.home / INDEX)
+        self._database.migrate(migrations)
         return self.reconcile()
 
     def close(self) -> None:
-        if self._connections is not None:
-            self._connections.close()
-            self._connections = None
+        """Close r1.db, for every feature that uses it: the caller stops them first."""
+        if self._database is not None:
+            self._database.close()
+            self._database = None
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[Index]:
+        with self.database.reading() as db:
+            yield Index(db)
+
+    def _write(self, job: Callable[[Index], T]) -> T:
+        return self.database.write(lambda db: job(Index(db)))
 
     # reading: on a read connection of the caller's own, never waiting for a write
 
     def get(self, name: str | ModelName) -> ModelRecord:
         model = _as_name(name)
-        with self._index.reading() as index:
+        with self._reading() as index:
             record = index.get_model(model.key)
         if record is None:
             raise ModelNotFoundError(str(model))
         return record
 
     def has(self, name: str | ModelName) -> bool:
-        with self._index.reading() as index:
+        with self._reading() as index:
             return index.get_model(_as_name(name).key) is not None
 
-    def list(self) -> list[ModelRecord]:
-        with self._index.reading() as index:
+    def models(self) -> list[ModelRecord]:
+        with self._reading() as index:
             return index.list_models()
 
     def snapshot_path(self, manifest_id: str) -> Path:
         return self.snapshots / manifest_id
-
-    def kernel_crash(self, engine: str, cpu: str) -> str | None:
-        """Why `engine`'s fast kernels are known to crash on `cpu`; None if they are not."""
-        with self._index.reading() as index:
-            return index.kernel_crash(engine, cpu)
-
-    def remotes(self, name: str | None = None) -> list[Remote]:
-        """Every remote engine, or the one named `name` (an empty list when there is none)."""
-        with self._index.reading() as index:
-            return index.remotes(name)
-
-    def price(self, upstream: str) -> Price | None:
-        """The price of an upstream model ("REMOTE:id"), if one was set."""
-        with self._index.reading() as index:
-            return index.price(upstream)
-
-    def response(self, response_id: str) -> StoredResponse | None:
-        """A kept OpenAI Response, None when unknown or expired (expired ones are not returned, and the
-        next write drops them)."""
-        with self._index.reading() as index:
-            return index.response(response_id, time.time())
-
-    def put_response(self, stored: StoredResponse) -> None:
-        """Keep a Response until its expires_at; expired ones are dropped in the same transaction."""
-        self._index.write(lambda index: index.put_response(stored))
-
-    def delete_response(self, response_id: str) -> bool:
-        return self._index.write(lambda index: index.delete_response(response_id, time.time()))
-
-    def prune_responses(self) -> int:
-        return self._index.write(lambda index: index.prune_responses(time.time()))
-
-    def put_remote(self, remote: Remote) -> None:
-        self._index.write(lambda index: index.put_remote(remote))
-
-    def drop_remote(self, name: str) -> bool:
-        return self._index.write(lambda index: index.drop_remote(name))
-
-    def set_price(self, upstream: str, price: Price) -> None:
-        self._index.write(lambda index: index.set_price(upstream, price))
-
-    # the request log (daemon/request_log.py writes it, the usage and log endpoints read it)
-
-    def log_requests(self, entries: list[dict[str, Any]]) -> list[int]:
-        """Record a batch of finished requests; their ids. Raises sqlite3's errors (disk full, read-only)."""
-        return self._index.write(lambda index: request_log.insert(index.db, entries))
-
-    def prune_requests(self, before: float) -> int:
-        return self._index.write(lambda index: request_log.prune(index.db, before))
-
-    def usage(self, by: str, since: float, reads: bool = True) -> list[dict[str, Any]]:
-        with self._index.reading() as index:
-            return request_log.usage(index.db, by, since, reads)
-
-    def recent_requests(self, limit: int, reads: bool = True) -> list[dict[str, Any]]:
-        with self._index.reading() as index:
-            return request_log.recent(index.db, limit, reads)
 
     def missing_files(self, manifest: Manifest) -> list[str]:
         """Files of a model whose blobs are not on disk (a damaged store)."""
@@ -183,7 +137,7 @@ class Store:
 
     def blob_sources(self, manifest: Manifest) -> dict[str, BlobSource]:
         """{file path: record} for the model's files whose bytes another tool holds (linked or symlinked)."""
-        with self._index.reading() as index:
+        with self._reading() as index:
             sources = index.blob_sources([f.digest for f in manifest.files])
         return {f.path: sources[f.digest] for f in manifest.files if f.digest in sources}
 
@@ -204,7 +158,7 @@ class Store:
         """Whether blobs/ already holds sound bytes for a digest (an external one not gone nor changed)."""
         if not self.blobs.has(digest, size):
             return False
-        with self._index.reading() as index:
+        with self._reading() as index:
             source = index.blob_sources([digest]).get(digest)
         return source is None or source.problem(self.blobs.path(digest)) is None
 
@@ -229,7 +183,7 @@ class Store:
                                  usable=self._usable, progress=progress, rules=rules)
         if source is not None:
             try:
-                self._index.write(lambda index: index.put_blob_source(source))
+                self._write(lambda index: index.put_blob_source(source))
             except BaseException:
                 self.discard([ingested])  # an unrecorded link would be served as r1's own bytes
                 raise
@@ -264,10 +218,7 @@ class Store:
                 log.info("removed %d blob(s) of an import that failed: %s", len(unrecorded), ", ".join(unrecorded))
 
         if digests:
-            self._index.write(write)
-
-    def record_kernel_crash(self, engine: str, cpu: str, reason: str) -> None:
-        self._index.write(lambda index: index.record_kernel_crash(engine, cpu, reason))
+            self._write(write)
 
     def add(self, name: str | ModelName, manifest: Manifest) -> ModelRecord:
         """Point a name at a manifest whose blobs are already in blobs/; replaces the name's old model."""
@@ -281,7 +232,7 @@ class Store:
             self._build_snapshot(manifest)
             return self._put(index, model, manifest)
 
-        return self._index.write(write)
+        return self._write(write)
 
     def copy(self, source: str | ModelName, destination: str | ModelName) -> ModelRecord:
         src, dst = _as_name(source), _as_name(destination)
@@ -292,7 +243,7 @@ class Store:
                 raise ModelNotFoundError(str(src))
             return self._put(index, dst, record.manifest)
 
-        return self._index.write(write)
+        return self._write(write)
 
     def _put(self, index: Index, model: ModelName, manifest: Manifest) -> ModelRecord:
         self._drop_files(index.put_model(model.key, str(model), manifest))
@@ -311,7 +262,7 @@ class Store:
             self._drop_files(index.delete_model(model.key))
             return record
 
-        return self._index.write(write)
+        return self._write(write)
 
     def _drop_files(self, collected: Collected) -> None:
         """Remove the files of what a committed transaction dropped (on the writer thread: an add
@@ -328,7 +279,7 @@ class Store:
         another tool's file shows that file as imported, opened now (external.pinned): its owner may
         have swapped the path since."""
         files = list(files)
-        with self._index.reading() as index:
+        with self._reading() as index:
             sources = index.blob_sources([digest for _, digest in files])
         with contextlib.ExitStack() as held:
             shown = [(path, pinned(sources[digest], self.blobs.path(digest), held) if digest in sources
@@ -392,7 +343,7 @@ class Store:
             self._reconcile_blobs(index, report)
             self._reconcile_snapshots(index, report)
 
-        self._index.write(repair)
+        self._write(repair)
         return report
 
     def _clear_stale_partials(self, report: ReconcileReport) -> None:

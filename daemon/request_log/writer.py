@@ -2,7 +2,7 @@
 
 A request only appends its entry to a list (no await, no database); a background task writes
 what accumulated every FLUSH_INTERVAL seconds, or as soon as BATCH_SIZE entries wait, in one
-transaction through the store's writer thread. So a kill -9 loses at most the entries not yet
+transaction through r1.db's writer thread (records.py). So a kill -9 loses at most the entries not yet
 written, and a database that cannot be written (disk full, read-only file) costs dropped
 entries, counted in /metrics, never a failed or slower request. Followers (`r1 log --follow`)
 get each entry once it is written, with its id.
@@ -23,9 +23,9 @@ from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 
-from .metrics import Metrics
-from .redact import redact
-from .store import Store
+from ..metrics import Metrics
+from ..redact import redact
+from .records import RequestRecords
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +52,10 @@ def error_text(status: int, error: str | None, keep_text: bool) -> str | None:
 
 
 class RequestLog:
-    def __init__(self, store: Store, metrics: Metrics, *, enabled: bool = True, retention: float = 30 * 86400,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, records: RequestRecords, metrics: Metrics, *, enabled: bool = True,
+                 retention: float = 30 * 86400, clock: Callable[[], float] = time.time) -> None:
         self.enabled = enabled
-        self._store = store
+        self.records = records  # what /api/usage and /api/log read
         self._metrics = metrics
         self._retention = retention
         self._clock = clock
@@ -99,11 +99,11 @@ class RequestLog:
         if not batch:
             return
         try:
-            ids = await asyncio.to_thread(self._store.log_requests, batch)
+            ids = await asyncio.to_thread(self.records.insert, batch)
         except (sqlite3.Error, OSError) as exc:
             self._metrics.requests_dropped.inc(len(batch))
             if not self._failing:
-                log.warning("the request log cannot write to the store's database (%s): entries are dropped and "
+                log.warning("the request log cannot write to r1.db (%s): entries are dropped and "
                             "counted in r1_request_log_dropped_total until it can; check free space and the file's "
                             "permissions", exc)
             self._failing = True
@@ -120,7 +120,7 @@ class RequestLog:
         if self._retention <= 0:
             return 0
         try:
-            return await asyncio.to_thread(self._store.prune_requests, self._clock() - self._retention)
+            return await asyncio.to_thread(self.records.prune, self._clock() - self._retention)
         except (sqlite3.Error, OSError) as exc:
             log.warning("could not prune the request log: %s", exc)
             return 0
