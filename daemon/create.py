@@ -1,5 +1,6 @@
-"""`r1 create` / `/api/create`: a new model from one in the store or a local file, with its own
-chat template, system prompt, default parameters and first messages (Modelfile fields).
+"""`r1 create` / `/api/create`: a new model from one in the store, a local file or uploaded blobs (the
+files are taken in by intake/files.py), with its own chat template, system prompt, default
+parameters and first messages (Modelfile fields, checked by intake/settings.py).
 
 The settings are the manifest's overrides, so the new name shares every blob with its
 base: creating a variant costs a row in the index, not a copy of the weights.
@@ -12,11 +13,10 @@ from typing import Any
 
 from .draft import with_draft
 from .errors import BadRequest
-from .importer import Event, check_source, import_model, stored_facts
-from .options import OPTION_TYPES
-from .runner.limits import too_big
-from .runner.options import check_options
-from .store import FileEntry, Manifest, ModelRecord, Overrides, Store, parse_digest, parse_name
+from .intake.files import Event, check_source, import_model, manifest_from_blobs
+from .intake.settings import check_settings, check_template
+from .store import Manifest, ModelRecord, Overrides, Store, parse_name
+from .template_limits import too_big
 
 
 def check_template_size(source: str, max_bytes: int) -> None:
@@ -30,63 +30,12 @@ def check_template_size(source: str, max_bytes: int) -> None:
 def converted_within(source: str, max_bytes: int) -> str:
     """A template as r1 renders it (Ollama's Go converted to Jinja, Jinja as it is), within
     R1_TEMPLATE_MAX_BYTES as it came and as it is rendered."""
-    from .gotemplate import as_jinja
+    from .templates.go import as_jinja
 
     check_template_size(source, max_bytes)
     converted = as_jinja(source)
     check_template_size(converted, max_bytes)  # Jinja converted from Go is about twice as long
     return converted
-
-
-def check_template(source: str) -> str:
-    """The template as r1 stores it: an Ollama Go template converted to Jinja (a 400 names what
-    cannot be converted), Jinja as it is; one that will not compile is refused now rather than
-    at the first chat."""
-    from jinja2 import TemplateSyntaxError  # only create needs it in the daemon
-
-    from .gotemplate import as_jinja
-    from .runner.sandbox import reading_environment
-
-    source = as_jinja(source)
-    try:
-        reading_environment().parse(source)
-    except TemplateSyntaxError as exc:
-        raise BadRequest(f"TEMPLATE is not valid Jinja (line {exc.lineno}): {exc.message}") from exc
-    except RecursionError:
-        raise BadRequest("TEMPLATE nests its blocks or expressions too deeply for r1 to read it") from None
-    return source
-
-
-def check_settings(body: dict[str, Any]) -> Overrides:
-    """The Modelfile fields of a create request, checked."""
-    settings: dict[str, Any] = {}
-    for key in ("template", "system", "license"):
-        value = body.get(key)
-        if value is None:
-            continue
-        if isinstance(value, list) and key == "license":
-            value = "\n".join(map(str, value))
-        if not isinstance(value, str):
-            raise BadRequest(f"field '{key}' must be a string")
-        settings[key] = value
-    if "template" in settings:
-        settings["template"] = check_template(settings["template"])
-    parameters = body.get("parameters")
-    if parameters is not None:
-        if not isinstance(parameters, dict):
-            raise BadRequest("field 'parameters' must be an object of option names and values")
-        unknown = sorted(set(parameters) - set(OPTION_TYPES))
-        if unknown:
-            raise BadRequest(f"unknown parameter {', '.join(unknown)}; r1 knows {', '.join(sorted(OPTION_TYPES))}")
-        settings["parameters"] = check_options(parameters)
-    messages = body.get("messages")
-    if messages is not None:
-        if not isinstance(messages, list) or not all(
-            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
-        ):
-            raise BadRequest("field 'messages' must be a list of {role, content} objects")
-        settings["messages"] = [{"role": m["role"], "content": m["content"]} for m in messages]
-    return Overrides(**settings)
 
 
 def combine_overrides(base: Overrides, new: Overrides) -> Overrides:
@@ -95,21 +44,6 @@ def combine_overrides(base: Overrides, new: Overrides) -> Overrides:
     if new.parameters is not None:
         merged["parameters"] = {**(base.parameters or {}), **new.parameters}
     return Overrides(**merged)
-
-
-def manifest_from_blobs(store: Store, files: dict[str, str]) -> Manifest:
-    """A manifest for uploaded blobs named as model files ({"model.gguf": "sha256:..."})."""
-    entries = []
-    for path, digest in files.items():
-        digest = parse_digest(digest)
-        if not store.blobs.has(digest):
-            raise BadRequest(f"no blob {digest} for {path}: upload it first (POST /api/blobs/{digest})")
-        entries.append(FileEntry(path, digest, store.blobs.path(digest).stat().st_size))
-    entries.sort(key=lambda e: e.path)
-    ggufs = [e for e in entries if e.path.lower().endswith(".gguf")]
-    # The facts are the language model's; a projector among the files is checked, as at import.
-    fmt = "gguf" if ggufs else "mlx"
-    return Manifest(tuple(entries), stored_facts(store, fmt, ggufs or entries))
 
 
 def create_model(store: Store, body: dict[str, Any], emit: Callable[[Event], None]) -> ModelRecord:

@@ -16,9 +16,9 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from ..store import Confinement, RefusedFileError, read_small
-from .found import Found, NoStoreError, sha256_named
+from ...store import Confinement, RefusedFileError, read_small
 from .folders import found_in_folder
+from .found import Found, NoStoreError, sha256_named
 
 REPO_PREFIX = "models--"
 COMMIT_IN_TAG = 8  # hex digits of an older snapshot's commit put in its tags

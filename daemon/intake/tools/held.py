@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..store import Confinement, RefusedFileError, open_regular
+from ...store import Confinement, RefusedFileError, open_regular
 
 TOOL_NAMES = {"ollama": "Ollama's store", "hf": "the Hugging Face cache"}
 

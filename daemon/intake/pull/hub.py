@@ -10,31 +10,29 @@ from __future__ import annotations
 from dataclasses import replace
 from urllib.parse import quote
 
-from ..config import Settings
-from ..errors import NotFound, R1Error
-from ..metadata import is_mlx_model_file
-from ..store import ModelName
-from . import catalog
+from ...config import Settings
+from ...errors import BadGateway, Forbidden, NotFound, ServiceUnavailable
+from ...metadata import is_mlx_model_file
+from ...store import ModelName
+from .. import catalog
+from ..quant import MLX_TAG, Choice, RemoteFile, UnknownTagError, choose, with_projector
 from .plan import PullPlan
-from .quant import Choice, RemoteFile, UnknownTagError, choose, with_projector
-
-MLX_TAG = "mlx"  # what an MLX repo's one variant is recorded as
 
 
 class UnknownModelError(NotFound):
     pass
 
 
-class RepoAccessError(R1Error):
-    status = 403
+class RepoAccessError(Forbidden):
+    """A gated or private repo the token (or no token) does not open."""
 
 
-class HubUnavailableError(R1Error):
-    status = 502
+class HubUnavailableError(BadGateway):
+    """The Hub could not be reached, or answered with an error."""
 
 
-class OfflineError(R1Error):
-    status = 503
+class OfflineError(ServiceUnavailable):
+    """HF_HUB_OFFLINE is set: nothing is looked up or fetched."""
 
 
 def hub_repo(name: ModelName) -> tuple[str, str | None] | None:

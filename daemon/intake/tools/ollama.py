@@ -6,7 +6,7 @@
 
 The model layer is the GGUF, kept with its vision projector's layer if any (as `mmproj.gguf`); the
 small layers (template, system, params, messages, license) become r1 settings exactly as a pull from
-Ollama's registry reads them (pull/ollama_model.py), checked against their digest as a pull checks them.
+Ollama's registry reads them (intake/ollama_settings.py), checked against their digest as a pull checks them.
 Only the files a manifest names are read, each a regular file inside ROOT/blobs (manifests inside
 ROOT/manifests): a link that leads elsewhere is refused.
 """
@@ -16,13 +16,21 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from ..errors import BadRequest, R1Error
-from ..metadata.projector import PROJECTOR_FILE
-from ..pull.ollama_model import MAX_SETTING_LAYER, MEDIA_PREFIX, SETTING_KINDS, kept_layers, settings_from_layers
-from ..pull.ollama_registry import MAX_MANIFEST, Layer, OllamaRef, parse_manifest
-from ..store import Confinement, InvalidNameError, parse_name, read_small
-from ..store.blobs import corrupt
-from ..store.names import OLLAMA_HOST, OLLAMA_LIBRARY
+from ...errors import BadRequest, R1Error
+from ...metadata.projector import PROJECTOR_FILE
+from ...store import Confinement, InvalidNameError, parse_name, read_small
+from ...store.blobs import corrupt
+from ...store.names import OLLAMA_HOST, OLLAMA_LIBRARY
+from ..ollama_manifest import (
+    MAX_MANIFEST,
+    MAX_SETTING_LAYER,
+    Layer,
+    OllamaRef,
+    kept_layers,
+    parse_manifest,
+    setting_layers,
+)
+from ..ollama_settings import settings_from_layers
 from .found import Found, NoStoreError, SourceFile, source_file
 
 
@@ -63,14 +71,12 @@ def _read(root: Path, path: Path, name: str, ref: OllamaRef) -> Found:
     manifest = parse_manifest(read_small(path, MAX_MANIFEST, Confinement(root / "manifests")), ref)
     files = tuple(_layer_file(root, path, layer, ref) for path, layer in kept_layers(manifest, ref))
     contents, notes = [], []
-    for layer in manifest.layers:
-        kind = layer.media_type.removeprefix(MEDIA_PREFIX)
-        if layer.media_type.startswith(MEDIA_PREFIX) and kind in SETTING_KINDS:
-            data = _setting_layer(root, layer)
-            if data is None:
-                notes.append(f"left out the {kind} layer: its blob {_blob(root, layer)} is missing or too large")
-            else:
-                contents.append((kind, data))
+    for kind, layer in setting_layers(manifest):
+        data = _setting_layer(root, layer)
+        if data is None:
+            notes.append(f"left out the {kind} layer: its blob {_blob(root, layer)} is missing or too large")
+        else:
+            contents.append((kind, data))
     overrides, setting_notes = settings_from_layers(contents)
     notes += setting_notes
     return Found(name, "gguf", files, settings=overrides.to_dict(), notes=tuple(notes), where=str(path))

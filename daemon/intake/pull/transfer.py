@@ -24,8 +24,8 @@ from typing import Any
 
 import aiohttp
 
-from ..errors import NotFound, R1Error
-from ..store.blobs import DOWNLOAD_PREFIX, BlobStore, disk_full_is
+from ...errors import NotFound, R1Error
+from ...store.blobs import DOWNLOAD_PREFIX, BlobStore, disk_full_is
 
 RunJob = Callable[..., Awaitable[Any]]  # runs blocking file work off the event loop (FileJobs.run)
 
@@ -215,7 +215,7 @@ class RangedDownload:
         return "sha256:" + sha.hexdigest()
 
 
-def _hash_range(sha: "hashlib._Hash", fd: int, start: int, end: int) -> None:
+def _hash_range(sha: hashlib._Hash, fd: int, start: int, end: int) -> None:
     while start < end:
         data = os.pread(fd, min(4 * MIB, end - start), start)
         if not data:

@@ -1,5 +1,7 @@
-"""`r1 import`: bring a local GGUF file (all shards of a split one, and the vision projector beside it)
-or an MLX folder into the store."""
+"""Models from files: `r1 import` (and `r1 create` with a path) brings a local GGUF file (all shards of
+a split one, and the vision projector beside it) or an MLX folder into the store; `r1 create` with
+uploaded blobs names blobs already in the store as a model's files. Both read the model's facts
+from what is stored (stored_facts), as pulls and imports from other tools do."""
 
 from __future__ import annotations
 
@@ -9,11 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import BadRequest
-from .metadata import MetadataError, ModelFacts, model_files, read_metadata
-from .metadata.projector import check_projector, is_companion, is_projector
-from .pull.quant import RemoteFile, projector_for, quant_label
-from .store import FileEntry, Ingested, Manifest, MissingBlobError, ModelName, ModelRecord, Overrides, Store
+from ..errors import BadRequest
+from ..metadata import MetadataError, ModelFacts, model_files, read_metadata
+from ..metadata.projector import check_projector, is_companion, is_projector
+from ..store import FileEntry, Ingested, Manifest, MissingBlobError, ModelName, ModelRecord, Overrides, Store
+from ..store.blobs import parse_digest
+from .quant import RemoteFile, projector_for, quant_label
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,7 @@ def check_source(path_text: str) -> Path:
 
 def import_model(
     store: Store, path: Path, model: ModelName, *, link: bool = True, emit: Callable[[Event], None] = lambda e: None,
-    overrides: Overrides = Overrides(),
+    overrides: Overrides | None = None,
 ) -> ImportResult:
     """Hash the files into blobs (a clone or a hard link where possible, never changing the user's
     files: Store.ingest), read their facts, record the model.
@@ -56,6 +59,7 @@ def import_model(
     `overrides` (template, system, parameters... from `r1 create`) go into the manifest with the facts.
     Each file must be a regular file outside R1_HOME (a client names the path: Store.client_view and
     Store.ingest check it); the facts recorded are read from the bytes taken in, not from the path."""
+    overrides = Overrides() if overrides is None else overrides
     fmt, files = model_files(path)
     if fmt == "gguf":
         files += _projector_beside(files[0])
@@ -81,6 +85,21 @@ def stored_facts(store: Store, fmt: str, entries: list[FileEntry]) -> ModelFacts
     projector among the entries must be one (check_projector), or nothing is recorded."""
     with store.staged_view((e.path, e.digest) for e in entries) as view:
         return _facts(fmt, view, [e.path for e in entries])
+
+
+def manifest_from_blobs(store: Store, files: dict[str, str]) -> Manifest:
+    """A manifest for uploaded blobs named as model files ({"model.gguf": "sha256:..."})."""
+    entries = []
+    for path, digest in files.items():
+        digest = parse_digest(digest)
+        if not store.blobs.has(digest):
+            raise BadRequest(f"no blob {digest} for {path}: upload it first (POST /api/blobs/{digest})")
+        entries.append(FileEntry(path, digest, store.blobs.path(digest).stat().st_size))
+    entries.sort(key=lambda e: e.path)
+    ggufs = [e for e in entries if e.path.lower().endswith(".gguf")]
+    # The facts are the language model's; a projector among the files is checked, as at import.
+    fmt = "gguf" if ggufs else "mlx"
+    return Manifest(tuple(entries), stored_facts(store, fmt, ggufs or entries))
 
 
 def _facts(fmt: str, folder: Path, paths: list[str]) -> ModelFacts:

@@ -5,7 +5,8 @@ folder), found by reading that tool's files as it lays them out: nothing here wr
 it would get, its files (the real file behind each, and its sha256 where the tool names the file by
 it) and the settings that come with it. What r1 cannot import is listed too, with the reason.
 Where each tool keeps its models by default is daemon/config.py's tool_roots(): the CLI computes
-it with the user's environment.
+it with the user's environment. importing.py takes the models asked for into the store; held.py
+lends a pull a file another tool already downloaded.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..config import IMPORT_TOOLS
-from ..errors import BadRequest
+from ...config import IMPORT_TOOLS
+from ...errors import BadRequest
 from .found import Found, NoStoreError, SourceFile
 from .hf_cache import discover_hf_cache
 from .lmstudio import discover_lmstudio

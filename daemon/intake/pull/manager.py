@@ -17,26 +17,26 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from functools import partial
 from typing import Any
 
 import aiohttp
 
-from ..config import Settings, tool_roots
-from ..errors import Conflict, NotFound, R1Error
-from ..file_jobs import FileJobs
-from ..importer import stored_facts
-from ..metrics import Metrics
-from ..sources.held import find_held
-from ..store import (CorruptSourceError, FileEntry, Manifest, ModelName, ModelNotFoundError, ModelRecord, Store,
-                     parse_name)
+from ...config import Settings, tool_roots
+from ...errors import Conflict, NotFound, R1Error
+from ...file_jobs import FileJobs
+from ...metrics import Metrics
+from ...store import CorruptSourceError, FileEntry, Manifest, ModelName, ModelNotFoundError, ModelRecord, Store
+from ...store.names import parse_name
+from ..files import Event, stored_facts
+from ..quant import RemoteFile
+from ..tools.held import find_held
 from .locate import Kept, locate, refresh
 from .plan import PullPlan
-from .quant import RemoteFile
 from .transfer import DigestMismatchError, RangedDownload, fetch_small
 
 log = logging.getLogger(__name__)
 
-Event = dict[str, Any]
 PROGRESS_INTERVAL = 0.25  # seconds between progress events of one file
 # How long a cancel `unless_followed` waits before it counts followers: the caller's own stream, closed just
 # before it asked, takes an iteration or two of the event loop to end.
@@ -104,7 +104,8 @@ class Pull:
         seen = 0
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: len(self.events) > seen or self.finished)
+                # wait_for calls the lambda before `seen` moves on: binding it late is what is meant
+                await self._changed.wait_for(lambda: len(self.events) > seen or self.finished)  # noqa: B023
                 batch, seen = self.events[seen:], len(self.events)
                 done, error = self.finished and seen == len(self.events), self.error
             for event in batch:
@@ -266,7 +267,7 @@ class PullManager:
                 download = RangedDownload(self._http(), remote.url, plan.headers, remote.size, remote.sha256,
                                           self.store.blobs, self.settings.pull_connections, file_job=self.jobs.run)
                 transfer = self._transfers[remote.sha256] = _Transfer(download, self.spawn(download.run()))
-                transfer.task.add_done_callback(lambda _, key=remote.sha256: self._transfers.pop(key, None))
+                transfer.task.add_done_callback(partial(self._forget_transfer, remote.sha256))
             download = transfer.download
             try:
                 with transfer.followed_by(pull):
@@ -286,6 +287,10 @@ class PullManager:
                     ) from exc
                 log.warning("%s failed its sha256 check (%s); downloading it again", remote.path, exc)
         raise AssertionError("unreachable")
+
+    def _forget_transfer(self, sha256: str, _: asyncio.Future[Any]) -> None:
+        """A finished transfer leaves the table (a done callback), so the next pull of its blob starts afresh."""
+        self._transfers.pop(sha256, None)
 
     async def _take_held(self, pull: Pull, remote: RemoteFile) -> bool:
         """Whether Ollama or the Hugging Face cache already had the file, now in the store (linked where it

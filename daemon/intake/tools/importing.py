@@ -5,7 +5,7 @@ regular file discovery found inside the tool's folder, checked again as it is ta
 fails half-way leaves none of its links behind (Store.intake).
 
 The CLI computes the tool's folder with the user's environment (config.tool_roots) and sends it; the
-daemon discovers (sources/), then imports the models asked for, one after another.
+daemon discovers (tools/), then imports the models asked for, one after another.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import BadRequest
-from .importer import Event, progress_events, stored_facts
-from .sources import Found, discover
-from .store import FileEntry, Manifest, MissingBlobError, ModelRecord, Overrides, Store, parse_name
+from ...errors import BadRequest
+from ...store import FileEntry, Manifest, MissingBlobError, ModelRecord, Overrides, Store, parse_name
+from ..files import Event, progress_events, stored_facts
+from . import Found, discover
 
 
 def listing(found: Found) -> Event:

@@ -8,12 +8,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..metadata import is_mlx_model_file, model_files
-from ..metadata.mlx_reader import is_mlx_folder
-from ..metadata.projector import is_companion
-from ..pull.quant import SHARD, RemoteFile, gguf_variants, with_projector
-from ..pull.resolve import MLX_TAG
-from ..store import InvalidNameError, RefusedFileError, parse_name
+from ...metadata import is_mlx_model_file, model_files
+from ...metadata.mlx_reader import is_mlx_folder
+from ...metadata.projector import is_companion
+from ...store import InvalidNameError, RefusedFileError, parse_name
+from ..quant import MLX_TAG, SHARD, RemoteFile, gguf_variants, with_projector
 from .found import Found, SourceFile, source_file
 
 

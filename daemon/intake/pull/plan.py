@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..store import ModelName, Overrides
-from .quant import Choice, RemoteFile
+from ...store import ModelName, Overrides
+from ..quant import Choice, RemoteFile
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import BadRequest
-from ..store import Confinement, open_regular
+from ...errors import BadRequest
+from ...store import Confinement, open_regular
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 

@@ -21,6 +21,7 @@ QUALITY_ORDER = (
     "IQ2_XS", "IQ2_XXS", "IQ1_M", "IQ1_S",
 )
 DEFAULT_QUANT = "Q4_K_M"
+MLX_TAG = "mlx"  # what an MLX repo's one variant is recorded as: its tag, where a GGUF repo's is a quantization
 # What loading takes beyond the file itself (KV cache, compute buffers), for the default pick only;
 # the scheduler's estimate is the one that decides about loading.
 LOAD_OVERHEAD = 1.2

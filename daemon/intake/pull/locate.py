@@ -10,13 +10,14 @@ from dataclasses import dataclass, replace
 
 import aiohttp
 
-from ..config import Settings
-from ..store import ModelName, ModelRecord, Store
-from ..store.remotes import remote_of
-from .ollama_model import kept_layers, registry_plan
-from .ollama_registry import OllamaRef, fetch_manifest, ollama_ref
+from ...config import Settings
+from ...remote.models import remote_of
+from ...store import ModelName, ModelRecord, Store
+from ..ollama_manifest import OllamaRef, kept_layers, ollama_ref
+from ..quant import MLX_TAG
+from .hub import OfflineError, UnknownModelError, hub_plan, hub_repo
+from .ollama_registry import fetch_manifest, registry_plan
 from .plan import PullPlan
-from .resolve import MLX_TAG, OfflineError, UnknownModelError, hub_plan, hub_repo
 
 
 @dataclass(frozen=True)
@@ -76,7 +77,8 @@ async def refresh(name: ModelName, record: ModelRecord, store: Store, settings: 
     if "registry" in source:
         if settings.no_ollama_registry:
             return Kept(record, "R1_NO_OLLAMA_REGISTRY is set: kept the stored copy without checking for updates")
-        ref = OllamaRef(settings.ollama_registry, *source["repo"].split("/", 1), source["tag"])
+        namespace, model = source["repo"].split("/", 1)
+        ref = OllamaRef(settings.ollama_registry, namespace, model, source["tag"])
         manifest = await fetch_manifest(session, ref)
         if manifest is None:
             raise UnknownModelError(f"{ref} is no longer in Ollama's registry at {ref.registry}; "

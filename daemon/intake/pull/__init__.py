@@ -1,0 +1,1 @@
+"""Pulls: a model downloaded from the Hugging Face Hub or Ollama's registry into the store."""

@@ -1,1 +1,0 @@
-"""Pulling models from the Hugging Face Hub into the store."""
