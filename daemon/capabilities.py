@@ -44,8 +44,8 @@ def template_variables(source: str) -> frozenset[str]:
     converted from Ollama's Go, the fields it reads, as Ollama's own capability check sees them."""
     from jinja2 import TemplateSyntaxError  # imported when a template is looked at
 
-    from .gotemplate import converted_uses
-    from .runner.sandbox import reading_environment, variables_read
+    from .templates.go import converted_uses
+    from .templates.sandbox import reading_environment, variables_read
 
     if go_fields := converted_uses(source):
         return frozenset(GO_FIELDS.get(name, name) for name in go_fields)

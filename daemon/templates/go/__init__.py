@@ -2,14 +2,14 @@
 
 Ollama's Modelfiles (`TEMPLATE`), the `template` field of /api/generate and the models in its
 registry carry chat templates in Go's text/template dialect. r1 renders Jinja in one place
-(runner/template.py), so a Go template is converted once, when it arrives:
+(templates/template.py), so a Go template is converted once, when it arrives:
 
     to_jinja(source)        the Jinja; GoTemplateError (a 400) names what cannot be converted
     is_go_template(source)  whether a template is Go rather than Jinja
     as_jinja(source)        a template as r1 stores it: Go converted, Jinja as it is
 
 The converted text starts with a header comment naming how Ollama executes the template; on
-seeing it, runner/template.py renders it Ollama's way (execute.py) in an environment with Go's
+seeing it, templates/template.py renders it Ollama's way (execute.py) in an environment with Go's
 whitespace rules (no trim_blocks or lstrip_blocks) and the helpers in funcs.py.
 
 Where r1 departs from Ollama on purpose: `{{ .Function }}` and `{{ .Function.Parameters }}`

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import datetime
 import re
-from typing import Any, Callable, Iterable
+from typing import Any
+from collections.abc import Callable, Iterable
 
-from ..runner import limits
-
+from ... import template_limits
 from .values import ExecError, GoMap, ToolProperty, field_of, format_value, go_type, to_json
 
 
@@ -33,7 +33,7 @@ def range_items(value: Any) -> Iterable[tuple[Any, Any]]:
     if isinstance(value, list):
         return list(enumerate(value))
     if isinstance(value, int) and not isinstance(value, bool):
-        limits.current().check_loops(value, f"range {value}")
+        template_limits.current().check_loops(value, f"range {value}")
         return ((i, i) for i in range(value))
     raise ExecError(f"range can't iterate over {format_value(value)}")
 
@@ -201,7 +201,7 @@ def _verb(verb: str, flags: str, precision: str | None, arg: Any) -> str | None:
     if verb == "c":
         return chr(arg) if is_int else None
     if verb in "feEgG" and isinstance(arg, float):
-        limits.current().check_size(int(precision or 0), "a printf precision")
+        template_limits.current().check_size(int(precision or 0), "a printf precision")
         spec = ("." + (precision or "6") if verb in "feE" else ("." + precision if precision else "")) + verb
         text = format(arg, spec)
         return re.sub(r"e([+-])(\d)$", r"e\g<1>0\2", text) if verb in "eE" else text
@@ -231,7 +231,7 @@ def printf(form: str, *args: Any) -> str:
         elif text is None:
             text = f"%!{verb}({go_type(arg)}={format_value(arg)})"
         elif width:
-            limits.current().check_size(int(width), "a printf width")
+            template_limits.current().check_size(int(width), "a printf width")
             fill = "0" if "0" in flags and "-" not in flags and verb not in "sqvt" else " "
             text = text.ljust(int(width)) if "-" in flags else text.rjust(int(width), fill)
         out.append(text)

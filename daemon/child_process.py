@@ -1,7 +1,9 @@
-"""A child process of r1 dies with its parent: runners with the daemon, renderers with their runner."""
+"""r1's child processes: runners (started by the daemon's scheduler) and template renderers (started by
+a runner). Each dies with its parent, and its parent says in words how it ended."""
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 
@@ -25,7 +27,5 @@ def die_with_parent() -> None:
     import ctypes
 
     PR_SET_PDEATHSIG = 1
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        pass

@@ -1,4 +1,4 @@
-"""Jinja environments that charge a render's budget (limits.py) for what a template does.
+"""Jinja environments that charge a render's budget (template_limits.py) for what a template does.
 
 Jinja's immutable sandbox keeps a template from reaching Python's internals, not from running forever
 or building a gigabyte string. On top of it:
@@ -34,10 +34,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import _PassArg
 from jinja2.visitor import NodeTransformer
 
-from .limits import RenderBudget, TemplateLimitError, current
+from ..template_limits import RenderBudget, TemplateLimitError, current
 
 # Tags that load other templates: a chat template has no others to load.
-_LOADING_TAGS = {nodes.Extends: "extends", nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from"}
+_LOADING_TAGS: dict[type[nodes.Node], str] = {nodes.Extends: "extends", nodes.Include: "include", nodes.Import: "import", nodes.FromImport: "from"}
 # A format string's widths and precisions (%10s, %.5f, {:>10}) are numbers written in it: the largest
 # number in one bounds what it can build (widths taken from arguments, %*d, are checked apart).
 _NUMBER = re.compile(r"\d+")

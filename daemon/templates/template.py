@@ -4,10 +4,10 @@ GGUF files and MLX tokenizers carry the model's template as Jinja; `r1 create` T
 lines override it. Rendering here, in one place for both backends, keeps prompts identical
 across backends and lets the runner see whether the prompt left a `<think>` block open.
 
-Jinja converted from an Ollama Go template (daemon/gotemplate) renders in an environment of
+Jinja converted from an Ollama Go template (go/) renders in an environment of
 its own, with Go's whitespace rules and the Go helpers, over Ollama's template values.
 
-A template is untrusted code: each render runs within the limits of limits.py, in the guarded
+A template is untrusted code: each render runs within the limits of template_limits.py, in the guarded
 environments of sandbox.py, and every way it can fail is a BackendError (a 400) that says why.
 Runners call this in their renderer process (renderer.py), never in the process holding the model.
 """
@@ -19,9 +19,9 @@ from typing import Any
 
 from jinja2 import Template, TemplateError
 
-from .. import gotemplate
 from ..backends.base import BackendError
-from .limits import RenderBudget, TemplateLimitError, TemplateLimits, charged_to
+from ..template_limits import RenderBudget, TemplateLimitError, TemplateLimits, charged_to
+from .go import FUNCTIONS, ExecError, converted_mode, execute, show
 from .sandbox import chat_environment, go_environment, guard
 
 
@@ -31,7 +31,7 @@ class OutOfMemory(BackendError):
 
 @functools.cache
 def _environments() -> tuple[Any, Any]:
-    return chat_environment(), go_environment(gotemplate.FUNCTIONS, gotemplate.show)
+    return chat_environment(), go_environment(FUNCTIONS, show)
 
 
 @functools.lru_cache(maxsize=16)
@@ -39,7 +39,7 @@ def _compile(source: str) -> Template:
     """The template compiled from its guarded syntax tree; a failure is not kept, so compiling charges
     every render that tries."""
     chat, go = _environments()
-    env = go if gotemplate.converted_mode(source) else chat
+    env = go if converted_mode(source) else chat
     try:
         return env.from_string(guard(env.parse(source)))
     except (SyntaxError, RecursionError) as exc:  # Python's own limits on the code Jinja writes
@@ -98,9 +98,9 @@ def render(
         limits.check_source(source)
         with charged_to(budget):
             template = _Counted(_compile(source), budget)
-            mode = gotemplate.converted_mode(source)
+            mode = converted_mode(source)
             if mode:
-                return gotemplate.execute(template, mode, messages, tools=tools, think=think, suffix=suffix)
+                return execute(template, mode, messages, tools=tools, think=think, suffix=suffix)
             return template.render(**context)
     except TemplateLimitError as exc:
         raise BackendError(str(exc)) from exc
@@ -110,7 +110,7 @@ def render(
     except MemoryError as exc:
         raise OutOfMemory(f"the chat template used more than the {limits.memory // 2**20:,} MiB its renderer may "
                           "(512 MiB and 16 times R1_TEMPLATE_MAX_OUTPUT)") from exc
-    except (TemplateError, gotemplate.ExecError) as exc:
+    except (TemplateError, ExecError) as exc:
         raise BackendError(f"the chat template failed: {exc}") from exc
     except Exception as exc:  # the template's own doing: a TypeError, an OverflowError of Jinja's range...
         raise BackendError(f"the chat template failed: {type(exc).__name__}: {exc}") from exc

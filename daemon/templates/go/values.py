@@ -23,7 +23,7 @@ class ExecError(Exception):
 # --- the value model ---------------------------------------------------------------------------
 
 
-class GoMap(dict):  # type: ignore[type-arg]
+class GoMap(dict):
     """map[string]X: missing keys read as `zero`; JSON and range go through the keys sorted.
     A nil map (None given) is empty and marshals as null."""
 
@@ -55,13 +55,13 @@ class PropertiesMap(GoMap):
         return ToolProperty()
 
 
-class OrderedMap(dict):  # type: ignore[type-arg]
+class OrderedMap(dict):
     """api.ToolPropertiesMap (nested properties): JSON in the order the client sent them."""
 
     go_type = "*api.ToolPropertiesMap"
 
 
-class GoSlice(list):  # type: ignore[type-arg]
+class GoSlice(list):
     """A slice; a nil one prints as [] and marshals as null."""
 
     go_type = "[]interface {}"
@@ -77,7 +77,7 @@ class ToolsSlice(GoSlice):
     go_type = "template.templateTools"
 
 
-class PropertyType(list):  # type: ignore[type-arg]
+class PropertyType(list):
     """api.PropertyType: one type prints and marshals as a string, several as a list."""
 
     go_type = "api.PropertyType"

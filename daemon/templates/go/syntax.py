@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Union
 
-from ..errors import BadRequest
+from ...errors import BadRequest
 
 SPACE = " \t\r\n"
 KEYWORDS = {"if", "else", "end", "range", "with", "define", "template", "block", "break", "continue"}
@@ -84,7 +83,7 @@ class Pipe:
     pos: int
 
 
-Arg = Union[Field, Variable, Dot, Nil, Literal, Function, Chain, Pipe]
+Arg = Field | Variable | Dot | Nil | Literal | Function | Chain | Pipe
 
 
 @dataclass(frozen=True)
@@ -106,7 +105,7 @@ class Loop:  # break or continue
     kind: str
 
 
-Node = Union[Text, Action, Branch, Loop]
+Node = Text | Action | Branch | Loop
 
 
 # --- lexer -------------------------------------------------------------------------------------
@@ -123,6 +122,12 @@ _NUMBER = re.compile(r"[+-]?(?:0[xX][0-9a-fA-F_]+(?:\.[0-9a-fA-F_]*)?(?:[pP][+-]
                      r"(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][+-]?[0-9_]+)?)i?")
 _WORD = re.compile(r"\w*")
 _ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"'}
+
+
+def _word_at(source: str, pos: int) -> str:
+    """The word characters from pos on, maybe none (the pattern matches the empty word too)."""
+    match = _WORD.match(source, pos)
+    return match.group() if match else ""
 
 
 class Lexer:
@@ -228,14 +233,14 @@ class Lexer:
             elif c == "'":
                 pos = self.char(pos)
             elif c == "$" or (c == "." and not s[pos + 1:pos + 2].isdigit()):
-                word = _WORD.match(s, pos + 1).group()
+                word = _word_at(s, pos + 1)
                 kind = "variable" if c == "$" else ("field" if word else "dot")
                 self.tokens.append(Token(kind, c + word, pos))
                 pos = self.terminated(pos + 1 + len(word))
             elif c in "+-." or c.isdigit():
                 pos = self.number(pos)
             elif c == "_" or c.isalnum():
-                word = _WORD.match(s, pos).group()
+                word = _word_at(s, pos)
                 if word in ("true", "false"):
                     self.tokens.append(Token("bool", word == "true", pos))
                 elif word == "nil":
@@ -291,7 +296,8 @@ class Lexer:
         raise self.error(pos, "invalid escape in a quoted string")
 
     def quoted(self, start: int) -> int:
-        s, pos, out = self.source, start + 1, []
+        s, pos = self.source, start + 1
+        out: list[str] = []
         while True:
             c = s[pos:pos + 1]
             if c in ("", "\n"):

@@ -1,6 +1,6 @@
 """The renderer: a child process of a runner that renders chat templates and does nothing else.
 
-`python -m r1.daemon.runner.renderer LIMITS`: started by a runner (renderers.py), never by hand;
+`python -m r1.daemon.templates.renderer LIMITS`: started by a runner (renderers.py), never by hand;
 LIMITS is the JSON of its TemplateLimits. It talks over its stdin and stdout, a JSON object a line:
 
     renderer -> runner   {"ready": true}                       once, when its imports are done
@@ -21,9 +21,9 @@ import sys
 from typing import Any
 
 from ..backends.base import BackendError
+from ..child_process import die_with_parent
+from ..template_limits import TemplateLimits
 from . import template
-from .limits import TemplateLimits
-from .parent import die_with_parent
 
 NICENESS = 10  # added to the runner's: on a busy CPU the model's threads go first
 

@@ -19,8 +19,8 @@ import time
 from typing import Any
 
 from ..backends.base import BackendError
-from .limits import TemplateLimits, timed_out
-from .parent import how_it_ended
+from ..child_process import how_it_ended
+from ..template_limits import TemplateLimits, timed_out
 
 GRACE = 1.0  # seconds past R1_TEMPLATE_TIMEOUT before a renderer that has not answered is killed
 START_TIMEOUT = 30.0  # seconds a new renderer may take to import what it needs
@@ -36,7 +36,7 @@ class Renderer:
 
     def __init__(self, limits: TemplateLimits) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "r1.daemon.runner.renderer", json.dumps(limits.to_frame())],
+            [sys.executable, "-m", "r1.daemon.templates.renderer", json.dumps(limits.to_frame())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # its stderr is the runner's: the daemon logs it
         self._unread = bytearray()
         self._ready = False

@@ -2,11 +2,15 @@
 
 Chat templates are code from model files, registries and requests: a nested loop, `'a' * 10**9` or a
 macro that calls itself would otherwise hold a runner, and every client of its model, for as long as
-they like. Each render gets a RenderBudget; the guarded environment (sandbox.py), the Go helpers
-(gotemplate/funcs.py) and the output stream (template.py) charge it, and going over a limit raises
+they like. Each render gets a RenderBudget; the guarded environment (templates/sandbox.py), the Go
+helpers (templates/go/funcs.py) and the output stream (templates/template.py) charge it, and going over a limit raises
 TemplateLimitError, whose message names the limit and the setting that changes it (a 400 for the
-request, nothing for anyone else). The renderer process (renderer.py) is the backstop for what these
+request, nothing for anyone else). The renderer process (templates/renderer.py) is the backstop for what these
 checks cannot see: it is killed when it overruns its time, and its address space is capped.
+
+A module of its own, beside templates/ rather than in it: the scheduler, the runner and the Go helpers
+(templates/go/) all read it, and templates/ imports go/, so a budget inside templates/ would make the
+two packages import each other.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..config import SETTINGS, Settings, parse_duration, parse_size
+from .config import SETTINGS, Settings, parse_duration, parse_size
 
 MiB = 1024 * 1024
 # The renderer's memory beyond what it holds once started: room for the request's messages and tools,
