@@ -7,7 +7,7 @@
     compute      llama.cpp's scratch buffers, which grow with the vocabulary (the logits), and
                  with each slot by the logits of one more output
     runtime      the runner process itself: Python, the backend library, the tokenizer; and its
-                 chat template renderer (runner/renderer.py: Python and Jinja, 23 MiB at rest)
+                 chat template renderer (templates/renderer.py: Python and Jinja, 23 MiB at rest)
     repacked     with llama.cpp's extra buffer types on, a second copy of the weights it lays out
                  for faster CPU kernels (AMX tiles, AVX2 or Arm blocks); the mapped file stays too
     projector    a vision model's projector (its mmproj file, loaded whole by llama.cpp's mtmd) and the

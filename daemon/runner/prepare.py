@@ -16,9 +16,9 @@ from typing import Any
 from ..backends import Backend, BackendError
 from ..backends.llama_vision import MARKER
 from ..reasoning import template_opens_think
+from ..templates.renderers import Renderers
 from .budget import ThinkBudget
 from .protocol import Frame
-from .renderers import Renderers
 from .stops import StopMatcher
 
 log = logging.getLogger("r1.runner")

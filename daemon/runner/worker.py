@@ -22,20 +22,21 @@ import socket
 import sys
 import threading
 import time
-from pathlib import Path
 from collections import deque
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..backends import Backend, BackendError, load_backend
 from ..backends.base import BatchBackend, Cancelled
 from ..backends.kv_files import finish_writes
+from ..child_process import die_with_parent
 from ..reasoning import template_opens_think
+from ..template_limits import TemplateLimits
+from ..templates.renderers import Renderers
 from .budget import CLOSING
-from .limits import TemplateLimits
-from .parent import die_with_parent
 from .prepare import Preparer, Request, context_of
 from .protocol import MAX_FRAME, Frame, decode, encode
-from .renderers import Renderers
 
 log = logging.getLogger("r1.runner")
 

@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+from ..child_process import how_it_ended
 from ..errors import R1Error
-from .parent import how_it_ended
-from .protocol import MAX_FRAME, Frame, decode, encode
+from ..runner.protocol import MAX_FRAME, Frame, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class Runner:
     async def start(cls, label: str, fmt: str, path: Path, load: dict[str, Any], log_level: str,
                     templates: dict[str, Any] | None = None) -> Runner:
         """Start a runner that logs at `log_level` and load the model in it; RunnerError if it cannot.
-        `templates`: the limits its chat templates render within (runner/limits.py), else the defaults."""
+        `templates`: the limits its chat templates render within (template_limits.py), else the defaults."""
         parent, child = socket.socketpair()
         out_read, out_write = os.pipe()
         try:

@@ -3,7 +3,7 @@ PARAMETERs) gets a runner whose context holds its prompt and room for an answer,
 oldest messages or a 400.
 
 Coding agents send 5-30K-token prompts (their instructions and 10-20 tools) to a model whose default
-context is 4096 tokens (runner/options.py). Such a request's prompt is counted by the runner it leased
+context is 4096 tokens (options/check.py). Such a request's prompt is counted by the runner it leased
 first (the model's largest loaded one, or a new one with the default context); when it does not fit, the
 request leases a runner with the smallest power of two of tokens that holds it, up to the model's trained
 context and within the memory budget. The scheduler replaces the model's smaller runner with that one,
@@ -18,7 +18,8 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from .scheduler import Lease, ModelSpec, Scheduler
+from .model_spec import Lease, ModelSpec
+from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
