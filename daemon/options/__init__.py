@@ -1,7 +1,8 @@
 """Ollama's `options` that r1 knows, and the type of each: the one table behind the daemon's
-checks (runner/options.py) and the CLI's Modelfile PARAMETER lines and `/set parameter`.
+checks (check.py, beside this) and the CLI's Modelfile PARAMETER lines and `/set parameter`.
 
-Standard library only and cheap to import, like config.py: the CLI loads it.
+Standard library only and cheap to import, like config.py: the CLI loads it, and importing
+options.check imports this first, so the table lives here and the checks in a module of their own.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Ollama's `options`: which of them load a model and which steer sampling, checked by type.
 
-Which options there are, and their types, is daemon/options.py's table (the CLI reads it
+Which options there are, and their types, is this package's table (options/__init__.py) (the CLI reads it
 too). Load options decide the runner instance; sampling options travel with each request.
 A model's own defaults (set by `r1 create` PARAMETER lines) sit under the request's options.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 from ..config import KV_CACHE_TYPES
 from ..errors import BadRequest
-from ..options import LOAD_OPTIONS, OPTION_TYPES, SAMPLING_OPTIONS
+from . import LOAD_OPTIONS, OPTION_TYPES, SAMPLING_OPTIONS
 
 log = logging.getLogger(__name__)
 
