@@ -9,20 +9,25 @@ from aiohttp import web
 
 from .api import (anthropic, blobs, console, events, inference, ollama, openai, ops, remotes, rerank, responses,
                   usage)
-from .api.context import CLOSING, CORE, FILE_JOBS, METRICS, PULLS, REQUEST_LOG, SCHEDULER, SETTINGS, STORE, TASKS
+from .api.context import (CLOSING, CORE, FILE_JOBS, METRICS, PULLS, REMOTE_RECORDS, REQUEST_LOG, SCHEDULER, SETTINGS,
+                          STORE, STORED_RESPONSES, TASKS)
 from .api.fields import MAX_BODY_BYTES
 from .api.guard import add_cors_headers, guard_middleware
 from .api.http import access_middleware, errors_middleware, start_owned_task
 from .config import Settings
 from .file_jobs import FileJobs
 from .generation import Core
+from .intake.pull.manager import PullManager
+from .kernel_crashes import KernelCrashes
 from .kernels import ExtraBuffers, Machine
 from .metrics import Metrics
-from .pull.manager import PullManager
-from .request_log import RequestLog
+from .request_log import RequestLog, RequestRecords
 from .remote.engines import Remotes
-from .scheduler import Scheduler, StartRunner
+from .remote.records import RemoteRecords
+from .scheduler.model_spec import StartRunner
+from .scheduler.scheduler import Scheduler
 from .store import Store
+from .stored_responses import StoredResponses
 
 
 async def _file_jobs(app: web.Application) -> AsyncIterator[None]:
@@ -63,12 +68,12 @@ async def _closing(app: web.Application) -> None:
     app[REQUEST_LOG].close_followers()
 
 
-def _scheduler(start: StartRunner | None):
+def _scheduler(start: StartRunner | None, crashes: KernelCrashes):
     async def run_scheduler(app: web.Application) -> AsyncIterator[None]:
-        extra_buffers = ExtraBuffers(app[SETTINGS].llama_extra_buffers, Machine.here(), app[STORE],
+        extra_buffers = ExtraBuffers(app[SETTINGS].llama_extra_buffers, Machine.here(), crashes,
                                      app[SETTINGS].kv_cache_type)
         app[SCHEDULER] = Scheduler(app[SETTINGS], extra_buffers, start)
-        remotes = Remotes(app[STORE], app[SETTINGS])
+        remotes = Remotes(app[REMOTE_RECORDS], app[SETTINGS])
         app[CORE] = Core(app[STORE], app[SCHEDULER], app[METRICS], remotes)
         yield
         await remotes.close()
@@ -87,7 +92,11 @@ def create_app(settings: Settings, store: Store, *, start: StartRunner | None = 
     app[SETTINGS] = settings
     app[STORE] = store
     app[METRICS] = Metrics() if metrics is None else metrics
-    app[REQUEST_LOG] = RequestLog(store, app[METRICS], enabled=settings.log_requests, retention=settings.log_retention)
+    # The features that keep tables in r1.db beside the store's, on the store's database.
+    app[REMOTE_RECORDS] = RemoteRecords(store.database)
+    app[STORED_RESPONSES] = StoredResponses(store.database)
+    app[REQUEST_LOG] = RequestLog(RequestRecords(store.database), app[METRICS], enabled=settings.log_requests,
+                                  retention=settings.log_retention)
     app[CLOSING] = asyncio.Event()
     app.on_shutdown.append(_closing)
     # Cleanup runs in reverse: owned tasks (pull transfers) stop before the pulls' HTTP session closes,
@@ -95,7 +104,7 @@ def create_app(settings: Settings, store: Store, *, start: StartRunner | None = 
     # pool, first in, closes once nothing can hand it a job.
     app.cleanup_ctx.append(_file_jobs)
     app.cleanup_ctx.append(_request_log)
-    app.cleanup_ctx.append(_scheduler(start))
+    app.cleanup_ctx.append(_scheduler(start, KernelCrashes(store.database)))
     app.cleanup_ctx.append(_pulls)
     app.cleanup_ctx.append(_owned_tasks)
     app.add_routes(ollama.routes)

@@ -22,10 +22,10 @@ from .errors import BadRequest
 from .generation import Core, check_files, model_spec
 from .memory import embedding_context
 from .metrics import note
-from .runner.client import RunnerError
 from .remote.engines import embeddings
+from .remote.models import remote_of
+from .scheduler.runner_client import RunnerError
 from .store import ModelRecord, parse_name
-from .store.remotes import remote_of
 
 log = logging.getLogger(__name__)
 

@@ -11,27 +11,28 @@ import contextlib
 import functools
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from .capabilities import capabilities, check, fill_in_middle
-from .context_fit import fitting_lease
 from .draft import draft_files, draft_need, draft_path
 from .errors import BadRequest, Conflict
 from .kernels import ExtraBuffers
 from .memory import Estimate, estimate, layers
 from .metadata.projector import is_companion, projector_among
 from .metrics import Metrics, answer_text, note
+from .options.check import check_options, kv_cache_type, split_options
 from .reasoning import Piece, ThinkSplitter
 from .remote.engines import Remotes, answer
+from .remote.models import remote_of
 from .remote.wire import End
-from .runner.options import check_options, kv_cache_type, split_options
-from .scheduler import Lease, ModelSpec, Scheduler
+from .scheduler.context_fit import fitting_lease
+from .scheduler.model_spec import Lease, ModelSpec
+from .scheduler.scheduler import Scheduler
 from .store import ModelRecord, Overrides, Store
-from .store.remotes import remote_of
 from .tools import may_be_tool_call, parse_tool_calls
 
 
@@ -267,7 +268,7 @@ def prepare(store: Store, record: ModelRecord, request: Request, extra_buffers: 
     respec = None
     if "num_ctx" in {**(overrides.parameters or {}), **request.options}:
         frame["num_ctx"] = spec.num_ctx
-    else:  # the whole context of the runner it gets, grown to fit its prompt (context_fit.py)
+    else:  # the whole context of the runner it gets, grown to fit its prompt (scheduler/context_fit.py)
         respec = functools.partial(_spec_with_context, store, record, request.options, extra_buffers)
     if request.logprobs is not None:
         frame["logprobs"] = request.logprobs
@@ -454,8 +455,8 @@ async def _generate_remote(core: Core, record: ModelRecord, request: Request, st
         yield Chunk(tail.thinking if show_thinking else "", tail.content)
     counted, prompt_unknown = end.output_tokens is None, end.prompt_tokens is None
     prompt_tokens, output_tokens = end.prompt_tokens or 0, parts if counted else end.output_tokens or 0
-    price = await asyncio.to_thread(core.store.price, f"{remote}:{upstream}")
-    done = {"done_reason": end.reason, "prompt_eval_count": prompt_tokens, "eval_count": output_tokens,
+    price = await asyncio.to_thread(core.remotes.records.price, f"{remote}:{upstream}")
+    done: dict[str, Any] = {"done_reason": end.reason, "prompt_eval_count": prompt_tokens, "eval_count": output_tokens,
             "prompt_eval_duration": (first or last or started) - started, "eval_duration": last - first}
     _count(core.metrics, record.name, done, (first - started) / 1e9 if first else None)
     # An upstream that does not count the prompt (llama-cpp-python's server, streaming) leaves the cost

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from ..errors import BadRequest
 from ..generation import Chunk, Final, Request, Whole, count_tokens
-from ..runner.options import INT32_MAX
+from ..options.check import INT32_MAX
 from .context import CORE
 from .context_editing import applied_edits, context_edits
 from .fields import THINK_LEVELS, FieldNames, forced_format, image, keep_alive, messages, required_str

@@ -10,14 +10,18 @@ from aiohttp import web
 from ..config import Settings
 from ..file_jobs import FileJobs
 from ..generation import Core
+from ..intake.pull.manager import PullManager
 from ..metrics import Metrics
-from ..pull.manager import PullManager
+from ..remote.records import RemoteRecords
 from ..request_log import RequestLog
-from ..scheduler import Scheduler
+from ..scheduler.scheduler import Scheduler
 from ..store import Store
+from ..stored_responses import StoredResponses
 
 SETTINGS = web.AppKey("settings", Settings)
 STORE = web.AppKey("store", Store)
+REMOTE_RECORDS = web.AppKey("remote_records", RemoteRecords)  # remote engines and prices
+STORED_RESPONSES = web.AppKey("stored_responses", StoredResponses)  # Responses kept for previous_response_id
 # Work that must outlive the request that started it (an import, later a pull);
 # cancelled and awaited when the app shuts down.
 TASKS = web.AppKey("tasks", set[asyncio.Task])

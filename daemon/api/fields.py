@@ -12,7 +12,7 @@ from typing import Any
 from ..config import ConfigError, parse_duration
 from ..embedding import EmbedRequest
 from ..errors import BadRequest
-from ..runner.options import check_options
+from ..options.check import check_options
 from ..tools import forced_call
 
 Json = dict[str, Any]

@@ -10,7 +10,7 @@ from aiohttp import web
 from ..errors import BadRequest
 from ..embedding import embed
 from ..generation import Chunk, Final, Request, Whole
-from ..runner.options import check_options
+from ..options.check import check_options
 from .context import CORE
 from .fields import (context, embed_request, get_bool, get_str, images, images_within_bounds, keep_alive, logprobs,
                      messages, output_format, required_str, think, think_level, tools)

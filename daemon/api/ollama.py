@@ -15,14 +15,15 @@ from ..capabilities import capabilities
 from ..create import check_request, create_model
 from ..draft import is_draft_file
 from ..generation import model_path, model_spec, model_template
-from ..importer import Event, check_source, import_model
+from ..intake import catalog
+from ..intake.files import Event, check_source, import_model
+from ..intake.tools.importing import check_import_request, import_from
 from ..metadata.projector import is_projector, projector_among
+from ..remote.models import remote_of
+from ..remote.records import RemoteRecords
 from ..store import ModelNotFoundError, ModelRecord, Store, parse_name
-from ..store.remotes import remote_of
-from ..tool_import import check_import_request, import_from
-from ..pull import catalog
-from ..scheduler import Scheduler
-from .context import CORE, FILE_JOBS, PULLS, SCHEDULER, SETTINGS, STORE
+from ..scheduler.scheduler import Scheduler
+from .context import CORE, FILE_JOBS, PULLS, REMOTE_RECORDS, SCHEDULER, SETTINGS, STORE
 from .fields import check_path_length, get_bool, required_str
 from .http import must_finish, read_json, start_owned_task, stream_ndjson
 from .remotes import create_remote_model
@@ -124,10 +125,10 @@ def memory_fit(store: Store, record: ModelRecord, scheduler: Scheduler) -> dict[
             **sized._asdict()}
 
 
-def show(store: Store, record: ModelRecord, scheduler: Scheduler) -> dict[str, Any]:
+def show(store: Store, record: ModelRecord, scheduler: Scheduler, remotes: RemoteRecords) -> dict[str, Any]:
     remote = remote_of(record.manifest)
     if remote is not None:
-        return show_remote(store, record, *remote)
+        return show_remote(remotes, record, *remote)
     overrides = record.manifest.overrides
     template = model_template(record) or ""
     parameters = parameter_lines(overrides.parameters or {})
@@ -175,7 +176,7 @@ def show(store: Store, record: ModelRecord, scheduler: Scheduler) -> dict[str, A
     }
 
 
-def show_remote(store: Store, record: ModelRecord, remote: str, upstream: str) -> dict[str, Any]:
+def show_remote(remotes: RemoteRecords, record: ModelRecord, remote: str, upstream: str) -> dict[str, Any]:
     """A remote model: what it stands for, the context length its upstream reported, its price; the
     upstream applies its own chat template, so there is none here."""
     overrides = record.manifest.overrides
@@ -184,7 +185,7 @@ def show_remote(store: Store, record: ModelRecord, remote: str, upstream: str) -
     if overrides.system:
         modelfile += f'SYSTEM """{overrides.system}"""\n'
     modelfile += "".join(f"PARAMETER {name} {value}\n" for name, value in parameters)
-    price = store.price(f"{remote}:{upstream}")
+    price = remotes.price(f"{remote}:{upstream}")
     return {
         "license": "",
         "modelfile": modelfile,
@@ -228,7 +229,7 @@ async def tags(request: web.Request) -> web.Response:
 
     def listed() -> list[dict[str, Any]]:
         models = []
-        for record in store.list():
+        for record in store.models():
             broken = store.broken(record.manifest)  # r1's addition: files another tool held that changed or went
             models.append(summary(record) | ({"broken": [str(b) for b in broken]} if broken else {}))
         return models
@@ -242,7 +243,8 @@ async def show_model(request: web.Request) -> web.Response:
     name = required_str(body, "model", "name")
     store = _store(request)
     record = await asyncio.to_thread(store.get, name)
-    return web.json_response(await asyncio.to_thread(show, store, record, request.app[SCHEDULER]))
+    return web.json_response(await asyncio.to_thread(show, store, record, request.app[SCHEDULER],
+                                                     request.app[REMOTE_RECORDS]))
 
 
 @routes.delete("/api/delete")
@@ -255,7 +257,7 @@ async def delete(request: web.Request) -> web.Response:
     weights = record.manifest.weights_id
     scheduler = request.app[SCHEDULER]
     loaded_as_this = any(i.spec.name == record.name for i in scheduler.instances() if i.spec.weights == weights)
-    if loaded_as_this or not any(r.manifest.weights_id == weights for r in await asyncio.to_thread(store.list)):
+    if loaded_as_this or not any(r.manifest.weights_id == weights for r in await asyncio.to_thread(store.models)):
         # As Ollama, a removed model is unloaded (once its requests end; the runner's open files outlive
         # the blobs): `r1 ps` must not go on naming it. A runner that another name loaded stays.
         await scheduler.stop(weights)
@@ -469,7 +471,7 @@ async def catalog_list(request: web.Request) -> web.Response:
     """r1's own: the short names `r1 pull` knows, and whether each is in the store."""
     # r1's `imported`: the name holds a model imported from a file, which need not be the catalog's (a base
     # model where the catalog pulls an instruction-tuned one).
-    records = await asyncio.to_thread(_store(request).list)
+    records = await asyncio.to_thread(_store(request).models)
     stored = {record.name.lower(): record.manifest.source is None for record in records}
     models = [{**entry.as_json(), "installed": key in stored, **({"imported": True} if stored.get(key) else {})}
               for key, entry in catalog.entries().items()]

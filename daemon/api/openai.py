@@ -26,9 +26,9 @@ from aiohttp import web
 from ..errors import BadRequest, ModelNotFound
 from ..embedding import embed
 from ..generation import Chunk, Final, Request, Whole
-from ..runner.options import check_option, check_options
+from ..options.check import check_option, check_options
+from ..remote.models import remote_of
 from ..store import InvalidNameError, ModelRecord
-from ..store.remotes import remote_of
 from .context import CORE, STORE
 from .fields import (TEXT_ONLY, FieldNames, data_url_image, embed_request, forced_format, get_bool, keep_alive,
                      logprobs, messages, required_str, think, think_level, tools)
@@ -67,7 +67,7 @@ def model_object(record: ModelRecord) -> Json:
 
 @routes.get("/v1/models")
 async def list_models(request: web.Request) -> web.Response:
-    records = await asyncio.to_thread(request.app[STORE].list)
+    records = await asyncio.to_thread(request.app[STORE].models)
     return web.json_response({"object": "list", "data": [model_object(r) for r in records]})
 
 

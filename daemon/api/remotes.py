@@ -16,10 +16,11 @@ from aiohttp import web
 from ..errors import BadRequest, NotFound
 from ..redact import masked_url
 from ..remote.engine import RemoteEngine
+from ..remote.models import remote_manifest, remote_of
+from ..remote.records import DIALECTS, Price, Remote
 from ..store import Overrides, Store, parse_name
 from ..store.private import key_path
-from ..store.remotes import DIALECTS, Price, Remote, remote_manifest, remote_of
-from .context import CORE, SETTINGS, STORE
+from .context import CORE, REMOTE_RECORDS, SETTINGS, STORE
 from .fields import check_path_length, required_str
 from .http import must_finish, read_json
 
@@ -83,7 +84,7 @@ def write_key(path: str, key: str) -> None:
 
 @routes.get("/api/remotes")
 async def list_remotes(request: web.Request) -> web.Response:
-    remotes = await asyncio.to_thread(request.app[STORE].remotes)
+    remotes = await asyncio.to_thread(request.app[REMOTE_RECORDS].remotes)
     return web.json_response({"remotes": [shown(r) for r in remotes]})
 
 
@@ -93,7 +94,7 @@ async def add_remote(request: web.Request) -> web.Response:
     remote, key = check_remote(await read_json(request), request.app[SETTINGS].home)
     if key is not None and remote.key_file:
         await asyncio.to_thread(write_key, remote.key_file, key)
-    await asyncio.to_thread(request.app[STORE].put_remote, remote)
+    await asyncio.to_thread(request.app[REMOTE_RECORDS].put_remote, remote)
     return web.json_response(shown(remote))
 
 
@@ -102,8 +103,8 @@ async def add_remote(request: web.Request) -> web.Response:
 async def remove_remote(request: web.Request) -> web.Response:
     name = required_str(await read_json(request), "name")
     store: Store = request.app[STORE]
-    users = [r.name for r in await asyncio.to_thread(store.list) if (remote_of(r.manifest) or ("",))[0] == name]
-    if not await asyncio.to_thread(store.drop_remote, name):
+    users = [r.name for r in await asyncio.to_thread(store.models) if (remote_of(r.manifest) or ("",))[0] == name]
+    if not await asyncio.to_thread(request.app[REMOTE_RECORDS].drop_remote, name):
         raise NotFound(f"no remote named {name!r}; `r1 remote list` shows them")
     key_path(request.app[SETTINGS].home, name).unlink(missing_ok=True)
     return web.json_response({"removed": name, "models_left": users})
@@ -143,7 +144,7 @@ async def set_price(request: web.Request) -> web.Response:
             raise BadRequest(f"field '{field}' must be a price per million tokens, 0 or more")
         prices.append(float(value))
     upstream = f"{remote[0]}:{remote[1]}"
-    await asyncio.to_thread(store.set_price, upstream, Price(*prices))
+    await asyncio.to_thread(request.app[REMOTE_RECORDS].set_price, upstream, Price(*prices))
     return web.json_response({"model": record.name, "upstream": upstream, "input": prices[0], "output": prices[1]})
 
 
@@ -151,7 +152,8 @@ async def create_remote_model(request: web.Request, name: str, source: str, over
     """`r1 create NAME --from REMOTE:upstream-id` when REMOTE is a remote; None when it is not one."""
     remote, _, upstream = source.partition(":")
     store: Store = request.app[STORE]
-    if not upstream or remote not in {r.name for r in await asyncio.to_thread(store.remotes)}:
+    known = await asyncio.to_thread(request.app[REMOTE_RECORDS].remotes)
+    if not upstream or remote not in {r.name for r in known}:
         return None
     if overrides.template is not None:
         raise BadRequest(f"{source} is a remote engine's model: the upstream applies its own chat template; "

@@ -17,7 +17,7 @@ from aiohttp import web
 
 from ..errors import BadRequest
 from ..reranking import MAX_DOCUMENTS, RerankRequest, rerank
-from ..runner.options import check_options
+from ..options.check import check_options
 from .context import CORE
 from .fields import get_bool, keep_alive, positive_int, required_str
 from .http import read_json

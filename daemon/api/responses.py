@@ -3,9 +3,9 @@
 A request's `input` items (messages, function calls and their outputs) become the chat
 messages chat completions would send (openai.py's helpers check them), `instructions` the
 system message first; `tools` are response_tools.py's; the answer is shaped by response_events.py.
-Responses are kept in the store for R1_RESPONSES_TTL (unless `store: false`) so the next request
-can continue the conversation with `previous_response_id`; GET and DELETE /v1/responses/{id} read
-and drop them.
+Responses are kept in r1.db (stored_responses.py) for R1_RESPONSES_TTL (unless `store: false`) so
+the next request can continue the conversation with `previous_response_id`; GET and DELETE
+/v1/responses/{id} read and drop them.
 Fields r1 cannot honour, where they would change the answer, are a 400 that names them.
 """
 
@@ -23,8 +23,8 @@ from aiohttp import web
 
 from ..errors import BadRequest, NotFound, is_disk_full
 from ..generation import Request
-from ..store import Store, StoredResponse
-from .context import SETTINGS, STORE
+from ..stored_responses import StoredResponse, StoredResponses
+from .context import SETTINGS, STORED_RESPONSES
 from .fields import FieldNames, data_url_image, forced_format, get_bool, get_str, keep_alive, required_str, think
 from .http import read_json
 from .openai import chat_messages, effort, effort_level, format_of, sampling_options
@@ -209,15 +209,15 @@ def not_found(what: str, response_id: str) -> NotFound:
                     "or is older than R1_RESPONSES_TTL")
 
 
-async def stored(store: Store, response_id: str, what: str) -> StoredResponse:
-    found = await asyncio.to_thread(store.response, response_id)
+async def stored(kept: StoredResponses, response_id: str, what: str) -> StoredResponse:
+    found = await asyncio.to_thread(kept.get, response_id)
     if found is None:
         raise not_found(what, response_id)
     return found
 
 
-def keeper(store: Store, ttl: float, turn: Turn) -> Callable[[Json], Awaitable[bool]]:
-    """What keeps a finished Response (nothing for store: false), and says whether it did. A store that
+def keeper(kept: StoredResponses, ttl: float, turn: Turn) -> Callable[[Json], Awaitable[bool]]:
+    """What keeps a finished Response (nothing for store: false), and says whether it did. A database that
     cannot keep it loses nothing the client asked for: the answer goes out all the same, and the log
     says why no later request can name it."""
     async def keep(response: Json) -> bool:
@@ -225,7 +225,7 @@ def keeper(store: Store, ttl: float, turn: Turn) -> Callable[[Json], Awaitable[b
             return False
         created = time.time()
         try:
-            await asyncio.to_thread(store.put_response, StoredResponse(
+            await asyncio.to_thread(kept.put, StoredResponse(
                 response["id"], turn.request.model, created, created + (ttl if ttl >= 0 else FOREVER),
                 turn.instructions, turn.items, response["output"], response))
         except Exception as exc:
@@ -244,26 +244,26 @@ def keeper(store: Store, ttl: float, turn: Turn) -> Callable[[Json], Awaitable[b
 @routes.post("/v1/responses")
 async def create_response(request: web.Request) -> web.StreamResponse:
     body = await read_json(request)
-    store = request.app[STORE]
+    kept = request.app[STORED_RESPONSES]
     previous_id = get_str(body, "previous_response_id")
-    previous = await stored(store, previous_id, "previous_response_id") if previous_id else None
+    previous = await stored(kept, previous_id, "previous_response_id") if previous_id else None
     turn = parse_turn(body, previous)
     if turn.tools.left_out:
         log.info("%s: %s", request.path, turn.tools.note()[NOTE_HEADER])
     shape = ResponseShape(turn.echo, get_bool(body, "stream", False),
-                          keeper(store, request.app[SETTINGS].responses_ttl, turn), turn.tools.namespaced)
+                          keeper(kept, request.app[SETTINGS].responses_ttl, turn), turn.tools.namespaced)
     return await serve(request, body, turn.request, shape, ResponseShape.watch, turn.tools.note())
 
 
 @routes.get("/v1/responses/{id}")
 async def get_response(request: web.Request) -> web.Response:
-    found = await stored(request.app[STORE], request.match_info["id"], "response")
+    found = await stored(request.app[STORED_RESPONSES], request.match_info["id"], "response")
     return web.json_response(found.response)
 
 
 @routes.delete("/v1/responses/{id}")
 async def delete_response(request: web.Request) -> web.Response:
     response_id = request.match_info["id"]
-    if not await asyncio.to_thread(request.app[STORE].delete_response, response_id):
+    if not await asyncio.to_thread(request.app[STORED_RESPONSES].delete, response_id):
         raise not_found("response", response_id)
     return web.json_response({"id": response_id, "object": "response.deleted", "deleted": True})

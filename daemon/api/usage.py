@@ -9,8 +9,8 @@ from aiohttp import web
 
 from ..config import ConfigError, parse_duration, whole_number
 from ..errors import BadRequest
-from ..store.requests import USAGE_KEYS, is_read
-from .context import REQUEST_LOG, STORE
+from ..request_log.records import USAGE_KEYS, is_read
+from .context import REQUEST_LOG
 from .http import NDJSON
 
 routes = web.RouteTableDef()
@@ -32,7 +32,7 @@ async def usage(request: web.Request) -> web.Response:
     except ConfigError as exc:
         raise BadRequest(str(exc)) from exc
     start = 0.0 if since < 0 else time.time() - since
-    rows = await asyncio.to_thread(request.app[STORE].usage, by, start, _reads(request))
+    rows = await asyncio.to_thread(request.app[REQUEST_LOG].records.usage, by, start, _reads(request))
     return web.json_response({"by": by, "since": start, "logging": request.app[REQUEST_LOG].enabled, "usage": rows})
 
 
@@ -58,11 +58,11 @@ async def request_log(request: web.Request) -> web.StreamResponse:
     new one as it is written, until the client leaves or the daemon stops. `reads=0` leaves out reads of the
     daemon's state."""
     limit, reads = _limit(request), _reads(request)
-    store = request.app[STORE]
+    records = request.app[REQUEST_LOG].records
     if request.query.get("follow") not in ("1", "true"):
-        return web.json_response({"requests": await asyncio.to_thread(store.recent_requests, limit, reads)})
+        return web.json_response({"requests": await asyncio.to_thread(records.recent, limit, reads)})
     with request.app[REQUEST_LOG].follow() as follower:  # before the read, so nothing falls in between
-        rows = await asyncio.to_thread(store.recent_requests, limit, reads)
+        rows = await asyncio.to_thread(records.recent, limit, reads)
         seen = rows[0]["id"] if rows else 0
         response = web.StreamResponse(headers={"Content-Type": NDJSON.content_type, "Cache-Control": "no-cache"})
         await response.prepare(request)
