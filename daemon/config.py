@@ -3,9 +3,9 @@
 Every setting is declared once in `SETTINGS`: its variable, its default, the parser that turns
 its text into a value, and what it means. `Settings.from_env()` builds the immutable object the
 rest of the daemon receives from them; `r1 serve --help` prints them (`settings_help()`), and
-tests/test_readme.py checks docs/configuration.md's table against them. The CLI imports
-this module too, so it stays cheap to import: the standard library only, and named tuples
-rather than dataclasses (which import `inspect`: 10 ms of a CLI start that must stay under 150 ms).
+docs/configuration.md is generated from them (`python -m r1.daemon.config`). The CLI imports
+this module too, so it stays cheap to import: the standard library only, and no typing or dataclasses
+(dataclasses imports `inspect`: 10 ms of a CLI start that must stay under 150 ms).
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ def default_socket(env: Mapping[str, str], home: Path) -> Path:
     return home / "r1.sock"
 
 
-IMPORT_TOOLS = ("ollama", "hf", "lmstudio")  # `r1 import --from`: the tools whose models r1 finds (daemon/sources)
+IMPORT_TOOLS = ("ollama", "hf", "lmstudio")  # `r1 import --from`: the tools whose models r1 finds (daemon/intake/tools)
 OLLAMA_SERVICE_STORE = Path("/usr/share/ollama/.ollama/models")  # Linux's install script runs a system user
 
 
@@ -255,36 +255,25 @@ SETTINGS: dict[str, Setting] = {
         lambda env, values: str(default_socket(env, values["home"])),
     ),
     "socket_mode": Setting(
-        "R1_SOCKET_MODE",
-        "0600",
-        "Permissions of the socket: 0600 for one user; 0660 lets the socket's group in (the system service).",
-        _socket_mode,
+        "R1_SOCKET_MODE", "0600", "Permissions of the socket: 0600 for one user; 0660 lets the socket's group in (the "
+        "system service).", _socket_mode
     ),
     "host": Setting(
-        "R1_HOST",
-        "",
-        "Also listen on TCP at HOST:PORT (127.0.0.1:11434 is Ollama's). A non-loopback address needs R1_API_KEY.",
-        _text,
+        "R1_HOST", "", "Also listen on TCP at HOST:PORT (127.0.0.1:11434 is Ollama's). A non-loopback address needs "
+        "R1_API_KEY.", _text
     ),
     "api_key": Setting(
-        "R1_API_KEY",
-        "",
-        "Bearer token every TCP request must carry (Authorization: Bearer ...). The Unix socket needs none.",
-        _text,
+        "R1_API_KEY", "", "Bearer token every TCP request must carry (Authorization: Bearer ...). The Unix socket "
+        "needs none.", _text
     ),
     "origins": Setting(
-        "R1_ORIGINS",
-        "",
-        "Browser origins allowed on TCP besides localhost, 127.0.0.1 and [::1] on any port, comma-separated; "
-        "* matches any run of characters, every other character only itself (e.g. https://*.example.com, app://*).",
-        _list,
+        "R1_ORIGINS", "", "Browser origins allowed on TCP besides localhost, 127.0.0.1 and [::1] on any port, "
+        "comma-separated; * matches any run of characters, every other character only itself (e.g. "
+        "https://*.example.com, app://*).", _list
     ),
     "allowed_hosts": Setting(
-        "R1_ALLOWED_HOSTS",
-        "",
-        "Host header names allowed on TCP besides loopback names and IP addresses, comma-separated "
-        "(guards against DNS rebinding).",
-        _list,
+        "R1_ALLOWED_HOSTS", "", "Host header names allowed on TCP besides loopback names and IP addresses, "
+        "comma-separated (guards against DNS rebinding).", _list
     ),
     "log_level": Setting(
         "R1_LOG_LEVEL",
@@ -309,24 +298,17 @@ SETTINGS: dict[str, Setting] = {
         "older ones are pruned hourly.", parse_duration
     ),
     "shutdown_grace": Setting(
-        "R1_SHUTDOWN_GRACE",
-        "10s",
-        "On SIGTERM, how long requests in flight may take to finish before they are cancelled.",
-        parse_duration,
+        "R1_SHUTDOWN_GRACE", "10s", "On SIGTERM, how long requests in flight may take to finish before they are "
+        "cancelled.", parse_duration
     ),
     "no_autostart": Setting(
-        "R1_NO_AUTOSTART",
-        "",
-        "CLI: when set to 1, never start a daemon in the background; fail and say how instead.",
-        _flag,
+        "R1_NO_AUTOSTART", "", "CLI: when set to 1, never start a daemon in the background; fail and say how "
+        "instead.", _flag
     ),
     "keep_alive": Setting(
-        "R1_KEEP_ALIVE",
-        "5m",
-        "How long a model stays loaded after its last request (30s, 5m, 1h; 0 unloads at once; "
+        "R1_KEEP_ALIVE", "5m", "How long a model stays loaded after its last request (30s, 5m, 1h; 0 unloads at once; "
         "negative keeps it loaded). A request's keep_alive overrides it (one over 100 years, like a negative one, "
-        "keeps the model loaded).",
-        parse_duration,
+        "keeps the model loaded).", parse_duration
     ),
     "memory_budget": Setting(
         "R1_MEMORY_BUDGET",
@@ -340,78 +322,54 @@ SETTINGS: dict[str, Setting] = {
         "R1_MAX_LOADED", "0", "Most models loaded at once (0: no limit but the memory budget).", _count(0, 1024)
     ),
     "llama_extra_buffers": Setting(
-        "R1_LLAMA_EXTRA_BUFFERS",
-        "auto",
-        "llama.cpp's extra buffer types (AMX and repacked weights, faster on the CPU): auto uses them until they "
-        "crash on this CPU, then loads without them and remembers that; on always uses them; off never does "
-        "(see Troubleshooting in the README).",
-        _choice(EXTRA_BUFFER_MODES, str.lower),
+        "R1_LLAMA_EXTRA_BUFFERS", "auto", "llama.cpp's extra buffer types (AMX and repacked weights, faster on the "
+        "CPU): auto uses them until they crash on this CPU, then loads without them and remembers that; on always uses "
+        "them; off never does (see Troubleshooting in the README).", _choice(EXTRA_BUFFER_MODES, str.lower)
     ),
     "num_parallel": Setting(
-        "R1_NUM_PARALLEL",
-        "4",
-        "Sequence slots per loaded model: requests it serves at once, decoded together in batches; more wait "
-        "their turn in arrival order. Each slot holds num_ctx tokens of KV cache: a model whose slots do not all "
-        "fit the memory budget gets fewer, down to 1.",
-        _count(1, 64),
+        "R1_NUM_PARALLEL", "4", "Sequence slots per loaded model: requests it serves at once, decoded together in "
+        "batches; more wait their turn in arrival order. Each slot holds num_ctx tokens of KV cache: a model whose "
+        "slots do not all fit the memory budget gets fewer, down to 1.", _count(1, 64)
     ),
     "num_thread": Setting(
-        "R1_NUM_THREAD",
-        "0",
-        "CPU threads a llama.cpp runner computes with, for prompts and tokens alike, where the model or request "
-        "sets no num_thread option (0: half the cores for tokens, all of them for prompts). Lower it to leave "
-        "cores to other programs, or when several models run at once.",
-        _count(0, 1024),
+        "R1_NUM_THREAD", "0", "CPU threads a llama.cpp runner computes with, for prompts and tokens alike, where the "
+        "model or request sets no num_thread option (0: half the cores for tokens, all of them for prompts). Lower it "
+        "to leave cores to other programs, or when several models run at once.", _count(0, 1024)
     ),
     "kv_cache_ram": Setting(
-        "R1_KV_CACHE_RAM",
-        "512MiB",
-        "Host RAM per GGUF runner for KV cache cells that a slot gives up to another conversation; a prompt that "
-        "shares more with them than with any slot gets them back. Least recently used out first; reserved in the "
-        "memory budget from the load on, at most an eighth of the budget and what it holds beside the model. "
-        "0 turns it off.",
-        parse_size,
+        "R1_KV_CACHE_RAM", "512MiB", "Host RAM per GGUF runner for KV cache cells that a slot gives up to another "
+        "conversation; a prompt that shares more with them than with any slot gets them back. Least recently used out "
+        "first; reserved in the memory budget from the load on, at most an eighth of the budget and what it holds "
+        "beside the model. 0 turns it off.", parse_size
     ),
     "kv_cache_disk": Setting(
-        "R1_KV_CACHE_DISK",
-        "4GiB",
-        "Disk space per model for the prompt cache under $R1_HOME/kv: a prompt's KV cells, saved once evaluated, "
-        "serve the same prefix again after an unload or a restart. Least recently used out first. 0 turns it off.",
-        parse_size,
+        "R1_KV_CACHE_DISK", "4GiB", "Disk space per model for the prompt cache under $R1_HOME/kv: a prompt's KV cells, "
+        "saved once evaluated, serve the same prefix again after an unload or a restart. Least recently used out "
+        "first. 0 turns it off.", parse_size
     ),
     "kv_cache_min_tokens": Setting(
-        "R1_KV_CACHE_MIN_TOKENS",
-        "1024",
-        "Fewest tokens a prompt (disk) or a slot's cells (RAM) must hold to be cached: shorter ones cost little to "
-        "evaluate again.",
-        _count(1, 10**7),
+        "R1_KV_CACHE_MIN_TOKENS", "1024", "Fewest tokens a prompt (disk) or a slot's cells (RAM) must hold to be "
+        "cached: shorter ones cost little to evaluate again.", _count(1, 10**7)
     ),
     "kv_cache_type": Setting(
-        "R1_KV_CACHE_TYPE",
-        "f16",
-        "Type of a GGUF runner's KV cache where the model or request sets no kv_cache_type option: f16, q8_0 "
-        "(about half the memory) or q4_0 (about a quarter), for K and V alike, with flash attention. A quantized "
-        "cache holds a longer context in the same memory, at some cost in accuracy. MLX models keep theirs in f16.",
-        _choice(KV_CACHE_TYPES, str.lower),
+        "R1_KV_CACHE_TYPE", "f16", "Type of a GGUF runner's KV cache where the model or request sets no kv_cache_type "
+        "option: f16, q8_0 (about half the memory) or q4_0 (about a quarter), for K and V alike, with flash attention. "
+        "A quantized cache holds a longer context in the same memory, at some cost in accuracy. MLX models keep theirs "
+        "in f16.", _choice(KV_CACHE_TYPES, str.lower)
     ),
     "lookup_drafts": Setting(
-        "R1_LOOKUP_DRAFTS",
-        "6",
-        "Tokens a GGUF runner guesses ahead at most per step by prompt lookup (speculative decoding with no "
-        "second model: the tokens that followed the sequence's last few tokens earlier in its text), kept while "
-        "the model samples the same ones. Answers are the same either way; 0 turns it off.",
-        _count(0, 64),
+        "R1_LOOKUP_DRAFTS", "6", "Tokens a GGUF runner guesses ahead at most per step by prompt lookup (speculative "
+        "decoding with no second model: the tokens that followed the sequence's last few tokens earlier in its text), "
+        "kept while the model samples the same ones. Answers are the same either way; 0 turns it off.", _count(0, 64)
     ),
     "max_queue": Setting(
-        "R1_MAX_QUEUE",
-        "512",
-        "Requests that may wait for a model or a turn; beyond that the answer is 503.",
-        _count(1, 100_000),
+        "R1_MAX_QUEUE", "512", "Requests that may wait for a model or a turn; beyond that the answer is 503.",
+        _count(1, 100_000)
     ),
     "template_timeout": Setting(
         "R1_TEMPLATE_TIMEOUT", "2s", "Longest a chat template may take to render one prompt (500ms, 2s); a template "
         "that runs longer is stopped and its request answered 400. Real templates take milliseconds.",
-        _positive_duration,
+        _positive_duration
     ),
     "template_max_loops": Setting(
         "R1_TEMPLATE_MAX_LOOPS", "1000000", "Most loop iterations and calls a chat template may run for one prompt; "
@@ -439,11 +397,8 @@ SETTINGS: dict[str, Setting] = {
         "fail, pulls of stored ones keep them unchecked, the store still serves.", _flag
     ),
     "ollama_registry": Setting(
-        "R1_OLLAMA_REGISTRY",
-        DEFAULT_OLLAMA_REGISTRY,
-        "Ollama's registry (or a mirror): names that are neither stored, in r1's catalog nor on the Hub "
-        "(llama3.1, qwen3:8b, namespace/model:tag) are pulled from it.",
-        _url,
+        "R1_OLLAMA_REGISTRY", DEFAULT_OLLAMA_REGISTRY, "Ollama's registry (or a mirror): names that are neither "
+        "stored, in r1's catalog nor on the Hub (llama3.1, qwen3:8b, namespace/model:tag) are pulled from it.", _url
     ),
     "no_ollama_registry": Setting(
         "R1_NO_OLLAMA_REGISTRY", "", "When 1, never look names up in Ollama's registry.", _flag
@@ -505,10 +460,72 @@ def service_manager(env: Mapping[str, str] | None = None, cgroup: Path = Path("/
     return "systemd" if any(line.rsplit("/", 1)[-1] == SERVICE_UNIT for line in groups) else None
 
 
-class Settings(namedtuple("Settings", list(SETTINGS))):
-    """The value of every setting, one field per key of SETTINGS (each field's type is its parser's)."""
+class Settings:
+    """The value of every setting: one field per key of SETTINGS, in its order, typed as its parser returns
+    (tests/test_config.py holds the two together). Immutable: read once, then passed down. A plain class
+    with slots: a NamedTuple or dataclass would import typing or dataclasses at the CLI's start."""
 
-    __slots__ = ()
+    home: Path
+    socket: Path
+    socket_mode: int
+    host: str
+    api_key: str
+    origins: tuple[str, ...]
+    allowed_hosts: tuple[str, ...]
+    log_level: str
+    log_file: Path | None
+    log_requests: bool
+    log_prompts: bool
+    log_retention: float
+    shutdown_grace: float
+    no_autostart: bool
+    keep_alive: float
+    memory_budget: int
+    max_loaded: int
+    llama_extra_buffers: str
+    num_parallel: int
+    num_thread: int
+    kv_cache_ram: int
+    kv_cache_disk: int
+    kv_cache_min_tokens: int
+    kv_cache_type: str
+    lookup_drafts: int
+    max_queue: int
+    template_timeout: float
+    template_max_loops: int
+    template_max_output: int
+    template_max_bytes: int
+    pull_connections: int
+    hf_endpoint: str
+    hf_offline: bool
+    ollama_registry: str
+    no_ollama_registry: bool
+    remote_parallel: int
+    remote_connect_timeout: float
+    remote_first_byte_timeout: float
+    responses_ttl: float
+    offline: bool
+
+    __slots__ = tuple(SETTINGS)
+
+    def __init__(self, **values: object) -> None:
+        if values.keys() != set(self.__slots__):
+            wrong = sorted(values.keys() ^ set(self.__slots__))
+            raise TypeError(f"settings need exactly the fields of SETTINGS, not {wrong}")
+        for name in self.__slots__:
+            object.__setattr__(self, name, values[name])
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"settings are read once; {name} cannot change")
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Settings) and self.as_dict() == other.as_dict()
+
+    def __repr__(self) -> str:
+        return "Settings(" + ", ".join(f"{name}={value!r}" for name, value in self.as_dict().items()) + ")"
+
+    def as_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -538,7 +555,7 @@ class Settings(namedtuple("Settings", list(SETTINGS))):
     def as_env(self) -> dict[str, str]:
         """The settings as environment variables, to hand to a daemon started in the background."""
         out: dict[str, str] = {}
-        for name, value in self._asdict().items():
+        for name, value in self.as_dict().items():
             if isinstance(value, bool):
                 text = "1" if value else "0"  # "0", not "": an unset flag takes its default (R1_LOG_REQUESTS: on)
             elif isinstance(value, tuple):

@@ -1,12 +1,17 @@
 import ast
 import sys
+import types
+import typing
 from pathlib import Path
 
 import pytest
+
 from r1.cli.main import cli, main
 from r1.daemon import __version__
 from r1.daemon.config import MAX_SOCKET_PATH, SETTINGS, ConfigError, Settings
 from r1.daemon.server import tcp_address
+
+pytestmark = pytest.mark.unit  # the fast lane (docs/development.md)
 
 
 def test_defaults_follow_xdg_on_linux(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -53,7 +58,7 @@ def test_bad_values_name_the_variable() -> None:
 
 def test_every_setting_is_parsed_from_its_declaration() -> None:
     defaults = Settings.from_env({"HOME": "/h"})
-    assert defaults._fields == tuple(SETTINGS), "one field per declaration"
+    assert list(defaults.as_dict()) == list(SETTINGS), "one field per declaration"
     assert (defaults.keep_alive, defaults.shutdown_grace, defaults.socket_mode) == (300.0, 10.0, 0o600)
     assert (defaults.host, defaults.origins, defaults.log_file, defaults.hf_offline) == ("", (), None, False)
     assert Settings.from_env({"HOME": "/h", "R1_KEEP_ALIVE": ""}).keep_alive == 300.0, "empty is unset"
@@ -67,6 +72,23 @@ def test_every_setting_is_parsed_from_its_declaration() -> None:
             Settings.from_env({"HOME": "/h", variable: text})
     with pytest.raises(TypeError, match="no such setting: sockett"):
         Settings.from_env({"HOME": "/h"}, sockett="/tmp/x.sock")
+
+
+def test_settings_fields_and_declarations_cannot_drift() -> None:
+    """Settings' typed fields are SETTINGS' keys, in order, each typed as its parser returns; the values read
+    are of that type, and the object cannot change once read."""
+    fields = typing.get_type_hints(Settings)
+    assert list(fields) == list(SETTINGS) == list(Settings.__slots__)
+    for key, setting in SETTINGS.items():
+        assert typing.get_type_hints(setting.parse)["return"] == fields[key], f"{key}: field and parser disagree"
+    defaults = Settings.from_env({"HOME": "/h"})
+    for key, kind in fields.items():
+        runtime = kind if isinstance(kind, types.UnionType) else typing.get_origin(kind) or kind  # tuple[str, ...]: tuple
+        assert isinstance(getattr(defaults, key), runtime), key
+    with pytest.raises(AttributeError, match="read once"):
+        defaults.log_level = "DEBUG"  # type: ignore[misc]  # what the test checks: a field cannot be set
+    with pytest.raises(TypeError, match="exactly the fields"):
+        Settings(home=Path("/h"))
 
 
 def test_nothing_in_the_daemon_but_config_reads_the_environment() -> None:
