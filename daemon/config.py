@@ -578,3 +578,23 @@ def settings_help() -> str:
     for env, meaning in EXTERNAL_SETTINGS.items():
         lines.append(f"{env:<{width}}  {meaning}")
     return "\n".join(lines)
+
+
+def _default_cell(setting: Setting) -> str:
+    if setting.derive:
+        return str(setting.default)  # a description of how it is computed, not a value
+    return f"`{setting.default}`" if setting.default else "unset"
+
+
+def configuration_page() -> str:
+    """docs/configuration.md, written from the declarations: `python -m r1.daemon.config > docs/configuration.md`
+    (tests/test_readme.py checks the page is this text)."""
+    rows = [f"| `{s.env}` | {_default_cell(s)} | {s.help} |" for s in SETTINGS.values()]
+    rows += [f"| `{env}` | unset | {meaning} |" for env, meaning in EXTERNAL_SETTINGS.items()]
+    intro = ("Read from the environment (and `r1 serve` flags); `r1 serve --help` prints this table. Generated "
+             "from daemon/config.py's declarations by `python -m r1.daemon.config`: edit them, not this page.")
+    return "\n".join(["# Configuration", "", intro, "", "| variable | default | meaning |", "|---|---|---|", *rows, ""])
+
+
+if __name__ == "__main__":
+    sys.stdout.write(configuration_page())
