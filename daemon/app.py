@@ -40,7 +40,8 @@ async def _file_jobs(app: web.Application) -> AsyncIterator[None]:
 async def _owned_tasks(app: web.Application) -> AsyncIterator[None]:
     app[TASKS] = set()
     yield
-    tasks = list(app[TASKS])
+    running = app[TASKS]
+    tasks = list(running)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

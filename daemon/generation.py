@@ -127,6 +127,10 @@ class Final:
         return stats
 
 
+# What generation yields: chunks, then one Final. A generator, so a consumer can close it early.
+Items = AsyncGenerator[Chunk | Final, None]
+
+
 @dataclass(frozen=True)
 class Prepared:
     record: ModelRecord
@@ -188,7 +192,7 @@ def model_spec(store: Store, record: ModelRecord, options: dict[str, Any],
     drafting = draft_need(store, record, load["num_ctx"], repacked_types=extra_buffers.repacked_types(fmt),
                           kv_type=kv_type)
     draft_bytes = sum(f.size for f in draft_files(manifest))
-    need = functools.partial(estimate, manifest.facts, manifest.size - projector_size - draft_bytes, load["num_ctx"],
+    need: Callable[[int], Estimate] = functools.partial(estimate, manifest.facts, manifest.size - projector_size - draft_bytes, load["num_ctx"],
                              extra_buffers.repacked_types(fmt), kv_type=kv_type, projector=projector_size)
     if drafting is not None:
         need = _with_draft(need, drafting)
@@ -309,7 +313,7 @@ def _spec_with_context(store: Store, record: ModelRecord, options: dict[str, Any
     return model_spec(store, record, {**options, "num_ctx": num_ctx}, extra_buffers)[0]
 
 
-def generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]:
+def generate(core: Core, request: Request) -> Items:
     """Chunks of thinking and answer as the model writes them, then one Final. When the request log keeps
     text (R1_LOG_PROMPTS=1), the prompt and the answer go to it too; otherwise nothing is added per token."""
     kept = answer_text()
@@ -328,7 +332,7 @@ def logged_prompt(request: Request) -> str | None:
                        if m.get("images") else m for m in request.messages])
 
 
-async def _keeping_answer(items: AsyncIterator[Chunk | Final], kept: list[str]) -> AsyncIterator[Chunk | Final]:
+async def _keeping_answer(items: Items, kept: list[str]) -> Items:
     async with contextlib.aclosing(items):
         async for item in items:
             if isinstance(item, Chunk):
@@ -336,7 +340,7 @@ async def _keeping_answer(items: AsyncIterator[Chunk | Final], kept: list[str]) 
             yield item
 
 
-async def _generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final]:
+async def _generate(core: Core, request: Request) -> Items:
     started = time.perf_counter_ns()
     scheduler = core.scheduler
     record = await asyncio.to_thread(core.store.get, request.model)
@@ -412,7 +416,7 @@ async def _generate(core: Core, request: Request) -> AsyncIterator[Chunk | Final
     )
 
 
-async def _generate_remote(core: Core, record: ModelRecord, request: Request, started: int) -> AsyncIterator[Chunk | Final]:
+async def _generate_remote(core: Core, record: ModelRecord, request: Request, started: int) -> Items:
     """A remote model's answer: the same chunks and Final as a local one's, from its upstream."""
     remote, upstream = remote_of(record.manifest) or ("", "")
     if request.is_empty:  # nothing to load or unload: the upstream keeps its models
@@ -490,7 +494,7 @@ class Whole(NamedTuple):
     logprobs: list[dict[str, Any]]  # empty unless asked for
 
 
-async def collect(items: AsyncIterator[Chunk | Final]) -> Whole:
+async def collect(items: Items) -> Whole:
     thinking: list[str] = []
     content: list[str] = []
     logprobs: list[dict[str, Any]] = []

@@ -40,7 +40,7 @@ KV_BYTES = 2  # f16 K and V entries, llama.cpp's default and MLX's for bf16/f16 
 RENDERER = 23 * MiB  # the runner's template renderer, started with it (a spare joins it under load)
 RUNTIME = {"gguf": 44 * MiB + RENDERER, "mlx": 85 * MiB + RENDERER}
 # Bytes per K or V element of llama.cpp's cache types (ggml's block sizes: 32 values with a scale).
-KV_ELEMENT_BYTES = {"f16": KV_BYTES, "q8_0": 34 / 32, "q4_0": 18 / 32}
+KV_ELEMENT_BYTES: dict[str, float] = {"f16": KV_BYTES, "q8_0": 34 / 32, "q4_0": 18 / 32}
 COMPUTE_BASE = 16 * MiB
 COMPUTE_PER_VOCAB = 183  # bytes of llama.cpp scratch per vocabulary entry, at the default n_batch 512
 DEFAULT_VOCAB = 128_000  # for models imported before r1 recorded the vocabulary size
@@ -84,12 +84,11 @@ def estimate(facts: ModelFacts, weights: int, num_ctx: int, repacked_types: Coll
     size of a vision model's projector file (not in `weights`)."""
     fmt = facts.format
     vocab = facts.vocab_size or DEFAULT_VOCAB
+    compute = COMPUTE_BASE
     if fmt == "gguf":
-        compute = COMPUTE_BASE + COMPUTE_PER_VOCAB * vocab + COMPUTE_PER_SLOT_VOCAB * vocab * (slots - 1)
-    else:
-        compute = COMPUTE_BASE
+        compute += COMPUTE_PER_VOCAB * vocab + COMPUTE_PER_SLOT_VOCAB * vocab * (slots - 1)
     if fmt == "mlx":  # MLX keeps the cache in the weights' float type: 4 bytes for an unquantized float32 model
-        element = 4 if facts.quantization == "F32" else KV_BYTES
+        element: float = 4 if facts.quantization == "F32" else KV_BYTES
     else:
         element = KV_ELEMENT_BYTES[kv_type]
     repacked = sum(size for kind, size in (facts.matmul_weights or {}).items() if kind in repacked_types)

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .capabilities import COMPLETION, EMBEDDING, RERANK, capabilities
-from .errors import BadRequest
 from .embedding import on_pooling_context
+from .errors import BadRequest
 from .generation import Core, check_files
 from .metrics import note
 from .store import ModelRecord

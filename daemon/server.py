@@ -131,7 +131,8 @@ class TcpListener:
         if self.address is None:
             site = web.TCPSite(self._runner, host, port)
             await site.start()
-            sockets = site._server.sockets if site._server is not None else []  # type: ignore[union-attr]
+            # aiohttp types _server as AbstractServer, which lacks .sockets; TCPSite starts an asyncio.Server
+            sockets = site._server.sockets if site._server is not None else []  # type: ignore[attr-defined]
             self.address = (host, sockets[0].getsockname()[1] if sockets else port)
             log.info("also listening on TCP %s:%d%s", *self.address, " (API key required)" if self._keyed else "")
         return self.address

@@ -25,11 +25,17 @@ def may_be_tool_call(text: str) -> bool:
     return any(head.startswith(o) or o.startswith(head) for o in OPENERS)
 
 
+def _function(tool: dict[str, Any]) -> dict[str, Any]:
+    """A tool's or call's function object: OpenAI's nest it under "function", others give it flat."""
+    function = tool.get("function")
+    return function if isinstance(function, dict) else tool
+
+
 def tool_names(tools: list[Any]) -> set[str]:
     names = set()
     for tool in tools:
         if isinstance(tool, dict):
-            function = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+            function = _function(tool)
             if isinstance(function.get("name"), str):
                 names.add(function["name"])
     return names
@@ -38,7 +44,7 @@ def tool_names(tools: list[Any]) -> set[str]:
 def _call(item: Any, names: set[str]) -> dict[str, Any] | None:
     if not isinstance(item, dict):
         return None
-    function = item.get("function") if isinstance(item.get("function"), dict) else item
+    function = _function(item)
     name = function.get("name")
     arguments = function.get("arguments", function.get("parameters", {}))
     if isinstance(arguments, str):

@@ -91,8 +91,9 @@ def refuse_media(kind: Any, where: str) -> None:
 
 def block_image(block: Json, where: str) -> str:
     """An image block's base64 image. r1 works offline: it fetches no URL, and has no files API."""
-    source = block.get("source")
-    kind = source.get("type") if isinstance(source, dict) else None
+    found = block.get("source")
+    source: dict[str, Any] = found if isinstance(found, dict) else {}
+    kind = source.get("type")
     if kind == "base64":
         return image(source.get("data"), f"{where}.source.data")
     if kind in ("url", "file"):

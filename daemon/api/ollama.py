@@ -372,8 +372,8 @@ async def _progress_of(request: web.Request, job: Callable[[Callable[[Event], No
     if stream:
         return await stream_ndjson(request, progress())
     last: Event = {}
-    async for last in progress():
-        pass
+    async for event in progress():
+        last = event
     return web.json_response(last)
 
 
@@ -452,8 +452,8 @@ async def pull(request: web.Request) -> web.StreamResponse:
         if stream:
             return await stream_ndjson(request, pulling.follow())
         last: Event = {}
-        async for last in pulling.follow():
-            pass
+        async for event in pulling.follow():
+            last = event
         return web.json_response(last)
 
 

@@ -526,7 +526,7 @@ def embedding_inputs(body: Json) -> list[str]:
     if not isinstance(inputs, list) or not inputs:
         raise BadRequest("field 'input' must be a string or a non-empty list of strings")
     if not all(isinstance(v, str) for v in inputs):
-        if all(isinstance(v, int) or isinstance(v, list) for v in inputs):
+        if all(isinstance(v, (int, list)) for v in inputs):
             raise BadRequest("field 'input' holds token arrays, which r1 does not take: send text")
         raise BadRequest("field 'input' must be a string or a non-empty list of strings")
     return inputs

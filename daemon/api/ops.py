@@ -59,8 +59,8 @@ async def open_tcp_listener(request: web.Request) -> web.Response:
     if asked:
         host, _, text = asked.rpartition(":")
         host = host.strip("[]") or "127.0.0.1"
-        port = whole_number(text, 0, 65535)  # 0: a free port
-        if port is None or not is_loopback(host):
+        port_asked = whole_number(text, 0, 65535)  # 0: a free port
+        if port_asked is None or not is_loopback(host):
             raise BadRequest(f"host {asked!r} must be a loopback HOST:PORT such as 127.0.0.1:11434 (R1_HOST at the "
                              "daemon's start listens anywhere else, with R1_API_KEY)")
     try:

@@ -3,12 +3,12 @@ generate, then stream the events or collect the whole answer, each shaped as the
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from aiohttp import web
 
-from ..generation import Chunk, Final, Request, Whole, collect, generate
+from ..generation import Chunk, Final, Items, Request, Whole, collect, generate
 from .context import CORE
 from .fields import get_bool
 from .http import Framing, read_json, stream_events
@@ -29,7 +29,6 @@ class Dialect(Protocol):
         """The whole answer, when the client did not ask for a stream."""
 
 
-Items = AsyncIterator[Chunk | Final]
 
 
 async def respond(request: web.Request, parse: Callable[[Json], Request],

@@ -15,9 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..generation import Chunk, Final, Whole
+from ..generation import Chunk, Final, Items, Whole
 from .http import Framing, new_id, sse_event
-from .respond import Items
 
 Json = dict[str, Any]
 
@@ -70,7 +69,7 @@ class ResponseShape:
                     self.emit(f"response.{self.response['status']}", response=self.response)
                 yield item
         finally:
-            await items.aclose()  # type: ignore[attr-defined]
+            await items.aclose()
 
     def add(self, chunk: Chunk) -> None:
         self.begin()
@@ -140,7 +139,7 @@ class ResponseShape:
             return
         where = self.where()
         if item["type"] == "reasoning":
-            part = {"type": "summary_text", "text": text}
+            part: dict[str, Any] = {"type": "summary_text", "text": text}
             item["summary"] = [part]
             self.emit("response.reasoning_summary_text.done", **where, summary_index=0, text=text)
             self.emit("response.reasoning_summary_part.done", **where, summary_index=0, part=part)

@@ -189,19 +189,20 @@ def parse_turn(body: Json, previous: StoredResponse | None) -> Turn:
     request = Request(model=model, messages=chat_messages({"messages": messages}), format=shaped,
                       options=sampling_options(body, FIELDS), tools=chosen.offered, keep_alive=keep_alive(body),
                       think=thinking, effort=effort_level(reasoning.get("effort"), body), think_field=names.think)
+    store = get_bool(body, "store", True)
     echo = {"model": model, "instructions": instructions, "max_output_tokens": body.get("max_output_tokens"),
             "temperature": body.get("temperature"), "top_p": body.get("top_p"), "tools": body.get("tools") or [],
             "tool_choice": body.get("tool_choice") or "auto",
             "text": {"format": {"type": "text"}} | an_object(body, "text"),
             "reasoning": {"effort": None, "summary": None} | reasoning,
-            "previous_response_id": body.get("previous_response_id"), "store": get_bool(body, "store", True),
+            "previous_response_id": body.get("previous_response_id"), "store": store,
             "metadata": an_object(body, "metadata"), "parallel_tool_calls": get_bool(body, "parallel_tool_calls", True),
             "truncation": body.get("truncation") or "disabled"}
     conversation = (previous.input + previous.output if previous else []) + items
-    return Turn(request, conversation, instructions, echo["store"], echo, chosen)
+    return Turn(request, conversation, instructions, store, echo, chosen)
 
 
-# --- the store ------------------------------------------------------------------------------------
+# --- kept Responses ------------------------------------------------------------------------------------
 
 
 def not_found(what: str, response_id: str) -> NotFound:

@@ -2,23 +2,22 @@
 
 The runner (runner/worker.py) does everything common on top of this: chat templates, stop
 strings, token limits, cancellation, timings. A backend stays a thin adapter to its library.
-Options arrive validated (runner/options.py); a backend ignores those its library lacks.
+Options arrive validated (options/check.py); a backend ignores those its library lacks.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
-
 
 # Ollama's sampling defaults, so a model answers the same way through r1 as through Ollama, on either backend.
 SAMPLING_DEFAULTS = {"temperature": 0.8, "top_k": 40, "top_p": 0.9, "min_p": 0.0, "repeat_penalty": 1.1,
                      "repeat_last_n": 64, "presence_penalty": 0.0, "frequency_penalty": 0.0}
 
 
-def shared_prefix(a: list[int], b: list[int]) -> int:
+def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     """How many tokens two token lists start with alike: what a kept cache can save a prompt."""
     n = min(len(a), len(b))
     return next((i for i in range(n) if a[i] != b[i]), n)
@@ -122,7 +121,7 @@ class Backend(ABC):
         """Bytes the model holds outside the process's resident set (GPU buffers), when known."""
         return 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  a no-op by default: a backend with nothing to free need not override it
         """Free the model now rather than at process exit."""
 
 

@@ -89,9 +89,9 @@ class DraftModel:
 
     def _cut(self, stream: int, keep: int) -> int:
         """Drop the stream's cells from `keep` on; all of them where a sliding window forgot what came before."""
-        if keep and (self.n_swa <= 0 or LIB.llama_memory_seq_pos_min(self.memory, stream) <= max(0, keep - self.n_swa)):
-            if LIB.llama_memory_seq_rm(self.memory, stream, keep, -1):
-                return keep
+        if (keep and (self.n_swa <= 0 or LIB.llama_memory_seq_pos_min(self.memory, stream) <= max(0, keep - self.n_swa))
+                and LIB.llama_memory_seq_rm(self.memory, stream, keep, -1)):
+            return keep
         LIB.llama_memory_seq_rm(self.memory, stream, -1, -1)
         return 0
 

@@ -36,7 +36,9 @@ class Greedy:
     def sample(self, row: int) -> int:
         """The best token of batch row `row` after the penalties; counted as sampled, as the chain counts it."""
         address = ctypes.cast(LIB.llama_get_logits_ith(self.ctx, row), ctypes.c_void_p).value
-        logits = np.frombuffer((ctypes.c_float * self.n_vocab).from_address(address), dtype=np.float32)
+        if address is None:
+            raise RuntimeError(f"llama.cpp has no logits for batch row {row}")
+        logits = np.frombuffer(memoryview((ctypes.c_float * self.n_vocab).from_address(address)), dtype=np.float32)
         best = int(logits.argmax())
         if self.penalizes and self.counts:
             best = self._penalized(logits, best)

@@ -18,6 +18,7 @@ Nothing here imports llama.cpp: the runner's exit waits for the writes (`finish_
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -161,10 +162,8 @@ class DiskTier:
         log.warning("removing the prompt cache file %s: %s", path, why)
         with self.lock:
             self.entries.pop(path, None)
-        try:
+        with contextlib.suppress(FileNotFoundError):
             path.unlink()
-        except FileNotFoundError:
-            pass
 
     def find(self, prompt: list[int], longest: int) -> list[Entry]:
         """Saved prefixes that share more than `longest` tokens with the prompt, the most shared first."""

@@ -102,7 +102,7 @@ def _kept_after_penalties(s: dict[str, Any], last_n: int, n_vocab: int) -> int:
     lowers_only = s["repeat_penalty"] >= 1 and s["frequency_penalty"] >= 0 and s["presence_penalty"] >= 0
     penalizes = s["repeat_penalty"] != 1 or s["frequency_penalty"] or s["presence_penalty"]
     want = 1 if s["temperature"] <= 0 else s["top_k"]
-    if not (lowers_only and penalizes and 0 < last_n and want > 0) or want + last_n >= n_vocab:
+    if not (lowers_only and penalizes and last_n > 0 and want > 0) or want + last_n >= n_vocab:
         return 0
     return want + last_n
 

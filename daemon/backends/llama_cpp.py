@@ -29,10 +29,11 @@ from .draft_model import DraftModel
 from .kv_tiers import Tiers, tiers_for
 from .llama_batch import Batcher
 from .llama_embed import Embedder
-from .llama_vision import ImagePrompt, Projector
 from .llama_rank import Ranker, ranks
+from .llama_vision import ImagePrompt, Projector
 from .logprobs import log_softmax, token_entry
 from .speculative import EXACT_ROWS, LOOKUP_DRAFTS
+
 # Tokens decoded together at warm-up. With extra buffers on, 17 runs every path of the AMX
 # kernels (a full 16-row tile, a partial one; the one-token step after runs the third) and the
 # 4-row repacked ones: very short prompts have been seen to get through where longer ones crash.
@@ -53,7 +54,7 @@ def _extra_buffers(on: bool) -> Iterator[None]:
         yield
         return
     low_level = llama_cpp.llama_cpp
-    if "use_extra_bufts" not in dict(low_level.llama_model_params._fields_):
+    if "use_extra_bufts" not in {field[0] for field in low_level.llama_model_params._fields_}:
         raise BackendError("this llama-cpp-python is too old to turn off llama.cpp's extra buffer types; "
                            "upgrade it, or set R1_LLAMA_EXTRA_BUFFERS=on")
     defaults = low_level.llama_model_default_params
@@ -96,7 +97,7 @@ ALONE = -1
 
 class LlamaCppBackend(BatchBackend):
     def __init__(self, path: Path, load: dict[str, Any]) -> None:
-        self.extra_buffers = bool(load.get("extra_buffers", True))
+        self.extra_buffers: bool = bool(load.get("extra_buffers", True))
         self.slots = load.get("num_parallel") or 1
         self.kv_cache_type = load.get("kv_cache_type", "f16")
         if self.kv_cache_type not in KV_CACHE_TYPES:

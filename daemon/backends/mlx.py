@@ -58,7 +58,8 @@ class MlxBackend(BatchBackend):
         if not Path(path).is_dir():
             raise BackendError(f"{path} is not a folder: an MLX model is a folder of safetensors files")
         try:
-            self._model, self._tokenizer, config = mlx_lm.load(str(path), return_config=True)
+            # mlx_lm.load's annotation leaves out the config that return_config=True adds.
+            self._model, self._tokenizer, config = mlx_lm.load(str(path), return_config=True)  # type: ignore[misc]
         except (FileNotFoundError, ValueError) as exc:  # missing files, unsupported model_type
             raise BackendError(f"mlx-lm could not load {Path(path).name}: {exc}") from exc
         tokenizer = self._tokenizer
@@ -212,7 +213,8 @@ class MlxBackend(BatchBackend):
             self._streaming = None
 
     def logprobs(self, top: int) -> dict[str, Any]:
-        state = self._seqs.get(self._streaming) or self._ended.get(self._streaming)
+        uid = self._streaming
+        state = None if uid is None else self._seqs.get(uid) or self._ended.get(uid)
         if state is None or state.last is None:
             raise BackendError("no token to give log probabilities for")
         token, logprobs = state.last  # mlx-lm's, already normalised over the vocabulary
@@ -274,7 +276,7 @@ class MlxBackend(BatchBackend):
         anchor = next((t for t in (self._tokenizer.eos_token_id, self._tokenizer.bos_token_id) if t is not None), None)
         if anchor is not None:
             detokenizer.add_token(anchor)
-            detokenizer.last_segment  # reading it moves the detokenizer past the anchor's text
+            _ = detokenizer.last_segment  # reading it moves the detokenizer past the anchor's text
         return detokenizer
 
     def memory(self) -> dict[str, int]:
@@ -287,7 +289,8 @@ class MlxBackend(BatchBackend):
 
     def close(self) -> None:
         self._batch.close()  # gives back the wired memory limit it raised on Metal
-        self._model = self._tokenizer = self._batch = self._caches = None
+        self._model = self._tokenizer = None
+        del self._batch, self._caches  # a closed backend is never used again
         mx.clear_cache()  # return the freed buffers now, not when MLX next needs memory
 
 

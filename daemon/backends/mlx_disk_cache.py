@@ -48,7 +48,8 @@ Cache = list[Any]  # mlx-lm's per-layer cache objects
 
 def identity(model: str) -> dict[str, Any]:
     """What a saved cache must have been made with to be loaded here."""
-    return {"model": model, "format": "mlx", "mlx": mx.__version__, "mlx_lm": mlx_lm.__version__, "layout": LAYOUT}
+    mlx_version = mx.__version__  # type: ignore[attr-defined]  # mlx.core's stubs leave it out
+    return {"model": model, "format": "mlx", "mlx": mlx_version, "mlx_lm": mlx_lm.__version__, "layout": LAYOUT}
 
 
 def _dtype_name(dtype: mx.Dtype) -> str:
@@ -58,7 +59,9 @@ def _dtype_name(dtype: mx.Dtype) -> str:
 def dump(cache: Cache) -> bytes:
     """The cache's state as bytes (copied out of MLX here; hashed and written in the background)."""
     leaves, chunks = [], []
-    for path, leaf in tree_flatten([layer.state for layer in cache]):
+    states: list[tuple[str, Any]] = []  # tree_flatten fills it: a list of pairs, where its return type is a union
+    tree_flatten([layer.state for layer in cache], destination=states)
+    for path, leaf in states:
         if isinstance(leaf, mx.array):
             name = _dtype_name(leaf.dtype)
             if name not in DTYPES:
@@ -84,7 +87,8 @@ def load(state: bytes, expected: list[str], tokens: int) -> Cache:
     layout = json.loads(state[4:4 + length])
     if not isinstance(layout, dict) or layout.get("classes") != expected:
         raise ValueError("its layers are not this model's")
-    position, flat = 4 + length, []
+    position = 4 + length
+    flat: list[tuple[str, Any]] = []
     for path, leaf in layout.get("leaves", []):
         if "value" in leaf:
             value = leaf["value"]

@@ -36,10 +36,8 @@ def model_files(path: Path) -> tuple[str, list[Path]]:
                 f"{path} is a folder of GGUF files: pass the .gguf file itself "
                 f"({', '.join(ggufs[:5])}{more})"
             )
-        if any(p.suffix == ".safetensors" for p in entries):
-            reason = "config.json is missing"
-        else:
-            reason = "it holds no .gguf file and no *.safetensors weights"
+        reason = ("config.json is missing" if any(p.suffix == ".safetensors" for p in entries)
+                  else "it holds no .gguf file and no *.safetensors weights")
         raise MetadataError(f"{path} is not a model folder r1 can import ({reason}): {WHAT_R1_IMPORTS}")
     raise MetadataError(f"no such file or folder: {path}")
 

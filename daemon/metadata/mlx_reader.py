@@ -46,17 +46,16 @@ def read_mlx_metadata(folder: Path) -> ModelFacts:
         tensors.update(_read_safetensors_header(path))
 
     # Multimodal configs keep the language model's numbers under text_config.
-    text_config = config.get("text_config") if isinstance(config.get("text_config"), dict) else {}
+    nested = config.get("text_config")
+    text_config: dict[str, Any] = nested if isinstance(nested, dict) else {}
 
     def setting(key: str) -> Any:
         value = config.get(key)
         return text_config.get(key) if value is None else value
 
     quant = config.get("quantization") if isinstance(config.get("quantization"), dict) else None
-    if quant is not None and isinstance(quant.get("bits"), int):
-        quantization = f"{quant['bits']}bit"
-    else:
-        quantization = _main_dtype(tensors)
+    bits = quant.get("bits") if quant is not None else None
+    quantization = f"{bits}bit" if isinstance(bits, int) else _main_dtype(tensors)
     return model_facts(
         format="mlx",
         architecture=str_or_none(setting("model_type")),

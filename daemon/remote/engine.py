@@ -8,7 +8,7 @@ import contextlib
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,7 +119,7 @@ class RemoteEngine:
             raise BadGateway(f"remote {self.remote.name} sent an answer r1 cannot read ({_unreadable(exc)}); check "
                              f"that it speaks the {self.remote.dialect} dialect (r1 remote list)") from None
 
-    async def read(self, events: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    async def read(self, events: AsyncGenerator[Any, None]) -> AsyncGenerator[Any, None]:
         """`events` read from an upstream's answer, through `faults`."""
         async with contextlib.aclosing(events):
             with self.faults():

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +73,7 @@ def openai_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         role = message.get("role")
         item: dict[str, Any] = {"role": role, "content": message.get("content") or ""}
         if role == "assistant" and message.get("tool_calls"):
-            calls = []
+            calls: list[dict[str, Any]] = []
             for call in message["tool_calls"]:
                 function = call.get("function", {})
                 call_id = call.get("id") or f"call_{len(out)}_{len(calls)}"
@@ -119,7 +119,7 @@ async def _lines(response: aiohttp.ClientResponse, remote: str) -> AsyncIterator
         raise BadGateway(f"remote {remote} broke off its answer ({type(exc).__name__})") from exc
 
 
-async def openai_events(response: aiohttp.ClientResponse, remote: str) -> AsyncIterator[Event]:
+async def openai_events(response: aiohttp.ClientResponse, remote: str) -> AsyncGenerator[Event, None]:
     """Server-sent events of a chat or text completion. Thinking comes as `reasoning_content` (DeepSeek,
     Fireworks) or `reasoning` (vLLM and others); inline <think> tags stay in the content for the caller."""
     end = End()
@@ -165,7 +165,7 @@ def _arguments(text: str, remote: str) -> dict[str, Any]:
     return arguments if isinstance(arguments, dict) else {"value": arguments}
 
 
-async def ollama_events(response: aiohttp.ClientResponse, remote: str) -> AsyncIterator[Event]:
+async def ollama_events(response: aiohttp.ClientResponse, remote: str) -> AsyncGenerator[Event, None]:
     """NDJSON of Ollama's /api/chat or /api/generate."""
     async for line in _lines(response, remote):
         if not line.strip():

@@ -154,5 +154,5 @@ def _placed(part: Frame, key: str) -> Frame:
 
 def _images(frame: Frame) -> list[bytes]:
     """The request's images in the order the prompt places them (the daemon checked their base64)."""
-    parts = frame["messages"] if "messages" in frame else [frame]
+    parts = frame.get("messages", [frame])
     return [base64.b64decode(image) for part in parts for image in part.get("images") or []]

@@ -15,6 +15,7 @@ nothing, and the process exits at once, mid-generation or not: a runner never ou
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -203,7 +204,7 @@ class Worker:
         if rid in self.cancelled:
             self._finish(request, "cancel", backend)
             return
-        run = self._generate
+        run: Callable[[Request], None] = self._generate
         if isinstance(backend, BatchBackend):
             alone = request.frame.get("logprobs") is not None
             if not from_held and (held or (alone and backend.busy)):
@@ -418,10 +419,8 @@ def _resident_with_renderers() -> int:
     except Exception:  # psutil missing or /proc unreadable: report what is known
         return 0
     for child in children:
-        try:
+        with contextlib.suppress(psutil.Error):  # a renderer replaced meanwhile
             rss += child.memory_info().rss
-        except psutil.Error:  # a renderer replaced meanwhile
-            pass
     return rss
 
 
@@ -432,10 +431,8 @@ def main(argv: list[str]) -> int:
     die_with_parent()
     fd = int(_arg(argv, "--fd"))
     sock = socket.socket(fileno=fd)
-    try:
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
         Worker(sock).serve()
-    except (BrokenPipeError, ConnectionResetError):
-        pass
     finish_writes()  # the prompt cache files queued so far reach the disk
     # Skip interpreter teardown: the model's memory goes back with the process, and a
     # generation still running in the worker thread must not keep it alive.

@@ -17,6 +17,7 @@ import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from io import BufferedReader
 from pathlib import Path
 from typing import BinaryIO
 
@@ -33,7 +34,7 @@ _DIGEST = re.compile(r"sha256[:-]([0-9a-fA-F]{64})")
 _FICLONE = 0x40049409  # Linux ioctl: copy-on-write clone (btrfs, XFS, bcachefs)
 
 Progress = Callable[[int], None]
-Readable = Path | BinaryIO  # a path, or a file opened already (confined.open_regular), read from its start
+Readable = Path | BufferedReader  # a path, or a file opened already (confined.open_regular), read from its start
 
 
 class InvalidDigestError(BadRequest, ValueError):
@@ -78,7 +79,7 @@ def _copy_hashing(src: Readable, dst: Path, progress: Progress | None) -> tuple[
         return _hash_stream(fin, fout, progress)
 
 
-def _hash_stream(src: BinaryIO, out: BinaryIO | None, progress: Progress | None) -> tuple[str, int]:
+def _hash_stream(src: BufferedReader, out: BinaryIO | None, progress: Progress | None) -> tuple[str, int]:
     """The sha256 digest and size of what `src` holds from here on, written to `out` too if given."""
     sha = hashlib.sha256()
     size = 0
@@ -95,7 +96,7 @@ def _hash_stream(src: BinaryIO, out: BinaryIO | None, progress: Progress | None)
 
 
 @contextlib.contextmanager
-def _reading(src: Readable) -> Iterator[BinaryIO]:
+def _reading(src: Readable) -> Iterator[BufferedReader]:
     """A path opened for reading, or a file opened already, read from its start (and left open)."""
     if isinstance(src, (str, os.PathLike)):
         with open(src, "rb") as file:
@@ -196,7 +197,7 @@ class BlobStore:
         return self.partial / f"{prefix}{uuid.uuid4().hex}"
 
     def copy_in(self, src: Path, progress: Progress | None = None, *, expected: str | None = None,
-                usable: Callable[[str, int], bool] | None = None, opened: BinaryIO | None = None) -> Ingested:
+                usable: Callable[[str, int], bool] | None = None, opened: BufferedReader | None = None) -> Ingested:
         """Copy a file into blobs/ (`opened`: the file `src` names, opened already: read that). Hashed first,
         so a file already in the store costs no write (`usable` says whether it is; default has()),
         unless its digest is `expected`; then hashed again while copying, so what lands in the store is

@@ -19,8 +19,8 @@ import stat
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from io import BufferedReader
 from pathlib import Path
-from typing import BinaryIO
 
 from ..errors import BadRequest
 
@@ -41,7 +41,7 @@ class RefusedFileError(BadRequest):
 @dataclass(frozen=True)
 class OpenedFile:
     path: Path  # the real path that was opened (links resolved)
-    file: BinaryIO  # read this, never the path again
+    file: BufferedReader  # read this, never the path again
     status: os.stat_result  # of the open file
 
 
@@ -63,8 +63,11 @@ class Confinement:
                                    "r1 cp copies a model already in the store")
 
 
+UNCONFINED = Confinement()  # a regular file, wherever it is
+
+
 @contextlib.contextmanager
-def open_regular(path: Path, rules: Confinement = Confinement()) -> Iterator[OpenedFile]:
+def open_regular(path: Path, rules: Confinement = UNCONFINED) -> Iterator[OpenedFile]:
     """`path` opened for reading as a regular file where `rules` allow it; a RefusedFileError saying why
     not otherwise, an OSError (FileNotFoundError...) when it cannot be opened at all."""
     real = Path(os.path.realpath(path))

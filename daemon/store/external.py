@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from .blobs import (IMPORT_PREFIX, BlobStore, ImportChangedError, Ingested, Progress, Readable, corrupt, hash_file,
                     parse_digest, reflink)
-from .confined import Confinement, OpenedFile, RefusedFileError, open_regular, pinned_path
+from .confined import UNCONFINED, Confinement, OpenedFile, RefusedFileError, open_regular, pinned_path
 
 Fallback = Literal["symlink", "copy"]
 Usable = Callable[[str, int], bool]  # (digest, size) -> whether the store already has sound bytes for it
@@ -120,7 +120,7 @@ def _hard_link(src: Path, tmp: Path) -> bool:
 def adopt(
     blobs: BlobStore, src: Path, *, sha256: str | None = None, trust: bool = False, copy: bool = False,
     fallback: Fallback = "symlink", usable: Usable | None = None, progress: Progress | None = None,
-    rules: Confinement = Confinement(),
+    rules: Confinement = UNCONFINED,
 ) -> tuple[Ingested, BlobSource | None]:
     """Take a file r1 does not own into blobs/ without changing it; the BlobSource to record, if any.
 
