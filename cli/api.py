@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from ..daemon.config import ConfigError, Settings
 from .client import ApiError, Client, DaemonUnavailable
@@ -18,6 +18,10 @@ DAEMON_START_TIMEOUT = 20.0
 
 Json = dict[str, object]
 
+TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
+if TYPE_CHECKING:
+    from typing import Any
+
 
 class ApiFailure(CliError):
     """The daemon answered with an error (as opposed to not answering at all)."""
@@ -27,9 +31,24 @@ class ApiFailure(CliError):
         self.status = status  # the HTTP status: 404 for a model the store lacks
 
 
+def _json_object(answer: object) -> Json:
+    """The daemon's answer as the JSON object every route the CLI calls answers with (an empty body: {})."""
+    if answer is None:
+        return {}
+    if not isinstance(answer, dict):
+        raise CliError(f"the daemon answered with a JSON {type(answer).__name__}, not an object")
+    return answer
+
+
+def read_alone(client: Client, method: str, path: str) -> Any:
+    """A call on `client` alone, starting no daemon, to a route that cli/shapes.py gives a shape: the
+    caller names it, as with Api.read."""
+    return _json_object(client.request(method, path))
+
+
 def load_settings(**overrides: object) -> Settings:
     try:
-        return Settings.from_env(**overrides)
+        return Settings.from_env(None, **overrides)
     except ConfigError as exc:
         raise CliError(str(exc)) from exc
 
@@ -85,16 +104,24 @@ class Api:
         self.started = True
 
     def __call__(self, method: str, path: str, body: Json | None = None) -> Json:
+        """The daemon's answer, as loose JSON: for a caller that reads little or nothing of it."""
         try:
             try:
-                return self.client.request(method, path, body)
+                return _json_object(self.client.request(method, path, body))
             except DaemonUnavailable:
                 self._unavailable()
-                return self.client.request(method, path, body)
+                return _json_object(self.client.request(method, path, body))
         except ApiError as exc:
             raise ApiFailure(exc.status, str(exc)) from exc
 
-    def stream(self, method: str, path: str, body: Json | None = None) -> Iterator[Json]:
+    def read(self, method: str, path: str, body: Json | None = None) -> Any:
+        """The answer of a route that cli/shapes.py gives a shape: the caller names it, as in
+        `tags: Tags = api.read("GET", "/api/tags")` (the daemon's word, not checked here)."""
+        return self(method, path, body)
+
+    def stream(self, method: str, path: str, body: Json | None = None) -> Generator[Any, None, None]:
+        """The events of an NDJSON answer, each of the route's shape in cli/shapes.py, as in
+        `events: Stream[ProgressEvent] = api.stream(...)`; close() hangs up (the daemon cancels a generation)."""
         try:
             try:
                 events = self.client.stream(method, path, body)

@@ -13,6 +13,10 @@ from ..daemon.config import first_existing, tool_roots
 from . import render
 from .api import Api
 
+TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
+if TYPE_CHECKING:
+    from .shapes import ProgressEvent, Stream, ToolModel
+
 TOOL_NAMES = {"ollama": "Ollama", "hf": "the Hugging Face cache", "lmstudio": "LM Studio"}
 
 
@@ -22,8 +26,9 @@ def bring(tool: str, names: tuple[str, ...], folder: str | None, dry_run: bool, 
     body = {"from": tool, "dir": str(root), "models": list(names), "all": everything, "trust": trust,
             "dry_run": dry_run}
     progress = render.Progress()
-    last: dict = {}
-    for event in Api.from_env().stream("POST", "/api/import", body):
+    last: ProgressEvent = {}
+    events: Stream[ProgressEvent] = Api.from_env().stream("POST", "/api/import", body)
+    for event in events:
         if "total" in event and not as_json:
             progress.update(event["status"], event.get("completed", 0), event["total"])
         elif event.get("status") == "success":
@@ -37,7 +42,7 @@ def bring(tool: str, names: tuple[str, ...], folder: str | None, dry_run: bool, 
         summary(last)
 
 
-def show_listing(tool: str, root: Path, models: list[dict]) -> None:
+def show_listing(tool: str, root: Path, models: list[ToolModel]) -> None:
     rows = [(m["name"], m["format"], render.human_size(m["size"]), m.get("problem") or "; ".join(m["notes"]) or "")
             for m in models]
     print(f"{TOOL_NAMES[tool]} at {root}:")
@@ -47,7 +52,7 @@ def show_listing(tool: str, root: Path, models: list[dict]) -> None:
         print(f"\nimport them with `r1 import --from {tool} NAME ...`, or all {len(importable)} with --all")
 
 
-def summary(done: dict) -> None:
+def summary(done: ProgressEvent) -> None:
     for model in done["imported"]:
         notes = "".join(f"\n  note: {note}" for note in model["notes"])
         print(f"imported {model['name']} id {model['digest'][:12]}{notes}")

@@ -8,9 +8,13 @@ import contextlib
 
 from ..daemon.options import OPTION_TYPES
 from .api import ApiFailure, Json
-from .modelfile import parameter_value
 from .chat_session import Session, is_embedding_only, load_model
 from .images import user_message
+from .modelfile import parameter_value
+
+TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
+if TYPE_CHECKING:
+    from .shapes import ModelInfo
 
 HELP = """Available Commands:
   /set            Set session variables
@@ -52,7 +56,7 @@ SWITCHES = {"think": ("think", True), "nothink": ("think", False), "verbose": ("
             "quiet": ("verbose", False), "wordwrap": ("wordwrap", True), "nowordwrap": ("wordwrap", False)}
 
 
-def show_info(info: Json, options: Json) -> None:
+def show_info(info: ModelInfo, options: Json) -> None:
     """`/show info`: the model's main facts, capabilities, and the parameters set."""
     arch = info["model_info"].get("general.architecture") or "-"
     facts = (
@@ -73,7 +77,7 @@ def show_info(info: Json, options: Json) -> None:
     print()
 
 
-def _parameters(info: Json, options: Json) -> str:
+def _parameters(info: ModelInfo, options: Json) -> str:
     """The model's parameters, then those /set in this session, one `name value` line each."""
     pairs = [line.split(None, 1) for line in (info.get("parameters") or "").splitlines() if line.strip()]
     pairs += [[name, str(value)] for name, value in options.items()]
@@ -83,7 +87,7 @@ def _parameters(info: Json, options: Json) -> str:
 class Chat:
     """The interactive loop: the conversation so far, and the slash commands that change the session."""
 
-    def __init__(self, session: Session, info: Json) -> None:
+    def __init__(self, session: Session, info: ModelInfo) -> None:
         self.session = session
         self.info = info
         self.messages: list[Json] = []  # a system message set with /set system comes first
@@ -176,7 +180,8 @@ class Chat:
     def system(self) -> str | None:
         """The system message set in this session, if any."""
         first = self.messages[0] if self.messages else {}
-        return first.get("content") if first.get("role") == "system" else None
+        content = first.get("content")
+        return content if first.get("role") == "system" and isinstance(content, str) else None
 
     def set_system(self, text: str) -> None:
         """`/set system TEXT`: the system message of the turns that follow (replacing the one set before)."""
@@ -230,7 +235,7 @@ class Chat:
         elif what == "system" and self.system is not None:
             print(self.system)
         elif what in ("license", "modelfile", "system", "template"):
-            print(self.info.get(what) or f"This model has no {what}.")
+            print(str(self.info.get(what) or "") or f"This model has no {what}.")
         else:
             print(SHOW_HELP)
 
@@ -242,7 +247,7 @@ class Chat:
             return
         api, name = self.session.api, args[0]
         try:
-            info = api("POST", "/api/show", {"model": name})
+            info: ModelInfo = api.read("POST", "/api/show", {"model": name})
         except ApiFailure as exc:
             print(f"Couldn't find model '{name}'" if exc.status == 404 else f"error: {exc}")
             return

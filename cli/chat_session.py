@@ -12,6 +12,10 @@ from collections.abc import Callable
 from .api import Api, Json
 from .stream_render import Answer, Spinner, WordWrap, stats
 
+TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
+if TYPE_CHECKING:
+    from .shapes import Chunk, Message, ModelInfo, Stream
+
 
 def _keep_alive(text: str) -> object:
     """A number is seconds; anything else ("5m", "1h30m") goes to the daemon as a duration."""
@@ -44,9 +48,9 @@ class Session:
     def complete(self, prompt: str) -> str:
         """Stream the model's continuation of a plain prompt (a model with no chat template)."""
         return self._stream("/api/generate", {"prompt": prompt},
-                            lambda event: {"content": event.get("response"), "thinking": event.get("thinking")})
+                            lambda event: {"content": event.get("response", ""), "thinking": event.get("thinking", "")})
 
-    def _stream(self, path: str, request: Json, message_of: Callable[[Json], Json]) -> str:
+    def _stream(self, path: str, request: Json, message_of: Callable[[Chunk], Message]) -> str:
         body: Json = {"model": self.model, **request, "stream": True}
         for key, value in (("think", self.think), ("format", self.format), ("keep_alive", self.keep_alive)):
             if value is not None:
@@ -58,10 +62,10 @@ class Session:
         # Off a terminal, thinking is shown only when asked for: a pipe wants the answer.
         show = not self.hide_thinking and (tty or self.think is True)
         answer = Answer(WordWrap(sys.stdout.write, width), show_thinking=show, dim=tty)
-        done: Json = {}
+        done: Chunk = {}
         spinner = Spinner()  # until the first event: the model may be loading
         spinner.start()
-        events = self.api.stream("POST", path, body)
+        events: Stream[Chunk] = self.api.stream("POST", path, body)
         try:
             for event in events:
                 spinner.stop()
@@ -87,7 +91,7 @@ class Session:
         return answer.text
 
 
-def is_embedding_only(info: Json) -> bool:
+def is_embedding_only(info: ModelInfo) -> bool:
     """A model that embeds and cannot generate (/api/show's capabilities say so)."""
     capabilities = info.get("capabilities") or []
     return "embedding" in capabilities and "completion" not in capabilities

@@ -132,6 +132,11 @@ class Client:
             response.close()
         return json.loads(raw) if raw.strip() else None
 
+    def version(self) -> str:
+        """The r1 version of the daemon that answers (GET /api/version); "unknown" when it does not say."""
+        answer = self.request("GET", "/api/version")
+        return str(answer.get("r1_version", "unknown")) if isinstance(answer, dict) else "unknown"
+
     def stream(self, method: str, path: str, body: dict[str, object] | None = None) -> Iterator[dict[str, object]]:
         """NDJSON events as they arrive; an in-band {"error"} line raises ApiError."""
         response = self._send(method, path, body)

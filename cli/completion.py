@@ -74,17 +74,21 @@ class Bash(BashComplete):
 
 def script(command: click.Command, shell: str) -> str:
     """The completion script for `shell`, to be evaluated by it."""
-    return get_completion_class(shell)(command, {}, "r1", COMPLETE_VAR).source()
+    complete = get_completion_class(shell)
+    if complete is None:  # SHELLS are those click and Bash above register
+        raise ValueError(f"no completion for the shell {shell!r}")
+    return complete(command, {}, "r1", COMPLETE_VAR).source()
 
 
-def _models(path: str) -> list[dict]:
+def _models(path: str) -> list[dict[str, object]]:
     """The models in the daemon's answer to GET `path`; none when no daemon answers (completing
     never starts one, nor prints an error into the shell's line)."""
     try:
         answer = Client(Settings.from_env().socket, timeout=NAMES_TIMEOUT).request("GET", path)
     except (ConfigError, DaemonUnavailable, ApiError, OSError):
         return []
-    return list(answer["models"])
+    models = answer.get("models") if isinstance(answer, dict) else None
+    return [model for model in models if isinstance(model, dict)] if isinstance(models, list) else []
 
 
 def _names(path: str) -> list[str]:
@@ -104,8 +108,14 @@ def store_models(ctx: click.Context, param: click.Parameter, incomplete: str) ->
 
 def chat_models(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
     """The models in the store that generate text: the ones `r1 run` chats with (no embedding-only model)."""
-    names = [str(m["name"]) for m in _models("/api/tags") if "completion" in m.get("capabilities", ["completion"])]
+    names = [str(m["name"]) for m in _models("/api/tags") if _generates(m)]
     return _matching(names, ctx, param, incomplete)
+
+
+def _generates(model: dict[str, object]) -> bool:
+    """Whether a model of /api/tags generates text (one that does not say is taken to)."""
+    capabilities = model.get("capabilities", ["completion"])
+    return isinstance(capabilities, list) and "completion" in capabilities
 
 
 def paths(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:

@@ -16,10 +16,14 @@ import time
 from collections.abc import Iterable, Mapping
 
 from ..daemon.config import EXTERNAL_SETTINGS, SECRET_SETTINGS, SERVICE_LABEL, Settings
-from .api import Api, ApiFailure, Json, load_settings, start_daemon
+from .api import Api, ApiFailure, load_settings, read_alone, start_daemon
 from .client import ApiError, Client, DaemonUnavailable
 from .errors import CliError
 from .render import human_age, say
+
+TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
+if TYPE_CHECKING:
+    from .shapes import DaemonFacts
 
 # What a pull does depends on these of the daemon's settings (where it asks, whether it may, which
 # quantization fits, where the model lands); an import, on where the store is.
@@ -51,7 +55,7 @@ def differences(daemon_env: Mapping[str, str], settings: Settings, variables: It
     return found
 
 
-def _remedy(info: Json) -> str:
+def _remedy(info: DaemonFacts) -> str:
     if info.get("service"):
         return f"it runs as a {info['service']} service, with the service's own environment (see `r1 service`)"
     return "`r1 daemon restart` to use it"
@@ -60,7 +64,7 @@ def _remedy(info: Json) -> str:
 def warn_if_environment_differs(api: Api, variables: Iterable[str]) -> None:
     """Say (on stderr) where this command's environment sets one of `variables` otherwise than the daemon."""
     try:
-        info = api("GET", "/api/daemon")
+        info: DaemonFacts = api.read("GET", "/api/daemon")
     except ApiFailure:
         return  # a daemon older than this route: nothing to compare
     if api.started:
@@ -69,10 +73,11 @@ def warn_if_environment_differs(api: Api, variables: Iterable[str]) -> None:
         say(f"Warning: the daemon was started {phrase}; it does not see this command's environment: {_remedy(info)}")
 
 
-def _facts(client: Client) -> Json | None:
+def _facts(client: Client) -> DaemonFacts | None:
     """GET /api/daemon without starting a daemon; None when none answers."""
     try:
-        return client.request("GET", "/api/daemon")
+        facts: DaemonFacts = read_alone(client, "GET", "/api/daemon")
+        return facts
     except DaemonUnavailable:
         return None
     except ApiError as exc:
@@ -80,7 +85,7 @@ def _facts(client: Client) -> Json | None:
                        "Stop it with SIGTERM (kill PID), then run r1 again") from exc
 
 
-def _refuse_service(info: Json, action: str) -> None:
+def _refuse_service(info: DaemonFacts, action: str) -> None:
     """A service's daemon is its manager's to stop: say how."""
     if not info["service"]:
         return

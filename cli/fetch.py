@@ -10,9 +10,13 @@ import sys
 from pathlib import Path
 
 from . import render
-from .api import Api, ApiFailure, Json
+from .api import Api, ApiFailure
 from .daemon_control import IMPORT_VARIABLES, PULL_VARIABLES, warn_if_environment_differs
 from .errors import CliError
+
+TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
+if TYPE_CHECKING:
+    from .shapes import ModelInfo, ProgressEvent, Stream
 
 # Models that ship inside Python packages, for a first run with no network:
 # name -> (package, file inside it, extra that installs it).
@@ -38,11 +42,11 @@ def bundled_path(name: str) -> str:
     return str(Path(list(spec.submodule_search_locations)[0]) / filename)
 
 
-def warn_if_too_large(info: Json) -> None:
+def warn_if_too_large(info: ModelInfo, name: str) -> None:
     """LM Studio's guardrail: say so before loading a model that cannot fit the memory budget."""
     memory = info.get("memory")
-    if isinstance(memory, dict) and not memory["fits"]:
-        render.say(f"Warning: {info.get('name') or 'this model'} needs about {render.human_size(memory['estimate'])} at "
+    if memory is not None and not memory["fits"]:
+        render.say(f"Warning: {name} needs about {render.human_size(memory['estimate'])} at "
                    f"num_ctx {memory['num_ctx']}, more than the {render.human_size(memory['budget'])} memory budget "
                    "(R1_MEMORY_BUDGET); it will not load. Try a smaller quantization or a lower num_ctx.")
 
@@ -51,8 +55,9 @@ def import_model(api: Api, path: str, name: str, link: bool) -> None:
     """Import the file or folder at `path` (absolute: the daemon reads it) as `name`, with progress."""
     warn_if_environment_differs(api, IMPORT_VARIABLES)
     progress = render.Progress()
-    result: Json = {}
-    for event in api.stream("POST", "/api/import", {"path": path, "model": name, "link": link}):
+    result: ProgressEvent = {}
+    events: Stream[ProgressEvent] = api.stream("POST", "/api/import", {"path": path, "model": name, "link": link})
+    for event in events:
         if "total" in event:
             progress.update(event["status"], event.get("completed", 0), event["total"])
         elif event.get("status") == "success":
@@ -67,8 +72,8 @@ def pull(api: Api, name: str) -> None:
     the pull, unless another client follows it too (then it goes on for them, and the message says so)."""
     warn_if_environment_differs(api, PULL_VARIABLES)
     progress = render.Progress()
-    result: Json = {}
-    events = api.stream("POST", "/api/pull", {"model": name})
+    result: ProgressEvent = {}
+    events: Stream[ProgressEvent] = api.stream("POST", "/api/pull", {"model": name})
     try:
         for event in events:
             if progress.pulling(event):
@@ -110,11 +115,11 @@ def cancel_pull(api: Api, name: str) -> None:
     print(f"cancelled the pull of {name}")
 
 
-def _report_pulled(api: Api, name: str, result: Json) -> None:
+def _report_pulled(api: Api, name: str, result: ProgressEvent) -> None:
     if "note" in result:
         render.say(result["note"])
     if result.get("status") == "success":
-        warn_if_too_large({**api("POST", "/api/show", {"model": result["model"]}), "name": result["model"]})
+        warn_if_too_large(api.read("POST", "/api/show", {"model": result["model"]}), result["model"])
     if result.get("up_to_date"):
         print(f"{result['model']} is up to date")
     elif "seconds" in result:
@@ -126,10 +131,10 @@ def _report_pulled(api: Api, name: str, result: Json) -> None:
         print(f"{result.get('model', name)} is in the store")
 
 
-def ensure_model(api: Api, name: str) -> Json:
+def ensure_model(api: Api, name: str) -> ModelInfo:
     """/api/show's answer for `name`, importing or pulling the model first if the store lacks it."""
     try:
-        return api("POST", "/api/show", {"model": name})
+        return api.read("POST", "/api/show", {"model": name})
     except ApiFailure as exc:
         if exc.status != 404:
             raise
@@ -139,4 +144,4 @@ def ensure_model(api: Api, name: str) -> Json:
             import_model(api, bundled_path(name), name, link=True)
         else:
             pull(api, name)
-    return api("POST", "/api/show", {"model": name})
+    return api.read("POST", "/api/show", {"model": name})

@@ -16,11 +16,14 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from typing import Any
 
 from .api import Api
 from .errors import CliError
 from .listener import tcp_address
+
+TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
+if TYPE_CHECKING:
+    from .shapes import ModelInfo
 
 KEY_VARIABLE = "R1_API_KEY"  # Codex reads the key from the variable its provider's env_key names
 
@@ -47,18 +50,19 @@ def plan(tool: str, address: str, key: str, model: str) -> tuple[dict[str, str],
     return {"OPENCODE_CONFIG_CONTENT": json.dumps(config)}, ["opencode"]
 
 
-def context_length(shown: dict[str, Any]) -> tuple[int | None, bool]:
+def context_length(shown: ModelInfo) -> tuple[int | None, bool]:
     """The context a model can hold (its num_ctx PARAMETER, or its trained context), and whether a
     PARAMETER set it."""
     for line in (shown.get("parameters") or "").splitlines():
         name, _, value = line.partition(" ")
         if name == "num_ctx" and value.strip().isdigit():
             return int(value), True
-    trained = [v for k, v in (shown.get("model_info") or {}).items() if k.endswith(".context_length") and v]
+    trained = [v for k, v in (shown.get("model_info") or {}).items()
+               if k.endswith(".context_length") and isinstance(v, (int, float)) and v]
     return (int(trained[0]) if trained else None), False
 
 
-def check_model(tool: str, model: str, shown: dict[str, Any]) -> None:
+def check_model(tool: str, model: str, shown: ModelInfo) -> None:
     """Refuse, saying what to do, a model that cannot serve `tool`: one without a chat template, without
     tools, or with a context too short for the tool's prompt (/api/show's answer is `shown`)."""
     if "remote" in shown:
@@ -83,7 +87,7 @@ def check_model(tool: str, model: str, shown: dict[str, Any]) -> None:
 def launch(tool: str, model: str, run: bool, arguments: list[str] | None = None) -> None:
     api = Api.from_env()
     # A model the store lacks fails here, with the daemon's words.
-    check_model(tool, model, api("POST", "/api/show", {"model": model}))
+    check_model(tool, model, api.read("POST", "/api/show", {"model": model}))
     address = tcp_address(api)
     # Without R1_API_KEY a loopback listener takes any key; the tools insist on having one.
     key = api.settings.api_key or "r1"

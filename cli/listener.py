@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from .api import Api
 
+TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
+if TYPE_CHECKING:
+    from .shapes import Listener
+
 
 def tcp_address(api: Api) -> str:
     """HOST:PORT of the daemon's TCP listener; POST /api/tcp opens one on loopback if there is none
     (and answers with the one already open otherwise)."""
-    return str(api("POST", "/api/tcp", {})["address"])
+    listener: Listener = api.read("POST", "/api/tcp", {})
+    return listener["address"]

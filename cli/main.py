@@ -16,6 +16,10 @@ from .completion import (COMPLETE_VAR, SHELLS, catalog_models, chat_models, load
                          store_models)
 from .remote import remote
 
+TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
+if TYPE_CHECKING:
+    from .shapes import Catalog, Loaded, ModelInfo, Running, Tags
+
 READS_HELP = "count the requests that only read the daemon's state too (list, ps, show, the console's polling)"
 SAFE_MARK = "*"  # r1 ps: a llama.cpp model running without its extra buffer types
 
@@ -63,7 +67,8 @@ def list_models(as_json: bool, available: bool) -> None:
     from . import render
     from .api import Api
 
-    models = Api.from_env()("GET", "/api/tags")["models"]
+    tags: Tags = Api.from_env().read("GET", "/api/tags")
+    models = tags["models"]
     if as_json:
         print_json(models)
         return
@@ -100,7 +105,8 @@ def _search(query: tuple[str, ...], as_json: bool) -> None:
     from . import render
     from .api import Api
 
-    models = Api.from_env()("GET", "/api/catalog")["models"]
+    catalog: Catalog = Api.from_env().read("GET", "/api/catalog")
+    models = catalog["models"]
     if query:
         words = " ".join(query).lower().split()
         models = [m for m in models if all(w in f"{m['name']} {m['repo']} {m['description']}".lower() for w in words)]
@@ -142,7 +148,7 @@ def show(name: str, fields: tuple[str, ...], as_json: bool) -> None:
     if len(set(fields)) + as_json > 1:
         raise CliError("only one of --modelfile, --parameters, --template, --system, --license or --json "
                        "can be given")
-    info = Api.from_env()("POST", "/api/show", {"model": name})
+    info: ModelInfo = Api.from_env().read("POST", "/api/show", {"model": name})
     if as_json:
         print_json(info)
     elif fields:
@@ -158,7 +164,7 @@ def ps(as_json: bool) -> None:
     from . import render
     from .api import Api
 
-    answer = Api.from_env()("GET", "/api/ps")
+    answer: Running = Api.from_env().read("GET", "/api/ps")
     if as_json:
         print_json(answer)
         return
@@ -167,7 +173,7 @@ def ps(as_json: bool) -> None:
     for m in answer["models"]:
         if "remote" in m:
             continue
-        until = {"stopping": "Stopping...", "loading": "Loading..."}.get(m["state"]) or render.human_until(m["expires_at"])
+        until = {"stopping": "Stopping...", "loading": "Loading..."}.get(m["state"]) or render.human_until(m["expires_at"] or "")
         context = f"{m['context_length']}" + (f" {m['kv_cache_type']}" if m.get("kv_cache_type", "f16") != "f16" else "")
         rows.append((m["name"], m["digest"][:12], render.human_size(m["size"]), processor(m), context,
                      f"{m['slots_busy']}/{m['slots']}", until))
@@ -193,7 +199,7 @@ def ps(as_json: bool) -> None:
               + (f"; {answer['waiting']} requests waiting" if answer["waiting"] else ""))
 
 
-def processor(model: dict) -> str:
+def processor(model: Loaded) -> str:
     """Where a loaded model sits, as Ollama's ps says it: 100% CPU, 100% GPU, or 48%/52% CPU/GPU."""
     share = round(100 * model["size_vram"] / model["size"]) if model["size"] else 0
     where = "100% GPU" if share == 100 else "100% CPU" if share == 0 else f"{100 - share}%/{share}% CPU/GPU"
@@ -423,7 +429,7 @@ def version() -> None:
     print(f"r1 version {__version__}")
     settings = load_settings()
     try:
-        daemon = Client(settings.socket, timeout=5).request("GET", "/api/version").get("r1_version", "unknown")
+        daemon = Client(settings.socket, timeout=5).version()
     except (DaemonUnavailable, ApiError, OSError):
         say(f"no daemon is running on {settings.socket}")
         return

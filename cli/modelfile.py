@@ -24,6 +24,12 @@ from ..daemon.options import OPTION_TYPES
 from . import render
 from .api import Api, Json
 
+TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from .shapes import ProgressEvent, Stream
+
 ROLES = ("system", "user", "assistant")
 COMMANDS = ("from", "parameter", "system", "template", "license", "message", "adapter", "draft")
 
@@ -59,7 +65,7 @@ def _split(text: str) -> tuple[str, str]:
     return word, rest[0] if rest else ""
 
 
-def _value(first: str, lines: list[str], at: int, fail: Callable[[str], None]) -> tuple[str, int]:
+def _value(first: str, lines: list[str], at: int, fail: Callable[[str], NoReturn]) -> tuple[str, int]:
     """The value that starts with `first` (the rest of line `at`), and the index of the line after it."""
     if first.startswith('"""'):
         text = first[3:]
@@ -96,13 +102,14 @@ def parse(text: str, source: str = "Modelfile", base: Path | None = None) -> Jso
     lines = text.lstrip("\ufeff").splitlines()
     body: Json = {}
     parameters: Json = {}
+    stops: list[object] = []  # PARAMETER stop: each line adds one
     messages: list[Json] = []
     licenses: list[str] = []
     at = 0
     while at < len(lines):
         line_no, line = at + 1, lines[at].strip()
 
-        def fail(message: str) -> None:
+        def fail(message: str, line_no: int = line_no) -> NoReturn:  # bound now: the loop moves on
             raise ModelfileError(f"{source}, line {line_no}: {message}")
 
         if not line or line.startswith("#"):
@@ -137,7 +144,8 @@ def parse(text: str, source: str = "Modelfile", base: Path | None = None) -> Jso
             except ValueError as exc:
                 fail(str(exc))
             if name == "stop":
-                parameters.setdefault("stop", []).append(typed)  # each PARAMETER stop adds one
+                parameters.setdefault("stop", stops)
+                stops.append(typed)
             else:
                 parameters[name] = typed
         elif command == "message":
@@ -173,7 +181,8 @@ def create(api: Api, name: str, fields: Json) -> int:
     """`r1 create`: model `name` made of these Modelfile fields; statuses go to stderr, with progress bars
     for the files of a FROM model the daemon pulls first."""
     progress = render.Progress()
-    for event in api.stream("POST", "/api/create", {"model": name, **fields}):
+    events: Stream[ProgressEvent] = api.stream("POST", "/api/create", {"model": name, **fields})
+    for event in events:
         if progress.pulling(event):
             continue
         if event.get("status") != "success":

@@ -6,6 +6,10 @@ import click
 
 from .commands import JSON_HELP, Commands, print_json
 
+TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
+if TYPE_CHECKING:
+    from .shapes import Price, Remote, RemoteRemoved, Remotes, UpstreamModels
+
 
 @click.group(cls=Commands)
 def remote() -> None:
@@ -46,7 +50,7 @@ def remote_add(name: str, url: str, more_urls: tuple[str, ...], api_key_env: str
         raise CliError("--header takes NAME=VALUE")
     body["headers"] = {key.strip(): value.strip() for key, _, value in pairs}
     api = Api.from_env()
-    shown = api("POST", "/api/remotes", body)
+    shown: Remote = api.read("POST", "/api/remotes", body)
     print(f"added remote {shown['name']} ({shown['dialect']}, {', '.join(shown['urls'])}; key: {shown['key']})")
     try:  # a wrong URL or key shows now, not at the first request of a model made from it
         api("GET", f"/api/remotes/{shown['name']}/models")
@@ -62,7 +66,8 @@ def remote_list(as_json: bool) -> None:
     from . import render
     from .api import Api
 
-    remotes = Api.from_env()("GET", "/api/remotes")["remotes"]
+    listed: Remotes = Api.from_env().read("GET", "/api/remotes")
+    remotes = listed["remotes"]
     if as_json:
         print_json(remotes)
         return
@@ -76,7 +81,7 @@ def remote_rm(name: str) -> None:
     """Forget remote engine NAME and its key (its models' names stay, and fail until it is added again)."""
     from .api import Api
 
-    answer = Api.from_env()("DELETE", "/api/remotes", {"name": name})
+    answer: RemoteRemoved = Api.from_env().read("DELETE", "/api/remotes", {"name": name})
     left = answer["models_left"]
     print(f"removed remote {name}" + (f"; models still naming it: {', '.join(left)}" if left else ""))
 
@@ -89,7 +94,8 @@ def remote_models(name: str, as_json: bool) -> None:
     from . import render
     from .api import Api
 
-    models = Api.from_env()("GET", f"/api/remotes/{name}/models")["models"]
+    offered: UpstreamModels = Api.from_env().read("GET", f"/api/remotes/{name}/models")
+    models = offered["models"]
     if as_json:
         print_json(models)
         return
@@ -104,5 +110,6 @@ def remote_price(model: str, input_price: float, output_price: float) -> None:
     """Set what remote model MODEL costs, so that answers carry their cost."""
     from .api import Api
 
-    answer = Api.from_env()("POST", "/api/remotes/price", {"model": model, "input": input_price, "output": output_price})
+    answer: Price = Api.from_env().read("POST", "/api/remotes/price",
+                                        {"model": model, "input": input_price, "output": output_price})
     print(f"{answer['upstream']}: ${answer['input']:g} in, ${answer['output']:g} out per million tokens")

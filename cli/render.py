@@ -7,7 +7,10 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import Any
+
+TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
+if TYPE_CHECKING:
+    from .shapes import Loaded, ProgressEvent
 
 
 def say(message: str) -> None:
@@ -140,7 +143,7 @@ class Progress:
         self.stream.write(f"\r{progress_line(label, completed, total, speed)}\x1b[K")
         self.stream.flush()
 
-    def pulling(self, event: dict[str, Any]) -> bool:
+    def pulling(self, event: ProgressEvent) -> bool:
         """Draw a pull's progress event (its status and file); False for any other event, with the bar ended."""
         if "total" not in event:
             self.finish()
@@ -155,10 +158,10 @@ class Progress:
         self.label = None
 
 
-def twice_loaded(models: Sequence[dict[str, Any]]) -> list[str]:
+def twice_loaded(models: Sequence[Loaded]) -> list[str]:
     """Why `r1 ps` lists a model more than once: its requests asked for other load options
     (num_thread, num_gpu...), and each set of them gets a runner of its own."""
-    by_name: dict[str, list[dict[str, Any]]] = {}
+    by_name: dict[str, list[Loaded]] = {}
     for model in models:
         by_name.setdefault(model["name"], []).append(model)
     notes = []

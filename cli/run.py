@@ -18,6 +18,10 @@ from .images import user_message
 from .render import say
 from .stream_render import Spinner
 
+TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
+if TYPE_CHECKING:
+    from .shapes import Embeddings
+
 
 def with_stdin(prompt: str) -> str:
     """The prompt, after the text piped to stdin when there is some (as Ollama joins them)."""
@@ -52,7 +56,7 @@ def embed(session: Session, prompt: str) -> None:
     if session.keep_alive is not None:
         body["keep_alive"] = session.keep_alive
     with Spinner():
-        answer = session.api("POST", "/api/embed", body)
+        answer: Embeddings = session.api.read("POST", "/api/embed", body)
     print(json.dumps(answer["embeddings"][0], separators=(",", ":")))
 
 
@@ -60,7 +64,7 @@ def run(session: Session, prompt: str) -> None:
     """`r1 run`: fetch the model if the store lacks it, then answer `prompt` (or stdin), or chat."""
     api, name = session.api, session.model
     info = ensure_model(api, name)
-    warn_if_too_large({**info, "name": name})
+    warn_if_too_large(info, name)
     if is_embedding_only(info):
         embed(session, prompt)
     elif prompt or not sys.stdin.isatty():

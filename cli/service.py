@@ -349,7 +349,7 @@ def status(host: Host, service: Target) -> int:
         except ConfigError as exc:
             raise ServiceError(str(exc)) from exc
     try:
-        version = Client(socket, timeout=5).request("GET", "/api/version").get("r1_version", "unknown")
+        version = Client(socket, timeout=5).version()
     except PermissionError:
         join = f" (members of the group {service.account()[1]} may)" if service.system else ""
         print(f"the daemon's socket {socket} is there, but you may not use it{join}")

@@ -10,10 +10,14 @@ from collections.abc import Sequence
 
 from . import render
 
+TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
+if TYPE_CHECKING:
+    from .shapes import MemoryFit, ModelFile, ModelInfo
+
 HEAD_LINES = 2  # of the system prompt and the license, as Ollama shows them
 
 
-def print_model(info: dict) -> None:
+def print_model(info: ModelInfo) -> None:
     """Print /api/show's answer for a stored or remote model."""
     if "remote" in info:
         _section("Model", _remote_facts(info))
@@ -29,9 +33,9 @@ def print_model(info: dict) -> None:
         _section(f"Files (in {info['path']})", [_file_row(f) for f in info["files"]])
 
 
-def print_field(info: dict, field: str) -> None:
+def print_field(info: ModelInfo, field: str) -> None:
     """One field of /api/show's answer as it is (`r1 show --modelfile`), for a file or a pipe."""
-    if text := info.get(field) or "":
+    if text := str(info.get(field) or ""):
         print(text, end="" if text.endswith("\n") else "\n")
 
 
@@ -47,9 +51,9 @@ def _section(title: str, rows: Sequence[Sequence[str]]) -> None:
     print()
 
 
-def _model_facts(info: dict) -> list[list[str]]:
+def _model_facts(info: ModelInfo) -> list[list[str]]:
     details, model_info = info["details"], info["model_info"]
-    arch = model_info.get("general.architecture") or "-"
+    arch = str(model_info.get("general.architecture") or "-")
     facts = [
         ["architecture", arch],
         ["parameters", details["parameter_size"] or "-"],
@@ -66,7 +70,7 @@ def _model_facts(info: dict) -> list[list[str]]:
     return facts
 
 
-def _remote_facts(info: dict) -> list[list[str]]:
+def _remote_facts(info: ModelInfo) -> list[list[str]]:
     remote = info["remote"]
     price = remote["price"]
     return [["remote", remote["name"]], ["upstream model", remote["model"]],
@@ -81,7 +85,7 @@ def _head(text: str) -> list[list[str]]:
     return [[line] for line in lines[:HEAD_LINES]] + ([["..."]] if len(lines) > HEAD_LINES else [])
 
 
-def _memory_line(memory: dict) -> str:
+def _memory_line(memory: MemoryFit) -> str:
     slots = memory["slots"]
     verdict = "fits" if memory["fits"] else "DOES NOT FIT"
     tier = f"; {render.human_size(memory['kv_ram'])} of it KV cache in RAM" if memory.get("kv_ram") else ""
@@ -94,7 +98,7 @@ def _memory_line(memory: dict) -> str:
             f"budget{tier})")
 
 
-def _file_row(file: dict) -> list[str]:
+def _file_row(file: ModelFile) -> list[str]:
     if "broken" in file:
         state = f"BROKEN: {file['broken'].split(': ', 1)[1]}; import it again"
     elif not file["present"]:

@@ -8,6 +8,10 @@ import threading
 from collections.abc import Callable
 from typing import TextIO
 
+TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
+if TYPE_CHECKING:
+    from .shapes import Chunk
+
 DIM, RESET = "\033[2m", "\033[0m"
 SPINNER_FRAMES = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"  # Ollama's braille spinner
 ERASE_LINE = "\r\033[K"
@@ -192,10 +196,11 @@ def _fraction(value: int, digits: int) -> str:
     return f".{text}" if text else ""
 
 
-def stats(done: dict[str, object]) -> list[str]:
+def stats(done: Chunk) -> list[str]:
     """The `--verbose` lines for a final stream event, as Ollama prints them (fields that are 0 or absent are left out)."""
-    total, load, prompt_count, prompt_ns, count, eval_ns = (int(done.get(key) or 0) for key in (
-        "total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration"))
+    total, load, prompt_count, prompt_ns, count, eval_ns = (int(value or 0) for value in (
+        done.get("total_duration"), done.get("load_duration"), done.get("prompt_eval_count"),
+        done.get("prompt_eval_duration"), done.get("eval_count"), done.get("eval_duration")))
     lines = []
     if total:
         lines.append(f"total duration:       {go_duration(total)}")
