@@ -152,6 +152,7 @@ def test_errors_have_anthropics_shape(client: anthropic.Anthropic) -> None:
                                thinking={"type": "enabled", "budget_tokens": 1024})
 
 
+@pytest.mark.unit
 def test_an_error_in_a_stream_is_an_error_event() -> None:
     """After the first byte an error goes in-band: Anthropic's `error` event with the same body."""
     from r1.daemon.api.http import NAMED_SSE as ANTHROPIC_SSE

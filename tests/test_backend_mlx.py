@@ -61,6 +61,7 @@ def test_tiny_model_is_real_and_r1_reads_its_metadata(folder: Path) -> None:
     assert meta.chat_template == DEFAULT_TEMPLATE
 
 
+@pytest.mark.unit
 def test_tiny_model_is_deterministic(tmp_path: Path, folder: Path) -> None:
     again = write_mlx_model(tmp_path / "again")
     other = write_mlx_model(tmp_path / "other", seed=1)
@@ -70,10 +71,12 @@ def test_tiny_model_is_deterministic(tmp_path: Path, folder: Path) -> None:
     assert (other / "model.safetensors").read_bytes() != (folder / "model.safetensors").read_bytes()
 
 
+@pytest.mark.unit
 def test_registered_for_the_mlx_format() -> None:
     assert load_backend("mlx") is MlxBackend
 
 
+@pytest.mark.unit
 def test_exposes_template_tokens_and_context(backend: MlxBackend, folder: Path) -> None:
     assert backend.chat_template == DEFAULT_TEMPLATE
     assert (backend.bos_token, backend.eos_token) == ("<s>", "</s>")
@@ -81,12 +84,14 @@ def test_exposes_template_tokens_and_context(backend: MlxBackend, folder: Path) 
     assert MlxBackend(folder, {"num_ctx": 256, "num_gpu": 0, "use_mmap": False}).context_length == 256
 
 
+@pytest.mark.unit
 def test_chat_template_variants(tmp_path: Path) -> None:
     think = MlxBackend(write_mlx_model(tmp_path / "think", chat_template=THINK_TEMPLATE), {})
     assert think.chat_template == THINK_TEMPLATE and think.chat_template.count("<think>") == 1
     assert MlxBackend(write_mlx_model(tmp_path / "none", chat_template=None), {}).chat_template is None
 
 
+@pytest.mark.unit
 def test_tokenize_adds_bos_once_and_parses_special_tokens(backend: MlxBackend) -> None:
     (bos,) = backend.tokenize("<s>")
     plain = backend.tokenize("hello world")
@@ -142,6 +147,7 @@ def test_config_eos_token_ids_end_the_stream(backend: MlxBackend, folder: Path, 
     assert pieces[:stop_at] == free[:stop_at] and len(pieces) <= stop_at + 1
 
 
+@pytest.mark.unit
 def test_stopped_early_then_streams_again(backend: MlxBackend) -> None:
     expected = take(backend, "hello world", 10, **GREEDY)
     stream = backend.stream(backend.tokenize("hello world"), GREEDY, None)
@@ -168,6 +174,7 @@ def test_penalties_apply_within_repeat_last_n(backend: MlxBackend) -> None:
     assert take(backend, "Once upon a time", 20, **repeat) != plain
 
 
+@pytest.mark.unit
 def test_bad_requests_raise_backend_error(backend: MlxBackend) -> None:
     tokens = backend.tokenize("hi")
     for fmt in ("json", {"type": "object"}):
@@ -181,6 +188,7 @@ def test_bad_requests_raise_backend_error(backend: MlxBackend) -> None:
         backend.embed(["hello"], truncate=True, context=64)
 
 
+@pytest.mark.unit
 def test_load_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match="not a folder"):
         MlxBackend(tmp_path / "absent", {})  # never a Hub repo id

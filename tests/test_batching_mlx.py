@@ -147,6 +147,7 @@ def test_kept_caches_and_running_sequences_fit_the_slots(folder: Path) -> None:
     assert len(backend._caches) == 1  # one slot runs, one keeps a cache
 
 
+@pytest.mark.unit
 def test_bad_requests_are_refused_before_anything_is_queued(backend: MlxBackend) -> None:
     tokens = backend.tokenize("hi")
     with pytest.raises(BackendError, match="JSON"):

@@ -33,6 +33,7 @@ def go(name: str) -> str:
 # --- from facts and templates -------------------------------------------------------------------
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("facts", "template", "expected"), [
     (GGUF, None, ["completion"]),
     (GGUF, DEFAULT_TEMPLATE, ["completion"]),
@@ -56,6 +57,7 @@ def test_capabilities_follow_the_files_and_the_template(facts: ModelFacts, templ
     assert capabilities(facts, template) == expected
 
 
+@pytest.mark.unit
 def test_a_converted_go_template_fills_in_the_middle_as_ollama_runs_it() -> None:
     from r1.daemon.runner.template import render
 
@@ -79,6 +81,7 @@ def vocabulary_only(path: Path, tokens: list[str]) -> Path:
     return path
 
 
+@pytest.mark.unit
 def test_fim_tokens_are_found_by_id_or_by_name(tmp_path: Path) -> None:
     assert read_gguf_metadata([write_fim_gguf(tmp_path / "ids.gguf")]).fim_tokens is True
     assert read_gguf_metadata([write_tiny_gguf(tmp_path / "none.gguf")]).fim_tokens is False
@@ -91,6 +94,7 @@ def test_fim_tokens_are_found_by_id_or_by_name(tmp_path: Path) -> None:
         assert read_gguf_metadata([vocabulary_only(tmp_path / "not.gguf", tokens)]).fim_tokens is False, tokens
 
 
+@pytest.mark.unit
 def test_pooling_type_is_read(tmp_path: Path) -> None:
     assert read_gguf_metadata([write_tiny_gguf(tmp_path / "cls.gguf", pooling_type=2)]).pooling_type == 2
     assert read_gguf_metadata([write_tiny_gguf(tmp_path / "chat.gguf")]).pooling_type is None

@@ -41,6 +41,7 @@ def wrapped(pieces: list[str], width: int | None) -> str:
     return "".join(out)
 
 
+@pytest.mark.unit
 def test_words_cut_anywhere_are_wrapped_whole() -> None:
     text = "the quick brown fox jumps over the lazy dog"
     expected = "the quick\nbrown fox\njumps over\nthe lazy\ndog\n"  # a line may fill all 10 columns
@@ -49,6 +50,7 @@ def test_words_cut_anywhere_are_wrapped_whole() -> None:
     assert wrapped(["the qu", "ick br", "own f", "ox jumps o", "ver the la", "zy dog"], 10) == expected
 
 
+@pytest.mark.unit
 def test_a_word_held_back_when_ctrl_c_comes_is_never_shown() -> None:
     out: list[str] = []
     wrap = WordWrap(out.append, 20)
@@ -58,6 +60,7 @@ def test_a_word_held_back_when_ctrl_c_comes_is_never_shown() -> None:
     assert "".join(out) == "There was a time\n"
 
 
+@pytest.mark.unit
 def test_no_line_is_wider_than_the_width() -> None:
     text = "Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor incididunt " * 3
     for width in (12, 20, 33):
@@ -66,19 +69,23 @@ def test_no_line_is_wider_than_the_width() -> None:
         assert out.split() == text.split()  # nothing lost, no word split
 
 
+@pytest.mark.unit
 def test_a_word_longer_than_a_line_is_broken_at_the_margin() -> None:
     assert wrapped(["ab ", "0123456789", "abcdef gh"], 8) == "ab\n01234567\n89abcdef\ngh\n"
 
 
+@pytest.mark.unit
 def test_newlines_in_the_stream_reset_the_line_and_keep_indentation() -> None:
     assert wrapped(["one two\n", "  three four\n\nfive"], 9) == "one two\n  three\nfour\n\nfive\n"
 
 
+@pytest.mark.unit
 def test_without_a_width_text_passes_through() -> None:
     text = "a line far longer than any terminal would be, " * 5
     assert wrapped([text[:13], text[13:]], None) == text.rstrip(" ") + " \n"
 
 
+@pytest.mark.unit
 def test_thinking_is_dimmed_under_a_header_on_a_terminal() -> None:
     out: list[str] = []
     answer = Answer(WordWrap(out.append, 40), show_thinking=True, dim=True)
@@ -91,6 +98,7 @@ def test_thinking_is_dimmed_under_a_header_on_a_terminal() -> None:
     assert answer.text == "The answer."
 
 
+@pytest.mark.unit
 def test_thinking_off_a_terminal_is_plain_or_hidden() -> None:
     out: list[str] = []
     answer = Answer(WordWrap(out.append, None), show_thinking=True, dim=False)
@@ -107,6 +115,7 @@ def test_thinking_off_a_terminal_is_plain_or_hidden() -> None:
     assert "".join(out) == "yes\n"
 
 
+@pytest.mark.unit
 def test_an_answer_stopped_while_thinking_ends_the_dim_style() -> None:
     out: list[str] = []
     answer = Answer(WordWrap(out.append, 20), show_thinking=True, dim=True)
@@ -116,6 +125,7 @@ def test_an_answer_stopped_while_thinking_ends_the_dim_style() -> None:
     assert answer.text == ""
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("ns, text", [
     (0, "0s"), (850, "850ns"), (12_500, "12.5µs"), (3_204_500, "3.2045ms"), (999_999_999, "999.999999ms"),
     (1_500_000_000, "1.5s"), (123_250_000_000, "2m3.25s"), (3_605_000_000_000, "1h0m5s"),
@@ -124,6 +134,7 @@ def test_durations_read_as_go_prints_them(ns: int, text: str) -> None:
     assert go_duration(ns) == text
 
 
+@pytest.mark.unit
 def test_verbose_stats_lines() -> None:
     done = {"total_duration": 2_500_000_000, "load_duration": 1_000_000, "prompt_eval_count": 26,
             "prompt_eval_duration": 130_000_000, "eval_count": 298, "eval_duration": 4_500_000_000}
@@ -545,6 +556,7 @@ def test_run_on_an_embedding_model_prints_its_vector(daemon: Daemon, embedder: s
 # --- notes on a terminal ---------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_wrap_words_keeps_words_and_indents_whole() -> None:
     note = "Warning: gemma3:270m needs about 4.7 GB at num_ctx 8192, more than the budget"
     assert wrap_words(note, 30) == "Warning: gemma3:270m needs\nabout 4.7 GB at num_ctx 8192,\nmore than the budget"

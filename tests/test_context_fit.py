@@ -52,6 +52,7 @@ def test_num_ctx_set_keeps_its_context(daemon: Daemon) -> None:
     assert status == 200 and answer["prompt_eval_count"] < 100  # today's way: the oldest message dropped
 
 
+@pytest.mark.unit
 def test_the_grown_context_stays_within_the_trained_one_and_the_budget() -> None:
     assert grown_context(5000, 2048, 65536, lambda n: True) == 8192
     assert grown_context(5000, 2048, 6000, lambda n: True) == 6000  # the trained context caps it

@@ -120,6 +120,7 @@ def test_a_service_daemon_is_left_to_its_manager_and_tcp_cannot_stop_any(daemon_
         assert service.stop() == 0, service.log()
 
 
+@pytest.mark.unit
 def test_differences_name_secrets_without_their_values() -> None:
     from r1.cli.daemon_control import differences
     from r1.daemon.config import Settings

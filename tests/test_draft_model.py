@@ -39,6 +39,7 @@ def drafted(gemma_daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> s
     return "gemma-drafted"
 
 
+@pytest.mark.unit
 def test_a_modelfile_draft_line_goes_into_the_create_body() -> None:
     assert parse("FROM qwen3:8b\nDRAFT qwen3:0.6b\n", base=Path("/")) == {"from": "qwen3:8b", "draft": "qwen3:0.6b"}
 

@@ -88,6 +88,7 @@ def get(url: str, range_: str | None = None, token: str | None = None) -> tuple[
         return e.code, dict(e.headers), e.read()
 
 
+@pytest.mark.unit
 def test_model_info_files_metadata(hub: FakeHub, api: HfApi) -> None:
     commit = hub.add_repo(REPO, FILES)
     info = api.model_info(REPO, files_metadata=True)
@@ -106,6 +107,7 @@ def test_model_info_files_metadata(hub: FakeHub, api: HfApi) -> None:
     assert hub.requests[0][:2] == ("GET", f"/api/models/{REPO}?blobs=true")
 
 
+@pytest.mark.unit
 def test_revisions_and_commits(hub: FakeHub, api: HfApi, tmp_path: Path) -> None:
     first = hub.add_repo(REPO, FILES)
     assert len(first) == 40 and int(first, 16) >= 0
@@ -127,6 +129,7 @@ def test_revisions_and_commits(hub: FakeHub, api: HfApi, tmp_path: Path) -> None
     assert Path(path).read_bytes() == b"pr"
 
 
+@pytest.mark.unit
 def test_list_repo_tree(hub: FakeHub, api: HfApi) -> None:
     hub.add_repo(REPO, FILES)
     entries = list(api.list_repo_tree(REPO, recursive=True))
@@ -146,6 +149,7 @@ def test_list_repo_tree(hub: FakeHub, api: HfApi) -> None:
         list(api.list_repo_tree(REPO, path_in_repo="nope"))
 
 
+@pytest.mark.unit
 def test_hf_hub_download_lfs_and_git_files(hub: FakeHub, tmp_path: Path) -> None:
     commit = hub.add_repo(REPO, FILES)
     for name in ("tiny-Q4_K_M.gguf", "config.json", "Q8_0/tiny-Q8_0-00002-of-00002.gguf"):
@@ -161,6 +165,7 @@ def test_hf_hub_download_lfs_and_git_files(hub: FakeHub, tmp_path: Path) -> None
     assert {sha256(GGUF), git_sha1(CONFIG)} <= blobs
 
 
+@pytest.mark.unit
 def test_resolve_headers_and_ranges(hub: FakeHub) -> None:
     commit = hub.add_repo(REPO, FILES)
     url = f"{hub.url}/{REPO}/resolve/main/tiny-Q4_K_M.gguf"
@@ -189,6 +194,7 @@ def test_resolve_headers_and_ranges(hub: FakeHub) -> None:
     assert ("GET", f"/{REPO}/resolve/main/tiny-Q4_K_M.gguf", "bytes=100-199") in hub.requests
 
 
+@pytest.mark.unit
 def test_errors_as_the_client_reads_them(hub: FakeHub, api: HfApi, tmp_path: Path) -> None:
     hub.add_repo(REPO, FILES)
     with pytest.raises(RepositoryNotFoundError) as e:
@@ -208,6 +214,7 @@ def test_errors_as_the_client_reads_them(hub: FakeHub, api: HfApi, tmp_path: Pat
     assert status == 404 and "error" in json.loads(body)
 
 
+@pytest.mark.unit
 def test_gated_repo(hub: FakeHub, tmp_path: Path) -> None:
     gated = "org/gated-GGUF"
     hub.add_repo(gated, {"m.gguf": GGUF}, gated=True)
@@ -227,6 +234,7 @@ def test_gated_repo(hub: FakeHub, tmp_path: Path) -> None:
     assert get(f"{hub.url}/{gated}/resolve/main/m.gguf", "bytes=0-9", token=TOKEN)[2] == GGUF[:10]
 
 
+@pytest.mark.unit
 def test_drop_after_cuts_the_body_once(hub: FakeHub) -> None:
     hub.add_repo(REPO, FILES)
     url = f"{hub.url}/{REPO}/resolve/main/tiny-Q4_K_M.gguf"
@@ -273,6 +281,7 @@ def test_hf_hub_download_resumes_after_a_drop(hub: FakeHub, tmp_path: Path) -> N
     assert hub.served_bytes(REPO, "tiny-Q4_K_M.gguf") == 4096 + len(GGUF)
 
 
+@pytest.mark.unit
 def test_corrupt_flips_a_byte_once(hub: FakeHub) -> None:
     hub.add_repo(REPO, FILES)
     url = f"{hub.url}/{REPO}/resolve/main/tiny-Q4_K_M.gguf"
@@ -349,6 +358,7 @@ def test_another_process_reaches_it_through_hf_endpoint(hub: FakeHub) -> None:
     assert out.stdout.strip() == commit
 
 
+@pytest.mark.unit
 def test_agent_harnesses_and_restart(hub: FakeHub) -> None:
     status, _, body = get(f"{hub.url}/api/agent-harnesses")
     assert status == 200 and json.loads(body) == {"standardEnvVars": [], "harnesses": {}}

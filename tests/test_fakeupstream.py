@@ -15,9 +15,11 @@ import httpx
 import openai
 import pytest
 
-from conftest import wait_until
-from fakeupstream import (ANSWER, HUGE_LINE, INLINE, MAX_MODEL_LEN, TEXT, THINKING, TOOL_CALL, FakeUpstream, embedding,
-                          words)
+from tests.support.fakeupstream import (ANSWER, HUGE_LINE, INLINE, MAX_MODEL_LEN, TEXT, THINKING, TOOL_CALL,
+                                        FakeUpstream, embedding, words)
+from tests.support.polling import wait_until
+
+pytestmark = pytest.mark.unit  # the fast lane (docs/development.md)
 
 HELLO = "Hello there."
 USER = [{"role": "user", "content": "Say hello to me"}]  # 4 words

@@ -58,12 +58,14 @@ def go(source: str, messages: list[dict[str, Any]] | None = None, **values: Any)
 # --- the library templates ---------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_there_are_twenty_library_templates_with_expectations() -> None:
     assert len(TOP) == 20
     assert sorted(p.stem for p in (FIXTURES / "expected").glob("*.txt")) == TOP
     assert sum(".Tools" in (FIXTURES / "templates" / f"{n}.gotmpl").read_text() for n in TOP) == 6
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", TOP)
 def test_library_template_renders_what_ollama_renders(name: str) -> None:
     """A two-turn chat with a system prompt, and a tool call where the template renders tools."""
@@ -88,6 +90,7 @@ OLLAMA_CASES = [(folder, path.name.removesuffix(".gotmpl"), chat)
                 for chat in OLLAMA_CHATS]
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("folder", "name", "chat"), OLLAMA_CASES)
 def test_ollamas_own_outputs(folder: str, name: str, chat: str) -> None:
     """Ollama's template tests, with its messages: current templates and their legacy forms."""
@@ -97,10 +100,12 @@ def test_ollamas_own_outputs(folder: str, name: str, chat: str) -> None:
     assert prompt == (FIXTURES / "ollama_outputs" / name / chat).read_text()
 
 
+@pytest.mark.unit
 def test_there_are_ollama_outputs_for_current_and_legacy_templates() -> None:
     assert len(OLLAMA_CASES) == 3 * (15 + 5 + 18)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", sorted(p.stem for p in (FIXTURES / "ollama_outputs" / "tools").glob("*.out")))
 def test_ollamas_own_tool_outputs(name: str) -> None:
     folder = "templates" if (FIXTURES / "templates" / f"{name}.gotmpl").exists() else "more"
@@ -110,6 +115,7 @@ def test_ollamas_own_tool_outputs(name: str) -> None:
     assert prompt == (FIXTURES / "ollama_outputs" / "tools" / f"{name}.out").read_text()
 
 
+@pytest.mark.unit
 def test_a_deepseek_r1_style_template() -> None:
     source = ('{{- if .System }}{{ .System }}{{ end }}\n{{- range $i, $_ := .Messages }}\n'
               '{{- $last := eq (len (slice $.Messages $i)) 1}}\n'
@@ -123,6 +129,7 @@ def test_a_deepseek_r1_style_template() -> None:
 # --- Go's rules --------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_trim_markers_take_every_adjacent_space_and_newline() -> None:
     assert go("a \n\t {{- .System -}} \n\n b", SYSTEM_ONLY) == "aYou are a helpful assistant.b"
     assert go("a {{ .System }} b", SYSTEM_ONLY) == "a You are a helpful assistant. b"
@@ -130,10 +137,12 @@ def test_trim_markers_take_every_adjacent_space_and_newline() -> None:
     assert go("line\n{{- /* a comment */ -}}\n next{{/* another */}}\n", []) == "linenext\n"
 
 
+@pytest.mark.unit
 def test_a_final_newline_and_carriage_returns_and_jinja_lookalikes_stay() -> None:
     assert go("{{ .System }}\r\n{% raw %} {# #} {{ `{{` }}{\n", SYSTEM_ONLY) == "You are a helpful assistant.\r\n{% raw %} {# #} {{{\n"
 
 
+@pytest.mark.unit
 def test_variables_are_scoped_and_assigned_as_in_go() -> None:
     source = ('{{ $x := "outer" }}{{ $n := 0 }}{{ range .Messages }}{{ $x := "inner" }}{{ $n = len $.Messages }}{{ end }}'
               '{{ $x }} {{ $n }}')
@@ -142,22 +151,26 @@ def test_variables_are_scoped_and_assigned_as_in_go() -> None:
     assert go('{{ range $m := .Messages }}{{ $m.Content | len }},{{ end }}') == "28,30,6,15,"
 
 
+@pytest.mark.unit
 def test_dot_moves_with_range_and_with_and_dollar_stays_the_root() -> None:
     source = '{{ range .Messages }}{{ with .Content }}[{{ . }}|{{ len $.Messages }}]{{ else }}(empty){{ end }}{{ end }}'
     assert go(source, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}]) == "[hi|2](empty)"
 
 
+@pytest.mark.unit
 def test_range_walks_maps_by_key_ints_and_says_else_when_empty() -> None:
     source = ('{{ range .Tools }}{{ range $k, $v := .Function.Parameters.Properties }}{{ $k }}:{{ $v.Type }} {{ end }}{{ end }}'
               '{{ range 3 }}{{ . }}{{ end }}{{ range .Messages }}x{{ else }}none{{ end }}')
     assert go(source, [], tools=TOOLS) == "city:string unit:string 012none"
 
 
+@pytest.mark.unit
 def test_break_and_continue() -> None:
     source = '{{ range .Messages }}{{ if eq .Role "system" }}{{ continue }}{{ end }}{{ if eq .Role "assistant" }}{{ break }}{{ end }}{{ .Content }}{{ end }}'
     assert go(source) == "What is the capital of France?"
 
 
+@pytest.mark.unit
 def test_comparisons_and_logic_return_what_go_returns() -> None:
     assert go(ONCE + '{{ or .Prompt "fallback" }} {{ and .System 7 }} {{ not .Tools }} {{ eq 1 2 3 1 }} {{ ne "a" "b" }}') \
         == "fallback 7 true true true"
@@ -166,6 +179,7 @@ def test_comparisons_and_logic_return_what_go_returns() -> None:
         go(ONCE + '{{ eq .System 1 }}')
 
 
+@pytest.mark.unit
 def test_strings_are_bytes_to_len_slice_and_index() -> None:
     assert go('{{ len "héllo" }} {{ slice "héllo" 0 1 }} {{ index "abc" 1 }} {{ slice (slice $.Messages 1 3) 1 | len }}') == \
         "6 h 98 1"
@@ -178,6 +192,7 @@ def test_strings_are_bytes_to_len_slice_and_index() -> None:
         go('{{ index .Messages 9 }}')
 
 
+@pytest.mark.unit
 def test_printf_print_and_println() -> None:
     assert go('{{ printf "%s has %d turns, %q %5.2f%%" .System (len .Messages) "x" 3.14159 }}') == \
         'You are a helpful assistant. has 4 turns, "x"  3.14%'
@@ -185,6 +200,7 @@ def test_printf_print_and_println() -> None:
         "%!d(string=no) %!s(MISSING)|1 2ab3|a 1\n"
 
 
+@pytest.mark.unit
 def test_json_is_gos_compact_html_safe_encoding() -> None:
     calls = [{"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {
         "b": 3, "a": [2.5, 1e21, 1e-7, True, None], "c": {"z": "<&>", "y": "\u2028"}}}}]}]
@@ -194,6 +210,7 @@ def test_json_is_gos_compact_html_safe_encoding() -> None:
         '{"Role":"user","Content":"hi","Thinking":"","Images":null,"ToolCalls":null,"ToolName":"","ToolCallID":""}'
 
 
+@pytest.mark.unit
 def test_tools_print_as_json_and_arguments_sent_as_a_string_are_read() -> None:
     chat = [{"role": "assistant", "content": "", "tool_calls": [
         {"id": "call_1", "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'}}]}]
@@ -205,17 +222,20 @@ def test_tools_print_as_json_and_arguments_sent_as_a_string_are_read() -> None:
     assert go(ONCE + "{{ .Tools }}|{{ if .Tools }}yes{{ end }}", []) == "null|"
 
 
+@pytest.mark.unit
 def test_typescript_types_and_dates() -> None:
     source = ONCE + '{{ range .Tools }}{{ range $n, $p := .Function.Parameters.Properties }}{{ $n }}: {{ toTypeScriptType $p }}; {{ end }}{{ end }}'
     assert go(source, [], tools=TOOLS) == "city: string; unit: string; "
     assert len(go("{{ currentDate }}", [])) == len("2006-01-02")
 
 
+@pytest.mark.unit
 def test_think_values() -> None:
     source = "{{ if .IsThinkSet }}{{ .Think }}/{{ .ThinkLevel }}{{ else }}unset{{ end }}"
     assert (go(source, [], think=True), go(source, [], think=False), go(source, [])) == ("true/medium", "false/", "unset")
 
 
+@pytest.mark.unit
 def test_messages_of_one_role_in_a_row_are_merged_and_system_collects_them_all() -> None:
     chat = [{"role": "system", "content": "A"}, {"role": "user", "content": "one"}, {"role": "user", "content": "two"},
             {"role": "system", "content": "B"}, {"role": "tool", "content": "t1"}, {"role": "tool", "content": "t2"}]
@@ -223,12 +243,14 @@ def test_messages_of_one_role_in_a_row_are_merged_and_system_collects_them_all()
         "A\n\nB|system:A;user:one\n\ntwo;system:B;tool:t1;tool:t2;"
 
 
+@pytest.mark.unit
 def test_a_missing_root_key_prints_no_value_and_an_unknown_field_fails() -> None:
     assert go(ONCE + "{{ .Prompt }}|{{ .Nothing.At.All }}|{{ if .Suffix }}x{{ end }}") == "<no value>|<no value>|"
     with pytest.raises(BackendError, match="can't evaluate field Nope in type"):
         go("{{ range .Messages }}{{ .Nope }}{{ end }}")
 
 
+@pytest.mark.unit
 def test_legacy_templates_run_per_turn_and_the_last_turn_stops_at_the_response() -> None:
     # No .Response: Ollama appends one, so earlier turns carry the answers.
     assert go("[{{ .System }}|{{ .Prompt }}]") == "[You are a helpful assistant.|What is the capital of France?]Paris.[|And of Germany?]"
@@ -241,6 +263,7 @@ def test_legacy_templates_run_per_turn_and_the_last_turn_stops_at_the_response()
     assert go("({{ .System }}/{{ .Prompt }}/{{ .Response }})", chat) == "(/u1/)(s2/u2/"
 
 
+@pytest.mark.unit
 def test_the_converted_template_says_how_ollama_executes_it() -> None:
     assert to_jinja("{{ range .Messages }}{{ .Content }}{{ end }}").startswith(
         "{# r1: converted from an Ollama Go template (messages; uses: content, messages) #}")
@@ -251,6 +274,7 @@ def test_the_converted_template_says_how_ollama_executes_it() -> None:
 # --- telling Go from Jinja, and what cannot be converted ---------------------------------------
 
 
+@pytest.mark.unit
 def test_go_and_jinja_templates_are_told_apart() -> None:
     for path in sorted(FIXTURES.glob("*/*.gotmpl")):
         assert is_go_template(path.read_text()), path
@@ -260,6 +284,7 @@ def test_go_and_jinja_templates_are_told_apart() -> None:
         assert as_jinja(jinja) == jinja
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(("source", "named", "line"), [
     ('{{ .Prompt }}\n{{ define "x" }}y{{ end }}', "{{ define }} is not supported", 2),
     ('{{ template "x" . }}', "{{ template }} is not supported", 1),

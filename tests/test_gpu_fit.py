@@ -25,12 +25,14 @@ SIZES = Layers(weights=(100 * MiB,) * 4, output=50 * MiB, kv_per_layer=10 * MiB,
 WHOLE = 300 * MiB + 4 * 110 * MiB  # all of it on the host
 
 
+@pytest.mark.unit
 def test_everything_fits_a_large_device_output_layer_included() -> None:
     placed = fit(SIZES, 8 * GB)
     assert (placed.layers, placed.total_layers) == (5, 5)  # llama.cpp's n_gpu_layers: block_count + 1
     assert placed.device == 4 * 110 * MiB + 50 * MiB + 20 * MiB and placed.host == 300 * MiB
 
 
+@pytest.mark.unit
 def test_a_smaller_device_takes_the_last_layers_that_fit() -> None:
     # Room for the compute buffer and two layers with their KV cache (240 MiB), not three (350).
     placed = fit(SIZES, MARGIN + 300 * MiB)
@@ -40,12 +42,14 @@ def test_a_smaller_device_takes_the_last_layers_that_fit() -> None:
     assert fit(SIZES, MARGIN + 4 * 110 * MiB + 20 * MiB + 49 * MiB).layers == 4
 
 
+@pytest.mark.unit
 def test_a_device_without_room_for_one_layer_gets_none() -> None:
     for free in (0, MARGIN, MARGIN + 129 * MiB):
         assert fit(SIZES, free) == split(SIZES, 0) and fit(SIZES, free).host == WHOLE
     assert fit(SIZES, MARGIN + 130 * MiB).layers == 1
 
 
+@pytest.mark.unit
 def test_num_gpu_overrides_the_fit() -> None:
     assert fit(SIZES, 8 * GB, num_gpu=0).layers == 0  # CPU only, though it all fits
     assert fit(SIZES, 0, num_gpu=3).layers == 3  # the user's count, though it does not
@@ -53,6 +57,7 @@ def test_num_gpu_overrides_the_fit() -> None:
     assert fit(SIZES, 0, num_gpu=99).layers == 5
 
 
+@pytest.mark.unit
 def test_slots_and_the_kv_cache_type_change_the_fit() -> None:
     gemma = ModelFacts(format="gguf", block_count=18, head_count=4, head_count_kv=1, key_length=256, value_length=256,
                        vocab_size=262_144, embedding_length=640, parameter_count=268_098_176)
@@ -65,6 +70,7 @@ def test_slots_and_the_kv_cache_type_change_the_fit() -> None:
     assert fit(SIZES, MARGIN + 400 * MiB, slots=4).layers < fit(SIZES, MARGIN + 400 * MiB).layers
 
 
+@pytest.mark.unit
 def test_the_estimates_layers_add_up_to_the_estimate() -> None:
     gemma = ModelFacts(format="gguf", block_count=18, head_count_kv=1, key_length=256, value_length=256,
                        vocab_size=262_144, embedding_length=640, parameter_count=268_098_176)
@@ -75,6 +81,7 @@ def test_the_estimates_layers_add_up_to_the_estimate() -> None:
     assert sizes.kv_per_layer * 18 == one.kv_cache and sizes.output > 120 * MiB  # the 262k x 640 embeddings
 
 
+@pytest.mark.unit
 def test_the_processor_column_says_cpu_gpu_shares_as_ollama_does() -> None:
     assert processor({"size": 100, "size_vram": 0}) == "100% CPU"
     assert processor({"size": 100, "size_vram": 100}) == "100% GPU"
@@ -82,6 +89,7 @@ def test_the_processor_column_says_cpu_gpu_shares_as_ollama_does() -> None:
     assert processor({"size": 100, "size_vram": 52, "extra_buffers": False}) == "48%/52% CPU/GPU*"
 
 
+@pytest.mark.unit
 def test_a_load_takes_num_gpu_or_fits_the_roomiest_gpu() -> None:
     load: dict[str, Any] = {"layers": SIZES.to_frame(), "num_parallel": 1}
     small, large = (Device(f"CUDA{i}", "test GPU", "gpu", free, 80 * GB) for i, free in ((0, MARGIN), (1, 8 * GB)))
@@ -92,6 +100,7 @@ def test_a_load_takes_num_gpu_or_fits_the_roomiest_gpu() -> None:
     assert offload({"num_gpu": 2}, [large]) is None  # no layer sizes: llama.cpp takes num_gpu as it is
 
 
+@pytest.mark.unit
 def test_this_cpu_build_of_llama_cpp_has_no_gpu() -> None:
     assert gpus() == []
 
@@ -143,6 +152,7 @@ async def _start(h: Harness, spec: ModelSpec, extra_buffers: bool, free: int) ->
     return OffloadingRunner(spec, extra_buffers, h.scheduler.gpu_free if h.scheduler.gpu_free is not None else free)
 
 
+@pytest.mark.unit
 def test_too_large_says_how_much_would_go_to_the_host_and_the_gpu() -> None:
     async def main() -> None:
         async with Harness(R1_MEMORY_BUDGET=str(WHOLE), R1_NUM_PARALLEL="1") as h:

@@ -125,6 +125,7 @@ def test_a_license_layer_linked_to_the_daemons_key_file_is_refused_and_the_key_s
     assert all(p.stat().st_ino != key_inode for p in (shared.home / "blobs").iterdir())
 
 
+@pytest.mark.unit
 def test_a_settings_layer_whose_bytes_are_not_its_digest_is_refused(tmp_path: Path) -> None:
     root = tmp_path / "ollama"
     model = ollama_with_model(root, tmp_path)
@@ -274,6 +275,7 @@ def test_a_users_split_gguf_whose_second_file_fails_leaves_nothing(store: Store,
     assert store.list() == [] and all(shard.is_file() for shard in shards)
 
 
+@pytest.mark.unit
 def test_r1_import_refuses_a_shard_linked_into_r1_home_before_reading_it(store: Store, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     shards = write_split_gguf(tmp_path / "mine", "Mine-Q8_0", name="mine")
@@ -293,6 +295,7 @@ def test_r1_import_refuses_a_shard_linked_into_r1_home_before_reading_it(store: 
 # --- the check cannot be raced ----------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_a_folder_swapped_for_a_link_after_the_check_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     inside, outside = tmp_path / "tool" / "blobs", tmp_path / "secret"
     (inside / "sub").mkdir(parents=True)
@@ -313,6 +316,7 @@ def test_a_folder_swapped_for_a_link_after_the_check_is_refused(tmp_path: Path, 
             pytest.fail(f"read {opened.file.read()!r}")
 
 
+@pytest.mark.unit
 def test_a_file_swapped_for_a_link_after_the_check_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "blobs").mkdir()
     layer = tmp_path / "blobs" / "layer"
@@ -386,6 +390,7 @@ def test_a_symlinked_file_swapped_after_it_was_taken_in_is_read_as_it_was_import
     assert KEY not in record.manifest.canonical_json() + store_text(store.home)
 
 
+@pytest.mark.unit
 def test_a_pinned_path_reads_the_open_file_whatever_its_path_leads_to_now(tmp_path: Path) -> None:
     layer = tmp_path / "layer"
     layer.write_text("harmless")
@@ -453,6 +458,7 @@ def test_a_group_socket_gets_a_folder_the_group_may_pass_and_never_the_store(tmp
         shutil.rmtree(sock_dir, ignore_errors=True)
 
 
+@pytest.mark.unit
 def test_a_group_socket_inside_r1_home_is_warned_about_and_r1_home_stays_private(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     private = tmp_path / "home"

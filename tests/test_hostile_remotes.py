@@ -106,6 +106,7 @@ def test_an_upstream_that_echoes_secrets_gets_none_of_them_anywhere(daemon: Daem
     assert "h-echo-midstream" in log and leaked(log) == []
 
 
+@pytest.mark.unit
 def test_the_redactor_masks_whole_secrets_in_any_case_and_leaves_short_values() -> None:
     headers = {"Authorization": "Basic dXNlcjpVbml0LVNlY3JldA==", "X-Cache": "true", "X-Org": "org-Unit-Org-42"}
     remember(header_secrets(headers) | url_secrets("https://u:Unit-Pass-1234@h/v1?api-version=2024&key=Unit-Q-5678"))

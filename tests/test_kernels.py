@@ -28,6 +28,7 @@ def machine(flags: frozenset[str]) -> Machine:
     return Machine("llama-cpp-python 0.3.36", "test CPU", flags)
 
 
+@pytest.mark.unit
 def test_the_repacked_types_follow_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "linux")
     assert machine(EPYC).repacked_types == {"Q4_0", "Q4_K", "IQ4_NL", "MXFP4", "Q2_K"}
@@ -53,12 +54,14 @@ def test_gemma_on_an_amx_xeon_is_estimated_as_measured(gemma_path: Path, monkeyp
     assert estimate(ModelFacts("mlx"), 100, 16, machine(AMX_XEON).repacked_types).repacked == 0
 
 
+@pytest.mark.unit
 def test_this_machine_has_a_name_and_an_engine() -> None:
     here = Machine.here()
     assert here.engine.startswith("llama-cpp-python ")
     assert "flags" in here.cpu and here.cpu == Machine.here().cpu  # stable: it keys the store's memory
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("mode, crashed, gguf, mlx", [
     ("auto", False, True, False),
     ("auto", True, False, False),
@@ -73,6 +76,7 @@ def test_which_runners_use_extra_buffers(mode: str, crashed: bool, gguf: bool, m
     assert bool(policy.repacked_types("gguf")) == gguf
 
 
+@pytest.mark.unit
 def test_only_a_crash_signal_with_extra_buffers_in_auto_mode_falls_back() -> None:
     auto = ExtraBuffers("auto", machine(EPYC), Book())
     for signum in (signal.SIGSEGV, signal.SIGILL, signal.SIGBUS):
@@ -85,6 +89,7 @@ def test_only_a_crash_signal_with_extra_buffers_in_auto_mode_falls_back() -> Non
         ExtraBuffers("sometimes", machine(EPYC), Book())
 
 
+@pytest.mark.unit
 def test_a_crash_is_recorded_once(caplog: pytest.LogCaptureFixture) -> None:
     import asyncio
 

@@ -18,6 +18,7 @@ GEMMA = ModelFacts(format="gguf", block_count=18, head_count=4, head_count_kv=1,
                    vocab_size=262_144)
 
 
+@pytest.mark.unit
 def test_the_estimate_counts_each_kv_cache_type_by_its_bytes_per_element() -> None:
     f16, q8, q4 = (estimate(GEMMA, 250 * MiB, 2048, kv_type=kind, slots=2) for kind in ("f16", "q8_0", "q4_0"))
     elements = 2 * 18 * 2048 * 512  # slots x layers x tokens x (K + V) width
@@ -29,6 +30,7 @@ def test_the_estimate_counts_each_kv_cache_type_by_its_bytes_per_element() -> No
     assert estimate(mlx, MiB, 1024).kv_cache == 2 * 1024 * 2 * 64 * 2  # MLX: f16 whatever the setting
 
 
+@pytest.mark.unit
 def test_the_option_is_checked_and_defaults_to_the_setting() -> None:
     assert check_options({"kv_cache_type": "q4_0"}) == {"kv_cache_type": "q4_0"}
     with pytest.raises(BadRequest, match="must be one of f16, q8_0, q4_0, not 'q5_1'"):

@@ -171,6 +171,7 @@ def test_the_budget_counts_the_ram_tier_and_shrinks_it_to_what_fits(root: Path) 
     assert scheduler.host_cache("mlx", 0) == 0
 
 
+@pytest.mark.unit
 def test_the_disk_tier_keeps_within_its_cap_least_recently_used_out_first(tmp_path: Path) -> None:
     identity = {"model": "m"}
     tier = DiskTier(tmp_path, identity, cap=3000)

@@ -89,6 +89,7 @@ def test_truncated_gguf_header(gemma_path: Path, tmp_path: Path) -> None:
 # --- tiny GGUFs ----------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_tiny_gguf(tmp_path: Path) -> None:
     path = write_tiny_gguf(tmp_path / "tiny.gguf", name="tiny-a", context_length=128)
     meta = read_gguf_metadata([path])
@@ -106,6 +107,7 @@ def test_tiny_gguf(tmp_path: Path) -> None:
     assert meta.parameter_size == "0.11M"
 
 
+@pytest.mark.unit
 def test_tiny_gguf_options(tmp_path: Path) -> None:
     a = write_tiny_gguf(tmp_path / "a.gguf", seed=1)
     b = write_tiny_gguf(tmp_path / "b.gguf", seed=2, chat_template=THINK_TEMPLATE, n_layers=3)
@@ -119,6 +121,7 @@ def test_tiny_gguf_options(tmp_path: Path) -> None:
     assert read_gguf_metadata([none]).chat_template is None
 
 
+@pytest.mark.unit
 def test_gguf_without_file_type_names_the_main_tensor_type(tmp_path: Path) -> None:
     path = write_tiny_gguf(tmp_path / "t.gguf")
     data = bytearray(path.read_bytes())
@@ -130,6 +133,7 @@ def test_gguf_without_file_type_names_the_main_tensor_type(tmp_path: Path) -> No
     assert read_gguf_metadata([path]).quantization == "F32"
 
 
+@pytest.mark.unit
 def test_gguf_with_truncated_tensor_data(tmp_path: Path) -> None:
     path = write_tiny_gguf(tmp_path / "t.gguf")
     data = path.read_bytes()
@@ -141,6 +145,7 @@ def test_gguf_with_truncated_tensor_data(tmp_path: Path) -> None:
 # --- split GGUFs ---------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_split_gguf(tmp_path: Path) -> None:
     shards = write_split_gguf(tmp_path, "model", shards=3, seed=7)
     assert [p.name for p in shards] == [f"model-0000{i}-of-00003.gguf" for i in (1, 2, 3)]
@@ -160,6 +165,7 @@ def _elements_in(shard: Path) -> int:
     return sum(int(t.n_elements) for t in GGUFReader(shard).tensors)
 
 
+@pytest.mark.unit
 def test_split_gguf_carries_split_keys(tmp_path: Path) -> None:
     from gguf import GGUFReader
 
@@ -172,6 +178,7 @@ def test_split_gguf_carries_split_keys(tmp_path: Path) -> None:
     assert "tokenizer.chat_template" in GGUFReader(shards[0]).fields
 
 
+@pytest.mark.unit
 def test_split_gguf_missing_shard(tmp_path: Path) -> None:
     shards = write_split_gguf(tmp_path, "m", shards=3)
     shards[1].unlink()
@@ -181,6 +188,7 @@ def test_split_gguf_missing_shard(tmp_path: Path) -> None:
         read_gguf_metadata([shards[0]])
 
 
+@pytest.mark.unit
 def test_gguf_name_that_only_looks_split(tmp_path: Path) -> None:
     path = write_tiny_gguf(tmp_path / "m-1-of-2.gguf")
     assert model_files(path) == ("gguf", [path])
@@ -191,6 +199,7 @@ def test_gguf_name_that_only_looks_split(tmp_path: Path) -> None:
 # --- MLX folders ---------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_mlx_folder_float(tmp_path: Path) -> None:
     folder = write_tiny_mlx_folder(tmp_path / "float")
     (folder / "original").mkdir()
@@ -211,6 +220,7 @@ def test_mlx_folder_float(tmp_path: Path) -> None:
     assert meta.parameter_count == mlx_parameter_count() == 107_200
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("bits", [4, 8])
 def test_mlx_folder_quantized(tmp_path: Path, bits: int) -> None:
     folder = write_tiny_mlx_folder(tmp_path / "q", seed=3, quantized_bits=bits)
@@ -223,6 +233,7 @@ def test_mlx_folder_quantized(tmp_path: Path, bits: int) -> None:
     assert meta.parameter_count == mlx_parameter_count()
 
 
+@pytest.mark.unit
 def test_mlx_per_layer_quantization_bits(tmp_path: Path) -> None:
     folder = write_tiny_mlx_folder(tmp_path / "q", quantized_bits=4)
     config = json.loads((folder / "config.json").read_text())
@@ -232,6 +243,7 @@ def test_mlx_per_layer_quantization_bits(tmp_path: Path) -> None:
     assert read_mlx_metadata(folder).parameter_count == mlx_parameter_count() - 259 * 64 // 2
 
 
+@pytest.mark.unit
 def test_mlx_chat_template_sources(tmp_path: Path) -> None:
     folder = write_tiny_mlx_folder(tmp_path / "m")
     config = json.loads((folder / "tokenizer_config.json").read_text())
@@ -245,6 +257,7 @@ def test_mlx_chat_template_sources(tmp_path: Path) -> None:
     assert [p.name for p in model_files(folder)[1]][:2] == ["chat_template.jinja", "chat_template.json"]
 
 
+@pytest.mark.unit
 def test_mlx_text_config(tmp_path: Path) -> None:
     folder = write_tiny_mlx_folder(tmp_path / "m")
     config = json.loads((folder / "config.json").read_text())
@@ -255,6 +268,7 @@ def test_mlx_text_config(tmp_path: Path) -> None:
     assert (meta.context_length, meta.embedding_length, meta.head_count, meta.key_length) == (512, 64, 4, 32)
 
 
+@pytest.mark.unit
 def test_mlx_folder_without_config(tmp_path: Path) -> None:
     folder = write_tiny_mlx_folder(tmp_path / "m")
     (folder / "config.json").unlink()
@@ -267,6 +281,7 @@ def test_mlx_folder_without_config(tmp_path: Path) -> None:
 # --- what cannot be imported ---------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_text_file_named_gguf(tmp_path: Path) -> None:
     path = tmp_path / "notes.gguf"
     path.write_text("just some text, not a model\n")
@@ -278,6 +293,7 @@ def test_text_file_named_gguf(tmp_path: Path) -> None:
         read_gguf_metadata([tmp_path / "empty.gguf"])
 
 
+@pytest.mark.unit
 def test_safetensors_with_huge_header_length(tmp_path: Path) -> None:
     folder = write_tiny_mlx_folder(tmp_path / "m")
     bad = folder / "model.safetensors"
@@ -292,6 +308,7 @@ def test_safetensors_with_huge_header_length(tmp_path: Path) -> None:
         read_mlx_metadata(folder)
 
 
+@pytest.mark.unit
 def test_safetensors_with_cut_data(tmp_path: Path) -> None:
     folder = write_tiny_mlx_folder(tmp_path / "m")
     weights = folder / "model.safetensors"
@@ -300,6 +317,7 @@ def test_safetensors_with_cut_data(tmp_path: Path) -> None:
         read_mlx_metadata(folder)
 
 
+@pytest.mark.unit
 def test_folder_of_gguf_files(tmp_path: Path) -> None:
     for i in range(7):
         write_tiny_gguf(tmp_path / f"model-q{i}.gguf", seed=i)
@@ -307,6 +325,7 @@ def test_folder_of_gguf_files(tmp_path: Path) -> None:
         model_files(tmp_path)
 
 
+@pytest.mark.unit
 def test_other_things_r1_cannot_import(tmp_path: Path) -> None:
     with pytest.raises(MetadataError, match="r1 imports a .gguf file"):
         model_files(tmp_path)  # an empty folder
@@ -322,6 +341,7 @@ def test_other_things_r1_cannot_import(tmp_path: Path) -> None:
         read_metadata("onnx", [folder / "model.safetensors"])
 
 
+@pytest.mark.unit
 def test_gguf_suffix_is_case_insensitive(tmp_path: Path) -> None:
     path = write_tiny_gguf(tmp_path / "Model.GGUF")
     assert model_files(path) == ("gguf", [path])

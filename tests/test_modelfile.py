@@ -19,6 +19,7 @@ from tinymodels import write_tiny_gguf
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
+@pytest.mark.unit
 def test_every_instruction(tmp_path: Path) -> None:
     text = '''# a comment
 FROM llama3.2
@@ -40,12 +41,14 @@ MESSAGE assistant "Ahoy!"
     }
 
 
+@pytest.mark.unit
 def test_instructions_and_roles_are_case_insensitive(tmp_path: Path) -> None:
     body = parse("from tiny\nParameter TOP_K 5\nsystem hi\nmessage USER yo\n", base=tmp_path)
     assert body == {"from": "tiny", "parameters": {"top_k": 5}, "system": "hi",
                     "messages": [{"role": "user", "content": "yo"}]}
 
 
+@pytest.mark.unit
 def test_triple_quotes_span_lines_and_keep_them_verbatim(tmp_path: Path) -> None:
     text = 'FROM tiny\nTEMPLATE """{{ if .System }}<sys>\n  {{ .System }}\n\n# not a comment\n"""\nSYSTEM """one line"""\n'
     body = parse(text, base=tmp_path)
@@ -53,23 +56,27 @@ def test_triple_quotes_span_lines_and_keep_them_verbatim(tmp_path: Path) -> None
     assert body["system"] == "one line"
 
 
+@pytest.mark.unit
 def test_quotes_keep_inner_spaces_and_bare_values_are_trimmed(tmp_path: Path) -> None:
     body = parse('FROM tiny\nSYSTEM "  padded  "\nLICENSE   bare value   \n', base=tmp_path)
     assert body["system"] == "  padded  "
     assert body["license"] == "bare value"
 
 
+@pytest.mark.unit
 def test_stop_lines_collect_into_a_list(tmp_path: Path) -> None:
     text = 'FROM tiny\nPARAMETER stop "<|im_end|>"\nPARAMETER stop <|im_start|>\nPARAMETER stop "User:"\n'
     assert parse(text, base=tmp_path)["parameters"] == {"stop": ["<|im_end|>", "<|im_start|>", "User:"]}
 
 
+@pytest.mark.unit
 def test_later_system_and_template_win_licenses_join(tmp_path: Path) -> None:
     body = parse("FROM tiny\nSYSTEM a\nSYSTEM b\nLICENSE one\nLICENSE two\n", base=tmp_path)
     assert body["system"] == "b"
     assert body["license"] == "one\n\ntwo"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name, text, value", [
     ("num_predict", "8", 8), ("seed", "-1", -1), ("temperature", "1", 1.0), ("top_p", "0.9", 0.9),
     ("min_p", "5e-2", 0.05), ("repeat_penalty", "1.1", 1.1), ("use_mmap", "false", False),
@@ -80,6 +87,7 @@ def test_parameter_types(name: str, text: str, value: object) -> None:
     assert converted == value and type(converted) is type(value)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("line, message", [
     ("PARAMETER num_ctx big", "line 3: parameter 'num_ctx' must be an integer, not 'big'"),
     ("PARAMETER num_ctx 2.5", "line 3: parameter 'num_ctx' must be an integer"),
@@ -101,6 +109,7 @@ def test_errors_name_the_file_and_line(tmp_path: Path, line: str, message: str) 
     assert message in str(caught.value)
 
 
+@pytest.mark.unit
 def test_unterminated_triple_quote_names_its_opening_line(tmp_path: Path) -> None:
     with pytest.raises(ModelfileError, match=r'Modelfile, line 2: unterminated """'):
         parse('FROM tiny\nTEMPLATE """never\nclosed\n', base=tmp_path)
@@ -108,11 +117,13 @@ def test_unterminated_triple_quote_names_its_opening_line(tmp_path: Path) -> Non
         parse('FROM tiny\nTEMPLATE """a\nb""" c\n', base=tmp_path)
 
 
+@pytest.mark.unit
 def test_from_is_required(tmp_path: Path) -> None:
     with pytest.raises(ModelfileError, match="Modelfile: no FROM line"):
         parse("# nothing\nSYSTEM hi\n", base=tmp_path)
 
 
+@pytest.mark.unit
 def test_from_a_name_or_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "model.gguf").write_bytes(b"GGUF")
     (tmp_path / "mlx").mkdir()
@@ -128,6 +139,7 @@ def test_from_a_name_or_a_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert resolve_from("/abs/m.gguf", tmp_path) == ("path", "/abs/m.gguf")
 
 
+@pytest.mark.unit
 def test_from_a_path_sends_it_absolute_and_a_missing_one_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "model.gguf").write_bytes(b"GGUF")
     assert parse("FROM ./model.gguf\n", base=tmp_path) == {"path": str(tmp_path / "model.gguf")}

@@ -24,6 +24,7 @@ def test_valid_names_have_one_canonical_form(text: str, expected: str) -> None:
     assert str(parse_name(text)) == expected
 
 
+@pytest.mark.unit
 def test_hf_names_expose_the_repo() -> None:
     name = parse_name("hf.co/Org/Repo:Q4_K_M")
     assert name.is_hf and name.repo_id == "Org/Repo" and name.tag == "Q4_K_M"
@@ -34,6 +35,7 @@ def test_hf_names_expose_the_repo() -> None:
         local.repo_id
 
 
+@pytest.mark.unit
 def test_registry_names_are_neither_hub_repos_nor_library_names() -> None:
     name = parse_name("registry.ollama.ai/jmorganca/model:q4")
     assert not name.is_hf and (name.org, name.model, name.tag, name.registry) == ("jmorganca", "model", "q4", "registry.ollama.ai")
@@ -42,6 +44,7 @@ def test_registry_names_are_neither_hub_repos_nor_library_names() -> None:
         name.repo_id
 
 
+@pytest.mark.unit
 def test_matching_is_case_insensitive() -> None:
     assert parse_name("hf.co/Unsloth/Repo:Q4_K_M").key == parse_name("unsloth/repo:q4_k_m").key
     assert parse_name("MyModel").key == parse_name("mymodel:latest").key
@@ -49,6 +52,7 @@ def test_matching_is_case_insensitive() -> None:
     assert str(parse_name("hf.co/Unsloth/Repo")) == "hf.co/Unsloth/Repo:latest"
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "text, reason",
     [
@@ -84,20 +88,24 @@ def test_invalid_names_are_refused_with_a_reason(text: str, reason: str) -> None
     assert info.value.status == 400
 
 
+@pytest.mark.unit
 def test_non_string_name_is_refused() -> None:
     with pytest.raises(InvalidNameError):
         parse_name(None)  # type: ignore[arg-type]
 
 
+@pytest.mark.unit
 def test_model_name_defaults() -> None:
     assert ModelName("x") == parse_name("x")
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("path", ["model.gguf", "sub/dir/model-00001-of-00002.gguf", "tokenizer.json"])
 def test_safe_relpaths(path: str) -> None:
     assert str(safe_relpath(path)) == path
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("path", ["", "/abs", "../x", "a/../../x", "a//b", "./a", "a\\b", "a\x00b", "a/"])
 def test_unsafe_relpaths_are_refused(path: str) -> None:
     with pytest.raises(InvalidNameError):

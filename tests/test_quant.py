@@ -44,12 +44,14 @@ REPO = files(
 )
 
 
+@pytest.mark.unit
 def test_variants_group_shards_and_skip_companions() -> None:
     variants = gguf_variants(REPO)
     assert set(variants) == {"Q8_0", "Q4_K_M", "F16", "Q2_K"}
     assert [f.path for f in variants["Q2_K"]] == ["Q2_K/model-Q2_K-00001-of-00002.gguf", "Q2_K/model-Q2_K-00002-of-00002.gguf"]
 
 
+@pytest.mark.unit
 def test_explicit_tags_any_case_and_file_names() -> None:
     assert choose("o/r", REPO, "q8_0", GIB).tag == "Q8_0"
     assert choose("o/r", REPO, "Q8_0", GIB).note is None
@@ -58,6 +60,7 @@ def test_explicit_tags_any_case_and_file_names() -> None:
     assert shards.tag == "Q2_K" and len(shards.files) == 2 and shards.size == 2 * GIB
 
 
+@pytest.mark.unit
 def test_unknown_tag_lists_the_tags_best_first() -> None:
     with pytest.raises(UnknownTagError) as info:
         choose("org/repo", REPO, "Q9_X", GIB)
@@ -65,6 +68,7 @@ def test_unknown_tag_lists_the_tags_best_first() -> None:
     assert info.value.status == 404
 
 
+@pytest.mark.unit
 def test_default_is_q4_k_m_else_the_best_that_fits() -> None:
     assert choose("o/r", REPO, None, GIB).tag == "Q4_K_M"
     without = [f for f in REPO if "Q4_K_M" not in f.path]

@@ -17,6 +17,8 @@ from r1.daemon.reasoning import (
     template_opens_think,
 )
 
+pytestmark = pytest.mark.unit  # the fast lane (docs/development.md)
+
 # (id, output, opened, thinking, content, unterminated)
 CASES = [
     ("deepseek", "<think>\nLet me think.\n</think>\n\nThe answer is 4.", False, "Let me think.", "The answer is 4.", False),

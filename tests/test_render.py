@@ -7,6 +7,7 @@ from r1.cli import render
 from r1.cli.fetch import default_name
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "size, text",
     [(0, "0 B"), (999, "999 B"), (1000, "1.0 KB"), (98_362_432, "98 MB"), (253_113_024, "253 MB"),
@@ -16,6 +17,7 @@ def test_human_size(size: int, text: str) -> None:
     assert render.human_size(size) == text
 
 
+@pytest.mark.unit
 def test_human_age() -> None:
     now = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
     ago = lambda **kw: (now - timedelta(**kw)).isoformat()  # noqa: E731
@@ -29,6 +31,7 @@ def test_human_age() -> None:
     assert render.human_age("not a time", now) == "not a time"
 
 
+@pytest.mark.unit
 def test_table_aligns_columns() -> None:
     text = render.table(("NAME", "SIZE"), [("a-long-name", "1 B"), ("b", "22 MB")])
     assert text.splitlines() == ["NAME          SIZE", "a-long-name   1 B", "b             22 MB"]
@@ -44,6 +47,7 @@ def test_default_import_name(path: str, name: str) -> None:
     assert default_name(Path(path)) == name
 
 
+@pytest.mark.unit
 def test_progress_line_has_bar_bytes_speed_and_eta() -> None:
     line = render.progress_line("pulling a5fd3b62230a", 105_000_000, 253_113_024, 61e6)
     assert line == "pulling a5fd3b62230a   41% [#########...............]  105 MB/253 MB  61 MB/s  ETA 2s"
@@ -51,6 +55,7 @@ def test_progress_line_has_bar_bytes_speed_and_eta() -> None:
     assert render.human_duration(3725) == "1h02m" and render.human_duration(75) == "1m15s"
 
 
+@pytest.mark.unit
 def test_progress_draws_one_line_per_file_on_a_terminal() -> None:
     import io
 
@@ -72,6 +77,7 @@ def test_progress_draws_one_line_per_file_on_a_terminal() -> None:
     assert quiet.getvalue() == "", "nothing is drawn when stderr is not a terminal"
 
 
+@pytest.mark.unit
 def test_until_reads_like_ollama_ps() -> None:
     now = datetime(2026, 11, 23, 10, 0, 0, tzinfo=timezone.utc)
     assert render.human_until("2026-11-23T10:04:30.123Z", now) == "4 minutes from now"

@@ -170,6 +170,7 @@ async def test_follow_streams_each_request_once_written(api: InProcess) -> None:
     response.close()
 
 
+@pytest.mark.unit
 async def test_retention_prunes_old_entries(tmp_path: Path) -> None:
     store = Store(tmp_path / "home")
     store.open()
@@ -187,6 +188,7 @@ async def test_retention_prunes_old_entries(tmp_path: Path) -> None:
         store.close()
 
 
+@pytest.mark.unit
 def test_the_writer_fills_every_column_the_migration_made() -> None:
     import sqlite_utils
 
@@ -311,6 +313,7 @@ def test_real_generations_through_both_dialects_are_logged_as_answered(gemma_dae
     assert {row["dialect"] for row in mine()} == {"ollama", "openai"}
 
 
+@pytest.mark.unit
 def test_the_settings_turn_the_log_off_and_keep_it_so_in_a_started_daemon() -> None:
     from r1.daemon.config import Settings, parse_duration
 

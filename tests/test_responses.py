@@ -183,6 +183,7 @@ def test_delete_answers_in_openais_shape(gemma_daemon: Daemon) -> None:
     assert "output_text" not in answer  # the SDK computes it; it is not on the wire
 
 
+@pytest.mark.unit
 def test_expired_responses_are_pruned(tmp_path: Path) -> None:
     store = Store(tmp_path / "home")
     store.open()

@@ -11,6 +11,9 @@ from r1.daemon.runner import template
 from r1.daemon.runner.options import check_options, split_options
 from r1.daemon.runner.protocol import decode, encode
 from r1.daemon.runner.stops import StopMatcher
+from r1.daemon.templates import template
+
+pytestmark = pytest.mark.unit  # the fast lane (docs/development.md)
 
 
 def feed_all(matcher: StopMatcher, pieces: list[str]) -> str:

@@ -96,11 +96,13 @@ def test_the_greedy_sampler_samples_what_the_chain_samples(gemma_logits: tuple[A
     assert len(set(chain)) > 3, "the positions give different samples: the comparison means something"
 
 
+@pytest.mark.unit
 def test_the_greedy_sampler_is_only_for_greedy_samples_without_a_grammar() -> None:
     assert llama_batch.greedy_sampler(None, 10, {"temperature": 0.7}, None) is None
     assert llama_batch.greedy_sampler(None, 10, {"temperature": 0}, ("root ::= \"a\"", "root")) is None
 
 
+@pytest.mark.unit
 def test_no_shortcut_where_it_could_change_the_sample() -> None:
     s = {**SAMPLING_DEFAULTS, "temperature": 0}
     assert llama_batch._kept_after_penalties({**s, "repeat_penalty": 0.9}, 64, 1000) == 0  # raises scores

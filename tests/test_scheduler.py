@@ -226,6 +226,7 @@ def test_a_model_in_use_is_never_unloaded_and_the_newcomer_waits_for_it() -> Non
     run(main())
 
 
+@pytest.mark.unit
 def test_a_model_larger_than_the_budget_fails_at_once_naming_both_sizes() -> None:
     async def main() -> None:
         async with Harness(R1_MEMORY_BUDGET="8GiB") as h:
@@ -452,6 +453,7 @@ def test_a_runner_that_dies_while_idle_leaves_the_books_at_once(caplog: pytest.L
     run(main())
 
 
+@pytest.mark.unit
 def test_a_runner_that_dies_mid_request_is_unloaded_when_the_request_ends() -> None:
     async def main() -> None:
         async with Harness(R1_MEMORY_BUDGET="4GiB") as h:
@@ -483,6 +485,7 @@ def test_a_crash_while_loading_with_extra_buffers_falls_back_once_and_is_remembe
     run(main())
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("mode, crash, expected", [
     ("auto", signal.SIGKILL, ["a"]),  # killed from outside: nothing to do with the kernels
     ("on", signal.SIGSEGV, ["a"]),  # forced on: the crash is the answer

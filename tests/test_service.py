@@ -174,6 +174,7 @@ def test_tcp_puts_a_loopback_r1_host_in_each_service_file(capsys: pytest.Capture
 # --- dry runs ----------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_linux_user_dry_run_prints_the_unit_and_commands(home: Path, monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
     host = use(FakeHost(), monkeypatch)
@@ -190,6 +191,7 @@ def test_linux_user_dry_run_prints_the_unit_and_commands(home: Path, monkeypatch
     assert "[Service]\n# r1 service install --tcp\nEnvironment=R1_HOST=127.0.0.1:11434\n" in capsys.readouterr().out
 
 
+@pytest.mark.unit
 def test_linux_system_dry_run_creates_the_user_only_when_missing(monkeypatch: pytest.MonkeyPatch,
                                                                 capsys: pytest.CaptureFixture[str]) -> None:
     host = use(FakeHost(root=True), monkeypatch)
@@ -216,6 +218,7 @@ def test_system_dry_run_as_a_user_says_what_would_fail(monkeypatch: pytest.Monke
     assert out[1].startswith("would fail: /home/alice/venv is under /home, which the system service cannot see")
 
 
+@pytest.mark.unit
 def test_macos_dry_runs(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     host = use(FakeHost(platform="linux", systemd=False), monkeypatch)  # --platform previews another system
     assert main(["service", "install", "--dry-run", "--platform", "darwin"]) == 0
@@ -256,6 +259,7 @@ def test_dry_run_of_the_real_command(home: Path) -> None:
 # --- installing and removing through the Host --------------------------------------------------
 
 
+@pytest.mark.unit
 def test_linux_user_install_then_uninstall(home: Path, monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     host = use(FakeHost(), monkeypatch)
@@ -280,6 +284,7 @@ def test_linux_user_install_then_uninstall(home: Path, monkeypatch: pytest.Monke
     assert f"Error: no r1 service is installed at {unit}" in capsys.readouterr().err
 
 
+@pytest.mark.unit
 def test_user_units_follow_xdg_config_home(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     use(FakeHost(), monkeypatch)
@@ -288,6 +293,7 @@ def test_user_units_follow_xdg_config_home(home: Path, tmp_path: Path, monkeypat
     assert not (home / ".config").exists()
 
 
+@pytest.mark.unit
 def test_macos_agent_install(home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     host = use(FakeHost(platform="darwin"), monkeypatch)
     bootout = ("launchctl", "bootout", f"gui/{UID}/com.r1.daemon")
@@ -302,6 +308,7 @@ def test_macos_agent_install(home: Path, monkeypatch: pytest.MonkeyPatch, capsys
     assert "com.r1.daemon runs and starts when you log in" in capsys.readouterr().out
 
 
+@pytest.mark.unit
 def test_a_failing_command_stops_the_install(home: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     host = use(FakeHost(), monkeypatch)
@@ -319,6 +326,7 @@ def test_system_install_needs_root_and_changes_nothing(monkeypatch: pytest.Monke
     assert host.commands == []
 
 
+@pytest.mark.unit
 def test_where_r1_cannot_run_a_service(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     cases = [
         (FakeHost(systemd=False), ["install"], "Error: systemd is not running here"),
@@ -339,6 +347,7 @@ def test_where_r1_cannot_run_a_service(monkeypatch: pytest.MonkeyPatch, capsys: 
 # --- status ------------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_status_without_a_daemon(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                                  r1_env: dict[str, str]) -> None:
     host = use(FakeHost(), monkeypatch)
@@ -354,6 +363,7 @@ def test_status_without_a_daemon(monkeypatch: pytest.MonkeyPatch, capsys: pytest
                              ["launchctl", "print", "system/com.r1.daemon"]]
 
 
+@pytest.mark.unit
 def test_status_when_the_socket_is_not_ours(monkeypatch: pytest.MonkeyPatch,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     class Forbidden(service.Client):
@@ -378,6 +388,7 @@ def test_status_with_a_daemon(daemon: Daemon, monkeypatch: pytest.MonkeyPatch,
 # --- where the templates come from --------------------------------------------------------------
 
 
+@pytest.mark.unit
 def test_templates_come_from_the_checkout_else_the_installed_share(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     assert service.template_dir("systemd") == ROOT / "systemd"

@@ -14,6 +14,7 @@ GEMMA = ModelFacts(format="gguf", block_count=18, head_count=4, head_count_kv=1,
                    vocab_size=262_144)
 
 
+@pytest.mark.unit
 def test_the_estimate_counts_the_kv_cache_of_every_slot_and_their_logits() -> None:
     one, four = (estimate(GEMMA, 250 * MiB, 2048, slots=n) for n in (1, 4))
     assert one.kv_cache == 36 * MiB and four.kv_cache == 4 * 36 * MiB  # 18 x 2048 x 512 x 2 bytes per slot
@@ -24,6 +25,7 @@ def test_the_estimate_counts_the_kv_cache_of_every_slot_and_their_logits() -> No
     assert estimate(mlx, MiB, 1024, slots=3).compute == estimate(mlx, MiB, 1024).compute
 
 
+@pytest.mark.unit
 def test_slots_that_fit_the_budget_between_one_and_the_most() -> None:
     assert slots_that_fit(100, 10, 200, 4) == 4
     assert slots_that_fit(100, 10, 125, 4) == 3  # 100 + 2 x 10 fits, 100 + 3 x 10 does not

@@ -10,11 +10,14 @@ import pytest
 
 from r1.daemon.config import OLLAMA_SERVICE_STORE, first_existing, tool_roots
 from r1.daemon.errors import BadRequest
-from r1.daemon.runner.options import check_options
-from r1.daemon.sources import Found, NoStoreError, discover
-from toolstores import (tree_state, GO_TEMPLATE, PARAMS_JSON, SYSTEM_PROMPT, HFCache, LMStudioTree, OllamaStore, file_sha256,
-                        hf_cache, hf_snapshot_file, lmstudio_tree, ollama_blob, ollama_manifest, ollama_store)
-from fakeollama import MODEL, SYSTEM
+from r1.daemon.intake.tools import Found, NoStoreError, discover
+from r1.daemon.options.check import check_options
+from tests.support.fakeollama import MODEL, SYSTEM
+from tests.support.toolstores import (GO_TEMPLATE, PARAMS_JSON, SYSTEM_PROMPT, HFCache, LMStudioTree, OllamaStore,
+                                      file_sha256, hf_cache, hf_snapshot_file, lmstudio_tree, ollama_blob,
+                                      ollama_manifest, ollama_store, tree_state)
+
+pytestmark = pytest.mark.unit  # the fast lane (docs/development.md)
 
 
 def by_name(found: list[Found]) -> dict[str, Found]:

@@ -64,6 +64,7 @@ def index_rows(store: Store, sql: str) -> list[tuple]:
         db.close()
 
 
+@pytest.mark.unit
 def test_add_get_list_and_snapshot(store: Store, tmp_path: Path) -> None:
     data = os.urandom(10_000)
     source = write(tmp_path / "src" / "model.gguf", data)
@@ -81,6 +82,7 @@ def test_add_get_list_and_snapshot(store: Store, tmp_path: Path) -> None:
     assert link.resolve() == blob.resolve()
 
 
+@pytest.mark.unit
 def test_hard_link_shares_the_inode_and_copy_does_not(store: Store, tmp_path: Path) -> None:
     linked = write(tmp_path / "a.gguf", b"linked bytes")
     copied = write(tmp_path / "b.gguf", b"copied bytes")
@@ -106,6 +108,7 @@ def test_same_bytes_under_two_names_are_stored_once(store: Store, tmp_path: Path
     assert len(list(store.snapshots.iterdir())) == 1
 
 
+@pytest.mark.unit
 def test_copy_shares_the_manifest(store: Store, tmp_path: Path) -> None:
     add_file_model(store, "orig", write(tmp_path / "m.gguf", b"x" * 100))
     copied = store.copy("orig", "hf.co/me/copy:v1")
@@ -146,6 +149,7 @@ def test_renaming_to_a_taken_name_replaces_and_collects(store: Store, tmp_path: 
     assert [r.name for r in store.list()] == ["m:latest"]
 
 
+@pytest.mark.unit
 def test_add_refuses_a_manifest_whose_blob_is_gone(store: Store, tmp_path: Path) -> None:
     data = b"gone"
     entry = FileEntry("m.gguf", sha(data), len(data))
@@ -155,6 +159,7 @@ def test_add_refuses_a_manifest_whose_blob_is_gone(store: Store, tmp_path: Path)
     assert store.list() == []
 
 
+@pytest.mark.unit
 def test_manifest_paths_cannot_escape(store: Store) -> None:
     with pytest.raises(ValueError):
         FileEntry("../../etc/passwd", "sha256:" + "0" * 64, 1)
@@ -162,6 +167,7 @@ def test_manifest_paths_cannot_escape(store: Store) -> None:
         FileEntry("ok.gguf", "md5:abc", 1)
 
 
+@pytest.mark.unit
 def test_parse_digest_forms() -> None:
     hexd = "AB" * 32
     assert parse_digest("sha256:" + hexd) == "sha256:" + hexd.lower()
@@ -171,6 +177,7 @@ def test_parse_digest_forms() -> None:
             parse_digest(bad)
 
 
+@pytest.mark.unit
 def test_not_enough_space_is_a_clear_error_and_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blobs = BlobStore(tmp_path / "home")
     blobs.create_dirs()
@@ -244,6 +251,7 @@ def test_reconcile_reports_missing_and_damaged_blobs_and_fixes_snapshots(tmp_pat
     store.close()
 
 
+@pytest.mark.unit
 def test_migrations_create_the_schema_once() -> None:
     db = sqlite_utils.Database(memory=True)
     migrations.apply(db)
@@ -271,23 +279,12 @@ def test_migrations_create_the_schema_once() -> None:
     assert migrations.pending(db) == []
 
 
-def test_a_kernel_crash_is_remembered_across_restarts(tmp_path: Path) -> None:
-    store = Store(tmp_path / "home")
-    store.open()
-    assert store.kernel_crash("llama-cpp-python 0.3.36", "Xeon") is None
-    store.record_kernel_crash("llama-cpp-python 0.3.36", "Xeon", "gemma's runner was killed by SIGSEGV")
-    store.close()
-    store.open()
-    assert store.kernel_crash("llama-cpp-python 0.3.36", "Xeon") == "gemma's runner was killed by SIGSEGV"
-    assert store.kernel_crash("llama-cpp-python 0.3.37", "Xeon") is None  # a new version tries again
-    assert store.kernel_crash("llama-cpp-python 0.3.36", "EPYC") is None
-    store.close()
-
-
+@pytest.mark.unit
 def test_index_is_in_wal_mode(store: Store) -> None:
     assert index_rows(store, "PRAGMA journal_mode") == [("wal",)]
 
 
+@pytest.mark.unit
 def test_resumable_downloads_are_kept_until_they_go_stale(tmp_path: Path) -> None:
     store = Store(tmp_path / "home")
     store.open()
@@ -433,6 +430,7 @@ def test_lookups_go_on_while_rm_unlinks_a_big_model(store: Store, tmp_path: Path
     assert len(blob_files(store)) == 1
 
 
+@pytest.mark.unit
 def test_an_upload_becomes_a_blob_only_with_its_digest(tmp_path: Path) -> None:
     blobs = BlobStore(tmp_path / "home")
     blobs.create_dirs()

@@ -102,6 +102,7 @@ def render(source: str, messages: list[dict[str, Any]] | None = None, limits: Te
                            limits=limits, **fields)
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", list(HOSTILE))
 def test_each_hostile_template_is_refused_quickly_naming_the_limit(name: str) -> None:
     source, words = HOSTILE[name]
@@ -150,6 +151,7 @@ def smollm2_template() -> str:
     return source
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("name", ["default", "think", "gemma", "tools", "smollm2"])
 def test_real_jinja_templates_render_exactly_as_before(name: str) -> None:
     source = {"default": DEFAULT_TEMPLATE, "think": THINK_TEMPLATE, "gemma": GEMMA_TEMPLATE,
@@ -160,6 +162,7 @@ def test_real_jinja_templates_render_exactly_as_before(name: str) -> None:
         assert render(source, messages, tools=tools) == before
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("path", sorted((FIXTURES / "templates").glob("*.gotmpl")) + sorted(
     (FIXTURES / "more").glob("*.gotmpl")), ids=lambda p: p.stem)
 def test_ollamas_templates_render_exactly_as_before(path: Path) -> None:
@@ -171,6 +174,7 @@ def test_ollamas_templates_render_exactly_as_before(path: Path) -> None:
         assert render(source, messages, tools=tools) == before
 
 
+@pytest.mark.unit
 def test_tojson_is_hugging_faces() -> None:
     """Key order kept, no HTML escaping, non-ASCII kept unless asked, and its options (GLM's templates pass
     ensure_ascii, which Jinja's own filter refuses)."""
@@ -183,6 +187,7 @@ def test_tojson_is_hugging_faces() -> None:
     assert render("{{ messages[0] | tojson(separators=(',', ':')) }}", [{"z": [1, 2]}]) == '{"z":[1,2]}'
 
 
+@pytest.mark.unit
 def test_hugging_faces_helpers_and_generation_block() -> None:
     assert render("{% generation %}{{ messages[-1].content }}{% endgeneration %}") == "Again?"
     assert render("{{ strftime_now('%Y') }}") == str(datetime.now().year)
@@ -192,6 +197,7 @@ def test_hugging_faces_helpers_and_generation_block() -> None:
     assert render(loop_controls) == "system"
 
 
+@pytest.mark.unit
 def test_the_daemon_reads_a_template_without_computing_it() -> None:
     started = time.monotonic()
     assert template_variables("{{ 'a' * 10**9 }}{{ ('a' * 1000) | replace('a', 'a' * 1000000) }}{{ tools }}"
@@ -201,6 +207,7 @@ def test_the_daemon_reads_a_template_without_computing_it() -> None:
     assert time.monotonic() - started < 2
 
 
+@pytest.mark.unit
 def test_limits_come_from_the_settings_and_default_to_them() -> None:
     settings = Settings.from_env({"R1_TEMPLATE_TIMEOUT": "500ms", "R1_TEMPLATE_MAX_LOOPS": "5000",
                                   "R1_TEMPLATE_MAX_OUTPUT": "1MiB", "R1_TEMPLATE_MAX_BYTES": "64KiB",
@@ -212,6 +219,7 @@ def test_limits_come_from_the_settings_and_default_to_them() -> None:
         Settings.from_env({"R1_HOME": "/tmp/r1-limits-test"}))
 
 
+@pytest.mark.unit
 def test_a_budget_tells_what_a_render_spent() -> None:
     budget = RenderBudget(LIMITS)
     prompt = render("{% for m in messages %}{{ m.content }}{% endfor %}", CHAT, budget=budget)
@@ -260,6 +268,7 @@ def test_a_memory_bomb_past_the_checks_costs_only_its_renderer() -> None:
         renderers.close()
 
 
+@pytest.mark.unit
 def test_a_busy_renderer_gets_a_spare_and_no_more() -> None:
     renderers = Renderers(LIMITS)
     try:

@@ -20,6 +20,7 @@ from tinymodels import THINK_TEMPLATE
 LEVEL_TEMPLATE = "{% if reasoning_effort %}Reasoning: {{ reasoning_effort }}\n{% endif %}{{ messages[-1]['content'] }}"
 
 
+@pytest.mark.unit
 def test_a_budget_counts_only_inside_the_think_block() -> None:
     opened = ThinkBudget(3, opened=True)
     assert [opened.spent(t) for t in ("a", "b", "c", "d")] == [False, False, True, False]  # once, at the third
@@ -31,6 +32,7 @@ def test_a_budget_counts_only_inside_the_think_block() -> None:
     assert [answering.spent(t) for t in ("Hello", "<think>", "x")] == [False, False, False]
 
 
+@pytest.mark.unit
 def test_a_level_goes_to_a_template_that_reads_one_and_is_a_budget_elsewhere() -> None:
     frame: dict = {}
     thinking_level(frame, Request("m", effort="low"), LEVEL_TEMPLATE)

@@ -41,6 +41,7 @@ async def test_a_runner_computes_with_the_threads_it_was_given(tiny: Path, load:
         await runner.stop()
 
 
+@pytest.mark.unit
 def test_r1_num_thread_is_a_count() -> None:
     assert Settings.from_env({"R1_NUM_THREAD": "2"}).num_thread == 2
     assert Settings.from_env({}).num_thread == 0

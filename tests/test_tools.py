@@ -6,6 +6,8 @@ import pytest
 
 from r1.daemon.tools import may_be_tool_call, parse_tool_calls
 
+pytestmark = pytest.mark.unit  # the fast lane (docs/development.md)
+
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}},
          {"type": "function", "function": {"name": "add", "parameters": {"type": "object"}}}]
 WEATHER = {"function": {"name": "get_weather", "arguments": {"city": "Madrid"}}}

@@ -60,6 +60,7 @@ async def served(make_api: MakeApi, hub: FakeHub, hf_client: None) -> InProcess:
     return await make_api(**hub.env())
 
 
+@pytest.mark.unit
 def test_the_projector_kept_is_the_models_precision_else_f16_else_the_first() -> None:
     listing = [RemoteFile(path, 1) for path in ("m-Q4_K_M.gguf", "mmproj-BF16.gguf", "mmproj-F16.gguf",
                                                    "mmproj-Q8_0.gguf", "imatrix.gguf")]

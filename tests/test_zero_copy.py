@@ -17,8 +17,10 @@ from r1.daemon.metadata import ModelFacts
 from r1.daemon.store import CorruptSourceError, FileEntry, Manifest, ReconcileReport, Store, parse_name
 from r1.daemon.store import blobs as blobs_module
 from r1.daemon.store import external
-from tinymodels import write_tiny_gguf
-from toolstores import tree_state
+from tests.support.tinymodels import write_tiny_gguf
+from tests.support.toolstores import tree_state
+
+pytestmark = pytest.mark.unit  # the fast lane (docs/development.md)
 
 
 def sha(data: bytes) -> str:
