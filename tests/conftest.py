@@ -1,35 +1,29 @@
-"""Every test gets its own R1_HOME and a short R1_SOCKET. HTTP-level tests get the app in-process
-with scripted runners (`api`); end-to-end tests get a real daemon: their own (`daemon`,
-`private_daemon`) or the session's one with Gemma and the tiny models loaded (`gemma_daemon`)."""
+"""Fixtures and hooks only (the helpers they use are in tests/support/). Every test gets its own R1_HOME
+and a short R1_SOCKET. HTTP-level tests get the app in-process with scripted runners (`api`); end-to-end
+tests get a real daemon: their own (`daemon`, `private_daemon`) or the session's one with Gemma and the
+tiny models loaded (`gemma_daemon`). Tests marked `unit` make the fast lane (`pytest -m unit`); every
+other test is marked `e2e` here."""
 
 from __future__ import annotations
 
-import contextlib
-import http.client
-import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
-from fakehub import FakeHub
-from fakeollama import FakeOllama
-from scripted import Script, ScriptedRunners
-from tinymodels import GEMMA_TEMPLATE, THINK_TEMPLATE, TOOL_TEMPLATE, gemma_gguf, write_tiny_gguf
-
-R1 = str(Path(sys.executable).with_name("r1"))
-TEST_CACHE = Path(os.environ.get("R1_TEST_CACHE", Path(tempfile.gettempdir()) / "r1-test-models"))
+from tests.support.daemons import HF_NAME, Daemon, over_socket, private_daemon, start_daemon
+from tests.support.fakehub import FakeHub
+from tests.support.fakeollama import FakeOllama
+from tests.support.inprocess import InProcess
+from tests.support.loopback import free_port
+from tests.support.scripted import SCRIPT, Script, ScriptedRunners
+from tests.support.terminal import Terminal
+from tests.support.tinymodels import (GEMMA_TEMPLATE, TEST_CACHE, THINK_TEMPLATE, TOOL_TEMPLATE, gemma_gguf,
+                                      write_tiny_gguf)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -46,16 +40,11 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("R1_NUM_THREAD", str(max(1, (os.cpu_count() or 1) // workers)))
 
 
-def worker_threads() -> int:
-    """The threads for a runner a test starts itself: this worker's share of the cores, as the daemons'
-    runners get it (pytest_configure)."""
-    return int(os.environ["R1_NUM_THREAD"])
-
-
-def own_runner_load(**options: Any) -> dict[str, Any]:
-    """Load options for a runner a test starts itself, without a scheduler: this worker's share of the cores,
-    and llama.cpp's extra buffer types off, since nothing falls back when they crash (CPUs with AMX, FACTS.md)."""
-    return {"num_thread": worker_threads(), "extra_buffers": False, **options}
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test not marked `unit` is end-to-end, so `pytest -m e2e` is the slow lane alone."""
+    for item in items:
+        if item.get_closest_marker("unit") is None:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(autouse=True)
@@ -77,96 +66,6 @@ def gemma_path() -> Path:
     return gemma_gguf(TEST_CACHE)
 
 
-def unix_request(socket_path: Path, method: str, path: str, body: Any = None, raw: bytes | None = None,
-                 timeout: float = 30) -> tuple[int, Any]:
-    """One HTTP request over the socket, with nothing of r1's client in between."""
-    import http.client
-
-    class Connection(http.client.HTTPConnection):
-        def connect(self) -> None:
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            self.sock.settimeout(timeout)
-            self.sock.connect(str(socket_path))
-
-    conn = Connection("localhost", timeout=timeout)
-    payload = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    conn.request(method, path, body=payload)
-    response = conn.getresponse()
-    data = response.read()
-    conn.close()
-    text = data.decode()
-    if response.getheader("Content-Type", "").startswith("application/json"):
-        return response.status, json.loads(text)
-    return response.status, text
-
-
-@dataclass
-class Daemon:
-    process: subprocess.Popen
-    socket: Path
-    home: Path
-    env: dict[str, str]
-    log_path: Path
-    port: int | None = None  # its TCP listener, when R1_HOST gave it one
-
-    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-        """Run the real `r1` command against this daemon."""
-        result = subprocess.run([R1, *args], env=self.env, capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            raise AssertionError(f"r1 {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-        return result
-
-    def request(self, method: str, path: str, body: Any = None, raw: bytes | None = None,
-                timeout: float = 120) -> tuple[int, Any]:
-        return unix_request(self.socket, method, path, body, raw, timeout=timeout)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, signum: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signum)
-        return self.process.wait(timeout)
-
-
-def wait_for_socket(path: Path, process: subprocess.Popen, log_path: Path, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"daemon exited with {process.returncode}:\n{log_path.read_text()}")
-        try:
-            unix_request(path, "GET", "/api/version", timeout=1)
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"daemon did not answer on {path} in {timeout} s:\n{log_path.read_text()}")
-
-
-def start_daemon(env: dict[str, str], log_path: Path) -> Daemon:
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen([R1, "serve"], env=env, stdout=log, stderr=log)
-    socket_path = Path(env["R1_SOCKET"])
-    wait_for_socket(socket_path, process, log_path)
-    port = int(env["R1_HOST"].rsplit(":", 1)[1]) if env.get("R1_HOST") else None
-    return Daemon(process, socket_path, Path(env["R1_HOME"]), env, log_path, port)
-
-
-@contextlib.contextmanager
-def private_daemon(root: Path, **env: str) -> Iterator[Daemon]:
-    """A daemon of its own (store under `root`, a short socket path) for a module's fixture;
-    stopped with SIGTERM afterwards, which must end it cleanly."""
-    sock_dir = tempfile.mkdtemp(prefix="r1-", dir="/tmp")
-    full_env = {**os.environ, "R1_HOME": str(root / "home"), "R1_SOCKET": f"{sock_dir}/r1.sock",
-                "R1_NO_AUTOSTART": "1", "R1_NO_OLLAMA_REGISTRY": "1", **env}
-    daemon = start_daemon(full_env, root / "daemon.log")
-    try:
-        yield daemon
-        assert daemon.stop() == 0, daemon.log()
-    finally:
-        daemon.stop()
-        shutil.rmtree(sock_dir, ignore_errors=True)
-
-
 @pytest.fixture
 def daemon_env(r1_env: dict[str, str]) -> dict[str, str]:
     return {**os.environ, **r1_env}
@@ -182,73 +81,7 @@ def daemon(daemon_env: dict[str, str], tmp_path: Path) -> Iterator[Daemon]:
     assert not running.socket.exists(), "the daemon left its socket behind"
 
 
-class Stream:
-    """An NDJSON response read line by line, with the socket at hand to drop mid-stream."""
-
-    def __init__(self, socket_path: Path, path: str, body: dict[str, Any], timeout: float = 120) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        self.sock.connect(str(socket_path))
-        conn = http.client.HTTPConnection("localhost")
-        conn.sock = self.sock
-        conn.request("POST", path, body=json.dumps(body))
-        self.response = conn.getresponse()
-        self.status = self.response.status
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        while line := self.response.readline():
-            if line.strip():
-                yield json.loads(line)
-
-    def close(self) -> None:
-        self.response.close()  # the socket's file descriptor closes only when its reader is closed too
-        self.sock.close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def runner_pids(daemon: Daemon) -> list[int]:
-    """The daemon's live runner processes (an exited one not yet reaped does not count)."""
-    pids = []
-    for child in psutil.Process(daemon.process.pid).children():
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE and "r1.daemon.runner" in " ".join(child.cmdline()):
-                pids.append(child.pid)
-        except psutil.Error:  # gone meanwhile
-            pass
-    return pids
-
-
-def runner_pid(daemon: Daemon, model: str) -> int:
-    """The pid of the runner serving `model` (its one loaded instance)."""
-    status, answer = daemon.request("GET", "/api/ps")
-    assert status == 200
-    [pid] = [m["pid"] for m in answer["models"] if m["name"] == model]
-    return pid
-
-
-def prompt_tokens(answer: dict[str, Any]) -> int:
-    """The whole prompt of an Ollama-style answer: the tokens evaluated and those its slot held already."""
-    return answer["prompt_eval_count"] + answer.get("prompt_cached", 0)
-
-
-def wait_until(check: Any, timeout: float = 10, interval: float = 0.05) -> None:
-    """Poll `check` until it is true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not true after {timeout} s: {check}")
-        time.sleep(interval)
-
-
 # --- the session's daemon with real models ------------------------------------------------------
-
-HF_NAME = "hf.co/acme/gemma-3-270m:Q4_K_M"  # Gemma again, under a Hugging Face name
-
 
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeHub]:
@@ -264,19 +97,6 @@ def session_registry() -> Iterator[FakeOllama]:
     """An Ollama registry on loopback for the session daemon; tests publish what they pull."""
     with FakeOllama() as fake:
         yield fake
-
-
-@contextlib.contextmanager
-def over_socket(daemon: Daemon) -> Iterator[Any]:
-    """An HTTP client over the daemon's Unix socket, for the official SDKs (openai 3.x and anthropic 2.x
-    take an httpx2 client)."""
-    import httpx2
-
-    http = httpx2.Client(transport=httpx2.HTTPTransport(uds=str(daemon.socket)), timeout=120)
-    try:
-        yield http
-    finally:
-        http.close()
 
 
 @pytest.fixture(scope="module")
@@ -317,45 +137,6 @@ def gemma_daemon(tmp_path_factory: pytest.TempPathFactory, gemma_path: Path, hub
 
 # --- the app in-process ------------------------------------------------------------------------
 
-SCRIPT: Script = ["Hello", ",", " world", "!"]  # what scripted runners answer, a piece per token
-
-
-@dataclass
-class InProcess:
-    """r1's app on a test server (TCP on loopback), over a temp store, with scripted runners."""
-
-    client: Any  # aiohttp.test_utils.TestClient
-    runners: ScriptedRunners
-    home: Path
-    tmp: Path
-
-    async def add_model(self, name: str, **tiny: Any) -> None:
-        """A tiny GGUF in the store under `name` (the scripted runners never read it)."""
-        path = write_tiny_gguf(self.tmp / f"{name.replace(':', '-').replace('/', '-')}.gguf", **tiny)
-        response = await self.client.post("/api/import", json={"path": str(path), "model": name, "stream": False})
-        assert response.status == 200, await response.text()
-
-    async def pull(self, model: str, **fields: Any) -> tuple[int, list[dict[str, Any]]]:
-        """POST /api/pull (streamed unless stream=False): the status and every event (one when not streamed)."""
-        response = await self.client.post("/api/pull", json={"model": model, **fields})
-        text = await response.text()
-        if response.content_type == "application/json":
-            return response.status, [json.loads(text)]
-        assert response.content_type == "application/x-ndjson", text
-        return response.status, [json.loads(line) for line in text.splitlines()]
-
-    async def show(self, model: str) -> dict[str, Any]:
-        response = await self.client.post("/api/show", json={"model": model})
-        assert response.status == 200, await response.text()
-        return await response.json()
-
-    async def names(self) -> set[str]:
-        """The names /api/tags lists."""
-        response = await self.client.get("/api/tags")
-        assert response.status == 200
-        return {m["name"] for m in (await response.json())["models"]}
-
-
 @pytest.fixture
 async def make_api(aiohttp_client: Any, tmp_path: Path, r1_env: dict[str, str]) -> AsyncIterator[Any]:
     """r1's app in-process, with settings from the test's environment plus `env` (R1_API_KEY,
@@ -393,3 +174,47 @@ async def make_api(aiohttp_client: Any, tmp_path: Path, r1_env: dict[str, str]) 
 async def api(make_api: Any) -> InProcess:
     """r1's app in-process with the test's own store and scripted runners."""
     return await make_api()
+
+
+
+# --- shared by several modules, over the module's own daemon or Hub -------------------------------
+
+@pytest.fixture(scope="module")
+def tiny(daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny random model as `tiny`, greedy, in a module that starts a `daemon` of its own (module-scoped)."""
+    daemon.cli("import", str(write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf")), "--name", "tiny-base")
+    # Greedy: a random model sampled freely may end before its first token, now and then.
+    status, _ = daemon.request("POST", "/api/create", {"model": "tiny", "from": "tiny-base", "stream": False,
+                                                       "parameters": {"temperature": 0}})
+    assert status == 200
+    return "tiny"
+
+
+@pytest.fixture
+def terminal(daemon: Daemon) -> Iterator[Callable[..., Terminal]]:
+    """`terminal("run", "tiny")`: the real `r1 run tiny` on a pseudo-terminal, against the test's `daemon`;
+    every terminal started is killed afterwards."""
+    started: list[Terminal] = []
+
+    def start(*args: str) -> Terminal:
+        started.append(Terminal(list(args), daemon.env))
+        return started[-1]
+
+    yield start
+    for term in started:
+        term.close()
+
+
+@pytest.fixture
+def hf_client(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """huggingface_hub in this process: no token from this machine, nothing read or written outside the
+    test's temp dir, and the fake Hub (the module's `hub`) for whatever it asks its default endpoint
+    (it read HF_ENDPOINT at import)."""
+    from huggingface_hub import constants
+
+    for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_OIDC_RESOURCE", "HF_ENDPOINT"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
+    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "hf" / "agent_harnesses.json"))
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)

@@ -17,8 +17,9 @@ import ollama
 import openai
 import pytest
 
-from conftest import Daemon, InProcess, over_socket, private_daemon
-from tinymodels import THINK_TEMPLATE, TOOL_TEMPLATE, write_quiet_gguf
+from tests.support.daemons import Daemon, over_socket, private_daemon
+from tests.support.inprocess import InProcess
+from tests.support.tinymodels import THINK_TEMPLATE, TOOL_TEMPLATE, write_quiet_gguf
 
 HI = [{"role": "user", "content": "hi"}]
 CLEAR_THINKING = {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]}

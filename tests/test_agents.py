@@ -20,9 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from agents.record import agent_environment
-from conftest import R1, Daemon, private_daemon, wait_until
-from tinymodels import write_quiet_gguf
+from tests.agents.record import agent_environment
+from tests.support.daemons import R1, Daemon, private_daemon
+from tests.support.polling import wait_until
+from tests.support.tinymodels import write_quiet_gguf
 
 AGENTS = Path(__file__).parent / "agents"
 VERSIONS = json.loads((AGENTS / "versions.json").read_text())
@@ -64,7 +65,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
     root = tmp_path_factory.mktemp("agents")
     with private_daemon(root) as daemon:
         for tool, (_, function, argument) in RUNS.items():
-            call = '{"name":"%s","arguments":{ "%s"\t:"ls"} }' % (function, argument)
+            call = f'{{"name":"{function}","arguments":{{ "{argument}"\t:"ls"}} }}'
             path = write_quiet_gguf(root / f"{tool}.gguf", answers={"\n": call, "\n\n": "Done."})
             daemon.cli("import", str(path), "--name", f"{tool}-model")
         yield daemon

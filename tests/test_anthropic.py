@@ -10,8 +10,9 @@ from typing import Any
 import anthropic
 import pytest
 
-from conftest import Daemon, InProcess, over_socket
-from tinymodels import THINK_TEMPLATE
+from tests.support.daemons import Daemon, over_socket
+from tests.support.inprocess import InProcess
+from tests.support.tinymodels import THINK_TEMPLATE
 
 # This client has no sampling arguments (newer Claude models take none); r1 reads Anthropic's fields.
 GREEDY: dict[str, Any] = {"extra_body": {"temperature": 0, "top_k": 1}}

@@ -18,7 +18,7 @@ from r1.daemon.backends import load_backend
 from r1.daemon.backends.base import BackendError
 from r1.daemon.backends.mlx import MlxBackend
 from r1.daemon.metadata import model_files, read_metadata
-from tinymlx import CONTEXT, DEFAULT_TEMPLATE, THINK_TEMPLATE, write_mlx_model
+from tests.support.tinymlx import CONTEXT, DEFAULT_TEMPLATE, THINK_TEMPLATE, write_mlx_model
 
 GREEDY = {"temperature": 0.0, "repeat_penalty": 1.0}  # plain argmax, as generate_step's default sampler
 # With the tiny model's seed-0 weights, greedy decoding after this prompt samples EOS at step 10.

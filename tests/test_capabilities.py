@@ -12,13 +12,13 @@ import ollama
 import pytest
 from gguf import GGUFWriter, TokenType
 
-from conftest import Daemon
+from tests.support.daemons import Daemon
 from r1.daemon.capabilities import capabilities
-from r1.daemon.gotemplate import to_jinja
 from r1.daemon.metadata import ModelFacts
 from r1.daemon.metadata.gguf_reader import read_gguf_metadata
-from tinymodels import (DEFAULT_TEMPLATE, FIM_ANSWER, THINK_TEMPLATE, TOOL_TEMPLATE, write_fim_gguf,
-                        write_tiny_gguf)
+from r1.daemon.templates.go import to_jinja
+from tests.support.tinymodels import (DEFAULT_TEMPLATE, FIM_ANSWER, THINK_TEMPLATE, TOOL_TEMPLATE, write_fim_gguf,
+                                      write_tiny_gguf)
 
 GGUF = ModelFacts(format="gguf", architecture="llama")
 QWEN3_SWITCH = "{% if enable_thinking is defined and enable_thinking is false %}/no_think{% endif %}{{ messages }}"
@@ -59,7 +59,7 @@ def test_capabilities_follow_the_files_and_the_template(facts: ModelFacts, templ
 
 @pytest.mark.unit
 def test_a_converted_go_template_fills_in_the_middle_as_ollama_runs_it() -> None:
-    from r1.daemon.runner.template import render
+    from r1.daemon.templates.template import render
 
     prompt = render(go("qwen2.5"), [{"role": "user", "content": "def add(a, b):"}], bos_token="", eos_token="",
                     suffix="    return total")

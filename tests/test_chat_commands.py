@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon, private_daemon, wait_until
+from tests.support.daemons import Daemon, private_daemon
+from tests.support.polling import wait_until
 from r1.cli.stream_render import ERASE_LINE
-from test_cli_run import Terminal, say, terminal, tiny  # noqa: F401  (fixtures, over this module's daemon)
-from tinymodels import write_tiny_gguf
+from tests.support.terminal import Terminal, say
+from tests.support.tinymodels import write_tiny_gguf
 
 
 @pytest.fixture(scope="module")

@@ -6,28 +6,23 @@ what comes out (stats lines, JSON, prompts coming back), never its words.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import pty
 import re
-import select
 import signal
-import struct
 import subprocess
-import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import R1, Daemon, private_daemon, start_daemon
-from fakehub import FakeHub
-from fakeupstream import FakeUpstream
+from tests.support.daemons import R1, Daemon, private_daemon, start_daemon
+from tests.support.fakehub import FakeHub
+from tests.support.fakeupstream import FakeUpstream
 from r1.cli.render import wrap_words
 from r1.cli.stream_render import DIM, ERASE_LINE, RESET, SPINNER_FRAMES, Answer, WordWrap, go_duration, stats
-from tinymodels import THINK_TEMPLATE, write_endless_gguf, write_tiny_gguf
+from tests.support.terminal import say
+from tests.support.tinymodels import THINK_TEMPLATE, write_endless_gguf, write_tiny_gguf
 
 # --- word wrapping and the answer's layout (no daemon) ----------------------------------------
 
@@ -168,16 +163,6 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
         yield running
 
 
-@pytest.fixture(scope="module")
-def tiny(daemon: Daemon, tmp_path_factory: pytest.TempPathFactory) -> str:
-    daemon.cli("import", str(write_tiny_gguf(tmp_path_factory.mktemp("tiny") / "tiny.gguf")), "--name", "tiny-base")
-    # Greedy: a random model sampled freely may end before its first token, now and then.
-    status, _ = daemon.request("POST", "/api/create", {"model": "tiny", "from": "tiny-base", "stream": False,
-                                                       "parameters": {"temperature": 0}})
-    assert status == 200
-    return "tiny"
-
-
 @pytest.mark.parametrize("argv", [("hi", "there", "--verbose"), ("--verbose", "hi", "there")])
 def test_one_shot_with_verbose_stats(daemon: Daemon, tiny: str, argv: tuple[str, ...]) -> None:
     # A flag between the words of the prompt is still a flag, and the words still the prompt.
@@ -296,79 +281,6 @@ def test_run_pulls_a_model_the_store_lacks(daemon_env: dict[str, str], tmp_path:
 
 
 # --- the interactive chat, on a pseudo-terminal ----------------------------------------------------
-
-
-class Terminal:
-    """`r1 ARGS` on a pseudo-terminal of its own, driven as a person types at it."""
-
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:  # the child: the pty is its controlling terminal, so \x03 sends SIGINT
-            os.execve(R1, [R1, *args], env)
-        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
-        self.output = ""
-        self.seen = 0  # expect() looks only after what it matched before
-
-    def read(self, timeout: float) -> bool:
-        """Add what the terminal shows within `timeout`; False if nothing came."""
-        ready, _, _ = select.select([self.fd], [], [], timeout)
-        try:
-            data = os.read(self.fd, 65536) if ready else b""
-        except OSError:  # EIO: the child has closed the terminal
-            data = b""
-        self.output += data.decode(errors="replace")
-        return bool(data)
-
-    def expect(self, text: str, timeout: float = 60) -> str:
-        """Wait for `text`; what came out before it (since the last match)."""
-        deadline = time.monotonic() + timeout
-        while (at := self.output.find(text, self.seen)) < 0:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no {text!r} within {timeout} s; the terminal shows:\n{self.output[self.seen:]}")
-            self.read(0.1)
-        before, self.seen = self.output[self.seen:at], at + len(text)
-        return before
-
-    def type(self, text: str) -> None:
-        os.write(self.fd, text.encode())
-
-    def wait(self, timeout: float = 30) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                while self.read(0.1):  # what it wrote last
-                    pass
-                return os.waitstatus_to_exitcode(status)
-            self.read(0.1)
-        raise AssertionError(f"r1 did not exit within {timeout} s:\n{self.output[self.seen:]}")
-
-    def close(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        os.close(self.fd)
-
-
-@pytest.fixture
-def terminal(daemon: Daemon) -> Iterator:
-    started: list[Terminal] = []
-
-    def start(*args: str) -> Terminal:
-        started.append(Terminal(list(args), daemon.env))
-        return started[-1]
-
-    yield start
-    for term in started:
-        term.close()
-
-
-def say(term: Terminal, line: str, timeout: float = 60) -> str:
-    """Type a line at the prompt; what r1 answers before its next prompt (without \\r)."""
-    term.type(line + "\r")
-    return term.expect(">>> ", timeout).replace("\r", "")
 
 
 def test_interactive_chat(daemon: Daemon, tiny: str, terminal) -> None:

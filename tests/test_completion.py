@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import R1, Daemon, private_daemon
-from tinymodels import write_tiny_bert, write_tiny_gguf
+from tests.support.daemons import R1, Daemon, private_daemon
+from tests.support.tinymodels import write_tiny_bert, write_tiny_gguf
 
 BASH = shutil.which("bash")
 needs_bash = pytest.mark.skipif(BASH is None, reason="bash is not installed")

@@ -18,9 +18,11 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from conftest import HF_NAME, R1, Daemon, free_port, private_daemon, wait_until
-from fakehub import FakeHub
-from tinymodels import write_tiny_bert, write_tiny_gguf
+from tests.support.daemons import HF_NAME, R1, Daemon, private_daemon
+from tests.support.fakehub import FakeHub
+from tests.support.loopback import free_port
+from tests.support.polling import wait_until
+from tests.support.tinymodels import write_tiny_bert, write_tiny_gguf
 
 CHROMIUM = Path("/usr/bin/chromium")
 DOCS_SHOT = Path(__file__).resolve().parent.parent / "docs" / "console.png"

@@ -1,4 +1,4 @@
-"""A request that leaves num_ctx to r1 gets a context that holds its prompt (daemon/context_fit.py): the
+"""A request that leaves num_ctx to r1 gets a context that holds its prompt (daemon/scheduler/context_fit.py): the
 runner is replaced by one with a larger context, up to the model's trained one; num_ctx set keeps today's
 behaviour (a prompt too long for it is refused)."""
 
@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from conftest import Daemon, private_daemon
-from r1.daemon.context_fit import grown_context
-from tinymodels import write_quiet_gguf
+from tests.support.daemons import Daemon, private_daemon
+from r1.daemon.scheduler.context_fit import grown_context
+from tests.support.tinymodels import write_quiet_gguf
 
 # About 5,000 tokens with SmolLM2's tokenizer: more than the default context of 4096 holds.
 LONG = " ".join(f"word{i}" for i in range(1200))

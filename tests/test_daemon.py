@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from conftest import R1, Daemon, InProcess, start_daemon
+from tests.support.daemons import R1, Daemon, start_daemon
+from tests.support.inprocess import InProcess
 from r1.daemon import __version__
 from r1.daemon.api.ollama import OLLAMA_API_LEVEL
-from tinymodels import write_split_gguf, write_tiny_gguf, write_tiny_mlx_folder
+from tests.support.tinymodels import write_split_gguf, write_tiny_gguf, write_tiny_mlx_folder
 
 GEMMA_SIZE = 253_113_024
 GEMMA_DIGEST = "sha256:a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"

@@ -3,6 +3,7 @@ environment sets what the running daemon was started without: the real `r1` agai
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -11,8 +12,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import R1, free_port, start_daemon, unix_request, wait_until
-from fakehub import FakeHub
+from tests.support.daemons import R1, start_daemon
+from tests.support.fakehub import FakeHub
+from tests.support.loopback import free_port
+from tests.support.polling import wait_until
+from tests.support.unixhttp import unix_request
 
 WITHOUT_OFFLINE = ("Warning: the daemon was started without HF_HUB_OFFLINE=1; it does not see this command's "
                    "environment: `r1 daemon restart` to use it")
@@ -40,10 +44,8 @@ def env(daemon_env: dict[str, str], hub: FakeHub, tmp_path: Path) -> Iterator[di
     for variable in ("R1_NO_AUTOSTART", "HF_HUB_OFFLINE", "HF_TOKEN", "XPC_SERVICE_NAME"):
         env.pop(variable, None)
     yield env
-    try:
+    with contextlib.suppress(OSError, AssertionError):  # none left running
         psutil.Process(daemon_pid(env)).terminate()
-    except (OSError, AssertionError):
-        pass  # none left running
 
 
 def daemon_pid(env: dict[str, str]) -> int:

@@ -25,10 +25,13 @@ import openai
 import pytest
 from llama_cpp import Llama
 
-from conftest import Daemon, InProcess, wait_until, worker_threads
-from r1.daemon.runner.client import RunnerError
-from scripted import ScriptedRunner
-from tinymodels import write_tiny_bert, write_tiny_gguf
+from tests.support.cores import worker_threads
+from tests.support.daemons import Daemon
+from tests.support.inprocess import InProcess
+from tests.support.polling import wait_until
+from r1.daemon.scheduler.runner_client import RunnerError
+from tests.support.scripted import ScriptedRunner
+from tests.support.tinymodels import write_tiny_bert, write_tiny_gguf
 
 # One Gemma embedding instance for the module, at a context of 768 tokens: more than llama.cpp's default
 # batch of 512, which is all llama-cpp-python's own embed takes at once. Its num_thread option (the
@@ -48,8 +51,9 @@ TINY_WIDTH = 64
 BERT = "tiny-bert"
 ROUTES = ("/api/embed", "/api/embeddings", "/v1/embeddings")
 # Words Gemma's tokenizer takes as one token each, with their leading space.
-WORDS = tuple(" " + word for word in ("river stone light paper window garden music silver orange winter market "
-                                       "forest letter bridge summer doctor pencil island valley dinner").split())
+WORDS = tuple(" " + word for word in ["river", "stone", "light", "paper", "window", "garden", "music", "silver",
+                                       "orange", "winter", "market", "forest", "letter", "bridge", "summer",
+                                       "doctor", "pencil", "island", "valley", "dinner"])
 
 
 def norm(vector: list[float]) -> float:

@@ -8,7 +8,8 @@ import socket
 import time
 from typing import Any
 
-from conftest import Daemon, InProcess
+from tests.support.daemons import Daemon
+from tests.support.inprocess import InProcess
 
 
 async def test_events_stream_ps_and_pulls_and_the_page_skips_only_the_key(make_api: Any) -> None:

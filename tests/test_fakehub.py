@@ -1,4 +1,4 @@
-"""The fake Hub (tests/fakehub.py) answers the REAL huggingface_hub client the way huggingface.co does."""
+"""The fake Hub (tests/support/fakehub.py) answers the REAL huggingface_hub client the way huggingface.co does."""
 
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.hf_api import RepoFile, RepoFolder
 
-from conftest import wait_until
-from fakehub import FakeHub
+from tests.support.fakehub import FakeHub
+from tests.support.polling import wait_until
 
 TOKEN = "hf_fake_token_for_tests"
 REPO = "org/tiny-GGUF"

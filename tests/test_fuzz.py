@@ -2,7 +2,7 @@
 answer 500 or log an unexpected error, and every refusal is a JSON error in its dialect's shape.
 
 The routes come from the app's router, so a new route is fuzzed without a change here; the bodies
-(tests/fuzzing.py) are the routes' valid bodies with odd values swapped in at any depth, or objects of
+(tests/support/fuzzing.py) are the routes' valid bodies with odd values swapped in at any depth, or objects of
 the field names their code reads; a sweep puts each of a few odd values in every place of every valid body.
 Derandomized and bounded (1,500 bodies, and the sweep's 1,900, in about 15 s): CI sees the same ones every run."""
 
@@ -24,14 +24,14 @@ from aiohttp.test_utils import TestClient, TestServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fuzzing import MODELS, body_for, dialect_error, odd_values, route_words, swept, valid_bodies
+from tests.support.fuzzing import MODELS, body_for, dialect_error, odd_values, route_words, swept, valid_bodies
 from r1.daemon.api.http import MAX_JSON_DEPTH
 from r1.daemon.app import create_app
 from r1.daemon.config import Settings
 from r1.daemon.store import Store
-from scripted import ScriptedRunners
-from tinymodels import TOOL_TEMPLATE, write_tiny_gguf
-from toolstores import ollama_store
+from tests.support.scripted import ScriptedRunners
+from tests.support.tinymodels import TOOL_TEMPLATE, write_tiny_gguf
+from tests.support.toolstores import ollama_store
 
 INTERNAL = "internal error in the r1 daemon"
 IN_BAND_ERRORS = ('{"error": "', '"error": {"message"', "event: error")  # how each dialect ends a stream early

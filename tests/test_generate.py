@@ -10,8 +10,11 @@ import time
 from typing import Any
 
 
-from conftest import Daemon, InProcess, Stream, runner_pids, prompt_tokens
-from tinymodels import GEMMA_TEMPLATE
+from tests.support.answers import prompt_tokens
+from tests.support.daemons import Daemon, runner_pids
+from tests.support.inprocess import InProcess
+from tests.support.tinymodels import GEMMA_TEMPLATE
+from tests.support.unixhttp import Stream
 
 GREEDY = {"temperature": 0}
 STATS = ("total_duration", "load_duration", "prompt_eval_count", "prompt_eval_duration", "eval_count", "eval_duration")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon, private_daemon
-from tinymlx import THINK_TEMPLATE, write_mlx_model
+from tests.support.daemons import Daemon, private_daemon
+from tests.support.tinymlx import THINK_TEMPLATE, write_mlx_model
 
 
 @pytest.fixture(scope="module")

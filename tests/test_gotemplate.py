@@ -13,11 +13,13 @@ import httpx
 import ollama
 import pytest
 
-from conftest import Daemon, InProcess, prompt_tokens
+from tests.support.answers import prompt_tokens
+from tests.support.daemons import Daemon
+from tests.support.inprocess import InProcess
 from r1.daemon.backends.base import BackendError
-from r1.daemon.gotemplate import GoTemplateError, as_jinja, is_go_template, to_jinja
-from r1.daemon.runner.template import render
-from tinymodels import DEFAULT_TEMPLATE, GEMMA_TEMPLATE, THINK_TEMPLATE, TOOL_TEMPLATE
+from r1.daemon.templates.go import GoTemplateError, as_jinja, is_go_template, to_jinja
+from r1.daemon.templates.template import render
+from tests.support.tinymodels import DEFAULT_TEMPLATE, GEMMA_TEMPLATE, THINK_TEMPLATE, TOOL_TEMPLATE
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ollama_templates"
 TOP = sorted(p.name.removesuffix(".gotmpl") for p in (FIXTURES / "templates").glob("*.gotmpl"))
@@ -379,7 +381,8 @@ def test_a_modelfile_with_a_go_template_chats_through_the_real_runner(gemma_daem
 
 
 def test_generate_with_a_legacy_go_template_through_the_real_runner(gemma_daemon: Daemon) -> None:
-    legacy = "{{ if .System }}<start_of_turn>user\n{{ .System }}<end_of_turn>\n{{ end }}<start_of_turn>user\n{{ .Prompt }}<end_of_turn>\n<start_of_turn>model\n{{ .Response }}<end_of_turn>\n"
+    legacy = ("{{ if .System }}<start_of_turn>user\n{{ .System }}<end_of_turn>\n{{ end }}"
+              "<start_of_turn>user\n{{ .Prompt }}<end_of_turn>\n<start_of_turn>model\n{{ .Response }}<end_of_turn>\n")
     body = {"model": "gemma", "prompt": "Name a color.", "system": "Answer in one word.", "template": legacy,
             "stream": False, "options": {**GREEDY, "num_predict": 8, "stop": ["<end_of_turn>"]}}
     # What the template renders, cut after {{ .Response }}, written out by hand, sent raw.

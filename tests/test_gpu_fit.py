@@ -11,14 +11,15 @@ from typing import Any
 
 import pytest
 
-from conftest import Daemon
+from tests.support.daemons import Daemon
 from r1.cli.main import processor
 from r1.daemon.backends.devices import Device, gpus, offload
 from r1.daemon.gpu_fit import MARGIN, Layers, fit, split
 from r1.daemon.memory import MiB, estimate, layers
 from r1.daemon.metadata import ModelFacts
-from r1.daemon.scheduler import ModelSpec, ModelTooLarge
-from test_scheduler import GB, FakeRunner, Harness, spec
+from r1.daemon.scheduler.model_spec import ModelSpec
+from r1.daemon.scheduler.scheduler import ModelTooLarge
+from tests.support.fakerunner import GB, FakeRunner, Harness, spec
 
 # Four layers of 100 MiB, each with 10 MiB of KV cache per slot; a 50 MiB output layer, a 20 MiB compute buffer.
 SIZES = Layers(weights=(100 * MiB,) * 4, output=50 * MiB, kv_per_layer=10 * MiB, compute=20 * MiB, host=300 * MiB)

@@ -18,9 +18,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from conftest import Daemon, private_daemon, wait_until
-from test_scheduler import Harness, settle, spec
-from tinymodels import GEMMA_TEMPLATE
+from tests.support.daemons import Daemon, private_daemon
+from tests.support.polling import wait_until
+from tests.support.fakerunner import Harness, settle, spec
+from tests.support.tinymodels import GEMMA_TEMPLATE
 
 from r1.daemon.api.context import TASKS
 from r1.daemon.api.http import must_finish

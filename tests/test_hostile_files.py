@@ -21,19 +21,19 @@ from typing import Any
 
 import pytest
 
-from conftest import Daemon, private_daemon
-from fakeollama import LICENSE, MODEL, SYSTEM
-from r1.daemon import importer, tool_import
+from tests.support.daemons import Daemon, private_daemon
+from tests.support.fakeollama import LICENSE, MODEL, SYSTEM
 from r1.daemon.errors import InsufficientStorage
-from r1.daemon.importer import import_model
+from r1.daemon.intake import files as file_intake
+from r1.daemon.intake.files import import_model
+from r1.daemon.intake.tools import discover, importing as tool_intake
 from r1.daemon.server import bind_unix_socket
-from r1.daemon.sources import discover
 from r1.daemon.store import Confinement, RefusedFileError, Store, open_regular, parse_name
 from r1.daemon.store.confined import pinned_path
 from r1.daemon.store import external
-from tinymlx import write_mlx_model
-from tinymodels import write_split_gguf, write_tiny_gguf
-from toolstores import hf_ref, hf_snapshot_file, ollama_blob, ollama_manifest, sha256_hex
+from tests.support.tinymlx import write_mlx_model
+from tests.support.tinymodels import write_split_gguf, write_tiny_gguf
+from tests.support.toolstores import hf_ref, hf_snapshot_file, ollama_blob, ollama_manifest, sha256_hex
 
 KEY = "sk-hostile-files-0123456789"
 REMOTE = "up"
@@ -272,7 +272,7 @@ def test_a_users_split_gguf_whose_second_file_fails_leaves_nothing(store: Store,
     with pytest.raises(InsufficientStorage):
         import_model(store, shards[0], parse_name("mine:1"))
     assert list(store.blobs.dir.iterdir()) == [] and list(store.blobs.partial.iterdir()) == []
-    assert store.list() == [] and all(shard.is_file() for shard in shards)
+    assert store.models() == [] and all(shard.is_file() for shard in shards)
 
 
 @pytest.mark.unit
@@ -286,10 +286,10 @@ def test_r1_import_refuses_a_shard_linked_into_r1_home_before_reading_it(store: 
     def no_reading(*args: object) -> None:
         raise AssertionError("read a file r1 refuses")
 
-    monkeypatch.setattr(importer, "read_metadata", no_reading)
+    monkeypatch.setattr(file_intake, "read_metadata", no_reading)
     with pytest.raises(RefusedFileError, match="inside r1's own private folder"):
         import_model(store, shards[0], parse_name("mine:1"))
-    assert list(store.blobs.dir.iterdir()) == [] and store.list() == []
+    assert list(store.blobs.dir.iterdir()) == [] and store.models() == []
 
 
 # --- the check cannot be raced ----------------------------------------------------------------------
@@ -311,9 +311,9 @@ def test_a_folder_swapped_for_a_link_after_the_check_is_refused(tmp_path: Path, 
             (inside / "sub").symlink_to(outside / "sub")
 
     monkeypatch.setattr(Confinement, "check", check_then_swap)
-    with pytest.raises(RefusedFileError, match="outside"):
-        with open_regular(inside / "sub" / "layer", Confinement(inside)) as opened:
-            pytest.fail(f"read {opened.file.read()!r}")
+    with (pytest.raises(RefusedFileError, match="outside"),
+          open_regular(inside / "sub" / "layer", Confinement(inside)) as opened):
+        pytest.fail(f"read {opened.file.read()!r}")
 
 
 @pytest.mark.unit
@@ -330,9 +330,8 @@ def test_a_file_swapped_for_a_link_after_the_check_is_refused(tmp_path: Path, mo
         layer.symlink_to(tmp_path / "secret")
 
     monkeypatch.setattr(Confinement, "check", check_then_swap)
-    with pytest.raises(RefusedFileError, match="became a link"):
-        with open_regular(layer, Confinement(tmp_path / "blobs")):
-            pass
+    with pytest.raises(RefusedFileError, match="became a link"), open_regular(layer, Confinement(tmp_path / "blobs")):
+        pass
 
 
 def test_a_file_replaced_between_opening_and_linking_is_refused(store: Store, tmp_path: Path,
@@ -373,7 +372,7 @@ def test_a_symlinked_file_swapped_after_it_was_taken_in_is_read_as_it_was_import
     monkeypatch.setattr(external, "reflink", lambda src, dst: False)
     monkeypatch.setattr(os, "link", no_link)
     template = next(file.source for file in found.files if file.path == "chat_template.jinja")
-    read = importer.read_metadata  # what stored_facts reads the staged files with
+    read = file_intake.read_metadata  # what stored_facts reads the staged files with
 
     def read_while_swapped(fmt: str, files: list[Path]) -> Any:  # the folder's owner swaps the file under r1
         template.rename(template.with_name("aside"))
@@ -384,8 +383,8 @@ def test_a_symlinked_file_swapped_after_it_was_taken_in_is_read_as_it_was_import
             template.unlink()
             template.with_name("aside").rename(template)
 
-    monkeypatch.setattr(importer, "read_metadata", read_while_swapped)
-    record, _, copied = tool_import.import_found(store, found, trust=False, emit=lambda event: None)
+    monkeypatch.setattr(file_intake, "read_metadata", read_while_swapped)
+    record, _, copied = tool_intake.import_found(store, found, trust=False, emit=lambda event: None)
     assert copied == 0 and record.manifest.facts.chat_template == (mlx_model / "chat_template.jinja").read_text()
     assert KEY not in record.manifest.canonical_json() + store_text(store.home)
 

@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from conftest import Daemon, InProcess
-from fuzzing import dialect_error
+from tests.support.daemons import Daemon
+from tests.support.fuzzing import dialect_error
+from tests.support.inprocess import InProcess
 from r1.daemon.api.http import MAX_JSON_DEPTH
-from tinymodels import TOOL_TEMPLATE, write_tiny_gguf
+from tests.support.tinymodels import TOOL_TEMPLATE, write_tiny_gguf
 
 HI = [{"role": "user", "content": "hi"}]
 DEEP = "[" * 1000 + "]" * 1000  # a RecursionError in json.loads before

@@ -16,11 +16,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from conftest import Daemon, InProcess, free_port, private_daemon, wait_until
-from fakeupstream import HOSTILE, TEXT, FakeUpstream
+from tests.support.daemons import Daemon, private_daemon
+from tests.support.fakeupstream import HOSTILE, TEXT, FakeUpstream
+from tests.support.inprocess import InProcess
+from tests.support.loopback import free_port
+from tests.support.polling import wait_until
 
 from r1.daemon.errors import NotFound
-from r1.daemon.pull.transfer import TransferError, get_bytes
+from r1.daemon.intake.pull.transfer import TransferError, get_bytes
 from r1.daemon.redact import header_secrets, masked_url, redact, remember, url_secrets
 
 KEY = "sk-Hostile-Key-5e4d3c2b1a"

@@ -3,7 +3,7 @@ that names the limit, within the time limit, while other clients of the same mod
 runner stays the same process and keeps serving; the daemon's event loop never does template work.
 
 One daemon for the module, with R1_TEMPLATE_TIMEOUT at 2 s (and the loop limit out of the way where the
-time limit is the point); tiny random GGUF models (tests/tinymodels.py), one whose own template is hostile.
+time limit is the point); tiny random GGUF models (tests/support/tinymodels.py), one whose own template is hostile.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import Daemon, private_daemon
+from tests.support.daemons import Daemon, private_daemon
 from r1.daemon.runner.protocol import Frame, decode, encode
-from r1.daemon.runner.renderers import GRACE
 from r1.daemon.runner.worker import UNRUN
-from tinymodels import write_endless_gguf, write_tiny_gguf
+from r1.daemon.templates.renderers import GRACE
+from tests.support.tinymodels import write_endless_gguf, write_tiny_gguf
 
 TIMEOUT = 2.0  # R1_TEMPLATE_TIMEOUT of this module's daemon
 MAX_BYTES = 512 * 1024  # R1_TEMPLATE_MAX_BYTES: room for a template that takes a while to convert
@@ -73,7 +73,7 @@ def runner_of(daemon: Daemon, model: str = "tiny") -> int:
 
 def renderers_of(runner: int) -> set[int]:
     return {p.pid for p in psutil.Process(runner).children()
-            if p.status() != psutil.STATUS_ZOMBIE and "runner.renderer" in " ".join(p.cmdline())}
+            if p.status() != psutil.STATUS_ZOMBIE and "templates.renderer" in " ".join(p.cmdline())}
 
 
 def beside(hostile: Any, *others: Any) -> tuple[Any, list[Any], float]:

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from conftest import Daemon, private_daemon, runner_pids, wait_until
+from tests.support.daemons import Daemon, private_daemon, runner_pids
+from tests.support.polling import wait_until
 
 MB = 1_000_000
 

@@ -1,6 +1,6 @@
 """r1 answers on every machine: llama.cpp kernels that crash at load, runners that die while idle.
 
-The crash is played by tests/crashing_llama (on PYTHONPATH): the real llama-cpp-python, whose
+The crash is played by tests/support/crashing_llama (on PYTHONPATH): the real llama-cpp-python, whose
 first decode kills the process with SIGSEGV when the model was loaded with extra buffer types
 on, as native builds do on some AMX Xeons. This machine may or may not have AMX; the double
 makes the test the same on both. The double crashes whatever the model: the tiny GGUF loads fastest.
@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from conftest import Daemon, private_daemon, runner_pids
-from tinymodels import write_tiny_gguf
+from tests.support.daemons import Daemon, private_daemon, runner_pids
+from tests.support.tinymodels import write_tiny_gguf
 
-DOUBLE = str(Path(__file__).parent / "crashing_llama")
+DOUBLE = str(Path(__file__).parent / "support" / "crashing_llama")
 ASK = {"model": "tiny", "prompt": "The capital of France is", "raw": True, "stream": False,
        "options": {"temperature": 0, "num_predict": 4}}
 WARNING = "crashed while loading"
@@ -114,7 +114,7 @@ def test_a_runner_killed_while_idle_is_replaced_by_the_next_request(tmp_path: Pa
 
 
 async def test_a_killed_runner_answers_no_ping_and_says_how_it_ended(tmp_path: Path) -> None:
-    from r1.daemon.runner.client import Runner, RunnerDied
+    from r1.daemon.scheduler.runner_client import Runner, RunnerDied
 
     runner = await Runner.start("tiny", "gguf", write_tiny_gguf(tmp_path / "tiny.gguf"), {"num_ctx": 256}, "INFO")
     assert await runner.call("ping") == {}

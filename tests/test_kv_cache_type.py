@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon, private_daemon
+from tests.support.daemons import Daemon, private_daemon
 from r1.daemon.errors import BadRequest
 from r1.daemon.memory import MiB, estimate
 from r1.daemon.metadata import ModelFacts
-from r1.daemon.runner.options import check_options, kv_cache_type
+from r1.daemon.options.check import check_options, kv_cache_type
 
 # Gemma 3 270M's shape: 18 layers, one KV head of 256 + 256, a 262k vocabulary.
 GEMMA = ModelFacts(format="gguf", block_count=18, head_count=4, head_count_kv=1, key_length=256, value_length=256,

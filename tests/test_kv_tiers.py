@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, private_daemon, wait_until
+from tests.support.daemons import Daemon, private_daemon
+from tests.support.polling import wait_until
 
 from r1.daemon.backends.kv_files import DiskTier, file_name
 from r1.daemon.config import Settings
-from r1.daemon.scheduler import Scheduler
+from r1.daemon.scheduler.scheduler import Scheduler
 
 MIN_TOKENS = "200"
 # About 300 tokens of Gemma's: long enough to be saved, short enough to evaluate in a second or two.
@@ -190,7 +191,7 @@ def test_the_disk_tier_keeps_within_its_cap_least_recently_used_out_first(tmp_pa
 def test_on_a_model_without_sliding_windows_a_longer_saved_prompt_serves_a_shared_start(tmp_path: Path) -> None:
     """SmolLM2 (llama, every layer full attention): a saved prompt is restored and cut back to what a new prompt
     shares with it, so a long system prompt followed by another question is evaluated once."""
-    from llamaserver import smollm2_path
+    from tests.support.llamaserver import smollm2_path
 
     second = PROMPT + " Question: which box holds the most stones?"
     first = PROMPT + " Question: how many boxes are green?"

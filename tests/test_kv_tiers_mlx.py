@@ -2,7 +2,7 @@
 saved once evaluated serves it again after an unload and after a daemon restart, never changing an answer; a
 bad file is removed, never loaded; the folder keeps within its cap; the budget counts what it counts for GGUF.
 
-mlx-lm really runs the tiny random-weight llama tests/tinymlx.py builds, in a daemon's runner or in-process;
+mlx-lm really runs the tiny random-weight llama tests/support/tinymlx.py builds, in a daemon's runner or in-process;
 every answer is compared with one made with the tier off.
 """
 
@@ -11,13 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Daemon, private_daemon, wait_until
-from tinymlx import write_mlx_model
+from tests.support.daemons import Daemon, private_daemon
+from tests.support.polling import wait_until
+from tests.support.tinymlx import write_mlx_model
 
 from r1.daemon.backends.kv_files import finish_writes
 from r1.daemon.backends.mlx import MlxBackend

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon, free_port, private_daemon
-from tinymodels import write_quiet_gguf, write_tiny_gguf
+from tests.support.daemons import Daemon, private_daemon
+from tests.support.loopback import free_port
+from tests.support.tinymodels import write_quiet_gguf, write_tiny_gguf
 
 
 def exports(stdout: str) -> tuple[dict[str, str], list[str]]:

@@ -12,9 +12,11 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Daemon, Stream, runner_pids, start_daemon, wait_until
+from tests.support.daemons import Daemon, runner_pids, start_daemon
+from tests.support.polling import wait_until
+from tests.support.unixhttp import Stream
 from r1.daemon.metrics import Metrics
-from tinymodels import write_endless_gguf
+from tests.support.tinymodels import write_endless_gguf
 
 # Tens of seconds of tokens from a tiny model that never ends an answer by itself.
 LONG = {"model": "endless", "prompt": "Go on and on", "raw": True,

@@ -16,7 +16,7 @@ import pytest
 from llama_cpp import Llama, LlamaGrammar
 
 from r1.daemon.backends.llama_cpp import _extra_buffers, _sequences
-from tinymodels import write_tiny_gguf
+from tests.support.tinymodels import write_tiny_gguf
 
 MOVED = ("llama-cpp-python {version} no longer has {what}, which r1 reads ({where}); pyproject.toml pins the "
          "versions this test passed on: adapt the backend, then move the pin")

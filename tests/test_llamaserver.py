@@ -1,4 +1,4 @@
-"""llama.cpp's OpenAI-compatible server starts from tests/llamaserver.py and streams as the official
+"""llama.cpp's OpenAI-compatible server starts from tests/support/llamaserver.py and streams as the official
 client expects, so remote-engine tests can use it as a real upstream; and what it does differently from
 OpenAI, which r1 has to cope with, is pinned here."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import openai
 import pytest
 
-from llamaserver import LlamaServerFailed, llama_server, smollm2_path
+from tests.support.llamaserver import LlamaServerFailed, llama_server, smollm2_path
 
 ASK = [{"role": "user", "content": "Name a colour."}]
 
@@ -36,7 +36,6 @@ def test_llama_server_streams_a_chat() -> None:
 def test_a_server_that_dies_says_why(tmp_path: Path) -> None:
     bogus = tmp_path / "not-a-model.gguf"
     bogus.write_bytes(b"no GGUF here")
-    with pytest.raises(LlamaServerFailed, match="exited with") as raised:
-        with llama_server(bogus):
-            pass
+    with pytest.raises(LlamaServerFailed, match="exited with") as raised, llama_server(bogus):
+        pass
     assert "not-a-model.gguf" in str(raised.value)  # the end of its output names what it could not load

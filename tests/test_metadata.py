@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import InProcess
+from tests.support.inprocess import InProcess
 from r1.daemon.errors import R1Error
 from r1.daemon.metadata import (
     MetadataError,
@@ -21,16 +21,9 @@ from r1.daemon.metadata import (
     read_metadata,
     read_mlx_metadata,
 )
-from tinymodels import (
-    DEFAULT_TEMPLATE,
-    THINK_TEMPLATE,
-    gemma_gguf,
-    mlx_parameter_count,
-    tiny_gguf_parameter_count,
-    write_split_gguf,
-    write_tiny_gguf,
-    write_tiny_mlx_folder,
-)
+from tests.support.tinymodels import (DEFAULT_TEMPLATE, THINK_TEMPLATE, gemma_gguf, mlx_parameter_count,
+                                      tiny_gguf_parameter_count, write_split_gguf, write_tiny_gguf,
+                                      write_tiny_mlx_folder)
 
 
 @pytest.fixture(scope="module")

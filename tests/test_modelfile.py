@@ -10,11 +10,12 @@ from typing import Any
 
 import pytest
 
-from conftest import TEST_CACHE, Daemon, gemma_gguf, private_daemon
-from fakehub import FakeHub
+from tests.support.daemons import Daemon, private_daemon
+from tests.support.fakehub import FakeHub
+from tests.support.tinymodels import TEST_CACHE, gemma_gguf
 from r1.cli.modelfile import ModelfileError, parameter_value, parse, resolve_from
-from test_cli_run import Terminal
-from tinymodels import write_tiny_gguf
+from tests.support.terminal import Terminal
+from tests.support.tinymodels import write_tiny_gguf
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

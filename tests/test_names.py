@@ -32,7 +32,7 @@ def test_hf_names_expose_the_repo() -> None:
     local = parse_name("gemma3:270m")
     assert not local.is_hf
     with pytest.raises(ValueError):
-        local.repo_id
+        _ = local.repo_id
 
 
 @pytest.mark.unit
@@ -41,7 +41,7 @@ def test_registry_names_are_neither_hub_repos_nor_library_names() -> None:
     assert not name.is_hf and (name.org, name.model, name.tag, name.registry) == ("jmorganca", "model", "q4", "registry.ollama.ai")
     assert name.key != parse_name("jmorganca/model:q4").key  # that one is a Hub repo, hf.co/jmorganca/model:q4
     with pytest.raises(ValueError):
-        name.repo_id
+        _ = name.repo_id
 
 
 @pytest.mark.unit

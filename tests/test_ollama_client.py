@@ -10,8 +10,8 @@ import httpx
 import ollama
 import pytest
 
-from conftest import Daemon
-from tinymodels import GEMMA_TEMPLATE, write_tiny_gguf
+from tests.support.daemons import Daemon
+from tests.support.tinymodels import GEMMA_TEMPLATE, write_tiny_gguf
 
 GREEDY = {"temperature": 0}
 # Renders the tools offered, as tool-trained templates do (Hermes style).

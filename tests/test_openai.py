@@ -13,7 +13,8 @@ from typing import Any
 import openai
 import pytest
 
-from conftest import HF_NAME, Daemon, InProcess, runner_pids
+from tests.support.daemons import HF_NAME, Daemon, runner_pids
+from tests.support.inprocess import InProcess
 GREEDY: dict[str, Any] = {"temperature": 0}
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The current weather in a city",
@@ -304,7 +305,7 @@ async def test_fields_become_the_cores_options(aclient: openai.AsyncOpenAI, api:
 
 
 async def test_an_error_after_the_first_token_ends_the_stream_in_band(api: InProcess) -> None:
-    from r1.daemon.runner.client import RunnerDied
+    from r1.daemon.scheduler.runner_client import RunnerDied
 
     await api.add_model("chat")
     api.runners.script[2:] = [RunnerDied("the model runner for chat stopped: was killed by SIGKILL", "was killed", -9)]

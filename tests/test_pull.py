@@ -20,12 +20,15 @@ from pathlib import Path
 
 import pytest
 
-from conftest import R1, Daemon, InProcess, Stream, start_daemon, wait_until
-from fakehub import FakeHub
-from test_cli_run import Terminal
+from tests.support.daemons import R1, Daemon, start_daemon
+from tests.support.fakehub import FakeHub
+from tests.support.inprocess import InProcess
+from tests.support.polling import wait_until
+from tests.support.unixhttp import Stream
 from r1.cli.render import human_size
-from r1.daemon.pull.transfer import chunk_size
-from tinymodels import write_split_gguf, write_tiny_gguf, write_tiny_mlx_folder
+from r1.daemon.intake.pull.transfer import chunk_size
+from tests.support.terminal import Terminal
+from tests.support.tinymodels import write_split_gguf, write_tiny_gguf, write_tiny_mlx_folder
 
 GEMMA_REPO = "test/gemma-3-270m-GGUF"
 Q4, Q8 = "gemma-3-270m-Q4_K_M.gguf", "gemma-3-270m-Q8_0.gguf"
@@ -55,20 +58,6 @@ def hub(gemma_path: Path, tiny_files: dict[str, Path]) -> Iterator[FakeHub]:
         fake.add_repo(GEMMA_REPO, {Q4: gemma_path, Q8: gemma_path, "README.md": b"# Gemma\n"})
         fake.add_repo(TINY_REPO, {**tiny_files, "README.md": b"# Tiny\n"})
         yield fake
-
-
-@pytest.fixture
-def hf_client(hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """huggingface_hub in this process: no token from this machine, nothing read or written outside the
-    test's temp dir, and the fake Hub for whatever it asks its default endpoint (it read HF_ENDPOINT at import)."""
-    from huggingface_hub import constants
-
-    for variable in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE", "HF_OIDC_RESOURCE", "HF_ENDPOINT"):
-        monkeypatch.delenv(variable, raising=False)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
-    monkeypatch.setattr(constants, "AGENT_HARNESSES_PATH", str(tmp_path / "hf" / "agent_harnesses.json"))
-    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
 
 
 MakeApi = Callable[..., Awaitable[InProcess]]
@@ -194,7 +183,7 @@ async def test_a_corrupt_download_is_discarded_and_retried_once(
         served: InProcess, hub: FakeHub, tiny_files: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
     size = tiny_files[TINY_Q4].stat().st_size
     hub.corrupt(TINY_REPO, TINY_Q4, times=1)
-    with caplog.at_level(logging.WARNING, logger="r1.daemon.pull"):
+    with caplog.at_level(logging.WARNING, logger="r1.daemon.intake.pull"):
         status, [done] = await served.pull(TINY_REPO, stream=False)
     assert status == 200 and done["status"] == "success"
     assert f"{TINY_Q4} failed its sha256 check" in caplog.text and "downloading it again" in caplog.text
@@ -310,7 +299,7 @@ def test_not_enough_space_keeps_nothing_half_done(hub: FakeHub, tmp_path: Path, 
     import aiohttp
 
     from r1.daemon.errors import InsufficientStorage
-    from r1.daemon.pull.transfer import RangedDownload
+    from r1.daemon.intake.pull.transfer import RangedDownload
     from r1.daemon.store.blobs import BlobStore
 
     blobs = BlobStore(tmp_path / "home")

@@ -1,4 +1,4 @@
-"""Pulls from Ollama's registry (a fake one on loopback, tests/fakeollama.py), and `r1 pull` of a
+"""Pulls from Ollama's registry (a fake one on loopback, tests/support/fakeollama.py), and `r1 pull` of a
 model the store already has: checked against its source, "up to date" when nothing changed.
 
 The protocol, the layers and the transfer are tested in-process (r1's app on aiohttp's test server,
@@ -15,14 +15,17 @@ from pathlib import Path
 import ollama
 import pytest
 
-from conftest import Daemon, InProcess, prompt_tokens
-from fakehub import FakeHub
-from fakeollama import ADAPTER, LICENSE, MANIFEST_TYPE, MESSAGES, MODEL, PARAMS, PROJECTOR, SYSTEM, TEMPLATE, FakeOllama
+from tests.support.answers import prompt_tokens
+from tests.support.daemons import Daemon
+from tests.support.fakehub import FakeHub
+from tests.support.fakeollama import (ADAPTER, LICENSE, MANIFEST_TYPE, MESSAGES, MODEL, PARAMS, PROJECTOR, SYSTEM,
+                                      TEMPLATE, FakeOllama)
+from tests.support.inprocess import InProcess
 from r1.cli.render import human_size
-from r1.daemon.gotemplate import to_jinja
-from r1.daemon.pull.resolve import hub_repo
+from r1.daemon.intake.pull.hub import hub_repo
 from r1.daemon.store import parse_name
-from tinymodels import DEFAULT_TEMPLATE, write_tiny_gguf
+from r1.daemon.templates.go import to_jinja
+from tests.support.tinymodels import DEFAULT_TEMPLATE, write_tiny_gguf
 
 # A ChatML template in Go's dialect, as Ollama's library writes them.
 GO_TEMPLATE = ("{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}"

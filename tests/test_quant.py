@@ -1,7 +1,7 @@
 import pytest
 
-from r1.daemon.pull import catalog
-from r1.daemon.pull.quant import RemoteFile, UnknownTagError, choose, gguf_variants, quant_label
+from r1.daemon.intake import catalog
+from r1.daemon.intake.quant import RemoteFile, UnknownTagError, choose, gguf_variants, quant_label
 from r1.daemon.store import parse_name
 
 GIB = 1024**3

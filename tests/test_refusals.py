@@ -13,8 +13,8 @@ import ollama
 import openai
 import pytest
 
-from conftest import InProcess
-from tinymodels import THINK_TEMPLATE, TOOL_TEMPLATE
+from tests.support.inprocess import InProcess
+from tests.support.tinymodels import THINK_TEMPLATE, TOOL_TEMPLATE
 
 HI = [{"role": "user", "content": "hi"}]
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}

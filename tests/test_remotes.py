@@ -15,9 +15,12 @@ import ollama
 import openai
 import pytest
 
-from conftest import Daemon, Stream, free_port, private_daemon, wait_until
-from fakeupstream import ANSWER, INLINE, MAX_MODEL_LEN, THINKING, TOOL_CALL, FakeUpstream, embedding
-from llamaserver import llama_server, smollm2_path
+from tests.support.daemons import Daemon, private_daemon
+from tests.support.fakeupstream import ANSWER, INLINE, MAX_MODEL_LEN, THINKING, TOOL_CALL, FakeUpstream, embedding
+from tests.support.llamaserver import llama_server, smollm2_path
+from tests.support.loopback import free_port
+from tests.support.polling import wait_until
+from tests.support.unixhttp import Stream
 
 KEY = "sk-test-9f8e7d6c5b4a"  # must never show anywhere r1 writes
 PLAIN = "Hello there, remote friend."

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,8 +19,11 @@ def test_human_size(size: int, text: str) -> None:
 
 @pytest.mark.unit
 def test_human_age() -> None:
-    now = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
-    ago = lambda **kw: (now - timedelta(**kw)).isoformat()  # noqa: E731
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+    def ago(**delta: float) -> str:
+        return (now - timedelta(**delta)).isoformat()
+
     assert render.human_age(ago(seconds=2), now) == "just now"
     assert render.human_age(ago(seconds=30), now) == "30 seconds ago"
     assert render.human_age(ago(minutes=1), now) == "1 minute ago"
@@ -79,7 +82,7 @@ def test_progress_draws_one_line_per_file_on_a_terminal() -> None:
 
 @pytest.mark.unit
 def test_until_reads_like_ollama_ps() -> None:
-    now = datetime(2026, 11, 23, 10, 0, 0, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 23, 10, 0, 0, tzinfo=UTC)
     assert render.human_until("2026-11-23T10:04:30.123Z", now) == "4 minutes from now"
     assert render.human_until("2026-11-23T10:00:01Z", now) == "1 second from now"
     assert render.human_until("2026-11-23T09:59:59Z", now) == "Less than a second"

@@ -20,11 +20,14 @@ from typing import Any
 import psutil
 import pytest
 
-from conftest import R1, Daemon, InProcess, prompt_tokens, start_daemon, wait_until
+from tests.support.answers import prompt_tokens
+from tests.support.daemons import R1, Daemon, start_daemon
+from tests.support.inprocess import InProcess
+from tests.support.polling import wait_until
 
+from r1.daemon.database import Database
 from r1.daemon.metrics import Metrics
-from r1.daemon.request_log import RequestLog
-from r1.daemon.store import Store
+from r1.daemon.request_log import RequestLog, RequestRecords
 
 CHAT = {"model": "m", "messages": [{"role": "user", "content": "a secret question"}], "stream": False}
 
@@ -127,10 +130,10 @@ async def test_a_database_that_refuses_writes_drops_entries(make_api: Any, monke
     api = await make_api(metrics=metrics)
     await api.add_model("m")
 
-    def refuse(self: Store, entries: list[dict[str, Any]]) -> list[int]:
+    def refuse(self: RequestRecords, entries: list[dict[str, Any]]) -> list[int]:
         raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(Store, "log_requests", refuse)
+    monkeypatch.setattr(RequestRecords, "insert", refuse)
     for _ in range(3):
         response = await api.client.post("/api/chat", json=CHAT)
         assert response.status == 200 and (await response.json())["message"]["content"] == "Hello, world!"
@@ -172,28 +175,27 @@ async def test_follow_streams_each_request_once_written(api: InProcess) -> None:
 
 @pytest.mark.unit
 async def test_retention_prunes_old_entries(tmp_path: Path) -> None:
-    store = Store(tmp_path / "home")
-    store.open()
+    database = Database(tmp_path / "r1.db")
     try:
+        records = RequestRecords(database)
         now = time.time()
         base = {"client_kind": "other", "dialect": "r1", "method": "GET", "route": "/api/version", "status": 200,
                 "duration_s": 0.001}
-        store.log_requests([{**base, "time": now - 3 * 86400}, {**base, "time": now - 60}, {**base, "time": now}])
-        log = RequestLog(store, Metrics(), retention=86400)
+        records.insert([{**base, "time": now - 3 * 86400}, {**base, "time": now - 60}, {**base, "time": now}])
+        log = RequestLog(records, Metrics(), retention=86400)
         assert await log.prune() == 1
-        assert [row["time"] for row in store.recent_requests(10)] == [now, now - 60]
-        assert await RequestLog(store, Metrics(), retention=-1).prune() == 0, "negative: kept forever"
-        assert await RequestLog(store, Metrics(), retention=30, clock=lambda: now + 30).prune() == 1
+        assert [row["time"] for row in records.recent(10)] == [now, now - 60]
+        assert await RequestLog(records, Metrics(), retention=-1).prune() == 0, "negative: kept forever"
+        assert await RequestLog(records, Metrics(), retention=30, clock=lambda: now + 30).prune() == 1
     finally:
-        store.close()
+        database.close()
 
 
 @pytest.mark.unit
 def test_the_writer_fills_every_column_the_migration_made() -> None:
     import sqlite_utils
 
-    from r1.daemon.store.index import migrations
-    from r1.daemon.store.requests import COLUMNS
+    from r1.daemon.request_log.records import COLUMNS, migrations
 
     db = sqlite_utils.Database(memory=True)
     migrations.apply(db)

@@ -1,5 +1,5 @@
 """Reranking through /api/rerank and /v1/rerank on a real daemon and real llama.cpp runners, with
-tiny random-weight rerankers (tests/tinyrank.py): one with llama-server's pair of special tokens,
+tiny random-weight rerankers (tests/support/tinyrank.py): one with llama-server's pair of special tokens,
 one with a rerank template as Qwen3-Reranker has. Each score must be the one llama-cpp-python
 computes in this process for the same pair, so the plumbing (pair, batch, score, sort) is real."""
 
@@ -17,9 +17,10 @@ import cohere
 import httpx
 import pytest
 
-from conftest import Daemon, wait_until
-from tinymodels import write_tiny_bert
-from tinyrank import CLS, SEP, InProcessScorer, write_tiny_reranker
+from tests.support.daemons import Daemon
+from tests.support.polling import wait_until
+from tests.support.tinymodels import write_tiny_bert
+from tests.support.tinyrank import CLS, SEP, InProcessScorer, write_tiny_reranker
 
 RANKER, TEMPLATED, BERT = "tiny-ranker", "tiny-ranker-template", "tiny-bert-rank-test"
 SLOW = "slow-ranker"  # wider and deeper, at a context of 256: a pair takes a noticeable decode

@@ -12,8 +12,10 @@ from typing import Any
 import openai
 import pytest
 
-from conftest import Daemon, InProcess
-from r1.daemon.store import Store, StoredResponse
+from tests.support.daemons import Daemon
+from tests.support.inprocess import InProcess
+from r1.daemon.database import Database
+from r1.daemon.stored_responses import StoredResponse, StoredResponses
 
 GREEDY: dict[str, Any] = {"temperature": 0}
 WEATHER = {"type": "function", "name": "get_weather", "description": "The current weather in a city",
@@ -185,19 +187,19 @@ def test_delete_answers_in_openais_shape(gemma_daemon: Daemon) -> None:
 
 @pytest.mark.unit
 def test_expired_responses_are_pruned(tmp_path: Path) -> None:
-    store = Store(tmp_path / "home")
-    store.open()
+    database = Database(tmp_path / "r1.db")
     try:
+        kept = StoredResponses(database)
         now = time.time()
         for name, expires in (("resp_old", now - 1), ("resp_new", now + 3600)):
-            store.put_response(StoredResponse(name, "m", now - 10, expires, None, [], [], {"id": name}))
-        assert store.response("resp_old") is None  # expired: never returned, even before it is pruned
-        assert store.response("resp_new").response == {"id": "resp_new"}
-        assert store.prune_responses() == 1
-        assert not store.delete_response("resp_old") and store.delete_response("resp_new")
-        assert store.response("resp_new") is None
+            kept.put(StoredResponse(name, "m", now - 10, expires, None, [], [], {"id": name}))
+        assert kept.get("resp_old") is None  # expired: never returned, even before it is pruned
+        assert kept.get("resp_new").response == {"id": "resp_new"}
+        assert kept.prune() == 1
+        assert not kept.delete("resp_old") and kept.delete("resp_new")
+        assert kept.get("resp_new") is None
     finally:
-        store.close()
+        database.close()
 
 
 def test_bad_input_gets_openais_error_shape(client: openai.OpenAI) -> None:
@@ -248,7 +250,7 @@ async def test_fields_become_the_cores_request(api: InProcess) -> None:
 
 
 async def test_an_error_after_the_first_event_is_in_band(api: InProcess) -> None:
-    from r1.daemon.runner.client import RunnerDied
+    from r1.daemon.scheduler.runner_client import RunnerDied
 
     await api.add_model("chat")
     api.runners.script[2:] = [RunnerDied("the model runner for chat stopped: was killed by SIGKILL", "was killed", -9)]

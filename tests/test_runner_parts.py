@@ -7,8 +7,7 @@ import pytest
 from r1.daemon.backends import BackendError
 from r1.daemon.config import ConfigError, parse_duration
 from r1.daemon.errors import BadRequest
-from r1.daemon.runner import template
-from r1.daemon.runner.options import check_options, split_options
+from r1.daemon.options.check import check_options, split_options
 from r1.daemon.runner.protocol import decode, encode
 from r1.daemon.runner.stops import StopMatcher
 from r1.daemon.templates import template

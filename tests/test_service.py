@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import R1, Daemon
+from tests.support.daemons import R1, Daemon
 from r1.cli import service
 from r1.cli.main import main
 from r1.daemon import __version__

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon, gemma_gguf, private_daemon, TEST_CACHE
-from tinymodels import write_tiny_bert, write_tiny_mlx_folder
+from tests.support.daemons import Daemon, private_daemon
+from tests.support.tinymodels import TEST_CACHE, gemma_gguf, write_tiny_bert, write_tiny_mlx_folder
 
 MODELFILE = '''FROM gemma3:270m
 TEMPLATE """{{ bos_token }}{% for m in messages %}<start_of_turn>{{ m.role }}

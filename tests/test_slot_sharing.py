@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from test_batching import GREEDY, generate, smollm2, start
+from tests.support.realrunner import GREEDY, generate, smollm2, start
 
 # About 3,000 tokens: six chunks of 512 for the runner to evaluate.
 LONG_PROMPT = "Once upon a time, in a land far away, there lived a curious fox. " * 180

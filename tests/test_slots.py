@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import Daemon, Stream, private_daemon, runner_pids, wait_until
+import pytest
+
+from tests.support.daemons import Daemon, private_daemon, runner_pids
+from tests.support.polling import wait_until
+from tests.support.unixhttp import Stream
 from r1.daemon.memory import MiB, estimate, slots_that_fit
 from r1.daemon.metadata import ModelFacts, read_metadata
 

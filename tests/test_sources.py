@@ -1,4 +1,4 @@
-"""Discovery of the models other tools keep (daemon/sources): fixture stores laid out as Ollama, the
+"""Discovery of the models other tools keep (daemon/intake/tools): fixture stores laid out as Ollama, the
 Hugging Face cache and LM Studio lay them out; names, files, sizes, sha256s, settings and notes, the
 default locations, clear errors, and never a change to the tool's files."""
 

@@ -19,8 +19,9 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from conftest import Daemon, own_runner_load, private_daemon
-from r1.daemon.runner.client import Runner
+from tests.support.cores import own_runner_load
+from tests.support.daemons import Daemon, private_daemon
+from r1.daemon.scheduler.runner_client import Runner
 
 GREEDY = {"temperature": 0, "repeat_penalty": 1.0}
 FRUIT = "apples, bananas, cherries, dates, elderberries, figs, grapes, honeydew, kiwis, lemons, mangoes, nectarines"

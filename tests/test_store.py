@@ -22,7 +22,6 @@ from r1.daemon.errors import InsufficientStorage
 from r1.daemon.metadata import ModelFacts
 from r1.daemon.store import FileEntry, Manifest, MissingBlobError, ModelNotFoundError, Overrides, Store, parse_digest
 from r1.daemon.store.blobs import BlobStore, InvalidDigestError, Upload, UploadMismatchError
-from r1.daemon.store.connections import IndexConnections
 from r1.daemon.store.index import migrations
 
 
@@ -72,7 +71,7 @@ def test_add_get_list_and_snapshot(store: Store, tmp_path: Path) -> None:
 
     record = store.get("TINY:1")
     assert record.name == "tiny:1" and record.manifest == manifest and record.manifest_id == manifest.id
-    assert [r.name for r in store.list()] == ["tiny:1"]
+    assert [r.name for r in store.models()] == ["tiny:1"]
     blob = store.blobs.path(sha(data))
     assert blob.read_bytes() == data
     assert stat.S_IMODE(blob.stat().st_mode) == 0o444, "blobs are read-only"
@@ -146,7 +145,7 @@ def test_renaming_to_a_taken_name_replaces_and_collects(store: Store, tmp_path: 
     add_file_model(store, "m", write(tmp_path / "old.gguf", old))
     add_file_model(store, "m", write(tmp_path / "new.gguf", new))
     assert blob_files(store) == [sha(new).replace(":", "-")]
-    assert [r.name for r in store.list()] == ["m:latest"]
+    assert [r.name for r in store.models()] == ["m:latest"]
 
 
 @pytest.mark.unit
@@ -156,7 +155,7 @@ def test_add_refuses_a_manifest_whose_blob_is_gone(store: Store, tmp_path: Path)
     with pytest.raises(MissingBlobError) as info:
         store.add("x", Manifest((entry,), ModelFacts("gguf")))
     assert "disappeared" in str(info.value) and info.value.status == 409
-    assert store.list() == []
+    assert store.models() == []
 
 
 @pytest.mark.unit
@@ -256,26 +255,15 @@ def test_migrations_create_the_schema_once() -> None:
     db = sqlite_utils.Database(memory=True)
     migrations.apply(db)
     migrations.apply(db)
-    assert set(db.table_names()) >= {"blobs", "manifests", "manifest_files", "models", "_sqlite_migrations"}
+    assert set(db.table_names()) == {"blobs", "manifests", "manifest_files", "models", "blob_sources",
+                                     "_sqlite_migrations"}, "the store's tables, no other feature's"
     assert db["models"].columns_dict == {
         "key": str, "name": str, "manifest_id": str, "created_at": str, "modified_at": str
     }
     assert [c.name for c in db["manifest_files"].columns] == ["manifest_id", "path", "digest", "size", "position"]
-    assert [c.name for c in db["kernel_crashes"].columns] == ["engine", "cpu", "reason", "recorded_at"]
     assert [c.name for c in db["manifests"].columns] == ["id", "format", "facts", "created_at", "overrides", "source"]
-    assert [c.name for c in db["remotes"].columns] == ["name", "urls", "dialect", "key_env", "key_file", "headers",
-                                                       "ca_file"]
-    assert [c.name for c in db["remote_prices"].columns] == ["upstream", "input", "output"]
-    assert [c.name for c in db["responses"].columns] == ["id", "model", "created_at", "expires_at", "instructions",
-                                                         "input", "output", "response"]
     assert [c.name for c in db["blob_sources"].columns] == ["digest", "kind", "source", "size", "mtime_ns", "inode"]
-    assert [c.name for c in db["requests"].columns] == ["id", "time", "client_kind", "client", "client_uid", "client_pid",
-                                                        "dialect", "method", "route", "model", "status", "prompt_tokens",
-                                                        "output_tokens", "thinking_tokens", "first_token_s",
-                                                        "tokens_per_s", "duration_s", "cost", "error_text", "prompt", "answer"]
-    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_kernel_crashes",
-                                                        "m003_facts_apart_from_overrides", "m004_remotes",
-                                                        "m005_responses", "m006_blob_sources", "m007_requests"]
+    assert migrations.applied(db) == ["m001_initial", "m002_facts_apart_from_overrides", "m003_blob_sources"]
     assert migrations.pending(db) == []
 
 
@@ -339,7 +327,7 @@ def test_old_stores_are_migrated_and_keep_their_manifest_ids(tmp_path: Path) -> 
     files = [{"path": "tiny.gguf", "digest": digest, "size": len(data)}]
     manifest_id = old_manifest_id("gguf", files, merged)
     db = sqlite_utils.Database(home / "r1.db")
-    migrations.apply(db, stop_before="m003_facts_apart_from_overrides")
+    migrations.apply(db, stop_before="m002_facts_apart_from_overrides")
     stamp = "2025-01-01T00:00:00+00:00"
     db.execute("INSERT INTO blobs VALUES (?, ?, ?)", [digest, len(data), stamp])
     db.execute("INSERT INTO manifests VALUES (?, 'gguf', ?, ?)", [manifest_id, json.dumps(merged), stamp])
@@ -375,32 +363,6 @@ def test_old_stores_are_migrated_and_keep_their_manifest_ids(tmp_path: Path) -> 
 
 
 # SQLite off the hot path
-
-
-def test_readers_do_not_wait_for_an_open_write_transaction(tmp_path: Path) -> None:
-    connections = IndexConnections(tmp_path / "r1.db")
-    inside, release = threading.Event(), threading.Event()
-
-    def slow_write(index) -> None:
-        with index.db.atomic():
-            index.record_kernel_crash("engine", "cpu", "crashed")
-            inside.set()
-            release.wait(10)
-
-    writer = threading.Thread(target=connections.write, args=(slow_write,))
-    writer.start()
-    try:
-        assert inside.wait(5)
-        started = time.monotonic()
-        with connections.reading() as index:
-            assert index.kernel_crash("engine", "cpu") is None, "a reader sees the last committed state"
-        assert time.monotonic() - started < 1
-    finally:
-        release.set()
-        writer.join()
-    with connections.reading() as index:
-        assert index.kernel_crash("engine", "cpu") == "crashed"
-    connections.close()
 
 
 def test_lookups_go_on_while_rm_unlinks_a_big_model(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

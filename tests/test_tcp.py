@@ -16,7 +16,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from conftest import R1, InProcess, free_port, start_daemon
+from tests.support.daemons import R1, start_daemon
+from tests.support.inprocess import InProcess
+from tests.support.loopback import free_port
 
 MakeApi = Callable[..., Awaitable[InProcess]]
 

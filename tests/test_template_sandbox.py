@@ -20,17 +20,16 @@ import pytest
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from r1.daemon import gotemplate
 from r1.daemon.backends.base import BackendError
 from r1.daemon.capabilities import template_variables
 from r1.daemon.config import Settings
-from r1.daemon.gotemplate import to_jinja
 from r1.daemon.metadata import read_metadata
-from r1.daemon.runner import template
-from r1.daemon.runner.limits import RenderBudget, TemplateLimits
-from r1.daemon.runner.renderers import GRACE, Renderers
-from r1.daemon.runner.sandbox import tojson
-from tinymodels import DEFAULT_TEMPLATE, GEMMA_TEMPLATE, THINK_TEMPLATE, TOOL_TEMPLATE
+from r1.daemon.template_limits import RenderBudget, TemplateLimits
+from r1.daemon.templates import go, template
+from r1.daemon.templates.go import to_jinja
+from r1.daemon.templates.renderers import GRACE, Renderers
+from r1.daemon.templates.sandbox import tojson
+from tests.support.tinymodels import DEFAULT_TEMPLATE, GEMMA_TEMPLATE, THINK_TEMPLATE, TOOL_TEMPLATE
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ollama_templates"
 LIMITS = TemplateLimits(timeout=2.0, max_loops=1_000_000, max_output=8 * 2**20, max_bytes=128 * 1024)
@@ -139,8 +138,8 @@ def unguarded_chat(source: str) -> Any:
 
 def unguarded_go(source: str) -> Any:
     env = ImmutableSandboxedEnvironment(keep_trailing_newline=True, extensions=["jinja2.ext.loopcontrols"],
-                                        finalize=gotemplate.show, undefined=StrictUndefined)
-    env.globals.update(gotemplate.FUNCTIONS)
+                                        finalize=go.show, undefined=StrictUndefined)
+    env.globals.update(go.FUNCTIONS)
     return env.from_string(source)
 
 
@@ -167,10 +166,10 @@ def test_real_jinja_templates_render_exactly_as_before(name: str) -> None:
     (FIXTURES / "more").glob("*.gotmpl")), ids=lambda p: p.stem)
 def test_ollamas_templates_render_exactly_as_before(path: Path) -> None:
     source = to_jinja(path.read_text())
-    mode = gotemplate.converted_mode(source)
+    mode = go.converted_mode(source)
     assert mode
     for messages, tools in ((CHAT, None), (TOOL_CHAT, TOOLS)):
-        before = gotemplate.execute(unguarded_go(source), mode, messages, tools=tools)
+        before = go.execute(unguarded_go(source), mode, messages, tools=tools)
         assert render(source, messages, tools=tools) == before
 
 

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon, own_runner_load
+from tests.support.cores import own_runner_load
+from tests.support.daemons import Daemon
 from r1.daemon.generation import THINK_BUDGETS, Request, thinking_level
 from r1.daemon.reasoning import CLOSE_TAG
 from r1.daemon.runner.budget import CLOSING, ThinkBudget
-from r1.daemon.runner.client import Runner
-from tinymodels import THINK_TEMPLATE
+from r1.daemon.scheduler.runner_client import Runner
+from tests.support.tinymodels import THINK_TEMPLATE
 
 LEVEL_TEMPLATE = "{% if reasoning_effort %}Reasoning: {{ reasoning_effort }}\n{% endif %}{{ messages[-1]['content'] }}"
 

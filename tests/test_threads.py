@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from conftest import private_daemon
+from tests.support.daemons import private_daemon
 from r1.daemon.config import ConfigError, Settings
-from r1.daemon.scheduler import ModelSpec, start_runner
-from tinymodels import write_tiny_gguf
+from r1.daemon.scheduler.model_spec import ModelSpec
+from r1.daemon.scheduler.scheduler import start_runner
+from tests.support.tinymodels import write_tiny_gguf
 
 CORES = os.cpu_count() or 1
 

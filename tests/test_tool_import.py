@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from conftest import Daemon, private_daemon
-from fakehub import FakeHub
-from toolstores import hf_cache, lmstudio_tree, ollama_store, tree_state
+from tests.support.daemons import Daemon, private_daemon
+from tests.support.fakehub import FakeHub
+from tests.support.toolstores import hf_cache, lmstudio_tree, ollama_store, tree_state
 
 
 def home(tmp_path: Path) -> Path:

@@ -17,9 +17,11 @@ import ollama
 import openai
 import pytest
 
-from conftest import Daemon, over_socket, private_daemon, prompt_tokens, wait_until
-from tinymodels import write_tiny_gguf
-from tinyvision import IMAGE_TOKENS, png, write_tiny_vision_model
+from tests.support.answers import prompt_tokens
+from tests.support.daemons import Daemon, over_socket, private_daemon
+from tests.support.polling import wait_until
+from tests.support.tinymodels import write_tiny_gguf
+from tests.support.tinyvision import IMAGE_TOKENS, png, write_tiny_vision_model
 
 RED, BLUE = png((255, 0, 0)), png((0, 0, 255), stripe=(255, 255, 0))
 GREEDY = {"temperature": 0, "num_predict": 8}
@@ -154,7 +156,9 @@ def test_bad_images_are_400s_that_name_them(vision_daemon: Daemon, client: ollam
         assert status == 400, answer
         return str(answer)
 
-    chat_with = lambda images: {"model": "seer", "messages": [{"role": "user", "content": "hi", "images": images}]}
+    def chat_with(images: list[str]) -> dict[str, Any]:
+        return {"model": "seer", "messages": [{"role": "user", "content": "hi", "images": images}]}
+
     assert "messages[0].images[1] is not valid base64" in refused("/api/chat", chat_with([b64(RED), "not base64!"]))
     assert "messages[0].images[0] is not an image" in refused("/api/chat", chat_with([b64(b"plain text")]))
     riff = b"RIFF\x00\x00\x00\x00WEBPVP8 "

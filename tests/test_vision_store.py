@@ -16,17 +16,17 @@ from typing import Any
 
 import pytest
 
-from conftest import Daemon, InProcess, private_daemon
-from fakehub import FakeHub
-from fakeollama import MODEL, PROJECTOR, FakeOllama
-from test_pull import hf_client  # noqa: F401 (a fixture: huggingface_hub in this process, on the fake Hub)
-from tinymodels import write_tiny_gguf
-from tinyvision import write_tiny_projector
-from toolstores import lmstudio_tree, ollama_store
+from tests.support.daemons import Daemon, private_daemon
+from tests.support.fakehub import FakeHub
+from tests.support.fakeollama import MODEL, PROJECTOR, FakeOllama
+from tests.support.inprocess import InProcess
+from tests.support.tinymodels import write_tiny_gguf
+from tests.support.tinyvision import write_tiny_projector
+from tests.support.toolstores import lmstudio_tree, ollama_store
 from r1.daemon.api.context import STORE
 from r1.daemon.generation import model_path, projector_path
 from r1.daemon.memory import PROJECTOR_COMPUTE
-from r1.daemon.pull.quant import RemoteFile, projector_for
+from r1.daemon.intake.quant import RemoteFile, projector_for
 from r1.daemon.store import Manifest, parse_name
 
 REPO = "test/tiny-vision-GGUF"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from r1.daemon.importer import import_model
+from r1.daemon.intake.files import import_model
 from r1.daemon.metadata import ModelFacts
 from r1.daemon.store import CorruptSourceError, FileEntry, Manifest, ReconcileReport, Store, parse_name
 from r1.daemon.store import blobs as blobs_module

@@ -108,22 +108,22 @@ class Recorder:
         self.entries.append(entry)
         sent = json.dumps(strip_refused(body)).encode() if self.strip and isinstance(body, dict) else raw
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session:
-            async with session.request(request.method, self.upstream + request.path_qs, data=sent,
-                                       headers=headers) as answer:
-                entry["status"] = answer.status
-                response = web.StreamResponse(status=answer.status, headers={
-                    k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS | {"content-encoding"}})
-                await response.prepare(request)
-                kept = bytearray()
-                async for chunk in answer.content.iter_any():
-                    if answer.status >= 400:
-                        kept += chunk
-                    await response.write(chunk)
+        async with (aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as session,
+                    session.request(request.method, self.upstream + request.path_qs, data=sent,
+                                    headers=headers) as answer):
+            entry["status"] = answer.status
+            response = web.StreamResponse(status=answer.status, headers={
+                k: v for k, v in answer.headers.items() if k.lower() not in HOP_HEADERS | {"content-encoding"}})
+            await response.prepare(request)
+            kept = bytearray()
+            async for chunk in answer.content.iter_any():
                 if answer.status >= 400:
-                    entry["error"] = kept.decode(errors="replace")
-                await response.write_eof()
-                return response
+                    kept += chunk
+                await response.write(chunk)
+            if answer.status >= 400:
+                entry["error"] = kept.decode(errors="replace")
+            await response.write_eof()
+            return response
 
 
 def fixture_name(number: int, entry: dict[str, Any]) -> str:

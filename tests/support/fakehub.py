@@ -1,8 +1,9 @@
 """A fake Hugging Face Hub on 127.0.0.1 for tests, good enough for the real huggingface_hub 2.4 client.
 
 It runs on loopback.py's server in a background thread, so synchronous tests and other processes
-(a daemon started with ``HF_ENDPOINT=hub.url``) can all use it. Nothing leaves loopback. It serves what ``HfApi.model_info(files_metadata=True)``, ``HfApi.list_repo_tree``,
-``get_hf_file_metadata`` / ``hf_hub_download`` and a plain ranged GET on a ``resolve`` URL need,
+(a daemon started with ``HF_ENDPOINT=hub.url``) can all use it. Nothing leaves loopback. It serves what
+``HfApi.model_info(files_metadata=True)``, ``HfApi.list_repo_tree``, ``get_hf_file_metadata`` /
+``hf_hub_download`` and a plain ranged GET on a ``resolve`` URL need,
 and answers errors the way the client expects them (the ``X-Error-Code`` header).
 
 Failure knobs (``drop_after``, ``corrupt``, ``throttle``) act on ``GET .../resolve/...`` bodies.
@@ -15,20 +16,21 @@ Failure knobs (``drop_after``, ``corrupt``, ``throttle``) act on ``GET .../resol
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
 from aiohttp import web
 
-from loopback import LoopbackServer, Unsatisfiable, cut_off, parse_range
+from .loopback import LoopbackServer, Unsatisfiable, cut_off, parse_range
 
 CHUNK = 64 * 1024
 LFS_SUFFIXES = (".gguf", ".safetensors", ".bin")
@@ -126,7 +128,7 @@ def _make_file(path: str, content: bytes | os.PathLike[str]) -> _File:
 
 
 def _now_iso() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
 
 def _error(status: int, code: str | None, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
@@ -376,10 +378,8 @@ class FakeHub(LoopbackServer):
                 self._corrupts[key] -= 1
                 if not self._corrupts[key]:
                     del self._corrupts[key]
-        try:
+        with contextlib.suppress(ConnectionError):  # the client went away (or we cut it off): nothing more to send
             await self._stream(request, resp, f, start, length, key, drop, flip)
-        except ConnectionError:
-            pass  # the client went away (or we cut it off): nothing more to send
         return resp
 
     async def _stream(self, request: web.Request, resp: web.StreamResponse, f: _File, start: int, length: int,

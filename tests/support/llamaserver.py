@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import free_port
+from .loopback import free_port
 
 START_DEADLINE = 60.0  # seconds; SmolLM2 135M is up in about one
 

@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 from gguf import GGUFWriter, LlamaFileType, PoolingType, TokenType
+from typing_extensions import Unpack
 
 # ChatML, the format most small instruct models use.
 DEFAULT_TEMPLATE = (
@@ -69,39 +72,32 @@ FIM_TOKENS = ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"]
 
 GEMMA_SIZE = 253_113_024
 GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
+# Where gemma_gguf assembles Gemma for the tests: shared by runs, so the 253 MB file is written once.
+TEST_CACHE = Path(os.environ.get("R1_TEST_CACHE", Path(tempfile.gettempdir()) / "r1-test-models"))
 
 _HEADS, _KV_HEADS = 4, 2
 
 
-def write_tiny_gguf(
-    path: Path,
-    *,
-    name: str = "tiny",
-    chat_template: str | None = DEFAULT_TEMPLATE,
-    seed: int = 0,
-    n_layers: int = 2,
-    width: int = 64,
-    context_length: int = 256,
-    fim: bool = False,
-    pooling_type: int | None = None,
-) -> Path:
+class TinyLlama(TypedDict, total=False):
+    """How a tiny llama differs from the default one (_llama_writer's defaults: "tiny", DEFAULT_TEMPLATE,
+    seed 0, 2 layers, width 64, 256 positions, no FIM tokens, no pooling)."""
+
+    name: str
+    chat_template: str | None
+    seed: int
+    n_layers: int
+    width: int
+    context_length: int
+    fim: bool
+    pooling_type: int | None
+
+
+def write_tiny_gguf(path: Path, **shape: Unpack[TinyLlama]) -> Path:
     """A random-weight llama GGUF (F32, byte vocabulary) that llama-cpp-python can load; with `fim`,
     FIM_TOKENS too (named by the tokenizer.ggml.fim_*_token_id keys); with `pooling_type` (llama.cpp's
     enum: 1 mean, 2 CLS, 3 last), an embedding model's `llama.pooling_type`."""
     path = Path(path)
-    writer = _llama_writer(
-        path,
-        0,
-        name=name,
-        chat_template=chat_template,
-        seed=seed,
-        n_layers=n_layers,
-        width=width,
-        context_length=context_length,
-        fim=fim,
-        pooling_type=pooling_type,
-    )
-    _finish(writer)
+    _finish(_llama_writer(path, 0, **shape))
     return path
 
 
@@ -192,18 +188,18 @@ def write_tiny_bert(path: Path, *, context_length: int = 64, width: int = 32, n_
     return Path(path)
 
 
-def write_split_gguf(directory: Path, base: str, shards: int = 2, **kw) -> list[Path]:
-    """The same model as write_tiny_gguf(**kw), split as llama.cpp's gguf-split does.
+def write_split_gguf(directory: Path, base: str, shards: int = 2, **shape: Unpack[TinyLlama]) -> list[Path]:
+    """The same model as write_tiny_gguf(**shape), split as llama.cpp's gguf-split does.
 
     `<base>-00001-of-0000N.gguf` holds the metadata; every shard carries split.no,
     split.count and split.tensors.count, and the tensors are spread over the shards.
     """
-    n_tensors = 3 + 9 * kw.get("n_layers", 2)
+    n_tensors = 3 + 9 * shape.get("n_layers", 2)
     per_shard = math.ceil(n_tensors / shards)
     if shards < 2 or math.ceil(n_tensors / per_shard) != shards:
         raise ValueError(f"cannot split {n_tensors} tensors into exactly {shards} shards")
     Path(directory).mkdir(parents=True, exist_ok=True)
-    writer = _llama_writer(Path(directory) / f"{base}.gguf", per_shard, **kw)
+    writer = _llama_writer(Path(directory) / f"{base}.gguf", per_shard, **shape)
     assert writer.path is not None
     paths = writer.format_shard_names(writer.path)
     _finish(writer)

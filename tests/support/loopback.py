@@ -6,6 +6,7 @@ body off part-way, as flaky servers do."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import threading
@@ -51,6 +52,13 @@ async def cut_off(request: web.Request, who: str) -> None:
             await asyncio.sleep(0.001)
         transport.abort()
     raise ConnectionResetError(f"{who}: dropped on purpose")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, for a server a test starts itself."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class LoopbackServer:
@@ -116,10 +124,8 @@ class LoopbackServer:
             return
         self._closing = True
         if self._runner is not None:
-            try:
+            with contextlib.suppress(Exception):  # stopping must not fail a test's teardown
                 asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(timeout=30)
-            except Exception:  # noqa: BLE001 - stopping must not fail a test's teardown
-                pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()

@@ -10,14 +10,15 @@ import itertools
 from collections.abc import AsyncIterator
 from typing import Any
 
-from r1.daemon.runner.client import RunnerError
-from r1.daemon.scheduler import ModelSpec
+from r1.daemon.scheduler.model_spec import ModelSpec
+from r1.daemon.scheduler.runner_client import RunnerError
 
 MB = 1_000_000
 _pids = itertools.count(90_000)
 
 Frame = dict[str, Any]
 Script = list[str | RunnerError]  # the pieces of every answer; an error ends it there
+SCRIPT: Script = ["Hello", ",", " world", "!"]  # what scripted runners answer unless a test gives a script
 
 
 def logprob_entry(piece: str, n: int, top: int) -> Frame:

@@ -14,10 +14,10 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fakeollama import ADAPTER, CONFIG_TYPE, MANIFEST_TYPE, MODEL, PARAMS, PROJECTOR, SYSTEM, TEMPLATE
-from tinymlx import write_mlx_model
-from tinymodels import write_split_gguf, write_tiny_gguf
-from tinyvision import write_tiny_projector
+from .fakeollama import ADAPTER, CONFIG_TYPE, MANIFEST_TYPE, MODEL, PARAMS, PROJECTOR, SYSTEM, TEMPLATE
+from .tinymlx import write_mlx_model
+from .tinymodels import write_split_gguf, write_tiny_gguf
+from .tinyvision import write_tiny_projector
 
 PARAMS_JSON = {"temperature": 0.6, "stop": ["<|im_end|>"], "penalize_newline": True}  # the last: r1 has no such option
 SYSTEM_PROMPT = "You are terse."

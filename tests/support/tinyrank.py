@@ -18,7 +18,7 @@ import numpy as np
 from gguf import GGUFWriter, PoolingType
 from llama_cpp import Llama
 
-from tinymodels import write_tiny_bert
+from .tinymodels import write_tiny_bert
 
 CLS, SEP = 2, 3  # write_tiny_bert's [CLS] and [SEP]
 CONTEXT = 64

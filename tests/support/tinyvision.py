@@ -1,5 +1,5 @@
 """A tiny vision projector (mmproj) GGUF for tests, built with `gguf`: llama.cpp's mtmd loads it beside
-a tests/tinymodels.py text model and turns an image into that model's embeddings.
+a tests/support/tinymodels.py text model and turns an image into that model's embeddings.
 
 The projector is LLaVA's: a CLIP vision tower (arch `clip`, projector type `mlp`) with one transformer
 block, then two linear layers that map the tower's width onto the text model's n_embd. Weights are
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from gguf import GGMLQuantizationType, GGUFWriter
 
-from tinymodels import _finish, _llama_writer
+from .tinymodels import _finish, _llama_writer
 
 IMAGE_SIZE = 56  # pixels a side: mtmd resizes every image to this square
 PATCH_SIZE = 14

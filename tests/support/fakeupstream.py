@@ -77,7 +77,7 @@ from typing import Any
 
 from aiohttp import web
 
-from loopback import LoopbackServer, cut_off
+from .loopback import LoopbackServer, cut_off
 
 MAX_MODEL_LEN = 4096
 TEXT = "The quick brown fox jumps over the lazy dog."  # what the behaviour models answer

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from loopback import LoopbackServer, Unsatisfiable, cut_off, parse_range
+from .loopback import LoopbackServer, Unsatisfiable, cut_off, parse_range
 
 MANIFEST_TYPE = "application/vnd.docker.distribution.manifest.v2+json"
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"

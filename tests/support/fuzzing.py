@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from r1.daemon.api.http import MAX_JSON_DEPTH
 
-DAEMON = Path(__file__).resolve().parent.parent / "daemon"
+DAEMON = Path(__file__).resolve().parents[2] / "daemon"
 MODELS = ["tiny", "tooled"]  # the fuzzed app's store holds these: tooled's template renders tools
 READ_WITH = {"get", "required_str", "get_str", "get_bool", "an_object", "pop", "setdefault"}
 Json = dict[str, Any]
