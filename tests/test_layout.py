@@ -1,6 +1,7 @@
 """The house rules that keep r1 easy to change: packaging, a thin CLI, imports pointing one way."""
 
 import ast
+import re
 import subprocess
 import sys
 import tomllib
@@ -125,7 +126,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 def test_no_import_cycles() -> None:
     graph = import_graph(ROOT, PACKAGES)
-    assert "r1.cli.api" in graph["r1.cli.run"] and "r1.daemon.options" in graph["r1.daemon.runner.options"]
+    assert "r1.cli.api" in graph["r1.cli.run"] and "r1.daemon.options" in graph["r1.daemon.options.check"]
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
@@ -141,6 +142,45 @@ def test_cycle_finder_sees_relative_and_function_level_imports(tmp_path: Path) -
     assert find_cycle(import_graph(tmp_path, {"pkg": "x"})) == ["x.a", "x.sub.c", "x.b", "x.a"]
 
 
+def package_graph(root: Path, packages: dict[str, str]) -> dict[str, set[str]]:
+    """Package -> the packages it imports: import_graph with each module collapsed to the package (folder)
+    it is in, so a.x -> b.y and b.z -> a.w is a cycle though no module cycle exists. Modules directly
+    in a top package (r1.daemon.config, r1.cli.main) stand for themselves: the top is no one concern."""
+    inits = {".".join([dotted, *init.parent.relative_to(root / folder).parts])
+             for folder, dotted in packages.items() for init in (root / folder).rglob("__init__.py")}
+
+    def home(module: str) -> str:
+        package = module if module in inits else module.rpartition(".")[0]
+        return module if package in packages.values() else package
+
+    graph: dict[str, set[str]] = {}
+    for module, targets in import_graph(root, packages).items():
+        graph.setdefault(home(module), set()).update(home(target) for target in targets)
+    return {package: targets - {package} for package, targets in graph.items()}
+
+
+def test_no_package_cycles() -> None:
+    graph = package_graph(ROOT, PACKAGES)
+    assert "r1.daemon.intake" in graph["r1.daemon.intake.pull"] and "r1.daemon.config" in graph["r1.daemon.intake.tools"]
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle between packages: " + " -> ".join(cycle or [])
+
+
+def test_package_graph_sees_cycles_between_packages(tmp_path: Path) -> None:
+    for folder in ("one", "two"):
+        (tmp_path / "pkg" / folder).mkdir(parents=True)
+        (tmp_path / "pkg" / folder / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "top.py").write_text("from .one import a\n")
+    (tmp_path / "pkg" / "one" / "a.py").write_text("from ..two import b\n")
+    (tmp_path / "pkg" / "two" / "c.py").write_text("from ..top import x\n")
+    assert package_graph(tmp_path, {"pkg": "p"}) == {"p": set(), "p.top": {"p.one"}, "p.one": {"p.two"},
+                                                      "p.two": {"p.top"}}
+    (tmp_path / "pkg" / "two" / "c.py").write_text("from ..one import a\n")  # no module cycle: a -> b, c -> a
+    assert find_cycle(import_graph(tmp_path, {"pkg": "p"})) is None
+    assert find_cycle(package_graph(tmp_path, {"pkg": "p"})) == ["p.one", "p.two", "p.one"]
+
+
 def test_cli_uses_only_the_daemons_public_modules() -> None:
     graph = import_graph(ROOT, PACKAGES)
     for name, targets in graph.items():
@@ -148,7 +188,7 @@ def test_cli_uses_only_the_daemons_public_modules() -> None:
             internals = {t for t in targets if t.startswith("r1.daemon")} - CLI_USES_OF_DAEMON
             assert not internals, f"{name} imports {sorted(internals)}"
     for shared in ("config", "options"):
-        third_party = _imports(ROOT / "daemon" / f"{shared}.py") - set(sys.stdlib_module_names) - {"__future__"}
+        third_party = _imports(_module_path(f"r1.daemon.{shared}")) - set(sys.stdlib_module_names) - {"__future__"}
         assert not third_party, f"daemon/{shared}.py, which the CLI imports, imports {third_party}"
         assert not {t for t in graph[f"r1.daemon.{shared}"]}, f"daemon/{shared}.py imports more of the daemon"
 
@@ -170,11 +210,59 @@ def test_store_depends_on_sqlite_utils_and_stdlib_only() -> None:
         assert third_party <= {"sqlite_utils"}, f"{path.name} imports {third_party}"
 
 
+# Each table of r1.db and where it lives: its migration and every query on it, in that module (or folder) only.
+TABLE_OWNERS = {
+    **dict.fromkeys(("blobs", "manifests", "manifest_files", "models", "blob_sources"), "daemon/store/"),
+    "remotes": "daemon/remote/records.py", "remote_prices": "daemon/remote/records.py",
+    "responses": "daemon/stored_responses.py",
+    "requests": "daemon/request_log/records.py",
+    "kernel_crashes": "daemon/kernel_crashes.py",
+}
+SQL_TABLE = re.compile(r"\b(TABLE|FROM|INTO|UPDATE|JOIN|ON)\s+(\w+)")  # r1's SQL keywords are upper case
+
+
+def _tables_named(path: Path) -> set[tuple[str, str]]:
+    """(keyword, table) for each table a module's SQL names, and ("table", name) for sqlite-utils' db.table(name)."""
+    found: set[tuple[str, str]] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found |= set(SQL_TABLE.findall(node.value))
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "table"
+              and node.args and isinstance(node.args[0], ast.Constant)):
+            found.add(("table", node.args[0].value))
+    return found
+
+
+def test_each_table_is_touched_only_by_its_feature() -> None:
+    created: dict[str, str] = {}
+    for top in PACKAGES:
+        for path in (ROOT / top).rglob("*.py"):
+            where = str(path.relative_to(ROOT))
+            for keyword, table in _tables_named(path):
+                if keyword == "TABLE":
+                    created[table] = where
+                owner = TABLE_OWNERS.get(table)
+                if owner is not None:
+                    assert where.startswith(owner), f"{where} uses the table {table}, which {owner} owns"
+    assert set(created) == set(TABLE_OWNERS), "a new table: name its owner in TABLE_OWNERS"
+    assert all(where.startswith(TABLE_OWNERS[table]) for table, where in created.items())
+
+
+def test_the_store_and_the_database_import_no_feature() -> None:
+    graph = import_graph(ROOT, PACKAGES)
+    assert not graph["r1.daemon.database"], f"daemon/database.py imports {sorted(graph['r1.daemon.database'])}"
+    shared = ("r1.daemon.store", "r1.daemon.database", "r1.daemon.errors", "r1.daemon.metadata")
+    for name, targets in graph.items():
+        if name.startswith("r1.daemon.store"):
+            features = {t for t in targets if not t.startswith(shared)}
+            assert not features, f"{name} imports {sorted(features)}: the store keeps models only"
+
+
 def _uses_aiohttp_web(path: Path) -> bool:
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("aiohttp"):
-            if node.module == "aiohttp.web" or any(alias.name == "web" for alias in node.names):
-                return True
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("aiohttp") and (
+                node.module == "aiohttp.web" or any(alias.name == "web" for alias in node.names)):
+            return True
         if isinstance(node, ast.Import) and any(alias.name.startswith("aiohttp.web") for alias in node.names):
             return True
     return False
@@ -185,5 +273,34 @@ def test_only_the_api_serves_http() -> None:
         if path.parent.name == "api" or path.name in ("app.py", "server.py"):
             continue
         assert not _uses_aiohttp_web(path), f"{path.relative_to(ROOT)} uses aiohttp.web"
-        if path.parent.name not in ("pull", "remote"):  # pulls and remote engines are the HTTP clients
+        folder = path.parent.relative_to(ROOT / "daemon").as_posix()
+        if folder not in ("intake/pull", "remote"):  # pulls and remote engines are the HTTP clients
             assert "aiohttp" not in _imports(path), f"{path.relative_to(ROOT)} imports aiohttp"
+
+
+def test_only_the_wire_protocol_of_the_runner_is_shared() -> None:
+    """runner/ is the child process; the daemon launches it (`python -m r1.daemon.runner`) and speaks its
+    protocol, and imports nothing else of it. Backends are the runner's alone, so they may."""
+    shared = {"r1.daemon.runner.protocol"}
+    child_side = ("r1.daemon.runner", "r1.daemon.backends")
+    for name, targets in import_graph(ROOT, PACKAGES).items():
+        if name in child_side or name.startswith(tuple(f"{side}." for side in child_side)):
+            continue
+        reached = {t for t in targets if t == "r1.daemon.runner" or t.startswith("r1.daemon.runner.")} - shared
+        assert not reached, f"{name} imports {sorted(reached)}: the runner's own modules, not its protocol"
+
+
+def test_no_test_module_imports_another() -> None:
+    """Helpers live in tests/support and shared fixtures in conftest.py: a test module imported by another
+    has its tests run twice and hides what the helper is."""
+    for path in (ROOT / "tests").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):  # `from tests import test_x` and `from .test_x import y` too
+                module = f"tests.{node.module or ''}".rstrip(".") if node.level else node.module or ""
+                names = [module, *(f"{module}.{alias.name}" for alias in node.names)]
+            else:
+                continue
+            imported = [name for name in names if name.startswith(("test_", "tests.test_"))]
+            assert not imported, f"{path.relative_to(ROOT)} imports {imported}: move what it needs to tests/support"
