@@ -1,6 +1,6 @@
 """llama.cpp's batch API with no server around it: the speed limit that r1 and llama-server are set beside.
 
-    python benchmarks/batch_api.py MODEL.gguf THREADS CTX TOKENS EXTRA_BUFFERS(0|1) SEQUENCES...
+    python -m benchmarks.batch_api MODEL.gguf THREADS CTX TOKENS EXTRA_BUFFERS(0|1) SEQUENCES...
 
 For each number of sequences: one context with that many sequences (each in its own KV stream of CTX
 cells, as r1 makes them), their prompts evaluated in one batch, then one token per sequence per

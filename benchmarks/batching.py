@@ -2,7 +2,7 @@
 through r1, single-client decode against llama-cpp-python in-process, and the first token of a
 request that arrives while 7 others stream; optionally the same load on llama.cpp's C++ server.
 
-    python benchmarks/batching.py [--tokens 128] [--runs 3] [--peer PYTHON_WITH_XLLAMACPP]
+    python -m benchmarks.batching [--tokens 128] [--runs 3] [--peer PYTHON_WITH_XLLAMACPP]
 
 Gemma 3 270M Q4_K_M, n_threads=2, num_ctx 2048 per request, temperature 0, a raw prompt,
 a private daemon with R1_NUM_PARALLEL=8 (so that 8 clients are let in at once; a runner that
@@ -41,12 +41,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent / "tests"))
-sys.path.insert(0, str(ROOT))
+from benchmarks.generate_speed import PROMPT, THREADS, token_loop
+from tests.support.tinymodels import gemma_gguf
 
-from generate_speed import PROMPT, THREADS, token_loop  # noqa: E402
-from tinymodels import gemma_gguf  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 CTX = 2048
 CLIENTS = (1, 2, 4, 8)
@@ -253,7 +251,8 @@ def r1_commit() -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{Path(__file__).stem}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=3, help="alternating single-client decode runs")
     parser.add_argument("--peer", metavar="PYTHON", help="a Python with xllamacpp: run the same load on llama.cpp's server")

@@ -1,7 +1,7 @@
 """A long prompt seen before: its first token the first time, then from its slot, after an unload (`r1 stop`)
 and after a daemon restart, when the KV cache tiers (R1_KV_CACHE_*) keep its cells.
 
-    python benchmarks/cached_prefix.py [--tokens 4096] [--runs 3] [--quick] [--format mlx]
+    python -m benchmarks.cached_prefix [--tokens 4096] [--runs 3] [--quick] [--format mlx]
 
 Gemma 3 270M Q4_K_M, n_threads as benchmarks/generate_speed.py, a private daemon (R1_NUM_PARALLEL=2, num_ctx
 8192 on every request, temperature 0, a raw prompt of `--tokens` tokens of r1's own docs, one token asked).
@@ -9,7 +9,7 @@ Before each measured request the model is loaded and warmed by a short one, so e
 cost alone. Wall time on a shared machine is noisy: each row is the median of `--runs` (each run a fresh
 home, so "the first time" is always a miss). --quick: 1024 tokens, one run.
 
---format mlx: the MLX backend's tier instead, on tests/tinymlx.py's tiny random-weight llama (1024 positions:
+--format mlx: the MLX backend's tier instead, on tests/support/tinymlx.py's tiny random-weight llama (1024 positions:
 896 tokens, 512 with --quick, R1_KV_CACHE_MIN_TOKENS 256; at some other lengths its random weights answer
 with the end token at once, which has no first token to time). Its prompts cost little to evaluate, so its
 times say more about the cache's own overhead than about what it saves; it adds the prompt tokens reused.
@@ -30,15 +30,11 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent / "tests"))
-sys.path.insert(0, str(ROOT))
-
-from batching import Server, one, r1_commit, r1_server, wait_for  # noqa: E402
-from conftest import unix_request  # noqa: E402
-from generate_speed import PROMPT, THREADS  # noqa: E402
-from long_context import TEXTS, histories  # noqa: E402
-from tinymodels import gemma_gguf  # noqa: E402
+from benchmarks.batching import Server, one, r1_commit, r1_server, wait_for
+from benchmarks.generate_speed import PROMPT, THREADS
+from benchmarks.long_context import TEXTS, histories
+from tests.support.tinymodels import gemma_gguf
+from tests.support.unixhttp import unix_request
 
 CTX = 8192
 CASES = ("the first time", "seen before, in its slot", "after an unload (r1 stop)", "after a daemon restart")
@@ -107,7 +103,8 @@ def run(model: Model, text: str) -> tuple[list[float], tuple[int, int]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{Path(__file__).stem}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=4096, help="tokens in the long prompt")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="1024 tokens (MLX: 512), one run")
@@ -122,7 +119,7 @@ def main() -> None:
         model = Model(tiny_mlx(Path(tempfile.gettempdir()) / "r1-test-models"), "tiny-mlx", 1024,
                       {"R1_KV_CACHE_MIN_TOKENS": "256"})
         text = mlx_text(model.path, args.tokens)
-        about = "tests/tinymlx.py's tiny llama (MLX), num_ctx 1024"
+        about = "tests/support/tinymlx.py's tiny llama (MLX), num_ctx 1024"
     else:
         model = Model(gemma_gguf(Path(tempfile.gettempdir()) / "r1-test-models"), "gemma", CTX, {})
         (text,) = histories(model.path, 1, args.tokens)
@@ -139,7 +136,7 @@ def main() -> None:
 
 
 def tiny_mlx(folder: Path) -> Path:
-    from tinymlx import write_mlx_model
+    from tests.support.tinymlx import write_mlx_model
 
     return write_mlx_model(folder / "tiny-mlx")  # the same bytes each time: rewritten in a moment
 

@@ -1,6 +1,6 @@
 """Whole-process wall time of `r1 list` against a running daemon, beside `llm models list`.
 
-    python benchmarks/cli_latency.py [--runs 10]
+    python -m benchmarks.cli_latency [--runs 10]
 
 Starts a daemon on a temp socket and store, imports the bundled SmolLM2 model (the
 `bundled` extra), then times each command N times after one warm-up run and prints
@@ -37,7 +37,8 @@ def timed(command: list[str], env: dict[str, str], runs: int) -> list[float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{Path(__file__).stem}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
 

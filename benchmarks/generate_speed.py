@@ -1,7 +1,7 @@
 """Decode speed and warm time to first token: r1 (HTTP over the socket, runner process) beside
 llama-cpp-python in-process, on the same model and settings.
 
-    python benchmarks/generate_speed.py [--runs 5] [--tokens 256]
+    python -m benchmarks.generate_speed [--runs 5] [--tokens 256]
 
 Gemma 3 270M Q4_K_M, n_threads=2, num_ctx 2048, temperature 0, a raw prompt. Both sides are
 warm (the model loaded, one generation done) before timing. r1 is a streamed POST /api/generate
@@ -27,10 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from tinymodels import gemma_gguf  # noqa: E402
+from tests.support.tinymodels import gemma_gguf
 
 PROMPT = "Once upon a time, in a small village by the sea,"
 THREADS, CTX = 2, 2048
@@ -88,7 +85,8 @@ def through_r1(sock_path: str, tokens: int) -> tuple[float, float, int, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{Path(__file__).stem}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tokens", type=int, default=256)
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """Partial GPU offload on a machine with a GPU: the devices llama.cpp sees, how many of Gemma 3 270M's
 layers r1's fit offloads, the host and GPU bytes it plans, and greedy decode speed for each case.
 
-    python benchmarks/gpu_fit_check.py [--num-ctx 8192] [--tokens 128] [--quick]
+    python -m benchmarks.gpu_fit_check [--num-ctx 8192] [--tokens 128] [--quick]
 
 Needs a llama-cpp-python built for the GPU (CUDA, Metal, Vulkan); on a CPU-only build every row says
 0 layers and 100% CPU. Cases: the fit with the device's real free memory (Gemma fits whole on any GPU),
@@ -15,21 +15,16 @@ after the first token; CPU s/token is this process's CPU time per token.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent / "tests"))
-
-from tinymodels import gemma_gguf  # noqa: E402
-
-from r1.daemon.backends import devices, llama_cpp  # noqa: E402
-from r1.daemon.backends.llama_cpp import LlamaCppBackend  # noqa: E402
-from r1.daemon.gpu_fit import MARGIN, fit  # noqa: E402
-from r1.daemon.memory import MiB, estimate, layers  # noqa: E402
-from r1.daemon.metadata import read_metadata  # noqa: E402
+from r1.daemon.backends import devices, llama_cpp
+from r1.daemon.backends.llama_cpp import LlamaCppBackend
+from r1.daemon.gpu_fit import MARGIN, fit
+from r1.daemon.memory import MiB, estimate, layers
+from r1.daemon.metadata import read_metadata
+from tests.support.tinymodels import gemma_gguf
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 
@@ -69,7 +64,8 @@ def run_case(gemma: Path, load: dict, cap: int | None, tokens: int) -> tuple[dic
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{Path(__file__).stem}",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--num-ctx", type=int, default=8192)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--cap", type=int, default=0, help="MiB above the margin for the capped case (0: half)")

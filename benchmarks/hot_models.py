@@ -2,7 +2,7 @@
 between two models with r1 (both kept loaded) beside llama-cpp-python's own server.
 
     pip install -e '.[bench]'      # llama-cpp-python[server], for the side-by-side
-    python benchmarks/hot_models.py
+    python -m benchmarks.hot_models
 
 The two models are Gemma 3 270M (Q4_K_M) and SmolLM2 135M Instruct (Q4_1), n_ctx 2048,
 2 threads, 16-token completions at temperature 0, a raw prompt. `python -m llama_cpp.server
@@ -25,10 +25,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from tinymodels import gemma_gguf  # noqa: E402
+from tests.support.tinymodels import gemma_gguf
 
 PROMPT = "The three primary colors are"
 REQUESTS = 20

@@ -1,7 +1,7 @@
 """Long conversations beside short ones: a short request's first token and decode rate on an idle model,
 beside three slots that hold long histories (a coding agent's), and while a long prompt is evaluated.
 
-    python benchmarks/long_context.py [--history 25000] [--tokens 64] [--runs 3]
+    python -m benchmarks.long_context [--history 25000] [--tokens 64] [--runs 3]
 
 Gemma 3 270M Q4_K_M, n_threads as benchmarks/generate_speed.py, a private daemon with R1_NUM_PARALLEL=4,
 num_ctx 32768 on every request, temperature 0, raw prompts. The short request is the same prompt each time,
@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent / "tests"))
-sys.path.insert(0, str(ROOT))
+from benchmarks.batching import Answer, Server, generate, one, private_daemon, r1_commit
+from benchmarks.generate_speed import PROMPT, THREADS
+from tests.support.tinymodels import gemma_gguf
 
-from batching import Answer, Server, generate, one, private_daemon, r1_commit  # noqa: E402
-from generate_speed import PROMPT, THREADS  # noqa: E402
-from tinymodels import gemma_gguf  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 CTX = 32768
 SLOTS = 4
@@ -74,7 +71,8 @@ def line(what: str, ttft: float, rate: float, idle: tuple[float, float]) -> None
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{Path(__file__).stem}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--history", type=int, default=25000, help="tokens in each long history")
     parser.add_argument("--tokens", type=int, default=64, help="tokens the short request generates")
     parser.add_argument("--runs", type=int, default=3)

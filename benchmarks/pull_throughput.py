@@ -1,8 +1,8 @@
 """Loopback pull speed of the 253 MB Gemma GGUF: `r1 pull` beside huggingface_hub's hf_hub_download.
 
-    python benchmarks/pull_throughput.py [--runs 3]
+    python -m benchmarks.pull_throughput [--runs 3]
 
-Both fetch the same file from the tests' fake Hub on 127.0.0.1 (tests/fakehub.py), each run
+Both fetch the same file from the tests' fake Hub on 127.0.0.1 (tests/support/fakehub.py), each run
 into an empty store or cache. r1's time is the whole `r1 pull` command (resolve, ranged
 download, sha256, commit, manifest); hf_hub_download's is the call alone, in-process.
 """
@@ -20,18 +20,17 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
-from fakehub import FakeHub  # noqa: E402
-from tinymodels import gemma_gguf  # noqa: E402
+from tests.support.fakehub import FakeHub
+from tests.support.tinymodels import gemma_gguf
 
 REPO, FILE = "bench/gemma-3-270m-GGUF", "gemma-3-270m-Q4_K_M.gguf"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{Path(__file__).stem}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     from huggingface_hub import hf_hub_download

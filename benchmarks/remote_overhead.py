@@ -1,7 +1,7 @@
 """What r1 adds in front of a remote engine: llama-cpp-python's own OpenAI-compatible server on
 loopback, asked directly and through r1 (a remote model), in the same run.
 
-    python benchmarks/remote_overhead.py [--runs 7] [--tokens 128]
+    python -m benchmarks.remote_overhead [--runs 7] [--tokens 128]
 
 SmolLM2 135M Instruct (the bundled model), n_threads 2, temperature 0, a streamed chat completion
 of `--tokens` tokens, read by a plain socket client on both sides: straight to the server's
@@ -26,10 +26,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from llamaserver import llama_server, smollm2_path  # noqa: E402
+from tests.support.llamaserver import llama_server, smollm2_path
 
 PROMPT = "Tell me a long story about a lighthouse keeper."
 
@@ -55,7 +52,8 @@ def stream(connect: Callable[[], socket.socket], tokens: int, model: str) -> tup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{Path(__file__).stem}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--tokens", type=int, default=128)
     args = parser.parse_args()

@@ -1,7 +1,7 @@
 """The request log's cost: decode speed of streamed generations, and the time of small requests,
 with the log on and off, in the same run.
 
-    python benchmarks/request_log.py [--runs 6] [--tokens 128] [--small 300]
+    python -m benchmarks.request_log [--runs 6] [--tokens 128] [--small 300]
 
 Two daemons on the same machine, one with R1_LOG_REQUESTS=0, each with Gemma 3 270M Q4_K_M
 (generate_speed.py's request: raw prompt, temperature 0, n_threads 2, num_ctx 2048). The runs
@@ -24,11 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from generate_speed import through_r1  # noqa: E402
-from tinymodels import gemma_gguf  # noqa: E402
+from benchmarks.generate_speed import through_r1
+from tests.support.tinymodels import gemma_gguf
 
 
 def small_requests(sock_path: str, count: int) -> float:
@@ -59,7 +56,8 @@ WRITE_PERIOD = 1.0  # seconds; the request log writes its queue every 0.5 s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{Path(__file__).stem}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=6)
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--small", type=int, default=300, help="small requests per run")

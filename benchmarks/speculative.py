@@ -1,7 +1,7 @@
 """Speculative decoding, by prompt lookup or with a draft model: decode speed with drafting off and on,
 on prompts whose answers repeat them (a list, code) and on one whose answer repeats nothing.
 
-    python benchmarks/speculative.py [--tokens 128] [--runs 3] [--threads 2] [--draft] [--quick]
+    python -m benchmarks.speculative [--tokens 128] [--runs 3] [--threads 2] [--draft] [--quick]
 
 Gemma 3 270M Q4_K_M loaded through r1's GGUF backend in this process (the runner's engine, without the
 daemon or its relay, so the figures are the decoding alone): num_ctx 2048, one slot, extra buffers off,
@@ -17,18 +17,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent / "tests"))
-
-from tinymodels import gemma_gguf  # noqa: E402
-
-from r1.daemon.backends.llama_cpp import LlamaCppBackend  # noqa: E402
-from r1.daemon.backends.speculative import LOOKUP_DRAFTS  # noqa: E402
+from r1.daemon.backends.llama_cpp import LlamaCppBackend
+from r1.daemon.backends.speculative import LOOKUP_DRAFTS
+from tests.support.tinymodels import gemma_gguf
 
 FRUIT = "apples, bananas, cherries, dates, elderberries, figs, grapes, honeydew, kiwis, lemons, mangoes, nectarines"
 PROMPTS = {
@@ -82,7 +77,8 @@ def f32_copy(gemma: Path) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{Path(__file__).stem}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)

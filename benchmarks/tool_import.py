@@ -1,7 +1,7 @@
 """Importing Gemma 3 270M Q4_K_M (253 MB) from Ollama's store, the Hugging Face cache and LM Studio's
 folder with `r1 import --from`, checked (every byte hashed) and with --trust, beside `cp` of the file.
 
-    python benchmarks/tool_import.py [--runs 3]
+    python -m benchmarks.tool_import [--runs 3]
 
 Each tool's store is laid out as that tool lays it out, in one temporary folder on the same file
 system as r1's store (so r1 can hard-link), from the same GGUF. Each run imports into a fresh daemon's
@@ -24,10 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent / "tests"))
-
-from tinymodels import gemma_gguf  # noqa: E402
+from tests.support.tinymodels import gemma_gguf
 
 NAMES = {"ollama": "gemma3:270m", "hf": "hf.co/ggml-org/gemma-3-270m-GGUF:Q4_K_M", "lmstudio": "hf.co/lmstudio-community/gemma-3-270m-GGUF:Q4_K_M"}
 
@@ -80,7 +77,8 @@ def timed_import(r1: str, work: Path, tool: str, root: Path, trust: bool) -> tup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{Path(__file__).stem}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     gguf = gemma_gguf(Path(tempfile.gettempdir()) / "r1-test-models")

@@ -1,6 +1,6 @@
 """r1 beside llama.cpp's own server and llama.cpp's batch API, in one run: 1 client and 8 clients.
 
-    python benchmarks/versus_llama_server.py --peer PYTHON_WITH_XLLAMACPP [--tokens 64] [--rounds 3]
+    python -m benchmarks.versus_llama_server --peer PYTHON_WITH_XLLAMACPP [--tokens 64] [--rounds 3]
 
 Gemma 3 270M Q4_K_M, 2 threads, num_ctx 2048 per sequence, 64 greedy tokens a request, a raw prompt that
 starts with a number of its own (never found in a cache). r1: a private daemon with R1_NUM_PARALLEL=8.
@@ -21,17 +21,13 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent / "tests"))
-sys.path.insert(0, str(ROOT))
+from benchmarks.batching import Server, concurrent, fresh_prompt, one, private_daemon, r1_commit, start_peer
+from benchmarks.generate_speed import THREADS
+from tests.support.tinymodels import gemma_gguf
 
-from batching import (Server, concurrent, fresh_prompt, llama_server, one, private_daemon,  # noqa: E402
-                      r1_commit, start_peer)
-from generate_speed import THREADS  # noqa: E402
-from tinymodels import gemma_gguf  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 CTX, CLIENTS = 2048, 8
 
@@ -62,7 +58,8 @@ def extra_buffers_of(server: Server) -> bool:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{Path(__file__).stem}",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--peer", required=True, metavar="PYTHON", help="a Python with xllamacpp installed")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)

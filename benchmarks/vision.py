@@ -1,11 +1,11 @@
 """An image in a GGUF model's prompt: what it costs to the first token, and what a slot that holds it saves.
 
-    python benchmarks/vision.py [--model M.gguf --projector mmproj.gguf] [--runs 5] [--quick]
+    python -m benchmarks.vision [--model M.gguf --projector mmproj.gguf] [--runs 5] [--quick]
 
 In-process, on r1's backend (backends/llama_cpp.py with the load option `projector`; one slot, num_ctx 2048,
 the tiny model's 256; greedy, one token asked): the same question with no image, with an image the slot has
 not seen (mtmd encodes it and decodes its embeddings), with that image again (its cells reused: only the last
-token is evaluated), and with another image after it (kept apart by its hash: encoded again). Without --model, tests/tinyvision.py's
+token is evaluated), and with another image after it (kept apart by its hash: encoded again). Without --model, tests/support/tinyvision.py's
 random-weight model and projector (a 56-pixel image, 16 positions): their figures are the plumbing's own
 overhead; a real vision model (Gemma 3 with its mmproj) shows the encoder's cost, which reuse saves.
 CPU time of this process per case (process_time: the 2 shared cores make wall time noisy), median of
@@ -16,18 +16,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
-sys.path.insert(0, str(ROOT.parent / "tests"))
-
-from daemon.backends.llama_cpp import LlamaCppBackend  # noqa: E402
-from daemon.backends.llama_vision import MARKER  # noqa: E402
-from tinyvision import png, write_tiny_vision_model  # noqa: E402
+from r1.daemon.backends.llama_cpp import LlamaCppBackend
+from r1.daemon.backends.llama_vision import MARKER
+from tests.support.tinyvision import png, write_tiny_vision_model
 
 QUESTION = "<|im_start|>user\n{images}What is in the picture?<|im_end|>\n<|im_start|>assistant\n"
 
@@ -47,7 +42,8 @@ def first_token(backend: LlamaCppBackend, images: list[bytes]) -> tuple[float, i
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{Path(__file__).stem}",
+                                     description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", type=Path)
     parser.add_argument("--projector", type=Path)
     parser.add_argument("--runs", type=int, default=5)

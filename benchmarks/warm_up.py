@@ -1,13 +1,13 @@
 """What the load-time warm-up costs: r1's GGUF backend loading a model with and without it, and
 the first token that follows, on Gemma 3 270M and SmolLM2 135M.
 
-    python benchmarks/warm_up.py [--runs 5]
+    python -m benchmarks.warm_up [--runs 5]
 
 Each run loads the model in a fresh process (`LlamaCppBackend`, n_threads=2, num_ctx 4096), then
 times one greedy token after a short prompt. "without" is the same backend with `_warm_up`
 replaced by nothing. With extra buffers on (the default) the warm-up decodes 17 tokens, with them
-off 2 (backends/llama_cpp.py says why). The runs alternate; the table gives medians. The warm-up runs the kernels a real prompt runs, so part of what it adds to the
-load, the first request no longer pays.
+off 2 (backends/llama_cpp.py says why). The runs alternate; the table gives medians. The warm-up runs
+the kernels a real prompt runs, so part of what it adds to the load, the first request no longer pays.
 """
 
 from __future__ import annotations
@@ -21,10 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from tinymodels import gemma_gguf  # noqa: E402
+from tests.support.tinymodels import gemma_gguf
 
 ONE_RUN = r"""
 import json, sys, time
@@ -49,8 +46,14 @@ def run_once(model: Path, mode: str, extra_buffers: str) -> dict[str, float]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def median_ms(runs: list[dict[str, float]], key: str) -> float:
+    """The median of one timing (seconds) over `runs`, in milliseconds."""
+    return statistics.median(run[key] for run in runs) * 1000
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{Path(__file__).stem}",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     models = {
@@ -65,13 +68,11 @@ def main() -> None:
         for _ in range(args.runs):
             for mode in runs:
                 runs[mode].append(run_once(path, mode, extra_buffers))
-
-        def median(mode: str, key: str) -> float:
-            return statistics.median(r[key] for r in runs[mode]) * 1000
-
-        print(f"{label:<22}{extra_buffers:>14}{median('without', 'load'):>11.0f} ms{median('with', 'load'):>9.0f} ms"
-              f"{median('with', 'load') - median('without', 'load'):>+7.0f} ms"
-              f"{median('without', 'first_token'):>17.0f} ms{median('with', 'first_token'):>14.0f} ms")
+        unwarmed, warmed = runs["without"], runs["with"]
+        print(f"{label:<22}{extra_buffers:>14}"
+              f"{median_ms(unwarmed, 'load'):>11.0f} ms{median_ms(warmed, 'load'):>9.0f} ms"
+              f"{median_ms(warmed, 'load') - median_ms(unwarmed, 'load'):>+7.0f} ms"
+              f"{median_ms(unwarmed, 'first_token'):>17.0f} ms{median_ms(warmed, 'first_token'):>14.0f} ms")
 
 
 if __name__ == "__main__":
