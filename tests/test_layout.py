@@ -7,6 +7,10 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.unit  # the fast lane (docs/development.md)
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = {"daemon": "r1.daemon", "cli": "r1.cli"}  # folder -> the name it is installed under
 HEAVY = {"aiohttp", "huggingface_hub", "llama_cpp", "mlx", "mlx_lm", "transformers", "numpy", "gguf", "sqlite_utils", "psutil"}
