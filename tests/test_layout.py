@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.import_graph import find_cycle, import_graph, package_graph
+
 pytestmark = pytest.mark.unit  # the fast lane (docs/development.md)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,58 +78,6 @@ def _module_path(name: str) -> Path:
     return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
 
 
-def import_graph(root: Path, packages: dict[str, str]) -> dict[str, set[str]]:
-    """Module -> the modules of `packages` it imports, anywhere in it (function bodies too),
-    with relative imports resolved. `packages` maps folders under `root` to dotted names."""
-    modules: dict[str, Path] = {}
-    for folder, dotted in packages.items():
-        for path in (root / folder).rglob("*.py"):
-            parts = path.relative_to(root / folder).with_suffix("").parts
-            name = ".".join([dotted, *parts[:-1]] if parts[-1] == "__init__" else [dotted, *parts])
-            modules[name] = path
-    graph: dict[str, set[str]] = {}
-    for name, path in modules.items():
-        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        targets: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Import):
-                targets |= {alias.name for alias in node.names}
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
-                    base = f"{base}.{node.module}" if node.module else base
-                else:
-                    base = node.module or ""
-                # `from . import render` imports a module; `from .client import Client`, a name in one.
-                targets |= {f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names}
-        graph[name] = {target for target in targets if target in modules and target != name}
-    return graph
-
-
-def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
-    """One import cycle (a -> b -> ... -> a), or None."""
-    done: set[str] = set()
-    path: list[str] = []
-
-    def visit(name: str) -> list[str] | None:
-        if name in path:
-            return path[path.index(name):] + [name]
-        if name in done:
-            return None
-        path.append(name)
-        for target in sorted(graph[name]):
-            if cycle := visit(target):
-                return cycle
-        path.pop()
-        done.add(name)
-        return None
-
-    for name in sorted(graph):
-        if cycle := visit(name):
-            return cycle
-    return None
-
-
 def test_no_import_cycles() -> None:
     graph = import_graph(ROOT, PACKAGES)
     assert "r1.cli.api" in graph["r1.cli.run"] and "r1.daemon.options" in graph["r1.daemon.options.check"]
@@ -144,23 +94,6 @@ def test_cycle_finder_sees_relative_and_function_level_imports(tmp_path: Path) -
     assert find_cycle(import_graph(tmp_path, {"pkg": "x"})) is None
     (tmp_path / "pkg" / "b.py").write_text("import x.a\n")
     assert find_cycle(import_graph(tmp_path, {"pkg": "x"})) == ["x.a", "x.sub.c", "x.b", "x.a"]
-
-
-def package_graph(root: Path, packages: dict[str, str]) -> dict[str, set[str]]:
-    """Package -> the packages it imports: import_graph with each module collapsed to the package (folder)
-    it is in, so a.x -> b.y and b.z -> a.w is a cycle though no module cycle exists. Modules directly
-    in a top package (r1.daemon.config, r1.cli.main) stand for themselves: the top is no one concern."""
-    inits = {".".join([dotted, *init.parent.relative_to(root / folder).parts])
-             for folder, dotted in packages.items() for init in (root / folder).rglob("__init__.py")}
-
-    def home(module: str) -> str:
-        package = module if module in inits else module.rpartition(".")[0]
-        return module if package in packages.values() else package
-
-    graph: dict[str, set[str]] = {}
-    for module, targets in import_graph(root, packages).items():
-        graph.setdefault(home(module), set()).update(home(target) for target in targets)
-    return {package: targets - {package} for package, targets in graph.items()}
 
 
 def test_no_package_cycles() -> None:
