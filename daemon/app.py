@@ -108,16 +108,7 @@ def create_app(settings: Settings, store: Store, *, start: StartRunner | None = 
     app.cleanup_ctx.append(_scheduler(start, KernelCrashes(store.database)))
     app.cleanup_ctx.append(_pulls)
     app.cleanup_ctx.append(_owned_tasks)
-    app.add_routes(ollama.routes)
-    app.add_routes(inference.routes)
-    app.add_routes(rerank.routes)
-    app.add_routes(openai.routes)
-    app.add_routes(anthropic.routes)
-    app.add_routes(responses.routes)
-    app.add_routes(ops.routes)
-    app.add_routes(blobs.routes)
-    app.add_routes(remotes.routes)
-    app.add_routes(usage.routes)
-    app.add_routes(events.routes)
-    app.add_routes(console.routes)
+    for dialect_or_feature in (ollama, inference, rerank, openai, anthropic, responses, ops, blobs, remotes, usage,
+                               events, console):
+        app.add_routes(dialect_or_feature.routes)
     return app
