@@ -324,7 +324,7 @@ SETTINGS: dict[str, Setting] = {
     "llama_extra_buffers": Setting(
         "R1_LLAMA_EXTRA_BUFFERS", "auto", "llama.cpp's extra buffer types (AMX and repacked weights, faster on the "
         "CPU): auto uses them until they crash on this CPU, then loads without them and remembers that; on always uses "
-        "them; off never does (see Troubleshooting in the README).", _choice(EXTRA_BUFFER_MODES, str.lower)
+        "them; off never does (see docs/troubleshooting.md).", _choice(EXTRA_BUFFER_MODES, str.lower)
     ),
     "num_parallel": Setting(
         "R1_NUM_PARALLEL", "4", "Sequence slots per loaded model: requests it serves at once, decoded together in "
