@@ -6,7 +6,7 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 TYPE_CHECKING = False  # typing costs the CLI's start (see cli/shapes.py); mypy takes it as true
 if TYPE_CHECKING:
@@ -65,8 +65,8 @@ def human_age(timestamp: str, now: datetime | None = None) -> str:
     except ValueError:
         return timestamp
     if then.tzinfo is None:
-        then = then.replace(tzinfo=timezone.utc)
-    seconds = max(0, int(((now or datetime.now(timezone.utc)) - then).total_seconds()))
+        then = then.replace(tzinfo=UTC)
+    seconds = max(0, int(((now or datetime.now(UTC)) - then).total_seconds()))
     for unit, length in (("year", 365 * 86400), ("month", 30 * 86400), ("week", 7 * 86400),
                          ("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= length:
@@ -82,7 +82,7 @@ def human_until(timestamp: str, now: datetime | None = None) -> str:
         return timestamp
     if then.year >= 2200:  # Ollama's way of writing "never"
         return "Forever"
-    seconds = int((then - (now or datetime.now(timezone.utc))).total_seconds())
+    seconds = int((then - (now or datetime.now(UTC))).total_seconds())
     if seconds < 1:
         return "Less than a second"
     for unit, length in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):

@@ -6,14 +6,8 @@ against its shape: they say what the daemon sends, to be kept in step with daemo
 the fields the CLI reads, not every field the daemon sends.
 """
 
-import sys
 from collections.abc import Generator
-from typing import TypedDict, TypeVar
-
-if sys.version_info >= (3, 11):
-    from typing import NotRequired
-else:  # mypy checks as Python 3.10, and knows typing_extensions without it being installed
-    from typing_extensions import NotRequired
+from typing import NotRequired, TypedDict, TypeVar
 
 Event = TypeVar("Event")
 Stream = Generator[Event, None, None]  # an NDJSON answer, one object an event; close() hangs up

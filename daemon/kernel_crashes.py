@@ -4,7 +4,7 @@ to the safe kernels instead of crashing again."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import sqlite_utils
 
@@ -40,7 +40,7 @@ class KernelCrashes:
         return row[0] if row else None
 
     def record_kernel_crash(self, engine: str, cpu: str, reason: str) -> None:
-        recorded_at = datetime.now(timezone.utc).isoformat()
+        recorded_at = datetime.now(UTC).isoformat()
         self._database.write(lambda db: db.execute(
             "INSERT INTO kernel_crashes (engine, cpu, reason, recorded_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(engine, cpu) DO UPDATE SET reason = excluded.reason, recorded_at = excluded.recorded_at",

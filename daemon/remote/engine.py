@@ -101,7 +101,7 @@ class RemoteEngine:
         try:
             async with self._client().get(url + self.health_path, headers=self._headers()) as response:
                 return response.status < 500
-        except (aiohttp.ClientError, asyncio.TimeoutError, R1Error):
+        except (TimeoutError, aiohttp.ClientError, R1Error):
             return False
 
     @contextlib.contextmanager
@@ -163,7 +163,7 @@ class RemoteEngine:
                     async with asyncio.timeout(self._settings.remote_connect_timeout +
                                                self._settings.remote_first_byte_timeout):
                         response = await self._client().request(method, url + path, json=body, headers=headers)
-                except asyncio.TimeoutError as exc:  # aiohttp's read timeout too: a slow engine, not a dead URL
+                except TimeoutError as exc:  # aiohttp's read timeout too: a slow engine, not a dead URL
                     raise GatewayTimeout(f"remote {self.remote.name} at {masked_url(url)} did not start answering "
                                          f"within {self._settings.remote_first_byte_timeout:g} s "
                                          "(R1_REMOTE_FIRST_BYTE_TIMEOUT)") from exc

@@ -4,7 +4,6 @@ they arrive, then one end with the finish reason, the upstream's token counts an
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
@@ -112,7 +111,7 @@ async def _lines(response: aiohttp.ClientResponse, remote: str) -> AsyncIterator
     try:
         async for line in response.content:
             yield line
-    except asyncio.TimeoutError as exc:
+    except TimeoutError as exc:
         raise GatewayTimeout(f"remote {remote} sent nothing more of its answer for longer than "
                              "R1_REMOTE_FIRST_BYTE_TIMEOUT") from exc
     except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:

@@ -233,7 +233,7 @@ class Runner:
         self._writer.close()
         try:
             await asyncio.wait_for(self.process.wait(), STOP_GRACE)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             log.warning("runner %d did not exit in %.0f s; killing it", self.process.pid, STOP_GRACE)
             self.process.kill()
             await self.process.wait()

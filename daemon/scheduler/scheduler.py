@@ -266,7 +266,7 @@ class Scheduler:
         if not dead and not instance.leases:  # busy ones are serving requests this very moment
             try:
                 await asyncio.wait_for(runner.call("ping"), PING_TIMEOUT)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass  # slow to answer is still alive
             except RunnerDied:
                 dead = True

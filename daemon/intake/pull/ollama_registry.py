@@ -46,7 +46,7 @@ async def fetch_manifest(session: aiohttp.ClientSession, ref: OllamaRef) -> Regi
             if response.status != 200:
                 raise RegistryError(f"Ollama's registry at {ref.registry} answered {response.status} for {ref}")
             data = await read_limited(response, MAX_MANIFEST)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         raise RegistryError(f"cannot reach Ollama's registry at {ref.registry}: {exc or type(exc).__name__}") from exc
     return parse_manifest(data, ref)
 

@@ -161,7 +161,7 @@ class RangedDownload:
             try:
                 await self._stream_range(fd, index, offset, end)
                 return
-            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+            except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
                 last_error = exc
                 log.info("range %d-%d of %s: %s; retrying", offset, end - 1, self.url, exc or type(exc).__name__)
                 await asyncio.sleep(min(0.25 * 2**attempt, 4.0))
@@ -244,7 +244,7 @@ async def get_bytes(session: aiohttp.ClientSession, url: str, headers: dict[str,
                     raise refused  # not retried: a 4xx says the same the next time
                 response.raise_for_status()
                 return await read_limited(response, limit)
-        except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError) as exc:
+        except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
             last_error = exc
             await asyncio.sleep(min(0.25 * 2**attempt, 4.0))
     raise TransferError(f"gave up downloading {url} after {ATTEMPTS} attempts: {last_error}")
