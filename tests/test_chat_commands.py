@@ -36,8 +36,10 @@ def sent(daemon: Daemon, term: Terminal, line: str) -> list[dict[str, str]]:
 
 
 def chats(daemon: Daemon) -> list[dict]:
-    """The request log's latest /api/chat requests, newest first."""
-    return [r for r in daemon.request("GET", "/api/log?limit=20")[1]["requests"] if r["route"] == "/api/chat"]
+    """The request log's latest /api/chat requests, newest first. Reads left out (reads=0): each poll of
+    /api/log is itself logged, and enough of them would push the chats out of the window."""
+    rows = daemon.request("GET", "/api/log?limit=50&reads=0")[1]["requests"]
+    return [r for r in rows if r["route"] == "/api/chat"]
 
 
 def reply(term: Terminal, line: str) -> str:
