@@ -86,7 +86,7 @@ class RequestLog:
                 if time.monotonic() >= next_prune:
                     await self.prune()
                     next_prune = time.monotonic() + PRUNE_INTERVAL
-                with contextlib.suppress(asyncio.TimeoutError):  # 3.10's wait_for raises this one
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), FLUSH_INTERVAL)
                 await self.flush()
         finally:
