@@ -44,8 +44,8 @@ class InsufficientStorage(R1Error):
     status = 507
 
 
-SQLITE_FULL = 13  # sqlite3's "database or disk is full" (sqlite3.Error.sqlite_errorcode, Python 3.11+)
-SQLITE_FULL_TEXT = "database or disk is full"  # the same error on Python 3.10, which has no code to read
+SQLITE_FULL = 13  # sqlite3's "database or disk is full" (sqlite3.Error.sqlite_errorcode)
+SQLITE_FULL_TEXT = "database or disk is full"  # the same error raised with no code set (by hand, as tests do)
 
 
 def is_disk_full(exc: BaseException) -> bool:
