@@ -72,11 +72,10 @@ class StoredResponses:
         next write drops them)."""
         at = time.time()
         with self._database.reading() as db:
-            cursor = db.execute("SELECT * FROM responses WHERE id = ? AND expires_at > ?", [response_id, at])
-            row = cursor.fetchone()
-            if row is None:
-                return None
-            values = dict(zip([d[0] for d in cursor.description], row))
+            rows = list(db.query("SELECT * FROM responses WHERE id = ? AND expires_at > ?", [response_id, at]))
+        if not rows:
+            return None
+        values = rows[0]  # at most one: id is the key
         return StoredResponse(**{**values, **{k: json.loads(values[k]) for k in ("input", "output", "response")}})
 
     def put(self, stored: StoredResponse) -> None:

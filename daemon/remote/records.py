@@ -86,9 +86,7 @@ class RemoteRecords:
         """Every remote engine, or the one named `name` (an empty list when there is none)."""
         where, args = ("WHERE name = ?", [name]) if name is not None else ("", [])
         with self._database.reading() as db:
-            cursor = db.execute(f"SELECT * FROM remotes {where} ORDER BY name", args)
-            names = [d[0] for d in cursor.description]
-            return [Remote.from_row(dict(zip(names, row))) for row in cursor.fetchall()]
+            return [Remote.from_row(row) for row in db.query(f"SELECT * FROM remotes {where} ORDER BY name", args)]
 
     def price(self, upstream: str) -> Price | None:
         """The price of an upstream model ("REMOTE:id"), if one was set."""

@@ -83,11 +83,6 @@ def _prune(db: sqlite_utils.Database, before: float) -> int:
         return db.execute("DELETE FROM requests WHERE time < ?", [before]).rowcount
 
 
-def _dicts(cursor: Any) -> list[dict[str, Any]]:
-    names = [d[0] for d in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-
 class RequestRecords:
     """The logged requests in r1.db."""
 
@@ -109,7 +104,7 @@ class RequestRecords:
         of those that did more than read the daemon's state."""
         key = USAGE_KEYS[by]
         with self._database.reading() as db:
-            return _dicts(db.execute(
+            return list(db.query(
                 f"SELECT {key} AS key, count(*) AS requests, coalesce(sum(prompt_tokens), 0) AS prompt_tokens, "
                 "coalesce(sum(output_tokens), 0) AS output_tokens, sum(thinking_tokens) AS thinking_tokens, "
                 "avg(CASE WHEN output_tokens > 1 THEN tokens_per_s END) AS tokens_per_s, sum(cost) AS cost, "
@@ -123,5 +118,5 @@ class RequestRecords:
         """The last `limit` requests to start, newest first (a row is written when its request ends, so the ids
         are in the order they ended); without `reads`, those that did more than read the daemon's state."""
         with self._database.reading() as db:
-            return _dicts(db.execute(f"SELECT * FROM requests {'' if reads else 'WHERE ' + _NOT_A_READ} "
-                                     "ORDER BY time DESC, id DESC LIMIT ?", [limit]))
+            return list(db.query(f"SELECT * FROM requests {'' if reads else 'WHERE ' + _NOT_A_READ} "
+                                 "ORDER BY time DESC, id DESC LIMIT ?", [limit]))
