@@ -16,26 +16,7 @@ from .errors import BadRequest
 from .intake.files import Event, check_source, import_model, manifest_from_blobs
 from .intake.settings import check_settings, check_template
 from .store import Manifest, ModelRecord, Overrides, Store, parse_name
-from .template_limits import too_big
-
-
-def check_template_size(source: str, max_bytes: int) -> None:
-    """Before anything else is done with a template: its size (R1_TEMPLATE_MAX_BYTES). Converting and
-    compiling cost time in proportion, and no real template comes near the limit."""
-    size = len(source.encode(errors="replace"))
-    if size > max_bytes:
-        raise BadRequest(too_big(size, max_bytes))
-
-
-def converted_within(source: str, max_bytes: int) -> str:
-    """A template as r1 renders it (Ollama's Go converted to Jinja, Jinja as it is), within
-    R1_TEMPLATE_MAX_BYTES as it came and as it is rendered."""
-    from .templates.go import as_jinja
-
-    check_template_size(source, max_bytes)
-    converted = as_jinja(source)
-    check_template_size(converted, max_bytes)  # Jinja converted from Go is about twice as long
-    return converted
+from .templates.sized import converted_within
 
 
 def combine_overrides(base: Overrides, new: Overrides) -> Overrides:

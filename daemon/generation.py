@@ -173,7 +173,7 @@ def request_template(source: str | None, max_bytes: int) -> str | None:
     is known to be within R1_TEMPLATE_MAX_BYTES."""
     if not source:
         return None
-    from .create import converted_within  # loaded only when a request brings its own template
+    from .templates.sized import converted_within  # loaded only when a request brings its own template
 
     return converted_within(source, max_bytes)
 
