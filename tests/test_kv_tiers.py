@@ -191,7 +191,7 @@ def test_the_disk_tier_keeps_within_its_cap_least_recently_used_out_first(tmp_pa
 def test_on_a_model_without_sliding_windows_a_longer_saved_prompt_serves_a_shared_start(tmp_path: Path) -> None:
     """SmolLM2 (llama, every layer full attention): a saved prompt is restored and cut back to what a new prompt
     shares with it, so a long system prompt followed by another question is evaluated once."""
-    from tests.support.llamaserver import smollm2_path
+    from tests.support.tinymodels import smollm2_gguf
 
     second = PROMPT + " Question: which box holds the most stones?"
     first = PROMPT + " Question: how many boxes are green?"
@@ -204,7 +204,7 @@ def test_on_a_model_without_sliding_windows_a_longer_saved_prompt_serves_a_share
         return body
 
     with private_daemon(tmp_path, **OFF) as daemon:
-        daemon.cli("import", str(smollm2_path()), "--name", "smol")
+        daemon.cli("import", str(smollm2_gguf()), "--name", "smol")
         fresh = ask(daemon, second)
     with private_daemon(tmp_path, **FAST, R1_KV_CACHE_MIN_TOKENS=MIN_TOKENS, R1_KV_CACHE_RAM="0") as daemon:
         ask(daemon, first)

@@ -9,13 +9,14 @@ from pathlib import Path
 import openai
 import pytest
 
-from tests.support.llamaserver import LlamaServerFailed, llama_server, smollm2_path
+from tests.support.llamaserver import LlamaServerFailed, llama_server
+from tests.support.tinymodels import smollm2_gguf
 
 ASK = [{"role": "user", "content": "Name a colour."}]
 
 
 def test_llama_server_streams_a_chat() -> None:
-    with llama_server(smollm2_path(), alias="smollm2", api_key="sk-local") as base_url:
+    with llama_server(smollm2_gguf(), alias="smollm2", api_key="sk-local") as base_url:
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=base_url + "/v1", api_key="wrong", max_retries=0).models.list()
         client = openai.OpenAI(base_url=base_url + "/v1", api_key="sk-local", max_retries=0, timeout=60)

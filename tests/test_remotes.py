@@ -17,10 +17,11 @@ import pytest
 
 from tests.support.daemons import Daemon, private_daemon
 from tests.support.fakeupstream import ANSWER, INLINE, MAX_MODEL_LEN, THINKING, TOOL_CALL, FakeUpstream, embedding
-from tests.support.llamaserver import llama_server, smollm2_path
+from tests.support.llamaserver import llama_server
 from tests.support.loopback import free_port
 from tests.support.polling import wait_until
 from tests.support.unixhttp import Stream
+from tests.support.tinymodels import smollm2_gguf
 
 KEY = "sk-test-9f8e7d6c5b4a"  # must never show anywhere r1 writes
 PLAIN = "Hello there, remote friend."
@@ -259,7 +260,7 @@ def test_another_r1_daemon_as_an_ollama_dialect_upstream(daemon: Daemon, gemma_d
 
 
 def test_llama_cpps_own_server_as_an_openai_upstream(daemon: Daemon, client: ollama.Client) -> None:
-    with llama_server(smollm2_path(), alias="smollm2") as url:
+    with llama_server(smollm2_gguf(), alias="smollm2") as url:
         daemon.cli("remote", "add", "llamacpp", url)
         daemon.cli("create", "remote-smollm2", "--from", "llamacpp:smollm2")
         parts = list(client.chat("remote-smollm2", [{"role": "user", "content": "What is the capital of France?"}],

